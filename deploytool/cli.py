@@ -1,0 +1,102 @@
+"""Thin click commands: parse, call the API, print. One place maps DeployToolError to exit codes."""
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from deploytool import __version__
+from deploytool.errors import EXIT_CODES, DeployToolError, exit_codes_help
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+def _formats_help() -> str:
+    from deploytool.formats import FORMATS
+
+    return "\b\nFormats:\n" + "\n".join(f"  {n:<12} {f.description}" for n, f in FORMATS.items())
+
+
+def _models_help() -> str:
+    from deploytool.sources import zoo_names
+
+    return "\b\nReference models: " + ", ".join(zoo_names())
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        debug = "--debug" in sys.argv
+        try:
+            return super().invoke(ctx)
+        except DeployToolError as e:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"deploytool: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("deploytool: interrupted (nothing half-written is left behind)", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT, epilog=exit_codes_help())
+@click.version_option(__version__, prog_name="deploytool")
+def main() -> None:
+    """deploytool: export a model to TorchScript, ONNX, SavedModel and TFLite, and prove each artifact.
+
+    Every artifact is loaded on its own runtime in its own process and compared with the
+    source model's outputs; a mismatch fails the command.
+    """
+
+
+@main.command(context_settings=CONTEXT, epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help())
+@click.option("--model", "-m", default="digits_cnn", show_default=True, help="Reference-zoo model name.")
+@click.option("--formats", "-f", default="all", show_default=True,
+              help="Comma-separated formats to export (parents they need are added), or 'all'.")
+@click.option("--out", "-o", default="bundles", show_default=True, type=click.Path(file_okay=False),
+              help="Directory that receives the bundle (OUT/MODEL/).")
+@click.option("--samples", default=16, show_default=True, type=click.IntRange(1, 10000),
+              help="Golden samples to store and check every artifact on.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for golden inputs.")
+@click.option("--keep-layout", is_flag=True, help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")
+@click.option("--strict", is_flag=True, help="Treat a check skipped for a missing runtime as a failure (exit 7).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the table.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and where the worker logs are.")
+def export(model, formats, out, samples, seed, keep_layout, strict, as_json, debug):
+    """Export MODEL to every format into a verified bundle.
+
+    Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
+    then loads each artifact on its runtime (TorchScript on torch, ONNX on onnxruntime,
+    SavedModel on TensorFlow, TFLite on the LiteRT interpreter) and compares its outputs with
+    the source model's on the golden inputs. Converter output goes to OUT/MODEL/logs/.
+    """
+    import json
+
+    from deploytool import api
+
+    requested = None if formats.strip().lower() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
+    progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
+    outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout, strict=strict,
+                         progress=progress)
+    if as_json:
+        click.echo(json.dumps(outcome.manifest, indent=2, default=str))
+    else:
+        from deploytool.report.console import export_table
+
+        for msg in outcome.messages:
+            click.echo(f"note: {msg}")
+        click.echo(f"model {outcome.manifest['model']['name']}: bundle {outcome.bundle}  ({outcome.seconds:.1f} s)")
+        click.echo(export_table(outcome.manifest, outcome.checks))
+    for name, rec in outcome.manifest["artifacts"].items():
+        chk = outcome.checks.get(name)
+        if rec["status"] == "failed":
+            click.echo(f"deploytool: error: {outcome.manifest['model']['name']}/{name}: export failed: {rec['error']}",
+                       err=True)
+        elif chk is not None and chk.status in ("fail", "error"):
+            click.echo(f"deploytool: error: {outcome.manifest['model']['name']}/{name}: {chk.reason}", err=True)
+    if debug and outcome.exit_code:
+        click.echo(f"[deploytool] worker logs: {outcome.bundle / 'logs'}", err=True)
+    sys.exit(outcome.exit_code)
+
+
+__all__ = ["main", "EXIT_CODES"]

@@ -1,0 +1,212 @@
+"""The I/O contract: tensor specs, dynamic dims, layouts, seeded input generation and adaptation.
+
+A contract is plain data (JSON in the manifest). The *source* contract names the model's inputs
+and outputs in order, with shapes whose dynamic dims are named strings ("batch", "seq"), dtypes,
+value ranges and layouts. An *artifact* contract adds, per tensor, the name the artifact uses,
+the dtype it takes, and the axis permutation from the source layout (``perm``), so feeding an
+artifact and reading it back are explicit and never guessed from values.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+INT_DTYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+FLOAT_DTYPES = {"float16", "float32", "float64"}
+DTYPES = INT_DTYPES | FLOAT_DTYPES | {"bool"}
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list  # ints, or strings naming a dynamic dim
+    dtype: str
+    range: list | None = None  # [low, high): integers drawn in it, floats uniform in it
+    layout: str | None = None  # "NCHW", "NHWC", ... for image-like tensors
+    kind: str | None = None  # "classifier" enables top-1 agreement
+    # artifact side (absent in a source contract)
+    artifact_name: str | None = None
+    artifact_dtype: str | None = None
+    perm: list | None = None  # source axes -> artifact axes (np.transpose argument)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorSpec":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        spec = cls(**known)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"tensor spec needs a name, got {self.name!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"{self.name}: unknown dtype {self.dtype!r} (one of {', '.join(sorted(DTYPES))})")
+        for d in self.shape:
+            if not (isinstance(d, str) and d) and not (isinstance(d, int) and d >= 0):
+                raise ValueError(f"{self.name}: shape entries are sizes or dim names, got {d!r}")
+        if self.range is not None and (len(self.range) != 2 or not self.range[0] < self.range[1]):
+            raise ValueError(f"{self.name}: range must be [low, high) with low < high, got {self.range!r}")
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @property
+    def feed_name(self) -> str:
+        return self.artifact_name or self.name
+
+    def concrete_shape(self, dims: dict[str, int]) -> tuple[int, ...]:
+        try:
+            return tuple(dims[d] if isinstance(d, str) else d for d in self.shape)
+        except KeyError as e:
+            raise ValueError(f"{self.name}: no size given for dynamic dim {e.args[0]!r}") from None
+
+
+@dataclass
+class Contract:
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    dims: dict[str, dict] = field(default_factory=dict)  # name -> {example, alt, min, max}
+    fixed_dims: dict[str, int] = field(default_factory=dict)  # dims an artifact froze
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Contract":
+        c = cls(
+            inputs=[TensorSpec.from_dict(x) for x in d["inputs"]],
+            outputs=[TensorSpec.from_dict(x) for x in d["outputs"]],
+            dims={k: dict(v) for k, v in d.get("dims", {}).items()},
+            fixed_dims=dict(d.get("fixed_dims", {})),
+        )
+        c.validate()
+        return c
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+            "dims": self.dims,
+        }
+        if self.fixed_dims:
+            out["fixed_dims"] = self.fixed_dims
+        return out
+
+    def validate(self) -> None:
+        for group in (self.inputs, self.outputs):
+            names = [s.name for s in group]
+            if len(set(names)) != len(names):
+                raise ValueError(f"duplicate tensor names in {names}")
+        if not self.inputs or not self.outputs:
+            raise ValueError("a contract needs at least one input and one output")
+        for s in self.inputs + self.outputs:
+            for d in s.shape:
+                if isinstance(d, str) and d not in self.dims:
+                    raise ValueError(f"{s.name}: dynamic dim {d!r} is not declared in dims")
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    def dim_sizes(self, which: str = "example", batch_one: bool = False) -> dict[str, int]:
+        """Concrete sizes for every dynamic dim: its ``example`` or ``alt`` value (``batch`` -> 1 if asked)."""
+        sizes = {name: int(spec.get(which, spec.get("example", 1))) for name, spec in self.dims.items()}
+        sizes.update(self.fixed_dims)
+        if batch_one and "batch" in sizes and "batch" not in self.fixed_dims:
+            sizes["batch"] = 1
+        return sizes
+
+    def dynamic_dims(self) -> list[str]:
+        return [d for d in self.dims if d not in self.fixed_dims]
+
+
+def generate_inputs(contract: Contract, samples: int, seed: int, dims: dict[str, int]) -> dict[str, np.ndarray]:
+    """Seeded golden inputs: for each input an array [samples, *shape]; integers inside their range."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in contract.inputs:
+        shape = (samples, *spec.concrete_shape(dims))
+        if spec.dtype in INT_DTYPES:
+            lo, hi = spec.range if spec.range else (0, 2)
+            out[spec.name] = rng.integers(int(lo), int(hi), size=shape).astype(spec.dtype)
+        elif spec.dtype == "bool":
+            out[spec.name] = rng.random(shape) < 0.5
+        else:
+            lo, hi = spec.range if spec.range else (-1.0, 1.0)
+            out[spec.name] = rng.uniform(lo, hi, size=shape).astype(spec.dtype)
+    return out
+
+
+def check_inputs(contract: Contract, arrays: dict[str, np.ndarray], what: str) -> None:
+    """Refuse sample arrays whose names, dtypes or ranks do not match the contract (one clear line)."""
+    missing = [n for n in contract.input_names if n not in arrays]
+    extra = [n for n in arrays if n not in contract.input_names]
+    if missing or extra:
+        raise ValueError(f"{what}: expected inputs {contract.input_names}, missing {missing}, unexpected {extra}")
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1:
+        raise ValueError(f"{what}: inputs hold different sample counts {sorted(counts)}")
+    for spec in contract.inputs:
+        a = arrays[spec.name]
+        if str(a.dtype) != spec.dtype:
+            raise ValueError(f"{what}: input {spec.name!r} has dtype {a.dtype}, the contract says {spec.dtype}")
+        if a.ndim != len(spec.shape) + 1:
+            raise ValueError(f"{what}: input {spec.name!r} has shape {a.shape}; expected [samples, "
+                             f"{', '.join(map(str, spec.shape))}]")
+        for axis, d in enumerate(spec.shape):
+            if isinstance(d, int) and a.shape[axis + 1] != d:
+                raise ValueError(f"{what}: input {spec.name!r} has size {a.shape[axis + 1]} at axis {axis}, "
+                                 f"the contract fixes it to {d}")
+
+
+def inverse(perm: list[int]) -> list[int]:
+    return [int(i) for i in np.argsort(perm)]
+
+
+def to_artifact(contract: Contract, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Source-layout feeds -> the artifact's names, layout and dtypes, as its contract says."""
+    out = {}
+    for spec in contract.inputs:
+        x = feeds[spec.name]
+        if spec.perm:
+            x = np.transpose(x, spec.perm)
+        dtype = spec.artifact_dtype or spec.dtype
+        out[spec.feed_name] = np.ascontiguousarray(x.astype(dtype, copy=False))
+    return out
+
+
+def from_artifact(contract: Contract, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Artifact outputs -> source names and layout. A missing output is an error, never guessed."""
+    result = {}
+    for spec in contract.outputs:
+        if spec.feed_name not in outputs:
+            raise KeyError(f"artifact produced no output {spec.feed_name!r} (it has {sorted(outputs)})")
+        y = np.asarray(outputs[spec.feed_name])
+        if spec.perm:
+            y = np.transpose(y, inverse(spec.perm))
+        result[spec.name] = y
+    return result
+
+
+def channels_last_perm(rank: int) -> list[int]:
+    """NC... -> N...C, the transpose onnx2tf applies to rank 3-5 tensors."""
+    return [0, *range(2, rank), 1]
+
+
+def layout_after(layout: str | None, perm: list[int] | None) -> str | None:
+    if not layout or not perm:
+        return layout
+    return "".join(layout[i] for i in perm)
+
+
+def shapes_match(shape: list, expected: list) -> bool:
+    """Static sizes equal where both are known; None / names / -1 match anything."""
+    if len(shape) != len(expected):
+        return False
+    for a, b in zip(shape, expected):
+        if isinstance(a, int) and a >= 0 and isinstance(b, int) and a != b:
+            return False
+    return True

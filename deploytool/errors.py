@@ -1,0 +1,71 @@
+"""The few exceptions deploytool raises on purpose, and the exit codes they map to.
+
+The CLI turns a DeployToolError into its one-line message and ``exit_code``; anything else is a
+bug and keeps its traceback. Exit codes are documented once, here, and rendered into --help and
+the README from EXIT_CODES.
+"""
+from __future__ import annotations
+
+OK = 0
+INTERNAL = 1
+USAGE = 2
+MODEL = 3
+EXPORT = 4
+PARITY = 5
+RUNTIME = 6
+SKIPPED = 7
+BUNDLE = 8
+
+EXIT_CODES = {
+    OK: "success: every requested artifact exported and matched the reference",
+    INTERNAL: "internal error (a bug: rerun with --debug and report the traceback)",
+    USAGE: "usage error: bad option or argument",
+    MODEL: "the model could not be loaded (unknown name, factory raised, bad inputs); nothing exported",
+    EXPORT: "one or more formats failed to export (the others were exported and checked)",
+    PARITY: "an artifact's outputs do not match the reference (parity failure)",
+    RUNTIME: "an artifact failed to load or run in its runtime",
+    SKIPPED: "a runtime was not installed and its check was skipped (only with --strict)",
+    BUNDLE: "the bundle is missing, unreadable, of an unknown schema, or corrupt",
+}
+# When several outcomes apply, the exit code is the first of these that occurred.
+PRECEDENCE = (MODEL, BUNDLE, PARITY, RUNTIME, EXPORT, SKIPPED)
+
+
+def exit_codes_help() -> str:
+    return "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+
+
+def worst(codes) -> int:
+    """Fold several outcome codes into the one the process exits with."""
+    present = set(codes)
+    for code in PRECEDENCE:
+        if code in present:
+            return code
+    return OK
+
+
+class DeployToolError(Exception):
+    """A user-facing failure: one line of message, one exit code."""
+
+    exit_code = INTERNAL
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(DeployToolError):
+    exit_code = USAGE
+
+
+class ModelError(DeployToolError):
+    exit_code = MODEL
+
+
+class BundleError(DeployToolError):
+    exit_code = BUNDLE
+
+
+class NetworkBlocked(RuntimeError):
+    """Raised inside a worker when any code tries to reach the network."""

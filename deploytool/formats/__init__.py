@@ -1,0 +1,122 @@
+"""The format registry: one file per format in this package, each defining ``FORMAT``.
+
+A format declares everything about itself (name, artifact suffix, parent format, precision,
+tolerance tier, runtime, exporting stage, required packages) and how it is exported. CLI
+choices, report rows and test parameters all come from ``FORMATS``; adding a format is adding a
+file here. Format modules must not import torch or TensorFlow at module level: the coordinator
+imports this registry.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from deploytool.contract import Contract
+
+
+@dataclass
+class ExportContext:
+    """What an export function gets inside its worker."""
+
+    model_name: str
+    contract: Contract  # the source contract
+    out_path: Path  # where the artifact must be written (file or directory)
+    workdir: Path  # scratch space, deleted with the staging directory
+    model: Any = None  # the loaded source model (stages that hold it)
+    example_inputs: tuple = ()
+    alt_inputs: tuple = ()  # inputs at the contract's alt dim sizes (shape-specialisation checks)
+    parent_path: Path | None = None
+    parent_contract: Contract | None = None
+    cache: dict = field(default_factory=dict)  # shared by formats exported in the same worker
+
+
+@dataclass
+class ExportResult:
+    contract: Contract  # the artifact's I/O contract
+    exporter_version: str
+    options: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    extra_files: list[Path] = field(default_factory=list)  # besides out_path, belonging to it
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    description: str
+    suffix: str  # appended to the model name under artifacts/
+    parent: str | None  # format this one is converted from; None = the source model
+    precision: str
+    tier: str  # key into parity.TIERS
+    runtime: str  # key into runtimes.RUNTIMES
+    stage: str  # which worker family exports it: "torch" or "tensorflow"
+    exporter: str  # what does the conversion, as shown to users
+    requires: tuple[str, ...]  # import names needed to export it
+    export: Callable[[ExportContext], ExportResult]
+    explain: Callable[[BaseException, str], str] | None = None  # converter error -> one line
+    is_dir: bool = False
+
+    def artifact_name(self, model: str) -> str:
+        return f"{model}{self.suffix}"
+
+    def missing_packages(self) -> list[str]:
+        return [p for p in self.requires if importlib.util.find_spec(p) is None]
+
+
+def _discover() -> dict[str, Format]:
+    found: dict[str, Format] = {}
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name.startswith("_"):
+            continue
+        fmt = getattr(importlib.import_module(f"{__name__}.{info.name}"), "FORMAT", None)
+        if isinstance(fmt, Format):
+            if fmt.name in found:
+                raise RuntimeError(f"two formats named {fmt.name!r}")
+            found[fmt.name] = fmt
+    # Topological order: every parent before its children; siblings by name.
+    ordered: dict[str, Format] = {}
+    remaining = dict(sorted(found.items()))
+    while remaining:
+        ready = [n for n, f in remaining.items() if f.parent is None or f.parent in ordered]
+        if not ready:
+            raise RuntimeError(f"formats with unknown or cyclic parents: {sorted(remaining)}")
+        for n in ready:
+            ordered[n] = remaining.pop(n)
+    return ordered
+
+
+def lineage(name: str) -> list[str]:
+    """The chain of formats from the source to ``name``, inclusive (e.g. onnx, savedmodel, tflite_fp16)."""
+    chain = []
+    cur: str | None = name
+    while cur is not None:
+        chain.append(cur)
+        cur = FORMATS[cur].parent
+    return chain[::-1]
+
+
+def resolve(requested: list[str] | None) -> tuple[list[str], list[str]]:
+    """Requested names -> (formats to export in dependency order, parents added to make them)."""
+    if not requested:
+        return list(FORMATS), []
+    unknown = [n for n in requested if n not in FORMATS]
+    if unknown:
+        raise KeyError(", ".join(unknown))
+    wanted = {n for r in requested for n in lineage(r)}
+    added = sorted(wanted - set(requested))
+    return [n for n in FORMATS if n in wanted], added
+
+
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """A converter exception shortened to what matters: its type and first meaningful line."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    msg = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
+FORMATS: dict[str, Format] = _discover()

@@ -1,0 +1,136 @@
+"""ONNX via ``torch.onnx.export`` (the dynamo exporter), checked with ``onnx.checker``.
+
+Dynamic dims of the contract are declared with ``torch.export.Dim``; their example sizes must
+be >= 2 because torch.export specialises dims of size 0/1. Models under 2 GB are written as one
+file (``external_data=False``; torch 2.x otherwise writes weights to a side file).
+"""
+from __future__ import annotations
+
+import re
+
+from deploytool.contract import Contract
+from deploytool.formats import ExportContext, ExportResult, Format, short_error
+
+TWO_GB = 2 * 1024**3
+
+
+def _dynamic_shapes(ctx: ExportContext) -> dict:
+    import torch
+
+    dims = {}
+    for name in ctx.contract.dynamic_dims():
+        spec = ctx.contract.dims[name]
+        kwargs = {k: int(spec[k]) for k in ("min", "max") if k in spec}
+        dims[name] = torch.export.Dim(name, **kwargs)
+    return {s.name: {i: dims[d] for i, d in enumerate(s.shape) if isinstance(d, str) and d in dims}
+            for s in ctx.contract.inputs}
+
+
+def _onnx_contract(ctx: ExportContext, path) -> Contract:
+    """The graph's own view of its I/O, checked against the source contract (names, order, rank)."""
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    contract = Contract.from_dict(ctx.contract.to_dict())
+    inits = {i.name for i in graph.initializer}
+    graph_inputs = [i for i in graph.input if i.name not in inits]
+    for group, values in ((contract.inputs, graph_inputs), (contract.outputs, graph.output)):
+        if len(group) != len(values):
+            raise RuntimeError(f"ONNX graph has {len(values)} tensors where the contract names {len(group)}: "
+                               f"{[v.name for v in values]}")
+        for spec, value in zip(group, values):
+            dims = value.type.tensor_type.shape.dim
+            spec.artifact_name = value.name
+            spec.artifact_dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
+            if len(dims) != len(spec.shape):
+                raise RuntimeError(f"ONNX {value.name!r} has rank {len(dims)}, contract {spec.name!r} rank {len(spec.shape)}")
+    fixed = {}
+    for spec, value in zip(contract.inputs, graph_inputs):
+        for d, dim in zip(spec.shape, value.type.tensor_type.shape.dim):
+            if isinstance(d, str) and dim.HasField("dim_value"):
+                fixed[d] = int(dim.dim_value)
+    contract.fixed_dims = fixed
+    return contract
+
+
+def _rename_outputs(graph, mapping: dict[str, str]) -> None:
+    """Rename graph outputs; an internal value already holding a wanted name is renamed first."""
+    taken = {o for n in graph.node for o in n.output} | {i.name for i in graph.initializer} | \
+        {i.name for i in graph.input}
+    clashes = {new: f"{new}__internal" for old, new in mapping.items() if new in taken and new != old}
+    rename = {**clashes, **mapping}
+
+    def sub(name: str) -> str:
+        return rename.get(name, name)
+
+    for node in graph.node:
+        node.input[:] = [sub(x) for x in node.input]
+        node.output[:] = [sub(x) for x in node.output]
+    for coll in (graph.output, graph.value_info, graph.input):
+        for v in coll:
+            v.name = sub(v.name)
+    for init in graph.initializer:
+        init.name = sub(init.name)
+
+
+def export(ctx: ExportContext) -> ExportResult:
+    import onnx
+    import torch
+
+    n_params = sum(p.numel() * p.element_size() for p in ctx.model.parameters())
+    options = {
+        "dynamo": True,
+        "opset_version": None,
+        "external_data": n_params >= TWO_GB,
+        "input_names": ctx.contract.input_names,
+        "output_names": ctx.contract.output_names,
+        "dynamic_dims": ctx.contract.dynamic_dims(),
+    }
+    # The dynamo exporter writes an invalid graph when an output name equals a name it
+    # generates for an internal value (e.g. an output called "embedding" next to an
+    # aten.embedding node: "Graph must be in SSA form"; pytorch/pytorch#158094, #168211).
+    # Export under collision-proof placeholder names and rename afterwards.
+    placeholders = [f"deploytool_output_{i}" for i in range(len(options["output_names"]))]
+    torch.onnx.export(
+        ctx.model, ctx.example_inputs, str(ctx.out_path),
+        input_names=options["input_names"], output_names=placeholders,
+        dynamic_shapes=_dynamic_shapes(ctx) or None, external_data=options["external_data"],
+        dynamo=True, verbose=False,
+    )
+    model = onnx.load(str(ctx.out_path), load_external_data=False)
+    _rename_outputs(model.graph, dict(zip(placeholders, options["output_names"])))
+    onnx.save(model, str(ctx.out_path))
+    options["opset_version"] = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    onnx.checker.check_model(str(ctx.out_path), full_check=True)
+    contract = _onnx_contract(ctx, ctx.out_path)
+    notes = [f"dim {d!r} fixed to {v} by the exporter" for d, v in contract.fixed_dims.items()]
+    return ExportResult(contract=contract, exporter_version=f"torch {torch.__version__}, onnx {onnx.__version__}",
+                        options=options, notes=notes)
+
+
+def explain(exc: BaseException, log: str) -> str:
+    # torch.export failures name the unsupported construct in their first lines; keep those.
+    text = str(exc)
+    m = re.search(r"(Unsupported|GuardOnDataDependentSymNode|Could not guard on data-dependent[^\n]*|"
+                  r"Constraints violated[^\n]*|No decompositions registered[^\n]*|"
+                  r"does not support[^\n]*)", text)
+    if m:
+        return f"{type(exc).__name__}: {m.group(0)[:300]}"
+    return short_error(exc)
+
+
+FORMAT = Format(
+    name="onnx",
+    description="ONNX (torch.onnx.export, dynamo), for onnxruntime and most inference engines",
+    suffix=".onnx",
+    parent=None,
+    precision="fp32",
+    tier="fp32",
+    runtime="onnxruntime",
+    stage="torch",
+    exporter="torch.onnx.export",
+    requires=("torch", "onnx", "onnxscript"),
+    export=export,
+    explain=explain,
+)

@@ -1,0 +1,139 @@
+"""TensorFlow SavedModel converted from the ONNX artifact with onnx2tf.
+
+onnx2tf rewrites rank 3-5 tensors channel-last (NCHW -> NHWC); the artifact contract records
+the permutation per tensor, checked against the SavedModel's own signature, so validation feeds
+and reads it explicitly. Outputs of the ``serving_default`` signature are named output_0..N in
+the ONNX graph's output order (onnx2tf writes it with tf_keras' ExportArchive).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+from deploytool.contract import Contract, channels_last_perm, layout_after, shapes_match
+from deploytool.formats import ExportContext, ExportResult, Format, short_error
+
+# onnx2tf 1.28 downloads calibration images from GitHub (utils/common_functions.py,
+# download_test_image_data) whenever every input is 4-D with 3 channels, unless this file is in
+# the working directory. It only feeds onnx2tf's own dummy inference, so a seeded stand-in with
+# the same shape and [0, 1) range keeps the conversion offline and deterministic.
+CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+def _place_calibration_stand_in(workdir: Path) -> None:
+    import numpy as np
+
+    path = workdir / CALIBRATION_FILE
+    if not path.exists():
+        np.save(path, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+
+
+@contextlib.contextmanager
+def _cwd(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _tf_shape(spec) -> list:
+    return [d if d is not None else -1 for d in spec.shape.as_list()]
+
+
+def savedmodel_contract(source: Contract, path: Path, keep_layout: bool = False) -> Contract:
+    """Map the source contract onto the SavedModel's serving signature (names, dtypes, layout)."""
+    import tensorflow as tf
+
+    sig = tf.saved_model.load(str(path)).signatures["serving_default"]
+    sig_inputs = sig.structured_input_signature[1]
+    sig_outputs = sig.structured_outputs
+    contract = Contract.from_dict(source.to_dict())
+    for spec in contract.inputs:
+        key = spec.artifact_name or spec.name
+        candidates = [key, re.sub(r"[^A-Za-z0-9_]", "_", key), spec.name]
+        found = next((c for c in candidates if c in sig_inputs), None)
+        if found is None:
+            raise RuntimeError(f"SavedModel signature has no input for {spec.name!r} (it has {sorted(sig_inputs)})")
+        _map(spec, found, sig_inputs[found], keep_layout)
+    out_keys = sorted(sig_outputs, key=lambda k: int(k.rsplit("_", 1)[-1]) if k.rsplit("_", 1)[-1].isdigit() else 0)
+    if len(out_keys) != len(contract.outputs):
+        raise RuntimeError(f"SavedModel has outputs {out_keys}, the contract names {contract.output_names}")
+    for spec, key in zip(contract.outputs, out_keys):
+        _map(spec, key, sig_outputs[key], keep_layout)
+    return contract
+
+
+def _map(spec, key: str, tf_spec, keep_layout: bool) -> None:
+    shape = _tf_shape(tf_spec)
+    rank = len(spec.shape)
+    perm = None
+    if rank >= 3 and not keep_layout:
+        perm = channels_last_perm(rank)
+    expected = [spec.shape[i] for i in perm] if perm else spec.shape
+    if not shapes_match(shape, expected):
+        alt = list(spec.shape) if perm else [spec.shape[i] for i in channels_last_perm(rank)] if rank >= 3 else None
+        if alt is not None and shapes_match(shape, alt):
+            perm = None if perm else channels_last_perm(rank)
+        else:
+            raise RuntimeError(f"SavedModel tensor {key!r} has shape {shape}, not {expected} as "
+                               f"{spec.name!r} {spec.shape} predicts")
+    spec.artifact_name = key
+    spec.artifact_dtype = tf_spec.dtype.name
+    spec.perm = perm
+    spec.layout = layout_after(spec.layout, perm) if spec.layout else ("channels_last" if perm else None)
+
+
+def export(ctx: ExportContext) -> ExportResult:
+    import onnx2tf
+    import tensorflow as tf
+
+    keep_layout = bool(ctx.cache.get("keep_layout"))
+    options = {"output_signaturedefs": True, "non_verbose": True, "keep_layout": keep_layout,
+               "calibration_stand_in": CALIBRATION_FILE}
+    kwargs = dict(input_onnx_file_path=str(ctx.parent_path.resolve()), output_folder_path=str(ctx.out_path.resolve()),
+                  output_signaturedefs=True, non_verbose=True)
+    if keep_layout:
+        kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in ctx.parent_contract.inputs]
+    _place_calibration_stand_in(ctx.workdir)
+    with _cwd(ctx.workdir):
+        onnx2tf.convert(**kwargs)
+    # onnx2tf also writes its own *.tflite files next to the SavedModel; the TFLite formats are
+    # converted from the SavedModel itself so their lineage is exact, so drop these.
+    for extra in Path(ctx.out_path).glob("*.tflite"):
+        extra.unlink()
+    contract = savedmodel_contract(ctx.parent_contract, ctx.out_path, keep_layout)
+    notes = [f"{s.name}: layout {s.layout} (perm {s.perm})" for s in contract.inputs + contract.outputs if s.perm]
+    return ExportResult(contract=contract, exporter_version=f"onnx2tf {onnx2tf.__version__}, tensorflow {tf.__version__}",
+                        options=options, notes=notes)
+
+
+def explain(exc: BaseException, log: str) -> str:
+    # onnx2tf logs the failing node as "onnx_op_name: NAME" before re-raising; name it.
+    m = re.findall(r"onnx_op_name:\s*(\S+)", log)
+    base = short_error(exc)
+    detail = [ln.strip() for ln in str(exc).splitlines() if "must be" in ln or "shapes" in ln.lower()]
+    where = f"onnx2tf failed at ONNX node {m[-1]!r}: " if m else "onnx2tf failed: "
+    if detail and detail[0] not in base:
+        base = f"{base} ({detail[0][:200]})"
+    return where + base
+
+
+FORMAT = Format(
+    name="savedmodel",
+    description="TensorFlow SavedModel (onnx2tf from the ONNX artifact), NHWC",
+    suffix="_saved_model",
+    parent="onnx",
+    precision="fp32",
+    tier="fp32",
+    runtime="tensorflow",
+    stage="tensorflow",
+    exporter="onnx2tf",
+    requires=("onnx2tf", "tensorflow", "tf_keras", "onnx_graphsurgeon", "sng4onnx", "psutil"),
+    export=export,
+    explain=explain,
+    is_dir=True,
+)

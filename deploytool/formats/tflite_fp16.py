@@ -1,0 +1,17 @@
+"""TFLite with fp16 weights (float16 quantisation), converted from the SavedModel artifact."""
+from deploytool.formats import Format, _tflite
+
+FORMAT = Format(
+    name="tflite_fp16",
+    description="TFLite fp16 weights (TFLiteConverter float16 quantisation), for LiteRT / GPU delegates",
+    suffix="_float16.tflite",
+    parent="savedmodel",
+    precision="fp16",
+    tier="fp16",
+    runtime="litert",
+    stage="tensorflow",
+    exporter="tf.lite.TFLiteConverter",
+    requires=("tensorflow",),
+    export=lambda ctx: _tflite.convert(ctx, "fp16"),
+    explain=_tflite.explain,
+)

@@ -1,0 +1,34 @@
+"""Safe .npz I/O: never unpickle (an npz holding objects is refused), write atomically."""
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+
+class NpzError(ValueError):
+    pass
+
+
+def load(path: Path | str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(str(path), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise NpzError(f"{path}: no such file") from None
+    except ValueError as e:
+        if "allow_pickle" in str(e) or "Object arrays" in str(e):
+            raise NpzError(f"{path}: holds pickled Python objects; refused (only plain numeric arrays are read)") from None
+        raise NpzError(f"{path}: not a readable .npz ({e})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise NpzError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
+
+
+def save(path: Path | str, arrays: dict[str, np.ndarray]) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)

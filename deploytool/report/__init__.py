@@ -1,0 +1,1 @@
+"""Renderers: read results, compute nothing new."""

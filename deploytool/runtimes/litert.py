@@ -1,0 +1,36 @@
+"""TFLite files on the LiteRT interpreter (ai-edge-litert): what an edge device runs.
+
+Imports no TensorFlow. Calls go through the ``serving_default`` signature runner, which feeds
+and returns tensors by name and resizes dynamic inputs itself.
+"""
+from __future__ import annotations
+
+from deploytool.runtimes import Runtime
+
+
+def load(path, settings):
+    from ai_edge_litert.interpreter import Interpreter
+
+    threads = int(settings["threads"]) if settings.get("threads") else None
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    runner = interp.get_signature_runner("serving_default")
+    return {"interpreter": interp, "runner": runner, "threads": threads}
+
+
+def run(session, feeds):
+    return session["runner"](**feeds)
+
+
+def version():
+    from importlib.metadata import version as v
+
+    return v("ai-edge-litert")
+
+
+def settings(session):
+    # XNNPACK is LiteRT's default CPU delegate for float models; num_threads is its only knob here.
+    return {"num_threads": session["threads"] if session["threads"] else "default", "xnnpack": True}
+
+
+RUNTIME = Runtime("litert", "LiteRT interpreter (ai-edge-litert), no TensorFlow", ("ai_edge_litert",),
+                  "pip install ai-edge-litert", load, run, version, settings)

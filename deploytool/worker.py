@@ -1,0 +1,206 @@
+"""Subprocess entry point: ``python -m deploytool.worker JOB.json``.
+
+One process per framework or runtime: the coordinator never imports torch or TensorFlow. A job is
+a JSON file naming what to do and where to write; the result is a JSON file written as soon as
+each piece finishes, so a crash (even a segfault inside a converter) loses only the piece that
+was running. Converter chatter goes to the log file the coordinator attached to stdout/stderr.
+
+Modes:
+  export  load the source (if the stage holds it), write golden data, export a list of formats
+  run     load one artifact in one runtime, run every golden sample, write outputs (+ timings)
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+T_START = time.perf_counter()
+
+from deploytool.offline import forbid_network  # noqa: E402
+
+forbid_network()
+
+
+def _write(path: str, data: dict) -> None:
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.replace(p)
+
+
+def _log_tail(log: str | None, start: int) -> str:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if not log:
+        return ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _log_size(log: str | None) -> int:
+    try:
+        return Path(log).stat().st_size if log else 0
+    except OSError:
+        return 0
+
+
+def export(job: dict) -> None:
+    from deploytool import npz
+    from deploytool.contract import Contract
+    from deploytool.errors import DeployToolError
+    from deploytool.formats import FORMATS, ExportContext, short_error
+
+    result: dict = {"formats": {}}
+    ctx_common: dict = {"model": None, "example_inputs": (), "alt_inputs": ()}
+    if job.get("source"):
+        from deploytool.sources import torch_module
+
+        try:
+            loaded = torch_module.load(job["source"])
+        except DeployToolError as e:
+            result["source_error"] = {"message": str(e), "exit_code": e.exit_code, "traceback": traceback.format_exc()}
+            _write(job["result"], result)
+            return
+        except Exception as e:  # noqa: BLE001 - any failure of user code is a model error
+            result["source_error"] = {"message": f"model {job['model_name']!r}: {short_error(e)}",
+                                      "exit_code": 3, "traceback": traceback.format_exc()}
+            _write(job["result"], result)
+            return
+        contract = loaded.contract
+        result["contract"] = contract.to_dict()
+        result["description"] = loaded.description
+        g = job["golden"]
+        import torch
+
+        torch.manual_seed(g["seed"])
+        inputs = loaded.golden(g["samples"], g["seed"])
+        with torch.no_grad():
+            refs: dict[str, list] = {n: [] for n in contract.output_names}
+            for i in range(len(next(iter(inputs.values())))):
+                out = loaded.module(*[torch.from_numpy(inputs[s.name][i]) for s in contract.inputs])
+                out = out if isinstance(out, (tuple, list)) else (out,)
+                if len(out) != len(contract.outputs):
+                    result["source_error"] = {
+                        "message": f"model {job['model_name']!r} returns {len(out)} outputs, the contract names "
+                                   f"{len(contract.outputs)} ({', '.join(contract.output_names)})", "exit_code": 3}
+                    _write(job["result"], result)
+                    return
+                for spec, t in zip(contract.outputs, out):
+                    refs[spec.name].append(t.detach().numpy())
+        npz.save(g["inputs"], inputs)
+        npz.save(g["reference"], {k: __import__("numpy").stack(v) for k, v in refs.items()})
+        result["versions"] = {"torch": torch.__version__}
+        ctx_common = {"model": loaded.module, "example_inputs": loaded.example_inputs, "alt_inputs": loaded.alt_inputs}
+        _write(job["result"], result)
+    else:
+        contract = Contract.from_dict(job["contract"])
+
+    cache: dict = dict(job.get("options", {}))
+    for item in job["formats"]:
+        fmt = FORMATS[item["name"]]
+        parent_contract = item.get("parent_contract")
+        if fmt.parent and parent_contract is None:
+            done = result["formats"].get(fmt.parent, {})
+            if done.get("status") != "ok":
+                result["formats"][fmt.name] = {"status": "skipped", "seconds": 0.0,
+                                               "error": f"not exported: its parent {fmt.parent} failed"}
+                _write(job["result"], result)
+                continue
+            parent_contract = done["contract"]
+        ctx = ExportContext(
+            model_name=job["model_name"], contract=contract, out_path=Path(item["out"]),
+            workdir=Path(job["workdir"]), parent_path=Path(item["parent_path"]) if item.get("parent_path") else None,
+            parent_contract=Contract.from_dict(parent_contract) if parent_contract else None,
+            cache=cache, **ctx_common)
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        log_start = _log_size(job.get("log"))
+        print(f"=== deploytool: exporting {fmt.name} ({fmt.exporter}) ===", flush=True)
+        t0 = time.perf_counter()
+        try:
+            res = fmt.export(ctx)
+            entry = {"status": "ok", "seconds": time.perf_counter() - t0, "contract": res.contract.to_dict(),
+                     "exporter_version": res.exporter_version, "options": res.options, "notes": res.notes}
+        except Exception as e:  # noqa: BLE001 - a converter failure is data, the other formats go on
+            tb = traceback.format_exc()
+            print(tb, flush=True)
+            log = _log_tail(job.get("log"), log_start)
+            try:
+                reason = fmt.explain(e, log) if fmt.explain else short_error(e)
+            except Exception:  # noqa: BLE001 - an explainer must never hide the real error
+                reason = short_error(e)
+            entry = {"status": "failed", "seconds": time.perf_counter() - t0, "error": reason, "traceback": tb}
+        result["formats"][fmt.name] = entry
+        _write(job["result"], result)
+
+
+def run(job: dict) -> None:
+    import numpy as np
+
+    from deploytool import contract as C
+    from deploytool import npz
+    from deploytool.runtimes import RUNTIMES
+
+    rt = RUNTIMES[job["runtime"]]
+    result: dict = {"status": "running", "runtime": rt.name, "worker_start_s": time.perf_counter() - T_START}
+    contract = C.Contract.from_dict(job["contract"])
+    inputs = npz.load(job["inputs"])
+    t0 = time.perf_counter()
+    try:
+        rt.version()  # imports the runtime's package: its import time is reported apart from load
+        result["import_s"] = time.perf_counter() - t0
+        result["version"] = rt.version()
+        t1 = time.perf_counter()
+        session = rt.load(Path(job["artifact"]), job.get("settings", {}))
+        result["load_s"] = time.perf_counter() - t1
+        result["settings"] = rt.settings(session)
+    except Exception as e:  # noqa: BLE001
+        result.update(status="load_failed", error=_one_line(e), traceback=traceback.format_exc())
+        _write(job["result"], result)
+        return
+    n = len(next(iter(inputs.values())))
+    outs: dict[str, list] = {name: [] for name in contract.output_names}
+    try:
+        for i in range(n):
+            feeds = C.to_artifact(contract, {k: v[i] for k, v in inputs.items()})
+            t1 = time.perf_counter()
+            got = C.from_artifact(contract, rt.run(session, feeds))
+            if i == 0:
+                result["first_inference_s"] = time.perf_counter() - t1
+            for name in contract.output_names:
+                outs[name].append(np.asarray(got[name]))
+    except Exception as e:  # noqa: BLE001
+        result.update(status="run_failed", error=_one_line(e), traceback=traceback.format_exc())
+        _write(job["result"], result)
+        return
+    try:
+        stacked = {k: np.stack(v) for k, v in outs.items()}
+    except ValueError as e:
+        result.update(status="run_failed", error=f"outputs change shape between samples: {e}")
+        _write(job["result"], result)
+        return
+    npz.save(job["outputs"], stacked)
+    result.update(status="ok", samples=n)
+    _write(job["result"], result)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    job = json.loads(Path(argv[0]).read_text())
+    {"export": export, "run": run}[job["mode"]](job)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
