@@ -30,6 +30,7 @@ class TensorSpec:
     artifact_name: str | None = None
     artifact_dtype: str | None = None
     perm: list | None = None  # source axes -> artifact axes (np.transpose argument)
+    artifact_shape: list | None = None  # the shape as the artifact sees it (after perm)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TensorSpec":

@@ -140,6 +140,7 @@ def _export(source, names, added, dest, staging, samples, seed, keep_layout, str
             progress(f"  {name}: {rec['status']}" + (f" ({rec['error']})" if rec.get("error") else ""))
     progress("checking artifacts on their runtimes")
     runs = runner.results()
+    _recheck_hashes(staging, records)
     reference = npz.load(staging / bundle.GOLDEN_REFERENCE)
     checks = judge_all(contract, records, runs, reference)
     for name, chk in checks.items():
@@ -162,6 +163,17 @@ def _export(source, names, added, dest, staging, samples, seed, keep_layout, str
         if chk.status == SKIPPED and rec["status"] == "ok" and strict:
             codes.append(errors.SKIPPED)
     return ExportOutcome(dest, manifest, checks, errors.worst(codes), time.perf_counter() - t_start, messages)
+
+
+def _recheck_hashes(staging: Path, records: dict[str, dict]) -> None:
+    """An artifact must still be what it was when exported: a later converter must not touch it."""
+    for name, rec in records.items():
+        if rec["status"] != "ok":
+            continue
+        try:
+            bundle.verify_files(staging, rec["files"], name)
+        except errors.BundleError as e:
+            rec.update(status="failed", error=f"modified after export by a later stage ({e})")
 
 
 def _artifact_path(model: str, fmt: str) -> str:

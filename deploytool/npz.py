@@ -13,6 +13,9 @@ class NpzError(ValueError):
 
 
 def load(path: Path | str) -> dict[str, np.ndarray]:
+    if Path(path).is_file() and not zipfile.is_zipfile(path):
+        # np.load would treat it as a raw pickle; an .npz is always a zip archive.
+        raise NpzError(f"{path}: not a readable .npz (not a zip archive)")
     try:
         with np.load(str(path), allow_pickle=False) as data:
             return {k: data[k] for k in data.files}

@@ -104,7 +104,11 @@ def export(ctx: ExportContext) -> ExportResult:
     options["opset_version"] = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     onnx.checker.check_model(str(ctx.out_path), full_check=True)
     contract = _onnx_contract(ctx, ctx.out_path)
-    notes = [f"dim {d!r} fixed to {v} by the exporter" for d, v in contract.fixed_dims.items()]
+    if contract.fixed_dims:
+        fixed = ", ".join(f"{d!r} to {v}" for d, v in contract.fixed_dims.items())
+        raise RuntimeError(f"torch.export specialised dynamic dim {fixed} (shape-dependent Python logic, e.g. "
+                           "int()/float() of a size, fixes it); the ONNX graph would only accept that size")
+    notes = []
     return ExportResult(contract=contract, exporter_version=f"torch {torch.__version__}, onnx {onnx.__version__}",
                         options=options, notes=notes)
 

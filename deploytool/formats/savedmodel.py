@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 from deploytool.contract import Contract, channels_last_perm, layout_after, shapes_match
@@ -84,6 +85,7 @@ def _map(spec, key: str, tf_spec, keep_layout: bool) -> None:
     spec.artifact_name = key
     spec.artifact_dtype = tf_spec.dtype.name
     spec.perm = perm
+    spec.artifact_shape = [spec.shape[i] for i in perm] if perm else None
     spec.layout = layout_after(spec.layout, perm) if spec.layout else ("channels_last" if perm else None)
 
 
@@ -92,12 +94,18 @@ def export(ctx: ExportContext) -> ExportResult:
     import tensorflow as tf
 
     keep_layout = bool(ctx.cache.get("keep_layout"))
-    options = {"output_signaturedefs": True, "non_verbose": True, "keep_layout": keep_layout,
+    options = {"output_signaturedefs": True, "non_verbose": True, "not_use_onnxsim": True, "keep_layout": keep_layout,
                "calibration_stand_in": CALIBRATION_FILE}
-    kwargs = dict(input_onnx_file_path=str(ctx.parent_path.resolve()), output_folder_path=str(ctx.out_path.resolve()),
+    # onnx2tf writes a shape-inferred graph back over its input file (onnx2tf.py, "onnx.save(
+    # estimated_graph, f=input_onnx_file_path)"): hand it a copy so the ONNX artifact stays
+    # byte-identical to what torch.onnx wrote and what its hash in the manifest says.
+    onnx_copy = ctx.workdir / "onnx2tf-input.onnx"
+    shutil.copyfile(ctx.parent_path, onnx_copy)
+    kwargs = dict(input_onnx_file_path=str(onnx_copy.resolve()), output_folder_path=str(ctx.out_path.resolve()),
                   output_signaturedefs=True, non_verbose=True)
     if keep_layout:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in ctx.parent_contract.inputs]
+    kwargs["not_use_onnxsim"] = True  # onnxsim is not a dependency; onnx2tf would shell out to it and fail
     _place_calibration_stand_in(ctx.workdir)
     with _cwd(ctx.workdir):
         onnx2tf.convert(**kwargs)

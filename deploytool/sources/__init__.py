@@ -34,8 +34,16 @@ def zoo_names() -> list[str]:
 
 
 def resolve(model: str) -> SourceRef:
+    """A zoo name, or the path of a Python file written like a zoo module (see models/)."""
     names = zoo_names()
     if model in names:
-        return SourceRef(kind="zoo", ref=model, name=model,
-                         details={"file": f"models/{model}.py"})
-    raise ModelError(f"unknown model {model!r}: the reference zoo has {', '.join(names)}")
+        return SourceRef(kind="zoo", ref=model, name=model, details={"file": f"models/{model}.py"})
+    if model.endswith(".py") or "/" in model:
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise ModelError(f"model file {model}: no such file")
+        if path.suffix != ".py":
+            raise ModelError(f"model file {model}: expected a .py file written like a models/ zoo module")
+        return SourceRef(kind="file", ref=str(path.resolve()), name=path.stem, details={"file": str(path.resolve())})
+    raise ModelError(f"unknown model {model!r}: the reference zoo has {', '.join(names)} "
+                     "(or pass the path of a model .py file)")

@@ -6,6 +6,7 @@ A zoo module defines INPUTS, OUTPUTS, DIMS (the contract), ``build()`` returning
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -28,11 +29,22 @@ class LoadedModel:
 def load(source: dict) -> LoadedModel:
     import torch
 
-    name = source["ref"]
+    name = source["name"]
     try:
-        mod = importlib.import_module(f"deploytool.models.{name}")
+        if source["kind"] == "zoo":
+            mod = importlib.import_module(f"deploytool.models.{source['ref']}")
+        else:
+            spec = importlib.util.spec_from_file_location(f"deploytool_user_model_{name}", source["ref"])
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
     except Exception as e:
-        raise ModelError(f"model {name!r}: importing models/{name}.py failed: {type(e).__name__}: {e}") from e
+        raise ModelError(f"model {name!r}: importing {source.get('file', name)} failed: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from e
+    for attr in ("INPUTS", "OUTPUTS", "build"):
+        if not hasattr(mod, attr):
+            raise ModelError(f"model {name!r}: {source.get('file', name)} defines no {attr} (see models/digits_cnn.py)")
+    if not callable(mod.build):
+        raise ModelError(f"model {name!r}: build is not callable")
     try:
         contract = Contract.from_dict({"inputs": mod.INPUTS, "outputs": mod.OUTPUTS, "dims": getattr(mod, "DIMS", {})})
     except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -1,0 +1,90 @@
+"""Error paths: one line naming the model/format and the cause, a documented exit code."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import TEST_MODELS, manifest_of
+from deploytool import errors
+
+
+def _one_line_error(proc) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return "\n".join(lines)
+
+
+def test_unknown_model(run_cli, tmp_path):
+    proc = run_cli("export", "--model", "resnet9000", "--out", tmp_path)
+    assert proc.returncode == errors.MODEL
+    err = _one_line_error(proc)
+    assert err.count("\n") == 0 and "unknown model 'resnet9000'" in err and "digits_cnn" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_model_file(run_cli, tmp_path):
+    proc = run_cli("export", "--model", tmp_path / "nope.py", "--out", tmp_path)
+    assert proc.returncode == errors.MODEL
+    assert "no such file" in _one_line_error(proc)
+
+
+@pytest.mark.parametrize("model, message", [
+    ("factory_raises.py", "factory build() raised RuntimeError: weights file corrupted"),
+    ("not_a_module.py", "not a torch.nn.Module"),
+])
+def test_broken_factory(run_cli, tmp_path, model, message):
+    proc = run_cli("export", "--model", TEST_MODELS / model, "--out", tmp_path)
+    assert proc.returncode == errors.MODEL, proc.stderr
+    err = _one_line_error(proc)
+    assert err.count("\n") == 0 and message in err
+    assert not (tmp_path / model.removesuffix(".py")).exists()
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+
+
+def test_debug_shows_the_traceback(run_cli, tmp_path):
+    proc = run_cli("export", "--model", TEST_MODELS / "factory_raises.py", "--out", tmp_path, "--debug")
+    assert proc.returncode == errors.MODEL and "Traceback" in proc.stderr
+
+
+def test_unknown_format_is_a_usage_error(run_cli, tmp_path):
+    proc = run_cli("export", "--formats", "onnx,coreml", "--out", tmp_path)
+    assert proc.returncode == errors.USAGE
+    assert "unknown format(s) coreml" in _one_line_error(proc)
+
+
+def test_converter_failure_is_isolated_to_its_formats(run_cli, tmp_path):
+    proc = run_cli("export", "--model", TEST_MODELS / "needs_flex_op.py", "--out", tmp_path)
+    assert proc.returncode == errors.EXPORT, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "needs_flex_op/tflite_fp32: export failed: TFLiteConverter: ops not supported by TFLite built-ins: " \
+           "tf.MatrixDeterminant" in proc.stderr
+    m = manifest_of(tmp_path / "needs_flex_op")
+    art = m["artifacts"]
+    for fmt in ("torchscript", "onnx", "savedmodel"):
+        assert art[fmt]["status"] == "ok" and art[fmt]["check"]["status"] == "pass", fmt
+    for fmt in ("tflite_fp32", "tflite_fp16"):
+        assert art[fmt]["status"] == "failed" and "MatrixDeterminant" in art[fmt]["error"]
+        assert art[fmt]["files"] == []
+    assert not list((tmp_path / "needs_flex_op/artifacts").glob("*.tflite"))
+
+
+def test_shape_baking_model_fails_torchscript_and_onnx_with_reasons(run_cli, tmp_path):
+    proc = run_cli("export", "--model", TEST_MODELS / "shape_baked.py", "--out", tmp_path)
+    assert proc.returncode == errors.EXPORT
+    art = manifest_of(tmp_path / "shape_baked")["artifacts"]
+    assert "trace baked in an input shape" in art["torchscript"]["error"]
+    assert "specialised dynamic dim 'batch' to 2" in art["onnx"]["error"]
+    assert art["savedmodel"]["status"] == "skipped" and "parent onnx failed" in art["savedmodel"]["error"]
+
+
+def test_exit_code_precedence():
+    assert errors.worst([errors.OK, errors.EXPORT, errors.PARITY]) == errors.PARITY
+    assert errors.worst([errors.OK]) == errors.OK
+    assert errors.worst([errors.SKIPPED, errors.RUNTIME]) == errors.RUNTIME
+
+
+@pytest.mark.parametrize("args", [["--help"], ["export", "--help"]])
+def test_help_documents_exit_codes(run_cli, args):
+    proc = run_cli(*args)
+    assert proc.returncode == 0
+    for code in errors.EXIT_CODES:
+        assert f"  {code}  " in proc.stdout

@@ -1,0 +1,103 @@
+"""Every format x every reference model, parametrized over the registries."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import manifest_of
+from deploytool import bundle as B
+from deploytool.contract import Contract
+from deploytool.formats import FORMATS
+from deploytool.runtimes import RUNTIMES
+from deploytool.sources import zoo_names
+
+ZOO = zoo_names()
+
+
+def test_zoo_has_the_required_models():
+    assert {"digits_cnn", "mobilenet_v2", "tiny_transformer", "multi_io"} <= set(ZOO)
+
+
+@pytest.mark.parametrize("model", ZOO)
+def test_export_exits_zero_and_prints_the_table(zoo_bundles, model):
+    bundle, proc = zoo_bundles[model]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for fmt in FORMATS:
+        assert any(line.startswith(fmt) and "PASS" in line for line in proc.stdout.splitlines()), proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("model", ZOO)
+def test_every_artifact_exported_hashed_and_matching(zoo_bundles, model, fmt):
+    bundle, _ = zoo_bundles[model]
+    rec = manifest_of(bundle)["artifacts"][fmt]
+    spec = FORMATS[fmt]
+    assert rec["status"] == "ok", rec.get("error")
+    assert rec["check"]["status"] == "pass", rec["check"]["reason"]
+    assert rec["parent"] == spec.parent and rec["precision"] == spec.precision and rec["runtime"] == spec.runtime
+    assert rec["exporter"]["name"] == spec.exporter and rec["exporter"]["version"]
+    assert rec["files"] and rec["size_bytes"] == sum(f["size"] for f in rec["files"]) > 0
+    B.verify_files(bundle, rec["files"], fmt)  # raises on a hash/size mismatch
+    contract = Contract.from_dict(rec["contract"])
+    assert contract.input_names == [s["name"] for s in manifest_of(bundle)["contract"]["inputs"]]
+    if spec.precision == "fp32":
+        assert rec["check"]["max_abs"] <= 1e-4
+
+
+@pytest.mark.parametrize("model", ZOO)
+def test_tensorflow_artifacts_record_their_layout(zoo_bundles, model):
+    m = manifest_of(zoo_bundles[model][0])
+    for fmt in ("savedmodel", "tflite_fp32"):
+        for spec in m["artifacts"][fmt]["contract"]["inputs"]:
+            if len(spec["shape"]) == 4:
+                assert spec["layout"] == "NHWC" and spec["perm"] == [0, 2, 3, 1]
+                assert spec["artifact_shape"] == [spec["shape"][i] for i in (0, 2, 3, 1)]
+            else:
+                assert "perm" not in spec
+
+
+def test_digits_cnn_checks_on_real_held_out_digits(zoo_bundles):
+    from deploytool import npz
+    from deploytool.models import digits_cnn
+
+    bundle, _ = zoo_bundles["digits_cnn"]
+    inputs = npz.load(bundle / B.GOLDEN_INPUTS)["image"]
+    _, _, x_test, _ = digits_cnn.load_split()
+    assert inputs.shape == (16, 1, 1, 8, 8)
+    # every golden sample is one of the held-out digits, not noise
+    flat = {x.tobytes() for x in x_test}
+    assert all(x[0].tobytes() in flat for x in inputs)
+    assert digits_cnn.recorded_accuracy()["held_out_accuracy"] >= 0.95
+
+
+def test_multi_io_keeps_names_and_order(zoo_bundles):
+    from deploytool import npz
+
+    bundle, _ = zoo_bundles["multi_io"]
+    m = manifest_of(bundle)
+    assert [s["name"] for s in m["contract"]["inputs"]] == ["image", "meta"]
+    assert [s["name"] for s in m["contract"]["outputs"]] == ["score", "embedding"]
+    ref = npz.load(bundle / B.GOLDEN_REFERENCE)
+    assert ref["score"].shape == (16, 1, 5) and ref["embedding"].shape == (16, 1, 16)
+    meta = npz.load(bundle / B.GOLDEN_INPUTS)["meta"]
+    assert meta.dtype.name == "int64" and meta.min() >= 0 and meta.max() < 8
+    onnx_outputs = [s["artifact_name"] for s in m["artifacts"]["onnx"]["contract"]["outputs"]]
+    assert onnx_outputs == ["score", "embedding"]
+
+
+def test_tiny_transformer_ids_in_vocab_and_dynamic_seq_in_onnx(zoo_bundles):
+    import onnx
+
+    from deploytool import npz
+
+    bundle, _ = zoo_bundles["tiny_transformer"]
+    ids = npz.load(bundle / B.GOLDEN_INPUTS)["ids"]
+    assert ids.dtype.name == "int64" and ids.min() >= 0 and ids.max() < 1000
+    g = onnx.load(str(bundle / "artifacts/tiny_transformer.onnx")).graph
+    dims = [d.dim_param for d in g.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "seq"]
+
+
+def test_runtimes_registry_covers_every_format():
+    for fmt in FORMATS.values():
+        assert fmt.runtime in RUNTIMES
