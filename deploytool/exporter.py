@@ -19,7 +19,7 @@ from deploytool.contract import Contract
 from deploytool.errors import DeployToolError, ModelError, UsageError
 from deploytool.formats import FORMATS, resolve
 from deploytool.sources import resolve as resolve_source
-from deploytool.spawn import run_job
+from deploytool.spawn import Worker
 from deploytool.validator import FAIL, ERROR, SKIPPED, ArtifactCheck, Runner, judge_all
 
 DEFAULT_SAMPLES = 16
@@ -67,15 +67,41 @@ def _export(source, names, added, dest, staging, samples, seed, keep_layout, str
     work.mkdir()
     messages = [f"added {', '.join(added)} (needed to convert the requested formats)"] if added else []
     records: dict[str, dict] = {}
-    contract: Contract | None = None
-    description = ""
-    framework_versions: dict = {}
     runner = Runner(staging, work, staging / bundle.GOLDEN_INPUTS)
     stages = [(stage, list(group)) for stage, group in groupby(names, key=lambda n: FORMATS[n].stage)]
     if not stages or stages[0][0] != source.framework:
         stages.insert(0, (source.framework, []))
+    # Stage workers start one stage ahead: the next framework imports (TensorFlow + onnx2tf take
+    # ~7 s) on the other core while the current stage exports.
+    workers = [Worker(work / f"export-{stage}-job.json", staging / bundle.LOGS / f"export-{stage}.log",
+                      preload=_preload(source.framework if i == 0 else None, group))
+               for i, (stage, group) in enumerate(stages)]
+    for w in workers[:2]:
+        w.start()
+    try:
+        return _run_stages(source, stages, workers, runner, records, staging, dest, work, samples, seed,
+                           keep_layout, strict, progress, t_start, names, added, messages)
+    finally:
+        for w in workers:
+            w.cancel()
+
+
+def _preload(framework: str | None, group: list[str]) -> tuple[str, ...]:
+    mods = [framework] if framework else []
+    for name in group:
+        mods += [m for m in FORMATS[name].requires if m not in mods]
+    return tuple(mods)
+
+
+def _run_stages(source, stages, workers, runner, records, staging, dest, work, samples, seed, keep_layout, strict,
+                progress, t_start, names, added, messages) -> ExportOutcome:
+    contract: Contract | None = None
+    description = ""
+    framework_versions: dict = {}
     for index, (stage, group) in enumerate(stages):
         holds_source = index == 0
+        if index + 1 < len(workers):
+            workers[index + 1].start()
         runnable = []
         for name in group:
             fmt = FORMATS[name]
@@ -89,7 +115,11 @@ def _export(source, names, added, dest, staging, samples, seed, keep_layout, str
             else:
                 runnable.append(name)
         if not runnable and not holds_source:
+            workers[index].cancel()
             continue
+        if not holds_source:
+            for name in runnable:
+                runner.prestart(name)
         progress(f"exporting {', '.join(runnable) or 'reference outputs'} ({stage} worker)")
         job = {
             "mode": "export", "stage": stage, "model_name": source.name,
@@ -109,7 +139,7 @@ def _export(source, names, added, dest, staging, samples, seed, keep_layout, str
                              "reference": str(staging / bundle.GOLDEN_REFERENCE)}
         else:
             job["contract"] = contract.to_dict()
-        result = run_job(job, work / f"export-{stage}-job.json", staging / bundle.LOGS / f"export-{stage}.log")
+        result = workers[index].run(job)
         if holds_source:
             if "source_error" in result:
                 err = result["source_error"]
@@ -124,12 +154,15 @@ def _export(source, names, added, dest, staging, samples, seed, keep_layout, str
             entry = result.get("formats", {}).get(name)
             if entry is None:
                 records[name] = _record(fmt, "failed", error=result.get("crash", "worker produced no result"))
+                runner.cancel(name)
             elif entry["status"] != "ok":
                 records[name] = _record(fmt, entry["status"], error=entry["error"], seconds=entry["seconds"])
+                runner.cancel(name)
             else:
                 path = staging / _artifact_path(source.name, name)
                 if not path.exists():
                     records[name] = _record(fmt, "failed", error=f"exporter reported success but wrote no {path.name}")
+                    runner.cancel(name)
                     continue
                 records[name] = _record(fmt, "ok", seconds=entry["seconds"], path=_artifact_path(source.name, name),
                                         contract=entry["contract"], exporter_version=entry["exporter_version"],

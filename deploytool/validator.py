@@ -16,7 +16,7 @@ from deploytool import npz, parity
 from deploytool.contract import Contract
 from deploytool.formats import FORMATS, lineage
 from deploytool.runtimes import RUNTIMES
-from deploytool.spawn import run_job
+from deploytool.spawn import Worker
 
 PASS, FAIL, ERROR, SKIPPED, NOT_EXPORTED = "pass", "fail", "error", "skipped", "not_exported"
 
@@ -49,6 +49,22 @@ class Runner:
         self.settings = settings or {}
         self.pool = ThreadPoolExecutor(max_workers=parallel)
         self.futures: dict[str, Future] = {}
+        self.warm: dict[str, Worker] = {}
+
+    def _worker(self, fmt_name: str) -> Worker:
+        rt = RUNTIMES[FORMATS[fmt_name].runtime]
+        return self.warm.pop(fmt_name, None) or Worker(
+            self.work / f"{fmt_name}.run-job.json", self.bundle_dir / "logs" / f"run-{fmt_name}.log", rt.packages)
+
+    def prestart(self, fmt_name: str) -> None:
+        """Start the runtime's worker now so its imports overlap the export still running."""
+        if fmt_name not in self.warm and not RUNTIMES[FORMATS[fmt_name].runtime].missing_packages():
+            self.warm[fmt_name] = self._worker(fmt_name).start()
+
+    def cancel(self, fmt_name: str) -> None:
+        worker = self.warm.pop(fmt_name, None)
+        if worker is not None:
+            worker.cancel()
 
     def submit(self, fmt_name: str, record: dict) -> None:
         fmt = FORMATS[fmt_name]
@@ -67,16 +83,19 @@ class Runner:
             "outputs": str(self.work / f"{fmt_name}.outputs.npz"),
             "result": str(self.work / f"{fmt_name}.run.json"), "settings": self.settings,
         }
-        self.futures[fmt_name] = self.pool.submit(self._run, job, fmt_name)
+        self.futures[fmt_name] = self.pool.submit(self._run, self._worker(fmt_name), job)
 
-    def _run(self, job: dict, fmt_name: str) -> dict:
-        result = run_job(job, self.work / f"{fmt_name}.run-job.json", self.bundle_dir / "logs" / f"run-{fmt_name}.log")
+    @staticmethod
+    def _run(worker: Worker, job: dict) -> dict:
+        result = worker.run(job)
         result["outputs_path"] = job["outputs"]
         return result
 
     def results(self) -> dict[str, dict]:
         out = {name: fut.result() for name, fut in self.futures.items()}
         self.pool.shutdown()
+        for name in list(self.warm):
+            self.cancel(name)
         return out
 
 
