@@ -171,3 +171,8 @@ def verify_files(bundle: Path, records: list[dict], what: str) -> None:
 
 def python_info() -> str:
     return sys.version.split()[0]
+
+
+def golden_outputs_path(fmt: str, set_name: str) -> str:
+    """Where an artifact's own outputs on a golden set are kept (for per-hop comparisons later)."""
+    return f"golden/outputs/{fmt}.{set_name}.npz"

@@ -99,4 +99,67 @@ def export(model, formats, out, samples, seed, keep_layout, strict, as_json, deb
     sys.exit(outcome.exit_code)
 
 
+def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
+    from deploytool.parity import parse_tolerance
+
+    out: dict = {}
+    for field_name, specs in (("atol", atol), ("rtol", rtol)):
+        for spec in specs:
+            try:
+                key, value = parse_tolerance(spec, field_name)
+            except ValueError as e:
+                raise click.BadParameter(str(e)) from None
+            out.setdefault(key, {})[field_name] = value
+    return out
+
+
+@main.command(context_settings=CONTEXT, epilog=exit_codes_help())
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
+@click.option("--format", "-f", "formats", multiple=True,
+              help="Artifact to check (repeatable); a prefix selects several (-f tflite). Default: all.")
+@click.option("--data", type=click.Path(dir_okay=False), help="Your own inputs: .npz with the contract's input names "
+              "(rows of a dynamic first dim are samples). Needs the source model to compute references.")
+@click.option("--samples", type=click.IntRange(1), help="Use the first N golden samples (default: all stored).")
+@click.option("--atol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE",
+              help="Absolute tolerance override, global or per format/output (repeatable). Makes the check elementwise.")
+@click.option("--rtol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE", help="Relative tolerance override, as --atol.")
+@click.option("--strict", is_flag=True, help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
+@click.option("--reports", type=click.Path(file_okay=False), help="Where reports and repro folders go "
+              "(default: BUNDLE/reports).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
+def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_path, junit_path, debug):
+    """Re-check every artifact of BUNDLE on its own runtime, fail closed.
+
+    Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
+    second shape where dims are dynamic, and on --data), and is compared with the stored
+    reference outputs and with its parent artifact, so a failure names the conversion hop
+    (torch -> onnx -> savedmodel -> tflite) where the error appears. Needs only the bundle and
+    the runtime of the artifacts checked: `validate BUNDLE -f tflite` runs with numpy, click and
+    ai-edge-litert alone. Artifact files are checked against their sha256 before loading.
+    Writes BUNDLE/reports/validation.json, validation.junit.xml and, per failing artifact,
+    reports/repro/FORMAT/ (inputs, expected, actual, worst sample, hashes, versions).
+    """
+    from deploytool import validate as V
+    from deploytool.report.console import validate_table
+
+    progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
+    outcome = V.validate(bundle, list(formats) or None, data, samples, _tolerances(atol, rtol), strict, reports,
+                         json_path, junit_path, progress)
+    m = outcome.manifest
+    sets = ", ".join(f"{s.name} ({s.samples} x {', '.join(f'{k}={v}' for k, v in s.dims.items()) or 'static'})"
+                     for s in outcome.sets)
+    click.echo(f"model {m['model']['name']}: bundle {outcome.bundle}  sets: {sets}  ({outcome.seconds:.1f} s)")
+    click.echo(validate_table(m, outcome.checks))
+    click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['junit']}")
+    for name, chk in outcome.checks.items():
+        if chk.status in ("fail", "error", "corrupt", "not_exported"):
+            extra = f" (repro: {outcome.reports[f'repro:{name}']})" if f"repro:{name}" in outcome.reports else ""
+            click.echo(f"deploytool: error: {m['model']['name']}/{name}: {chk.reason}{extra}", err=True)
+        elif chk.status == "skipped":
+            click.echo(f"deploytool: warning: {m['model']['name']}/{name}: skipped: {chk.reason}", err=True)
+    sys.exit(outcome.exit_code)
+
+
 __all__ = ["main", "EXIT_CODES"]

@@ -1,8 +1,9 @@
 """The export pipeline (coordinator side): source -> artifacts -> check -> published bundle.
 
 Formats are exported stage by stage (one worker process per framework: torch, then
-TensorFlow), in the registry's dependency order. As soon as a stage's artifacts exist they are
-checked on their own runtimes in parallel with the next stage. The bundle is assembled in a
+TensorFlow), in the registry's dependency order. Stage workers start one stage ahead so the next
+framework's imports overlap the current stage, and each artifact is checked on its own runtime
+as soon as its stage is done, in parallel with the next stage. The bundle is assembled in a
 staging directory and published by rename when complete.
 """
 from __future__ import annotations
@@ -14,15 +15,17 @@ from itertools import groupby
 from pathlib import Path
 from typing import Callable
 
-from deploytool import bundle, errors, npz
+from deploytool import bundle, errors, validator
 from deploytool.contract import Contract
-from deploytool.errors import DeployToolError, ModelError, UsageError
+from deploytool.errors import ModelError, UsageError
 from deploytool.formats import FORMATS, resolve
+from deploytool.sources import SourceRef
 from deploytool.sources import resolve as resolve_source
 from deploytool.spawn import Worker
-from deploytool.validator import FAIL, ERROR, SKIPPED, ArtifactCheck, Runner, judge_all
+from deploytool.validator import ArtifactCheck, GoldenSet, Runner
 
 DEFAULT_SAMPLES = 16
+ALT_SAMPLES = 4
 DEFAULT_SEED = 0
 
 
@@ -48,42 +51,209 @@ def export(model: str, formats: list[str] | None = None, out: Path | str = "bund
     except KeyError as e:
         raise UsageError(f"unknown format(s) {e.args[0]}; known: {', '.join(FORMATS)}") from None
     out = Path(out)
-    dest = out / source.name
     try:
         staging = bundle.staging_dir(out, source.name)
     except OSError as e:
         raise UsageError(f"cannot write bundles under {out}: {e.strerror or e}") from None
+    job = _Export(source, names, added, staging, samples, seed, keep_layout, progress)
     try:
-        return _export(source, names, added, dest, staging, samples, seed, keep_layout, strict, progress, t_start)
+        manifest, checks = job.run()
+        bundle.publish(staging, out / source.name)
     finally:
+        job.close()
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _export(source, names, added, dest, staging, samples, seed, keep_layout, strict, progress, t_start) -> ExportOutcome:
-    work = staging / ".work"
-    (staging / bundle.ARTIFACTS).mkdir(parents=True)
-    (staging / "golden").mkdir()
-    work.mkdir()
+    codes = [errors.EXPORT for rec in manifest["artifacts"].values() if rec["status"] == "failed"]
     messages = [f"added {', '.join(added)} (needed to convert the requested formats)"] if added else []
-    records: dict[str, dict] = {}
-    runner = Runner(staging, work, staging / bundle.GOLDEN_INPUTS)
-    stages = [(stage, list(group)) for stage, group in groupby(names, key=lambda n: FORMATS[n].stage)]
-    if not stages or stages[0][0] != source.framework:
-        stages.insert(0, (source.framework, []))
-    # Stage workers start one stage ahead: the next framework imports (TensorFlow + onnx2tf take
-    # ~7 s) on the other core while the current stage exports.
-    workers = [Worker(work / f"export-{stage}-job.json", staging / bundle.LOGS / f"export-{stage}.log",
-                      preload=_preload(source.framework if i == 0 else None, group))
-               for i, (stage, group) in enumerate(stages)]
-    for w in workers[:2]:
-        w.start()
-    try:
-        return _run_stages(source, stages, workers, runner, records, staging, dest, work, samples, seed,
-                           keep_layout, strict, progress, t_start, names, added, messages)
-    finally:
-        for w in workers:
+    return ExportOutcome(out / source.name, manifest, checks, errors.worst(codes + [validator.exit_code(checks, strict)]),
+                         time.perf_counter() - t_start, messages)
+
+
+class _Export:
+    def __init__(self, source: SourceRef, names: list[str], added: list[str], staging: Path, samples: int, seed: int,
+                 keep_layout: bool, progress: Callable[[str], None]) -> None:
+        self.source, self.names, self.added, self.staging = source, names, added, staging
+        self.samples, self.seed, self.keep_layout, self.progress = samples, seed, keep_layout, progress
+        self.work = staging / ".work"
+        for d in (staging / bundle.ARTIFACTS, staging / "golden", self.work):
+            d.mkdir(parents=True)
+        self.records: dict[str, dict] = {}
+        self.contract: Contract | None = None
+        self.description = ""
+        self.versions: dict = {}
+        self.sets: list[GoldenSet] = []
+        self.runner = Runner(staging, self.work)
+        self.stages = [(stage, list(group)) for stage, group in groupby(names, key=lambda n: FORMATS[n].stage)]
+        if not self.stages or self.stages[0][0] != source.framework:
+            self.stages.insert(0, (source.framework, []))
+        # Stage workers start one stage ahead: the next framework imports (TensorFlow + onnx2tf
+        # take ~7 s) on the other core while the current stage exports.
+        self.workers = [Worker(self.work / f"export-{stage}-job.json", staging / bundle.LOGS / f"export-{stage}.log",
+                               preload=_preload(source.framework if i == 0 else None, group))
+                        for i, (stage, group) in enumerate(self.stages)]
+        for w in self.workers[:2]:
+            w.start()
+
+    def close(self) -> None:
+        for w in self.workers:
             w.cancel()
+        for key in list(self.runner.warm):
+            self.runner.cancel(key)
+
+    def run(self) -> tuple[dict, dict[str, ArtifactCheck]]:
+        for index, (stage, group) in enumerate(self.stages):
+            if index + 1 < len(self.workers):
+                self.workers[index + 1].start()
+            self._stage(index, stage, group)
+        self.progress("checking artifacts on their runtimes")
+        runs = self.runner.results()
+        self._recheck_hashes()
+        references = {s.name: validator.npz.load(s.reference) for s in self.sets}
+        checks = validator.judge(self.contract, self.records, runs, self.sets, references)
+        self._keep_outputs(checks)
+        for name, chk in checks.items():
+            self.records[name]["check"] = {"status": chk.status, "reason": chk.reason, "max_abs": chk.max_abs,
+                                           "hop_blamed": chk.hop_blamed, "skipped_sets": chk.skipped_sets}
+        manifest = self._manifest()
+        validator.write_reports(self.staging, self.staging / bundle.REPORTS, manifest, checks, self.sets, {},
+                                references)
+        shutil.rmtree(self.work, ignore_errors=True)
+        bundle.write_json(self.staging / bundle.MANIFEST, manifest)
+        return manifest, checks
+
+    def _stage(self, index: int, stage: str, group: list[str]) -> None:
+        holds_source = index == 0
+        runnable = []
+        for name in group:
+            fmt = FORMATS[name]
+            parent = self.records.get(fmt.parent) if fmt.parent else None
+            if fmt.parent and fmt.parent not in runnable and (parent is None or parent["status"] != "ok"):
+                self.records[name] = _record(fmt, "skipped", error=f"not exported: its parent {fmt.parent} failed")
+            elif fmt.missing_packages():
+                self.records[name] = _record(fmt, "failed", error=f"exporter needs {', '.join(fmt.missing_packages())}"
+                                                                  " (pip install deploytool)")
+            else:
+                runnable.append(name)
+        if not runnable and not holds_source:
+            self.workers[index].cancel()
+            return
+        if not holds_source:
+            for name in runnable:
+                self.runner.prestart(name, FORMATS[name].runtime)
+        self.progress(f"exporting {', '.join(runnable) or 'reference outputs'} ({stage} worker)")
+        job = {
+            "mode": "export", "stage": stage, "model_name": self.source.name,
+            "workdir": str(self.work / f"scratch-{stage}"), "result": str(self.work / f"export-{stage}.json"),
+            "options": {"keep_layout": self.keep_layout},
+            # A parent exported earlier in this same worker is handed over inside the worker.
+            "formats": [{"name": n, "out": str(self.staging / self._path(n)),
+                         "parent_path": str(self.staging / self._path(FORMATS[n].parent)) if FORMATS[n].parent else None,
+                         "parent_contract": self.records[FORMATS[n].parent]["contract"]
+                         if FORMATS[n].parent in self.records else None}
+                        for n in runnable],
+        }
+        if holds_source:
+            job["source"] = self.source.to_dict()
+            job["golden"] = {"seed": self.seed, "sets": [
+                {"name": name, "samples": n, "inputs": str(self.staging / f"golden/{stem}.npz"),
+                 "reference": str(self.staging / f"golden/{ref}.npz")}
+                for name, n, stem, ref in (("main", self.samples, "inputs", "reference"),
+                                           ("alt", ALT_SAMPLES, "inputs_alt", "reference_alt"))]}
+        else:
+            job["contract"] = self.contract.to_dict()
+        result = self.workers[index].run(job)
+        if holds_source:
+            self._take_source(result, job)
+        self.versions.update(result.get("versions", {}))
+        for name in runnable:
+            self._take_format(name, result)
+
+    def _take_source(self, result: dict, job: dict) -> None:
+        if "source_error" in result:
+            err = result["source_error"]
+            raise ModelError(err["message"], err.get("exit_code", errors.MODEL))
+        if "contract" not in result or "sets" not in result:
+            raise ModelError(f"model {self.source.name!r}: loading the model crashed: {result.get('crash')}")
+        self.contract = Contract.from_dict(result["contract"])
+        self.description = result.get("description", "")
+        for item in job["golden"]["sets"]:
+            if item["name"] in result["sets"]:
+                info = result["sets"][item["name"]]
+                self.sets.append(GoldenSet(item["name"], Path(item["inputs"]), Path(item["reference"]), info["dims"],
+                                           info["samples"]))
+
+    def _take_format(self, name: str, result: dict) -> None:
+        fmt = FORMATS[name]
+        entry = result.get("formats", {}).get(name)
+        path = self.staging / self._path(name)
+        if entry is None:
+            rec = _record(fmt, "failed", error=result.get("crash", "worker produced no result"))
+        elif entry["status"] != "ok":
+            rec = _record(fmt, entry["status"], error=entry["error"], seconds=entry["seconds"])
+        elif not path.exists():
+            rec = _record(fmt, "failed", error=f"exporter reported success but wrote no {path.name}")
+        else:
+            rec = _record(fmt, "ok", seconds=entry["seconds"], path=self._path(name), contract=entry["contract"],
+                          exporter_version=entry["exporter_version"], options=entry["options"], notes=entry["notes"],
+                          files=bundle.file_records(self.staging, path))
+        self.records[name] = rec
+        if rec["status"] == "ok":
+            sets, skipped = validator.applicable_sets(Contract.from_dict(rec["contract"]), self.sets)
+            rec["notes"] += [f"not checked on the {s} set: {why}" for s, why in skipped.items()]
+            self.runner.submit(name, fmt.runtime, self.staging / rec["path"], rec["contract"], sets)
+        else:
+            self.runner.cancel(name)
+        self.progress(f"  {name}: {rec['status']}" + (f" ({rec['error']})" if rec.get("error") else ""))
+
+    def _recheck_hashes(self) -> None:
+        """An artifact must still be what it was when exported: a later converter must not touch it."""
+        for name, rec in self.records.items():
+            if rec["status"] != "ok":
+                continue
+            try:
+                bundle.verify_files(self.staging, rec["files"], name)
+            except errors.BundleError as e:
+                rec.update(status="failed", error=f"modified after export by a later stage ({e})")
+
+    def _keep_outputs(self, checks: dict[str, ArtifactCheck]) -> None:
+        """Each artifact's outputs go into the bundle, so a later validate on a machine without
+        the parent's runtime can still compare an artifact with its parent (per-hop)."""
+        for name, chk in checks.items():
+            kept = {}
+            for set_name, path in chk.outputs.items():
+                dest = self.staging / bundle.golden_outputs_path(name, set_name)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+                kept[set_name] = dest.relative_to(self.staging).as_posix()
+                chk.outputs[set_name] = kept[set_name]
+            if kept:
+                self.records[name]["golden_outputs"] = kept
+
+    def _path(self, fmt: str) -> str:
+        return f"{bundle.ARTIFACTS}/{FORMATS[fmt].artifact_name(self.source.name)}"
+
+    def _manifest(self) -> dict:
+        golden = {
+            "seed": self.seed, "reference_runtime": "torch_eager",
+            "sets": {s.name: {"inputs": s.inputs.relative_to(self.staging).as_posix(),
+                              "reference": s.reference.relative_to(self.staging).as_posix(),
+                              "dims": s.dims, "samples": s.samples} for s in self.sets},
+            "files": bundle.file_records(self.staging, self.staging / "golden"),
+        }
+        return {
+            "schema_version": bundle.SCHEMA_VERSION,
+            "created": bundle.now_utc(),
+            "tool": {"name": "deploytool", "version": bundle.package_versions()["deploytool"]},
+            "model": {"name": self.source.name, "description": self.description, "source": self.source.to_dict()},
+            "seed": self.seed,
+            "platform": bundle.platform_info(),
+            "versions": {**bundle.package_versions(), **self.versions},
+            "formats_requested": [n for n in self.names if n not in self.added],
+            "formats_added": self.added,
+            "contract": self.contract.to_dict(),
+            "golden": golden,
+            "artifacts": self.records,
+        }
 
 
 def _preload(framework: str | None, group: list[str]) -> tuple[str, ...]:
@@ -93,130 +263,10 @@ def _preload(framework: str | None, group: list[str]) -> tuple[str, ...]:
     return tuple(mods)
 
 
-def _run_stages(source, stages, workers, runner, records, staging, dest, work, samples, seed, keep_layout, strict,
-                progress, t_start, names, added, messages) -> ExportOutcome:
-    contract: Contract | None = None
-    description = ""
-    framework_versions: dict = {}
-    for index, (stage, group) in enumerate(stages):
-        holds_source = index == 0
-        if index + 1 < len(workers):
-            workers[index + 1].start()
-        runnable = []
-        for name in group:
-            fmt = FORMATS[name]
-            parent = records.get(fmt.parent) if fmt.parent else None
-            parent_in_stage = fmt.parent in runnable
-            if fmt.parent and not parent_in_stage and (parent is None or parent["status"] != "ok"):
-                records[name] = _record(fmt, "skipped", error=f"not exported: its parent {fmt.parent} failed")
-            elif fmt.missing_packages():
-                records[name] = _record(fmt, "failed", error=f"exporter needs {', '.join(fmt.missing_packages())} "
-                                                             "(pip install deploytool)")
-            else:
-                runnable.append(name)
-        if not runnable and not holds_source:
-            workers[index].cancel()
-            continue
-        if not holds_source:
-            for name in runnable:
-                runner.prestart(name)
-        progress(f"exporting {', '.join(runnable) or 'reference outputs'} ({stage} worker)")
-        job = {
-            "mode": "export", "stage": stage, "model_name": source.name,
-            "workdir": str(work / f"scratch-{stage}"), "result": str(work / f"export-{stage}.json"),
-            "options": {"keep_layout": keep_layout},
-            # A parent exported earlier in this same worker is handed over inside the worker.
-            "formats": [{"name": n, "out": str(staging / _artifact_path(source.name, n)),
-                         "parent_path": str(staging / _artifact_path(source.name, FORMATS[n].parent))
-                         if FORMATS[n].parent else None,
-                         "parent_contract": records[FORMATS[n].parent]["contract"]
-                         if FORMATS[n].parent in records else None}
-                        for n in runnable],
-        }
-        if holds_source:
-            job["source"] = source.to_dict()
-            job["golden"] = {"samples": samples, "seed": seed, "inputs": str(staging / bundle.GOLDEN_INPUTS),
-                             "reference": str(staging / bundle.GOLDEN_REFERENCE)}
-        else:
-            job["contract"] = contract.to_dict()
-        result = workers[index].run(job)
-        if holds_source:
-            if "source_error" in result:
-                err = result["source_error"]
-                raise ModelError(err["message"], err.get("exit_code", errors.MODEL))
-            if "contract" not in result:
-                raise ModelError(f"model {source.name!r}: loading the model crashed: {result.get('crash')}")
-            contract = Contract.from_dict(result["contract"])
-            description = result.get("description", "")
-        framework_versions.update(result.get("versions", {}))
-        for name in runnable:
-            fmt = FORMATS[name]
-            entry = result.get("formats", {}).get(name)
-            if entry is None:
-                records[name] = _record(fmt, "failed", error=result.get("crash", "worker produced no result"))
-                runner.cancel(name)
-            elif entry["status"] != "ok":
-                records[name] = _record(fmt, entry["status"], error=entry["error"], seconds=entry["seconds"])
-                runner.cancel(name)
-            else:
-                path = staging / _artifact_path(source.name, name)
-                if not path.exists():
-                    records[name] = _record(fmt, "failed", error=f"exporter reported success but wrote no {path.name}")
-                    runner.cancel(name)
-                    continue
-                records[name] = _record(fmt, "ok", seconds=entry["seconds"], path=_artifact_path(source.name, name),
-                                        contract=entry["contract"], exporter_version=entry["exporter_version"],
-                                        options=entry["options"], notes=entry["notes"],
-                                        files=bundle.file_records(staging, path))
-                runner.submit(name, records[name])
-            rec = records[name]
-            progress(f"  {name}: {rec['status']}" + (f" ({rec['error']})" if rec.get("error") else ""))
-    progress("checking artifacts on their runtimes")
-    runs = runner.results()
-    _recheck_hashes(staging, records)
-    reference = npz.load(staging / bundle.GOLDEN_REFERENCE)
-    checks = judge_all(contract, records, runs, reference)
-    for name, chk in checks.items():
-        records[name]["check"] = {"status": chk.status, "reason": chk.reason, "max_abs": chk.max_abs,
-                                  "hop_blamed": chk.hop_blamed}
-    manifest = _manifest(source, description, contract, records, samples, seed, names, added, framework_versions,
-                         staging)
-    bundle.write_json(staging / bundle.REPORTS / "validation.json",
-                      {"schema_version": bundle.SCHEMA_VERSION, "created": manifest["created"],
-                       "artifacts": {n: c.to_dict() for n, c in checks.items()}})
-    shutil.rmtree(work, ignore_errors=True)
-    bundle.write_json(staging / bundle.MANIFEST, manifest)
-    bundle.publish(staging, dest)
-    codes = []
-    for name, rec in records.items():
-        if rec["status"] == "failed":
-            codes.append(errors.EXPORT)
-        chk = checks[name]
-        codes.append({FAIL: errors.PARITY, ERROR: errors.RUNTIME}.get(chk.status, errors.OK))
-        if chk.status == SKIPPED and rec["status"] == "ok" and strict:
-            codes.append(errors.SKIPPED)
-    return ExportOutcome(dest, manifest, checks, errors.worst(codes), time.perf_counter() - t_start, messages)
-
-
-def _recheck_hashes(staging: Path, records: dict[str, dict]) -> None:
-    """An artifact must still be what it was when exported: a later converter must not touch it."""
-    for name, rec in records.items():
-        if rec["status"] != "ok":
-            continue
-        try:
-            bundle.verify_files(staging, rec["files"], name)
-        except errors.BundleError as e:
-            rec.update(status="failed", error=f"modified after export by a later stage ({e})")
-
-
-def _artifact_path(model: str, fmt: str) -> str:
-    return f"{bundle.ARTIFACTS}/{FORMATS[fmt].artifact_name(model)}"
-
-
 def _record(fmt, status: str, error: str | None = None, seconds: float | None = None, path: str | None = None,
             contract: dict | None = None, exporter_version: str | None = None, options: dict | None = None,
             notes: list | None = None, files: list | None = None) -> dict:
-    rec = {
+    return {
         "format": fmt.name, "status": status, "path": path, "files": files or [],
         "size_bytes": sum(f["size"] for f in files or []),
         "precision": fmt.precision, "tier": fmt.tier, "parent": fmt.parent, "runtime": fmt.runtime,
@@ -224,29 +274,3 @@ def _record(fmt, status: str, error: str | None = None, seconds: float | None = 
         "export_seconds": round(seconds, 3) if seconds is not None else None,
         "contract": contract, "notes": notes or [], "error": error,
     }
-    return rec
-
-
-def _manifest(source, description, contract, records, samples, seed, names, added, framework_versions, staging) -> dict:
-    golden = {
-        "inputs": bundle.GOLDEN_INPUTS, "reference": bundle.GOLDEN_REFERENCE, "samples": samples, "seed": seed,
-        "reference_runtime": "torch_eager",
-        "files": bundle.file_records(staging, staging / "golden"),
-    }
-    return {
-        "schema_version": bundle.SCHEMA_VERSION,
-        "created": bundle.now_utc(),
-        "tool": {"name": "deploytool", "version": bundle.package_versions()["deploytool"]},
-        "model": {"name": source.name, "description": description, "source": source.to_dict()},
-        "seed": seed,
-        "platform": bundle.platform_info(),
-        "versions": {**bundle.package_versions(), **framework_versions},
-        "formats_requested": [n for n in names if n not in added],
-        "formats_added": added,
-        "contract": contract.to_dict(),
-        "golden": golden,
-        "artifacts": records,
-    }
-
-
-__all__ = ["export", "ExportOutcome", "DeployToolError"]

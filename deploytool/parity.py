@@ -154,5 +154,26 @@ def judge(m: Metrics, tier: Tier) -> Verdict:
     return Verdict(True, "cosine/SQNR/top-1 within tier", m, tier)
 
 
+def tier_for(base: Tier, overrides: dict, fmt: str, output: str) -> Tier:
+    """Apply user tolerances: keys "FMT:OUTPUT", "FMT:*", "*:OUTPUT", "*:*" (most specific wins, per field)."""
+    values: dict[str, float] = {}
+    for key in ("*:*", f"*:{output}", f"{fmt}:*", f"{fmt}:{output}"):
+        values.update(overrides.get(key, {}))
+    return base.with_overrides(values.get("atol"), values.get("rtol"))
+
+
+def parse_tolerance(spec: str, field_name: str) -> tuple[str, float]:
+    """"1e-3" | "onnx=1e-3" | "onnx:logits=1e-3" | "*:logits=1e-3" -> ("FMT:OUTPUT", value)."""
+    target, _, value = spec.rpartition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--{field_name} {spec!r}: {value!r} is not a number") from None
+    if number < 0:
+        raise ValueError(f"--{field_name} {spec!r}: must be >= 0")
+    fmt, _, output = target.partition(":")
+    return f"{fmt or '*'}:{output or '*'}", number
+
+
 def check(actual: np.ndarray, expected: np.ndarray, tier: Tier, classifier: bool = False) -> Verdict:
     return judge(compare(actual, expected, tier, classifier), tier)

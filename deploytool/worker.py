@@ -53,7 +53,7 @@ def _log_size(log: str | None) -> int:
 
 def export(job: dict) -> None:
     from deploytool import npz
-    from deploytool.contract import Contract
+    from deploytool.contract import Contract, generate_inputs
     from deploytool.errors import DeployToolError
     from deploytool.formats import FORMATS, ExportContext, short_error
 
@@ -73,6 +73,8 @@ def export(job: dict) -> None:
                                       "exit_code": 3, "traceback": traceback.format_exc()}
             _write(job["result"], result)
             return
+        from deploytool.sources.torch_module import reference_outputs
+
         contract = loaded.contract
         result["contract"] = contract.to_dict()
         result["description"] = loaded.description
@@ -80,22 +82,25 @@ def export(job: dict) -> None:
         import torch
 
         torch.manual_seed(g["seed"])
-        inputs = loaded.golden(g["samples"], g["seed"])
-        with torch.no_grad():
-            refs: dict[str, list] = {n: [] for n in contract.output_names}
-            for i in range(len(next(iter(inputs.values())))):
-                out = loaded.module(*[torch.from_numpy(inputs[s.name][i]) for s in contract.inputs])
-                out = out if isinstance(out, (tuple, list)) else (out,)
-                if len(out) != len(contract.outputs):
-                    result["source_error"] = {
-                        "message": f"model {job['model_name']!r} returns {len(out)} outputs, the contract names "
-                                   f"{len(contract.outputs)} ({', '.join(contract.output_names)})", "exit_code": 3}
-                    _write(job["result"], result)
-                    return
-                for spec, t in zip(contract.outputs, out):
-                    refs[spec.name].append(t.detach().numpy())
-        npz.save(g["inputs"], inputs)
-        npz.save(g["reference"], {k: __import__("numpy").stack(v) for k, v in refs.items()})
+        result["sets"] = {}
+        for item in g["sets"]:
+            if item["name"] != "main" and not contract.dynamic_dims():
+                continue
+            if item["name"] == "main":
+                dims = contract.dim_sizes("example", batch_one=True)
+                inputs = loaded.golden(item["samples"], g["seed"])
+            else:  # a second shape for every dynamic dim: batch > 1, another sequence length
+                dims = contract.dim_sizes("alt")
+                inputs = generate_inputs(contract, item["samples"], g["seed"] + 1, dims)
+            try:
+                refs = reference_outputs(loaded.module, contract, inputs)
+            except ValueError as e:
+                result["source_error"] = {"message": f"model {job['model_name']!r}: {e}", "exit_code": 3}
+                _write(job["result"], result)
+                return
+            npz.save(item["inputs"], inputs)
+            npz.save(item["reference"], refs)
+            result["sets"][item["name"]] = {"dims": dims, "samples": len(next(iter(inputs.values())))}
         result["versions"] = {"torch": torch.__version__}
         ctx_common = {"model": loaded.module, "example_inputs": loaded.example_inputs, "alt_inputs": loaded.alt_inputs}
         _write(job["result"], result)
@@ -150,9 +155,9 @@ def run(job: dict) -> None:
     from deploytool.runtimes import RUNTIMES
 
     rt = RUNTIMES[job["runtime"]]
-    result: dict = {"status": "running", "runtime": rt.name, "worker_start_s": time.perf_counter() - T_START}
+    result: dict = {"status": "running", "runtime": rt.name, "worker_start_s": time.perf_counter() - T_START,
+                    "outputs": {}}
     contract = C.Contract.from_dict(job["contract"])
-    inputs = npz.load(job["inputs"])
     t0 = time.perf_counter()
     try:
         for package in rt.packages:  # import time is reported apart from load
@@ -167,29 +172,28 @@ def run(job: dict) -> None:
         result.update(status="load_failed", error=_one_line(e), traceback=traceback.format_exc())
         _write(job["result"], result)
         return
-    n = len(next(iter(inputs.values())))
-    outs: dict[str, list] = {name: [] for name in contract.output_names}
-    try:
-        for i in range(n):
-            feeds = C.to_artifact(contract, {k: v[i] for k, v in inputs.items()})
-            t1 = time.perf_counter()
-            got = C.from_artifact(contract, rt.run(session, feeds))
-            if i == 0:
-                result["first_inference_s"] = time.perf_counter() - t1
-            for name in contract.output_names:
-                outs[name].append(np.asarray(got[name]))
-    except Exception as e:  # noqa: BLE001
-        result.update(status="run_failed", error=_one_line(e), traceback=traceback.format_exc())
-        _write(job["result"], result)
-        return
-    try:
-        stacked = {k: np.stack(v) for k, v in outs.items()}
-    except ValueError as e:
-        result.update(status="run_failed", error=f"outputs change shape between samples: {e}")
-        _write(job["result"], result)
-        return
-    npz.save(job["outputs"], stacked)
-    result.update(status="ok", samples=n)
+    for item in job["sets"]:
+        inputs = npz.load(item["inputs"])
+        n = len(next(iter(inputs.values())))
+        outs: dict[str, list] = {name: [] for name in contract.output_names}
+        try:
+            for i in range(n):
+                feeds = C.to_artifact(contract, {k: v[i] for k, v in inputs.items()})
+                t1 = time.perf_counter()
+                got = C.from_artifact(contract, rt.run(session, feeds))
+                if "first_inference_s" not in result:
+                    result["first_inference_s"] = time.perf_counter() - t1
+                for name in contract.output_names:
+                    outs[name].append(np.asarray(got[name]))
+            stacked = {k: np.stack(v) for k, v in outs.items()}
+        except Exception as e:  # noqa: BLE001
+            where = f" on the {item['name']} set" if item["name"] != "main" else ""
+            result.update(status="run_failed", error=_one_line(e) + where, traceback=traceback.format_exc())
+            _write(job["result"], result)
+            return
+        npz.save(item["outputs"], stacked)
+        result["outputs"][item["name"]] = item["outputs"]
+    result.update(status="ok")
     _write(job["result"], result)
 
 

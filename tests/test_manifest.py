@@ -20,7 +20,11 @@ def test_manifest_schema(zoo_bundles):
     for pkg in ("python", "deploytool", "torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert"):
         assert m["versions"][pkg], pkg
     assert m["model"]["source"]["kind"] == "zoo"
-    assert m["golden"]["samples"] == 16 and m["golden"]["seed"] == 0
+    assert m["golden"]["seed"] == 0
+    assert m["golden"]["sets"]["main"]["samples"] == 16 and m["golden"]["sets"]["main"]["dims"] == {"batch": 1}
+    assert m["golden"]["sets"]["alt"]["dims"] == {"batch": 3}
+    assert m["artifacts"]["onnx"]["golden_outputs"] == {"main": "golden/outputs/onnx.main.npz",
+                                                        "alt": "golden/outputs/onnx.alt.npz"}
     B.verify_files(bundle, m["golden"]["files"], "golden")
     inputs = m["contract"]["inputs"]
     assert inputs[0]["shape"] == ["batch", 1, 8, 8] and inputs[0]["dtype"] == "float32"

@@ -32,3 +32,26 @@ def export_table(manifest: dict, checks: dict) -> str:
                      human_size(rec["size_bytes"]),
                      f"{rec['export_seconds']:.1f}" if rec.get("export_seconds") is not None else "-", note])
     return table(["format", "runtime", "status", "max_abs_err", "tier", "size", "export_s", "note"], rows)
+
+
+def _min_metric(chk, key: str):
+    vals = [v["metrics"][key] for per_set in chk.sets.values() for v in per_set.values()
+            if v["metrics"].get(key) is not None]
+    return min(vals) if vals else None
+
+
+def validate_table(manifest: dict, checks: dict) -> str:
+    rows = []
+    for name, chk in checks.items():
+        rec = manifest["artifacts"][name]
+        cos, sqnr = _min_metric(chk, "cosine"), _min_metric(chk, "sqnr_db")
+        hop = "-"
+        hop_errs = [v["metrics"]["max_abs"] for per in chk.hop.values() for v in per.values()
+                    if v["metrics"]["max_abs"] is not None]
+        if hop_errs:
+            hop = f"{max(hop_errs):.2e}"
+        rows.append([name, chk.runtime, chk.status.upper(), fmt_err(chk.max_abs),
+                     "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
+                     hop, rec["tier"], ",".join(chk.sets) or "-", chk.reason])
+    return table(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db", "vs_parent", "tier",
+                  "sets", "note"], rows)

@@ -95,3 +95,20 @@ def _check_example(name: str, contract: Contract, example: tuple) -> None:
             if isinstance(d, int) and t.shape[axis] != d:
                 raise ModelError(f"model {name!r}: example input {spec.name!r} has size {t.shape[axis]} at axis "
                                  f"{axis}, the contract fixes {d}")
+
+
+def reference_outputs(module, contract: Contract, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Torch-eager outputs, one sample at a time: {output: [samples, *shape]}."""
+    import torch
+
+    refs: dict[str, list] = {n: [] for n in contract.output_names}
+    with torch.no_grad():
+        for i in range(len(next(iter(inputs.values())))):
+            out = module(*[torch.from_numpy(np.ascontiguousarray(inputs[s.name][i])) for s in contract.inputs])
+            out = out if isinstance(out, (tuple, list)) else (out,)
+            if len(out) != len(contract.outputs):
+                raise ValueError(f"returns {len(out)} outputs, the contract names {len(contract.outputs)} "
+                                 f"({', '.join(contract.output_names)})")
+            for spec, t in zip(contract.outputs, out):
+                refs[spec.name].append(t.detach().numpy())
+    return {k: np.stack(v) for k, v in refs.items()}

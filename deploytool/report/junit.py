@@ -1,0 +1,32 @@
+"""JUnit XML: one test case per artifact x output, so CI systems show failures natively."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+
+def render(model: str, checks: dict) -> str:
+    suite = ET.Element("testsuite", name=f"deploytool.validate.{model}")
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for name, chk in checks.items():
+        outputs = sorted({o for per_set in chk.sets.values() for o in per_set}) or ["(artifact)"]
+        for out in outputs:
+            counts["tests"] += 1
+            case = ET.SubElement(suite, "testcase", classname=f"{model}.{name}", name=out)
+            if chk.status in ("pass", "fail"):
+                bad = [f"[{s}] {per_set[out]['reason']}" for s, per_set in chk.sets.items()
+                       if out in per_set and not per_set[out]["passed"]]
+                if bad:
+                    counts["failures"] += 1
+                    el = ET.SubElement(case, "failure", message=bad[0][:500], type="ParityFailure")
+                    el.text = "\n".join(bad) + (f"\nerror appears at hop {chk.hop_blamed}" if chk.hop_blamed else "")
+            elif chk.status == "skipped":
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message=chk.reason[:500])
+            else:
+                counts["errors"] += 1
+                el = ET.SubElement(case, "error", message=chk.reason[:500], type=chk.status)
+                el.text = chk.reason
+    for k, v in counts.items():
+        suite.set(k, str(v))
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

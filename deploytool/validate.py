@@ -1,0 +1,172 @@
+"""``deploytool validate``: re-check a bundle's artifacts on their runtimes, fail closed.
+
+Needs only the bundle and the runtime of each artifact checked: references come from the
+golden outputs stored in the bundle (the source model is run only for ``--data``), and the
+per-hop comparison falls back to the parent's outputs stored at export time. Every artifact's
+files are checked against their sha256 before anything loads them.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from deploytool import bundle, errors, npz, validator
+from deploytool.contract import Contract, check_inputs
+from deploytool.errors import BundleError, DeployToolError, UsageError
+from deploytool.formats import FORMATS
+from deploytool.validator import ArtifactCheck, GoldenSet, Runner
+
+
+@dataclass
+class ValidateOutcome:
+    bundle: Path
+    manifest: dict
+    checks: dict[str, ArtifactCheck]
+    sets: list[GoldenSet]
+    reports: dict[str, Path]
+    exit_code: int
+    seconds: float
+
+
+def select_formats(manifest: dict, requested: list[str] | None) -> list[str]:
+    """Exact format names, or prefixes of them ("tflite" -> tflite_fp16, tflite_fp32)."""
+    present = [n for n in FORMATS if n in manifest["artifacts"]] + \
+        [n for n in manifest["artifacts"] if n not in FORMATS]
+    if not requested:
+        return present
+    chosen = []
+    for r in requested:
+        hits = [n for n in present if n == r] or [n for n in present if n.startswith(r)]
+        if not hits:
+            raise UsageError(f"--format {r}: the bundle has no such artifact (it has {', '.join(present)})")
+        chosen += [h for h in hits if h not in chosen]
+    return [n for n in present if n in chosen]
+
+
+def validate(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | str | None = None,
+             samples: int | None = None, tolerances: dict | None = None, strict: bool = False,
+             reports_dir: Path | str | None = None, json_path: Path | str | None = None,
+             junit_path: Path | str | None = None, progress: Callable[[str], None] = lambda m: None) -> ValidateOutcome:
+    t0 = time.perf_counter()
+    bundle_dir = Path(bundle_dir)
+    manifest = bundle.read_manifest(bundle_dir)
+    unknown = [n for n in manifest["artifacts"] if n not in FORMATS]
+    if unknown:
+        raise BundleError(f"bundle {bundle_dir}: artifacts of formats this deploytool does not know: {unknown}")
+    names = select_formats(manifest, formats)
+    try:
+        contract = Contract.from_dict(manifest["contract"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"bundle {bundle_dir}: manifest contract is invalid ({e})") from None
+    bundle.verify_files(bundle_dir, manifest["golden"].get("files", []), "golden data")
+    work = Path(tempfile.mkdtemp(prefix="deploytool-validate-"))
+    try:
+        sets, references = _sets(bundle_dir, manifest, contract, samples, work)
+        if data is not None:
+            s, ref = _data_set(bundle_dir, manifest, contract, Path(data), work)
+            sets.append(s)
+            references[s.name] = ref
+        records = {n: dict(manifest["artifacts"][n]) for n in names}
+        runner = Runner(bundle_dir, work)
+        for name in names:
+            rec = records[name]
+            if rec["status"] != "ok":
+                continue
+            try:
+                bundle.verify_files(bundle_dir, rec["files"], name)
+            except BundleError as e:
+                rec["corrupt"] = f"refused before loading: {e}"
+                continue
+            art_sets, skipped = validator.applicable_sets(Contract.from_dict(rec["contract"]), sets)
+            progress(f"running {name} on {FORMATS[name].runtime}")
+            runner.submit(name, FORMATS[name].runtime, bundle_dir / rec["path"], rec["contract"], art_sets)
+        runs = runner.results()
+        for name, run in runs.items():
+            run.setdefault("skipped_sets", {}).update(
+                validator.applicable_sets(Contract.from_dict(records[name]["contract"]), sets)[1])
+
+        def stored(fmt: str, set_name: str):
+            rel = manifest["artifacts"].get(fmt, {}).get("golden_outputs", {}).get(set_name)
+            return npz.load(bundle_dir / rel) if rel and (bundle_dir / rel).is_file() else None
+
+        checks = validator.judge(contract, records, runs, sets, references, tolerances or {}, stored)
+        reports_dir = Path(reports_dir) if reports_dir else bundle_dir / bundle.REPORTS
+        try:
+            reports = validator.write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances or {},
+                                              references, Path(json_path) if json_path else None,
+                                              Path(junit_path) if junit_path else None)
+        except OSError as e:
+            raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, validator.exit_code(checks, strict),
+                           time.perf_counter() - t0)
+
+
+def _sets(bundle_dir: Path, manifest: dict, contract: Contract, samples: int | None,
+          work: Path) -> tuple[list[GoldenSet], dict]:
+    sets, references = [], {}
+    for name, info in manifest["golden"].get("sets", {}).items():
+        inputs, ref = npz.load(bundle_dir / info["inputs"]), npz.load(bundle_dir / info["reference"])
+        if name == "main" and samples is not None:
+            if not 1 <= samples <= info["samples"]:
+                raise UsageError(f"--samples {samples}: the bundle holds {info['samples']} golden samples")
+            inputs = {k: v[:samples] for k, v in inputs.items()}
+            ref = {k: v[:samples] for k, v in ref.items()}
+            npz.save(work / "main.inputs.npz", inputs)
+            path = work / "main.inputs.npz"
+        else:
+            path = bundle_dir / info["inputs"]
+        sets.append(GoldenSet(name, path, bundle_dir / info["reference"], info["dims"], len(next(iter(inputs.values())))))
+        references[name] = ref
+    if not sets:
+        raise BundleError(f"bundle {bundle_dir}: manifest lists no golden sets")
+    return sets, references
+
+
+def _data_set(bundle_dir: Path, manifest: dict, contract: Contract, path: Path, work: Path):
+    """The user's own inputs: names as in the contract, each array [samples, *shape] or, where the
+    first dim is dynamic, [N, ...] rows taken as N samples of batch 1. The source model (torch
+    eager) computes their reference outputs, in its own worker."""
+    try:
+        arrays = npz.load(path)
+    except npz.NpzError as e:
+        raise UsageError(f"--data {e}") from None
+    shaped = {}
+    for spec in contract.inputs:
+        a = arrays.get(spec.name)
+        if a is not None and isinstance(spec.shape[0], str) and a.ndim == len(spec.shape):
+            a = a[:, None]  # rows -> samples of batch 1
+        if a is not None:
+            shaped[spec.name] = a
+    try:
+        check_inputs(contract, {**arrays, **shaped}, f"--data {path}")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    n = len(next(iter(shaped.values())))
+    dims = {d: shaped[s.name].shape[1 + i] for s in contract.inputs for i, d in enumerate(s.shape) if isinstance(d, str)}
+    inputs = work / "data.inputs.npz"
+    npz.save(inputs, shaped)
+    source_file = work / "source.json"
+    source_file.write_text(json.dumps(manifest["model"]["source"]))
+    ref_contract = Contract.from_dict(manifest["contract"])
+    for i, spec in enumerate(ref_contract.outputs):
+        spec.artifact_name = f"output_{i}"
+    runner = Runner(bundle_dir, work)
+    s = GoldenSet("data", inputs, work / "data.reference.npz", dims, n)
+    runner.submit("reference", "torch_eager", source_file, ref_contract.to_dict(), [s])
+    run = runner.results()["reference"]
+    if run.get("status") != "ok":
+        code = errors.SKIPPED if run.get("status") == "skipped" else errors.MODEL
+        raise DeployToolError(f"--data needs the source model to compute reference outputs, and it is not "
+                              f"available: {run.get('error') or run.get('crash')}", code)
+    shutil.copyfile(run["outputs"]["data"], s.reference)
+    return s, npz.load(s.reference)
+
+
+__all__ = ["validate", "ValidateOutcome", "select_formats"]
