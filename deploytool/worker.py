@@ -155,8 +155,8 @@ def run(job: dict) -> None:
     from deploytool.runtimes import RUNTIMES
 
     rt = RUNTIMES[job["runtime"]]
-    result: dict = {"status": "running", "runtime": rt.name, "worker_start_s": time.perf_counter() - T_START,
-                    "outputs": {}}
+    result: dict = {"status": "running", "runtime": rt.name, "outputs": {},
+                    "worker_start_s": STARTUP_S if STARTUP_S is not None else time.perf_counter() - T_START}
     contract = C.Contract.from_dict(job["contract"])
     t0 = time.perf_counter()
     try:
@@ -202,15 +202,17 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
 
 
-PRELOAD_S = 0.0
+PRELOAD_S = 0.0  # time spent importing the preloaded packages
+STARTUP_S: float | None = None  # interpreter + deploytool start-up, before any preload
 
 
 def _preload(names: list[str]) -> None:
     """Import what the coming job needs while the coordinator is still preparing it."""
-    global PRELOAD_S
+    global PRELOAD_S, STARTUP_S
     import importlib
 
     t0 = time.perf_counter()
+    STARTUP_S = t0 - T_START
     for name in names:
         try:
             importlib.import_module(name)
