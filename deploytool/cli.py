@@ -162,4 +162,64 @@ def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_p
     sys.exit(outcome.exit_code)
 
 
+@main.command(context_settings=CONTEXT, epilog=exit_codes_help())
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
+@click.option("--format", "-f", "formats", multiple=True, help="Artifact to time (repeatable; a prefix selects "
+              "several). Default: all, plus the source model (torch eager) as the baseline.")
+@click.option("--threads", default="1", show_default=True,
+              help="Comma-separated intra-op thread counts, set through each runtime's own knob.")
+@click.option("--batch", default="1", show_default=True,
+              help="Comma-separated batch sizes (above 1 only where the batch dim is dynamic).")
+@click.option("--min-time", default=5.0, show_default=True, type=click.FloatRange(0), help="Measure at least this long (s).")
+@click.option("--min-runs", default=200, show_default=True, type=click.IntRange(1), help="Measure at least this many calls.")
+@click.option("--warmup-runs", default=10, show_default=True, type=click.IntRange(0), help="Warm-up calls (at least).")
+@click.option("--warmup-time", default=0.5, show_default=True, type=click.FloatRange(0), help="Warm-up time (s, at least).")
+@click.option("--max-time", default=60.0, show_default=True, type=click.FloatRange(0), help="Hard cap per row (s).")
+@click.option("--no-source", is_flag=True, help="Do not time the source model (torch eager) baseline.")
+@click.option("--compare", type=click.Path(file_okay=False), help="Baseline bundle: time both interleaved (A B A B) "
+              "and flag rows whose p50 is slower than the baseline's by more than --threshold (exit 9).")
+@click.option("--threshold", default=1.10, show_default=True, type=float, help="p50 ratio (candidate/baseline) that flags a regression.")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Interleaved rounds per side with --compare.")
+@click.option("--strict", is_flag=True, help="A runtime that is not installed fails the run (exit 7).")
+@click.option("--reports", type=click.Path(file_okay=False), help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
+def bench(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source, compare,
+          threshold, rounds, strict, reports, debug):
+    """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
+
+    Each (artifact, threads, batch) row runs in a fresh process fed the bundle's golden inputs;
+    steady state is timed one call at a time (perf_counter_ns) after a warm-up, until both
+    --min-runs and --min-time are reached (hard cap --max-time). Reports p50/p90/p99 (numpy
+    'linear' percentiles), min, mean, std, IQR, CV, throughput, peak RSS after load and during
+    inference, and warns when there are too few samples for a p90/p99 claim (64 / 662, MLPerf) or
+    when IQR/median >= 0.10. Rows are sorted by p90. Writes BUNDLE/reports/bench.json (with raw
+    samples) and bench.csv.
+    """
+    from deploytool import bench as B
+    from deploytool import benchmarking as BM
+    from deploytool.report.console import bench_table, compare_table
+
+    protocol = B.Protocol(warmup_runs=warmup_runs, warmup_time=warmup_time, min_runs=min_runs, min_time=min_time,
+                          max_time=max(max_time, min_time))
+    progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
+    outcome = BM.bench(bundle, list(formats) or None, BM.parse_int_list(threads, "threads"),
+                       BM.parse_int_list(batch, "batch"), protocol, compare, threshold, rounds, strict,
+                       not no_source, reports, progress)
+    click.echo(f"model {outcome.manifest['model']['name']}: bundle {outcome.bundle}")
+    click.echo(bench_table(BM.sorted_rows(outcome.rows)))
+    if outcome.compare is not None:
+        click.echo("")
+        click.echo(compare_table(outcome.compare, threshold))
+    click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['csv']}")
+    for r in outcome.rows:
+        if r["status"] == "failed":
+            click.echo(f"deploytool: error: {r['format']} (threads={r['threads']}, batch={r['batch']}): {r['reason']}",
+                       err=True)
+    for c in outcome.compare or []:
+        if c["regression"]:
+            click.echo(f"deploytool: error: {c['format']} (threads={c['threads']}, batch={c['batch']}): p50 "
+                       f"{c['ratio']:.2f}x the baseline's (threshold {threshold:g})", err=True)
+    sys.exit(outcome.exit_code)
+
+
 __all__ = ["main", "EXIT_CODES"]

@@ -15,6 +15,7 @@ PARITY = 5
 RUNTIME = 6
 SKIPPED = 7
 BUNDLE = 8
+REGRESSION = 9
 
 EXIT_CODES = {
     OK: "success: every requested artifact exported and matched the reference",
@@ -26,9 +27,10 @@ EXIT_CODES = {
     RUNTIME: "an artifact failed to load or run in its runtime",
     SKIPPED: "a runtime was not installed and its check was skipped (only with --strict)",
     BUNDLE: "the bundle is missing, unreadable, of an unknown schema, or corrupt",
+    REGRESSION: "bench --compare: a row's p50 latency is slower than the baseline beyond the threshold",
 }
 # When several outcomes apply, the exit code is the first of these that occurred.
-PRECEDENCE = (MODEL, BUNDLE, PARITY, RUNTIME, EXPORT, SKIPPED)
+PRECEDENCE = (MODEL, BUNDLE, PARITY, RUNTIME, REGRESSION, EXPORT, SKIPPED)
 
 
 def exit_codes_help() -> str:

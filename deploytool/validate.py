@@ -7,7 +7,6 @@ files are checked against their sha256 before anything loads them.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -19,6 +18,7 @@ from deploytool import bundle, errors, npz, validator
 from deploytool.contract import Contract, check_inputs
 from deploytool.errors import BundleError, DeployToolError, UsageError
 from deploytool.formats import FORMATS
+from deploytool.sources import eager_artifact
 from deploytool.validator import ArtifactCheck, GoldenSet, Runner
 
 
@@ -152,14 +152,10 @@ def _data_set(bundle_dir: Path, manifest: dict, contract: Contract, path: Path, 
     dims = {d: shaped[s.name].shape[1 + i] for s in contract.inputs for i, d in enumerate(s.shape) if isinstance(d, str)}
     inputs = work / "data.inputs.npz"
     npz.save(inputs, shaped)
-    source_file = work / "source.json"
-    source_file.write_text(json.dumps(manifest["model"]["source"]))
-    ref_contract = Contract.from_dict(manifest["contract"])
-    for i, spec in enumerate(ref_contract.outputs):
-        spec.artifact_name = f"output_{i}"
+    source_file, ref_contract = eager_artifact(manifest, work)
     runner = Runner(bundle_dir, work)
     s = GoldenSet("data", inputs, work / "data.reference.npz", dims, n)
-    runner.submit("reference", "torch_eager", source_file, ref_contract.to_dict(), [s])
+    runner.submit("reference", "torch_eager", source_file, ref_contract, [s])
     run = runner.results()["reference"]
     if run.get("status") != "ok":
         code = errors.SKIPPED if run.get("status") == "skipped" else errors.MODEL

@@ -197,6 +197,70 @@ def run(job: dict) -> None:
     _write(job["result"], result)
 
 
+def bench(job: dict) -> None:
+    """Time one artifact on one runtime at one (threads, batch) setting, from a cold import."""
+    import importlib
+    import resource
+
+    from deploytool import bench as B
+    from deploytool import contract as C
+    from deploytool import npz
+    from deploytool.runtimes import RUNTIMES
+
+    def rss_mb() -> float:  # peak resident set size of this process so far (Linux: KiB)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    rt = RUNTIMES[job["runtime"]]
+    result: dict = {"status": "running", "runtime": rt.name, "worker_start_s": time.perf_counter() - T_START,
+                    "rss_start_mb": rss_mb()}
+    contract = C.Contract.from_dict(job["contract"])
+    feeds = _batched_feeds(contract, npz.load(job["inputs"]), int(job["batch"]))
+    try:
+        t0 = time.perf_counter()
+        for package in rt.packages:
+            importlib.import_module(package)
+        result["import_s"] = time.perf_counter() - t0
+        result["version"] = rt.version()
+        t0 = time.perf_counter()
+        session = rt.load(Path(job["artifact"]), job.get("settings", {}))
+        result["load_s"] = time.perf_counter() - t0
+        result["rss_after_load_mb"] = rss_mb()
+        result["settings"] = rt.settings(session)
+    except Exception as e:  # noqa: BLE001
+        result.update(status="load_failed", error=_one_line(e), traceback=traceback.format_exc())
+        _write(job["result"], result)
+        return
+    try:
+        t0 = time.perf_counter()
+        C.from_artifact(contract, rt.run(session, feeds[0]))  # the output mapping is checked once, untimed
+        result["first_inference_ms"] = (time.perf_counter() - t0) * 1e3
+        run = rt.run
+        m = B.measure(lambda i: run(session, feeds[i % len(feeds)]), B.Protocol(**job["protocol"]))
+    except Exception as e:  # noqa: BLE001
+        result.update(status="run_failed", error=_one_line(e), traceback=traceback.format_exc())
+        _write(job["result"], result)
+        return
+    result["rss_peak_mb"] = rss_mb()
+    result.update(status="ok", **m)
+    _write(job["result"], result)
+
+
+def _batched_feeds(contract, inputs: dict, batch: int) -> list[dict]:
+    """Artifact feeds of ``batch`` golden samples each (concatenated on the batch axis, axis 0)."""
+    import numpy as np
+
+    from deploytool import contract as C
+
+    n = len(next(iter(inputs.values())))
+    feeds = []
+    for k in range(n):
+        idx = [(k + j) % n for j in range(batch)]
+        sample = {name: np.concatenate([arr[i] for i in idx], axis=0) if batch > 1 else arr[k]
+                  for name, arr in inputs.items()}
+        feeds.append(C.to_artifact(contract, sample))
+    return feeds
+
+
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
@@ -241,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if not _wait_for(job_path):
         return 3
     job = json.loads(job_path.read_text())
-    {"export": export, "run": run}[job["mode"]](job)
+    {"export": export, "run": run, "bench": bench}[job["mode"]](job)
     return 0
 
 

@@ -55,3 +55,31 @@ def validate_table(manifest: dict, checks: dict) -> str:
                      hop, rec["tier"], ",".join(chk.sets) or "-", chk.reason])
     return table(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db", "vs_parent", "tier",
                   "sets", "note"], rows)
+
+
+def _ms(x) -> str:
+    return "-" if x is None else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
+
+
+def bench_table(rows: list[dict]) -> str:
+    out = []
+    for r in rows:
+        ok = r["status"] == "ok"
+        out.append([r["format"], r["runtime"], r["threads"], r["batch"], r["status"].upper(),
+                    _ms(r.get("p50_ms")), _ms(r.get("p90_ms")), _ms(r.get("p99_ms")),
+                    f"{r['cv']:.3f}" if ok else "-", f"{r['throughput_per_s']:.0f}" if ok else "-",
+                    r.get("n", "-"), f"{r['import_s']:.2f}" if ok else "-", f"{r['load_s'] * 1e3:.0f}" if ok else "-",
+                    _ms(r.get("first_inference_ms")), f"{r['rss_peak_mb']:.0f}" if ok else "-",
+                    human_size(r.get("size_bytes")),
+                    r.get("reason") or "; ".join(r.get("warnings", []))])
+    return table(["format", "runtime", "thr", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "cv", "items/s", "n",
+                  "import_s", "load_ms", "first_ms", "rss_mb", "size", "note"], out)
+
+
+def compare_table(comparison: list[dict], threshold: float) -> str:
+    rows = [[c["format"], c["threads"], c["batch"], _ms(c.get("candidate_p50_ms")), _ms(c.get("baseline_p50_ms")),
+             "-" if c["ratio"] is None else f"{c['ratio']:.3f}",
+             "REGRESSION" if c["regression"] else ("ok" if c["ratio"] is not None else "-"), c.get("note", "")]
+            for c in comparison]
+    return table(["format", "thr", "batch", "p50_ms", "baseline_p50_ms", f"ratio(>{threshold:g} flags)", "verdict",
+                  "note"], rows)

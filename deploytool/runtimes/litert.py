@@ -32,5 +32,5 @@ def settings(session):
     return {"num_threads": session["threads"] if session["threads"] else "default", "xnnpack": True}
 
 
-RUNTIME = Runtime("litert", "LiteRT interpreter (ai-edge-litert), no TensorFlow", ("ai_edge_litert",),
+RUNTIME = Runtime("litert", "LiteRT interpreter (ai-edge-litert), no TensorFlow", ("ai_edge_litert.interpreter",),
                   "pip install ai-edge-litert", load, run, version, settings)

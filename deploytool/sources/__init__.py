@@ -47,3 +47,30 @@ def resolve(model: str) -> SourceRef:
         return SourceRef(kind="file", ref=str(path.resolve()), name=path.stem, details={"file": str(path.resolve())})
     raise ModelError(f"unknown model {model!r}: the reference zoo has {', '.join(names)} "
                      "(or pass the path of a model .py file)")
+
+
+def eager_artifact(manifest: dict, work: Path) -> tuple[Path, dict]:
+    """The source model as something the torch_eager runtime can load: a descriptor file and its
+    contract (a module called eagerly returns its outputs by position: output_0..N)."""
+    import json
+
+    from deploytool.contract import Contract
+
+    path = work / "source.json"
+    path.write_text(json.dumps(manifest["model"]["source"]))
+    contract = Contract.from_dict(manifest["contract"])
+    for i, spec in enumerate(contract.outputs):
+        spec.artifact_name = f"output_{i}"
+    return path, contract.to_dict()
+
+
+def source_loadable(manifest: dict) -> str | None:
+    """Why the manifest's source model cannot be loaded here, or None when it can."""
+    src = manifest["model"]["source"]
+    if importlib.util.find_spec("torch") is None:
+        return "torch is not installed"
+    if src.get("kind") == "zoo" and src.get("ref") not in zoo_names():
+        return f"reference model {src.get('ref')!r} is not in this deploytool's zoo"
+    if src.get("kind") == "file" and not Path(src.get("ref", "")).is_file():
+        return f"model file {src.get('ref')} is not on this machine"
+    return None

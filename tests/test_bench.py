@@ -1,0 +1,147 @@
+"""deploytool bench: every row has every field, thread knobs are applied, failures stay in their row."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import HERE, manifest_of
+from deploytool import bundle as B
+from deploytool import errors
+
+FAST = ["--min-time", "0.2", "--min-runs", "30", "--warmup-runs", "2", "--warmup-time", "0"]
+ROW_FIELDS = ["format", "runtime", "threads", "batch", "status", "settings_requested", "settings", "runtime_version",
+              "import_s", "load_s", "first_inference_ms", "rss_after_load_mb", "rss_peak_mb", "size_bytes",
+              "samples_ns", "n", "min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "iqr_ms", "cv",
+              "throughput_per_s", "percentile_method", "warnings", "warmup_runs"]
+THREAD_KNOB = {"onnxruntime": "intra_op_threads", "torchscript": "intra_op_threads", "torch_eager": "intra_op_threads",
+               "tensorflow": "intra_op_threads", "litert": "num_threads"}
+
+
+@pytest.fixture(scope="module")
+def digits_bench(zoo_bundles, run_cli, tmp_path_factory):
+    bundle = tmp_path_factory.mktemp("bench") / "digits_cnn"
+    shutil.copytree(zoo_bundles["digits_cnn"][0], bundle)
+    proc = run_cli("bench", bundle, "--threads", "1,2", *FAST)
+    return bundle, proc
+
+
+def test_bench_rows_have_every_field(digits_bench):
+    bundle, proc = digits_bench
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((bundle / "reports/bench.json").read_text())
+    assert report["schema_version"] == B.SCHEMA_VERSION
+    assert report["protocol"]["percentile_method"] == "linear" and report["protocol"]["min_runs"] == 30
+    rows = report["rows"]
+    assert {(r["format"], r["threads"]) for r in rows} == {
+        (f, t) for f in ("source", "onnx", "torchscript", "savedmodel", "tflite_fp32", "tflite_fp16") for t in (1, 2)}
+    for r in rows:
+        assert r["status"] == "ok", r
+        for key in ROW_FIELDS:
+            assert key in r, (r["format"], key)
+        assert r["n"] == len(r["samples_ns"]) >= 30
+        assert r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["rss_peak_mb"] >= r["rss_after_load_mb"] > 0 and r["load_s"] > 0 and r["import_s"] >= 0
+        assert r["size_bytes"] is None if r["format"] == "source" else r["size_bytes"] > 0
+    with open(bundle / "reports/bench.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
+    # console rows are sorted by p90
+    table = [c for c in (ln.split() for ln in proc.stdout.splitlines()[3:]) if len(c) > 6 and c[4] == "OK"]
+    p90s = [float(cols[6]) for cols in table]
+    assert len(p90s) == len(rows)
+    assert p90s == sorted(p90s)
+
+
+def test_thread_settings_are_applied_through_each_runtimes_knob(digits_bench):
+    bundle, _ = digits_bench
+    for r in json.loads((bundle / "reports/bench.json").read_text())["rows"]:
+        assert r["settings"][THREAD_KNOB[r["runtime"]]] == r["threads"], r["settings"]
+        if r["runtime"] == "litert":
+            assert r["settings"]["xnnpack"] is True
+
+
+def test_failure_is_isolated_to_its_row_and_static_batch_is_skipped(zoo_bundles, run_cli, tmp_path):
+    bundle = tmp_path / "digits_cnn"
+    shutil.copytree(zoo_bundles["digits_cnn"][0], bundle)
+    (bundle / "artifacts/digits_cnn_float32.tflite").write_bytes(b"\0" * 64)
+    m = manifest_of(bundle)
+    m["artifacts"]["tflite_fp32"]["files"] = B.file_records(bundle, bundle / "artifacts/digits_cnn_float32.tflite")
+    m["artifacts"]["tflite_fp16"]["contract"]["fixed_dims"] = {"batch": 1}  # as if the converter froze it
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    proc = run_cli("bench", bundle, "-f", "tflite", "-f", "onnx", "--no-source", "--batch", "1,2", *FAST)
+    assert proc.returncode == errors.RUNTIME, proc.stdout + proc.stderr
+    rows = {(r["format"], r["batch"]): r for r in json.loads((bundle / "reports/bench.json").read_text())["rows"]}
+    assert rows[("tflite_fp32", 1)]["status"] == "failed"
+    assert "failed to load in litert" in rows[("tflite_fp32", 1)]["reason"]
+    assert rows[("tflite_fp16", 2)]["status"] == "skipped" and "batch dim is static" in rows[("tflite_fp16", 2)]["reason"]
+    assert rows[("tflite_fp16", 1)]["status"] == "ok"
+    assert rows[("onnx", 1)]["status"] == "ok" and rows[("onnx", 2)]["status"] == "ok"
+    assert "deploytool: error: tflite_fp32 (threads=1, batch=1): failed to load in litert" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_runtime_is_skipped_with_hint(zoo_bundles, tmp_path):
+    bundle = tmp_path / "digits_cnn"
+    shutil.copytree(zoo_bundles["digits_cnn"][0], bundle)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "blockimports"), env.get("PYTHONPATH")]))
+    env["DEPLOYTOOL_BLOCK_IMPORTS"] = "onnxruntime"
+    cmd = [sys.executable, "-m", "deploytool", "bench", str(bundle), "-f", "onnx", "--no-source", *FAST]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0
+    assert "SKIPPED" in proc.stdout and "pip install" in proc.stdout
+    assert subprocess.run(cmd + ["--strict"], env=env, capture_output=True, text=True).returncode == errors.SKIPPED
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--threads", "0"], "values must be integers >= 1"),
+    (["--threads", "two"], "expected comma-separated integers"),
+    (["--batch", "1,-8"], "values must be integers >= 1"),
+    (["--threshold", "0.9"], "must be > 1.0"),
+])
+def test_invalid_settings_are_usage_errors(zoo_bundles, run_cli, args, message):
+    proc = run_cli("bench", zoo_bundles["digits_cnn"][0], *args)
+    assert proc.returncode == errors.USAGE
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compare_flags_a_real_regression(zoo_bundles, run_cli, tmp_path):
+    # mobilenet_v2 at 224x224 is far slower than digits_cnn: measured interleaved, it must be flagged.
+    proc = run_cli("bench", zoo_bundles["mobilenet_v2"][0], "--compare", zoo_bundles["digits_cnn"][0], "-f", "onnx",
+                   "--no-source", "--rounds", "2", "--reports", tmp_path, *FAST)
+    assert proc.returncode == errors.REGRESSION, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    (row,) = report["compare"]
+    assert row["regression"] and row["ratio"] > 10
+    assert "REGRESSION" in proc.stdout and "x the baseline's" in proc.stderr
+    assert report["rows"][0]["rounds"] == 2
+
+
+def test_compare_against_itself_passes(zoo_bundles, run_cli, tmp_path):
+    bundle = zoo_bundles["digits_cnn"][0]
+    proc = run_cli("bench", bundle, "--compare", bundle, "-f", "tflite_fp32", "--no-source", "--threshold", "2.0",
+                   "--rounds", "2", "--reports", tmp_path, *FAST)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = json.loads((tmp_path / "bench.json").read_text())["compare"]
+    assert 0.5 < row["ratio"] < 2.0 and not row["regression"]
+
+
+def test_bench_stats_units():
+    from deploytool import bench
+
+    s = bench.summarize([1_000_000] * 10 + [3_000_000] * 10, batch=2)
+    assert s["min_ms"] == 1.0 and s["p50_ms"] == 2.0 and s["n"] == 20
+    assert s["throughput_per_s"] == pytest.approx(2 * 1000 / 2.0)
+    assert any("p90 needs >= 64" in w for w in s["warnings"]) and any("noisy" in w for w in s["warnings"])
+    steady = bench.summarize([1_000_000] * 700)
+    assert steady["warnings"] == [] and steady["cv"] == 0.0
+    m = bench.measure(lambda i: None, bench.Protocol(warmup_runs=3, warmup_time=0, min_runs=50, min_time=0))
+    assert m["warmup_runs"] == 3 and len(m["samples_ns"]) == 50 and not m["capped"]
+    capped = bench.measure(lambda i: None, bench.Protocol(warmup_runs=0, warmup_time=0, min_runs=5, min_time=0,
+                                                          max_runs=5))
+    assert len(capped["samples_ns"]) == 5
