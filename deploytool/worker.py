@@ -107,7 +107,7 @@ def export(job: dict) -> None:
     else:
         contract = Contract.from_dict(job["contract"])
 
-    cache: dict = dict(job.get("options", {}))
+    options: dict = dict(job.get("options", {}))
     for item in job["formats"]:
         fmt = FORMATS[item["name"]]
         parent_contract = item.get("parent_contract")
@@ -123,7 +123,7 @@ def export(job: dict) -> None:
             model_name=job["model_name"], contract=contract, out_path=Path(item["out"]),
             workdir=Path(job["workdir"]), parent_path=Path(item["parent_path"]) if item.get("parent_path") else None,
             parent_contract=Contract.from_dict(parent_contract) if parent_contract else None,
-            cache=cache, **ctx_common)
+            options=options, **ctx_common)
         ctx.workdir.mkdir(parents=True, exist_ok=True)
         log_start = _log_size(job.get("log"))
         print(f"=== deploytool: exporting {fmt.name} ({fmt.exporter}) ===", flush=True)

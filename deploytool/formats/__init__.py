@@ -31,7 +31,7 @@ class ExportContext:
     alt_inputs: tuple = ()  # inputs at the contract's alt dim sizes (shape-specialisation checks)
     parent_path: Path | None = None
     parent_contract: Contract | None = None
-    cache: dict = field(default_factory=dict)  # shared by formats exported in the same worker
+    options: dict = field(default_factory=dict)  # export options from the command line (keep_layout, ...)
 
 
 @dataclass

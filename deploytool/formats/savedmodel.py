@@ -93,7 +93,7 @@ def export(ctx: ExportContext) -> ExportResult:
     import onnx2tf
     import tensorflow as tf
 
-    keep_layout = bool(ctx.cache.get("keep_layout"))
+    keep_layout = bool(ctx.options.get("keep_layout"))
     options = {"output_signaturedefs": True, "non_verbose": True, "not_use_onnxsim": True, "keep_layout": keep_layout,
                "calibration_stand_in": CALIBRATION_FILE}
     # onnx2tf writes a shape-inferred graph back over its input file (onnx2tf.py, "onnx.save(
