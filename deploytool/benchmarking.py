@@ -18,7 +18,6 @@ from deploytool import bench as B
 from deploytool import bundle, errors
 from deploytool.contract import Contract
 from deploytool.errors import BundleError, UsageError
-from deploytool.formats import FORMATS
 from deploytool.runtimes import RUNTIMES
 from deploytool.sources import eager_artifact, source_loadable
 from deploytool.spawn import Worker

@@ -16,9 +16,10 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _common import bundle_or_export
 
 import numpy as np
 
@@ -74,12 +75,7 @@ def main() -> None:
     ap.add_argument("--min-time", type=float, default=3.0)
     ap.add_argument("--min-runs", type=int, default=200)
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-harness-"))
-    bundle = args.bundle
-    if bundle is None:
-        subprocess.run([sys.executable, "-m", "deploytool", "export", "--model", "mobilenet_v2", "--out", str(work)],
-                       check=True, stdout=subprocess.DEVNULL)
-        bundle = work / "mobilenet_v2"
+    bundle, work = bundle_or_export(args.bundle, "bench-harness-")
     manifest = json.loads((bundle / "manifest.json").read_text())
     for fmt in ("onnx", "tflite_fp32"):
         a, b = [], []

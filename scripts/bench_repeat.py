@@ -13,8 +13,9 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from _common import bundle_or_export
 
 
 def main() -> None:
@@ -23,12 +24,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=5.0)
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-repeat-"))
-    bundle = args.bundle
-    if bundle is None:
-        subprocess.run([sys.executable, "-m", "deploytool", "export", "--model", "mobilenet_v2", "--out", str(work)],
-                       check=True, stdout=subprocess.DEVNULL)
-        bundle = work / "mobilenet_v2"
+    bundle, work = bundle_or_export(args.bundle, "bench-repeat-")
     p50s: dict[str, list[float]] = {}
     for r in range(args.repeats):
         subprocess.run([sys.executable, "-m", "deploytool", "bench", str(bundle), "--threads", "1", "--min-time",
