@@ -19,7 +19,7 @@ from deploytool import bundle, errors
 from deploytool.contract import Contract
 from deploytool.errors import BundleError, UsageError
 from deploytool.runtimes import RUNTIMES
-from deploytool.sources import eager_artifact, source_loadable
+from deploytool.sources import source_artifact, source_loadable
 from deploytool.spawn import Worker
 from deploytool.validate import select_formats
 
@@ -67,16 +67,17 @@ def _targets(bundle_dir: Path, manifest: dict, formats: list[str] | None, work: 
     batch_axis0 = all(isinstance(s.shape[0], str) and s.shape[0] == contract.inputs[0].shape[0]
                       for s in contract.inputs) if contract.inputs[0].shape else False
     targets = []
-    if with_source:
+    if with_source and manifest["model"]["source"].get("framework") != "onnx":  # an ONNX source is the onnx row
         why = source_loadable(manifest)
-        path, c = eager_artifact(manifest, work)
-        targets.append(Target(SOURCE, "torch_eager", path, c, None, batch_axis0, why or "",
-                              "skipped" if why else "ok"))
+        runtime, path, c = source_artifact(manifest, work)
+        targets.append(Target(SOURCE, runtime, path, c, None, batch_axis0, why or "", "skipped" if why else "ok"))
     for name in select_formats(manifest, formats):
         rec = manifest["artifacts"][name]
         t = Target(name, rec["runtime"], bundle_dir / (rec["path"] or ""), rec["contract"] or {},
                    rec["size_bytes"], False)
-        if rec["status"] != "ok":
+        if rec["status"] == "not_applicable":
+            t.status, t.reason = "not_applicable", rec.get("error") or ""
+        elif rec["status"] != "ok":
             t.status, t.reason = "failed", f"not exported: {rec.get('error')}"
         else:
             try:

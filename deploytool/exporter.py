@@ -19,10 +19,10 @@ from deploytool import bundle, errors, validator
 from deploytool.contract import Contract
 from deploytool.errors import ModelError, UsageError
 from deploytool.formats import FORMATS, resolve
-from deploytool.sources import SourceRef
+from deploytool.sources import FRAMEWORK_PACKAGES, REFERENCE_RUNTIME, SourceRef
 from deploytool.sources import resolve as resolve_source
 from deploytool.spawn import Worker
-from deploytool.validator import ArtifactCheck, GoldenSet, Runner
+from deploytool.validator import NOT_APPLICABLE, ArtifactCheck, GoldenSet, Runner
 
 DEFAULT_SAMPLES = 16
 ALT_SAMPLES = 4
@@ -77,13 +77,20 @@ class _Export:
         self.work = staging / ".work"
         for d in (staging / bundle.ARTIFACTS, staging / "golden", self.work):
             d.mkdir(parents=True)
-        self.records: dict[str, dict] = {}
         self.contract: Contract | None = None
         self.description = ""
         self.versions: dict = {}
         self.sets: list[GoldenSet] = []
         self.runner = Runner(staging, self.work)
-        self.stages = [(stage, list(group)) for stage, group in groupby(names, key=lambda n: FORMATS[n].stage)]
+        # A root format is made in the source's own worker; one that cannot be made from this
+        # kind of source (TorchScript from an .onnx file) is recorded as not applicable.
+        self.records: dict[str, dict] = {
+            n: _record(FORMATS[n], NOT_APPLICABLE, error=f"not applicable: made from {'/'.join(FORMATS[n].sources)} "
+                                                         f"models, the source is {source.framework}")
+            for n in names if FORMATS[n].parent is None and source.framework not in FORMATS[n].sources}
+        names = [n for n in names if n not in self.records]
+        stage_of = lambda n: FORMATS[n].stage if FORMATS[n].parent else source.framework  # noqa: E731
+        self.stages = [(stage, list(group)) for stage, group in groupby(names, key=stage_of)]
         if not self.stages or self.stages[0][0] != source.framework:
             self.stages.insert(0, (source.framework, []))
         # Stage workers start one stage ahead: the next framework imports (TensorFlow + onnx2tf
@@ -196,6 +203,7 @@ class _Export:
             rec = _record(fmt, "ok", seconds=entry["seconds"], path=self._path(name), contract=entry["contract"],
                           exporter_version=entry["exporter_version"], options=entry["options"], notes=entry["notes"],
                           files=bundle.file_records(self.staging, path))
+            rec["exporter"]["name"] = entry["exporter"]
         self.records[name] = rec
         if rec["status"] == "ok":
             sets, skipped = validator.applicable_sets(Contract.from_dict(rec["contract"]), self.sets)
@@ -234,7 +242,7 @@ class _Export:
 
     def _manifest(self) -> dict:
         golden = {
-            "seed": self.seed, "reference_runtime": "torch_eager",
+            "seed": self.seed, "reference_runtime": REFERENCE_RUNTIME[self.source.framework],
             "sets": {s.name: {"inputs": s.inputs.relative_to(self.staging).as_posix(),
                               "reference": s.reference.relative_to(self.staging).as_posix(),
                               "dims": s.dims, "samples": s.samples} for s in self.sets},
@@ -257,7 +265,7 @@ class _Export:
 
 
 def _preload(framework: str | None, group: list[str]) -> tuple[str, ...]:
-    mods = [framework] if framework else []
+    mods = list(FRAMEWORK_PACKAGES.get(framework, ())) if framework else []
     for name in group:
         mods += [m for m in FORMATS[name].requires if m not in mods]
     return tuple(mods)

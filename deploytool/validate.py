@@ -18,7 +18,7 @@ from deploytool import bundle, errors, npz, validator
 from deploytool.contract import Contract, check_inputs
 from deploytool.errors import BundleError, DeployToolError, UsageError
 from deploytool.formats import FORMATS
-from deploytool.sources import eager_artifact
+from deploytool.sources import source_artifact
 from deploytool.validator import ArtifactCheck, GoldenSet, Runner
 
 
@@ -152,10 +152,10 @@ def _data_set(bundle_dir: Path, manifest: dict, contract: Contract, path: Path, 
     dims = {d: shaped[s.name].shape[1 + i] for s in contract.inputs for i, d in enumerate(s.shape) if isinstance(d, str)}
     inputs = work / "data.inputs.npz"
     npz.save(inputs, shaped)
-    source_file, ref_contract = eager_artifact(manifest, work)
+    runtime, source_file, ref_contract = source_artifact(manifest, work)
     runner = Runner(bundle_dir, work)
     s = GoldenSet("data", inputs, work / "data.reference.npz", dims, n)
-    runner.submit("reference", "torch_eager", source_file, ref_contract, [s])
+    runner.submit("reference", runtime, source_file, ref_contract, [s])
     run = runner.results()["reference"]
     if run.get("status") != "ok":
         code = errors.SKIPPED if run.get("status") == "skipped" else errors.MODEL

@@ -22,6 +22,7 @@ from deploytool.runtimes import RUNTIMES
 from deploytool.spawn import Worker
 
 PASS, FAIL, ERROR, SKIPPED, NOT_EXPORTED, CORRUPT = "pass", "fail", "error", "skipped", "not_exported", "corrupt"
+NOT_APPLICABLE = "not_applicable"  # a format that cannot be made from this kind of source
 
 
 @dataclass
@@ -134,6 +135,8 @@ def judge(contract: Contract, records: dict[str, dict], runs: dict[str, dict], s
             continue
         if rec.get("status") != "ok":
             chk.reason = rec.get("error") or "not exported"
+            if rec.get("status") == NOT_APPLICABLE:
+                chk.status = NOT_APPLICABLE
             continue
         if run is None:
             chk.status, chk.reason = SKIPPED, "not run"

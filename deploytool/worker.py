@@ -60,10 +60,10 @@ def export(job: dict) -> None:
     result: dict = {"formats": {}}
     ctx_common: dict = {"model": None, "example_inputs": (), "alt_inputs": ()}
     if job.get("source"):
-        from deploytool.sources import torch_module
+        from deploytool.sources import loader
 
         try:
-            loaded = torch_module.load(job["source"])
+            loaded = loader(job["source"]).load(job["source"])
         except DeployToolError as e:
             result["source_error"] = {"message": str(e), "exit_code": e.exit_code, "traceback": traceback.format_exc()}
             _write(job["result"], result)
@@ -73,15 +73,10 @@ def export(job: dict) -> None:
                                       "exit_code": 3, "traceback": traceback.format_exc()}
             _write(job["result"], result)
             return
-        from deploytool.sources.torch_module import reference_outputs
-
         contract = loaded.contract
         result["contract"] = contract.to_dict()
         result["description"] = loaded.description
         g = job["golden"]
-        import torch
-
-        torch.manual_seed(g["seed"])
         result["sets"] = {}
         for item in g["sets"]:
             if item["name"] != "main" and not contract.dynamic_dims():
@@ -93,7 +88,7 @@ def export(job: dict) -> None:
                 dims = contract.dim_sizes("alt")
                 inputs = generate_inputs(contract, item["samples"], g["seed"] + 1, dims)
             try:
-                refs = reference_outputs(loaded.module, contract, inputs)
+                refs = loaded.reference(inputs)
             except ValueError as e:
                 result["source_error"] = {"message": f"model {job['model_name']!r}: {e}", "exit_code": 3}
                 _write(job["result"], result)
@@ -101,8 +96,9 @@ def export(job: dict) -> None:
             npz.save(item["inputs"], inputs)
             npz.save(item["reference"], refs)
             result["sets"][item["name"]] = {"dims": dims, "samples": len(next(iter(inputs.values())))}
-        result["versions"] = {"torch": torch.__version__}
-        ctx_common = {"model": loaded.module, "example_inputs": loaded.example_inputs, "alt_inputs": loaded.alt_inputs}
+        result["versions"] = loaded.versions or {}
+        ctx_common = {"model": loaded.module, "example_inputs": loaded.example_inputs, "alt_inputs": loaded.alt_inputs,
+                      "source_path": loaded.path}
         _write(job["result"], result)
     else:
         contract = Contract.from_dict(job["contract"])
@@ -131,7 +127,8 @@ def export(job: dict) -> None:
         try:
             res = fmt.export(ctx)
             entry = {"status": "ok", "seconds": time.perf_counter() - t0, "contract": res.contract.to_dict(),
-                     "exporter_version": res.exporter_version, "options": res.options, "notes": res.notes}
+                     "exporter": res.exporter or fmt.exporter, "exporter_version": res.exporter_version,
+                     "options": res.options, "notes": res.notes}
         except Exception as e:  # noqa: BLE001 - a converter failure is data, the other formats go on
             tb = traceback.format_exc()
             print(tb, flush=True)

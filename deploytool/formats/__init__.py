@@ -27,6 +27,7 @@ class ExportContext:
     out_path: Path  # where the artifact must be written (file or directory)
     workdir: Path  # scratch space, deleted with the staging directory
     model: Any = None  # the loaded source model (stages that hold it)
+    source_path: Path | None = None  # the source file, when the source is a file of this format (.onnx)
     example_inputs: tuple = ()
     alt_inputs: tuple = ()  # inputs at the contract's alt dim sizes (shape-specialisation checks)
     parent_path: Path | None = None
@@ -40,7 +41,7 @@ class ExportResult:
     exporter_version: str
     options: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    extra_files: list[Path] = field(default_factory=list)  # besides out_path, belonging to it
+    exporter: str | None = None  # when it differs from the format's usual exporter
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class Format:
     export: Callable[[ExportContext], ExportResult]
     explain: Callable[[BaseException, str], str] | None = None  # converter error -> one line
     is_dir: bool = False
+    # For formats made from the source (parent None): the source frameworks they can be made from.
+    # A root format runs in the source's own worker; from any other source it is not applicable.
+    sources: tuple[str, ...] = ("torch",)
 
     def artifact_name(self, model: str) -> str:
         return f"{model}{self.suffix}"

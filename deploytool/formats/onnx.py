@@ -7,6 +7,7 @@ file (``external_data=False``; torch 2.x otherwise writes weights to a side file
 from __future__ import annotations
 
 import re
+import shutil
 
 from deploytool.contract import Contract
 from deploytool.formats import ExportContext, ExportResult, Format, short_error
@@ -75,6 +76,8 @@ def _rename_outputs(graph, mapping: dict[str, str]) -> None:
 
 
 def export(ctx: ExportContext) -> ExportResult:
+    if ctx.source_path is not None:
+        return _from_file(ctx)
     import onnx
     import torch
 
@@ -113,6 +116,19 @@ def export(ctx: ExportContext) -> ExportResult:
                         options=options, notes=notes)
 
 
+def _from_file(ctx: ExportContext) -> ExportResult:
+    """The source is an .onnx file: the artifact is that file, checked, byte for byte."""
+    import onnx
+
+    shutil.copyfile(ctx.source_path, ctx.out_path)
+    onnx.checker.check_model(str(ctx.out_path), full_check=True)
+    model = onnx.load(str(ctx.out_path), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return ExportResult(contract=_onnx_contract(ctx, ctx.out_path), exporter_version=f"onnx {onnx.__version__}",
+                        options={"copied_from": str(ctx.source_path), "opset_version": opset},
+                        exporter="source file (onnx.checker)")
+
+
 def explain(exc: BaseException, log: str) -> str:
     # torch.export failures name the unsupported construct in their first lines; keep those.
     text = str(exc)
@@ -134,7 +150,8 @@ FORMAT = Format(
     runtime="onnxruntime",
     stage="torch",
     exporter="torch.onnx.export",
-    requires=("torch", "onnx", "onnxscript"),
+    requires=("onnx",),
+    sources=("torch", "onnx"),
     export=export,
     explain=explain,
 )

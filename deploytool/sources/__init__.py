@@ -12,8 +12,8 @@ from deploytool.errors import ModelError
 
 @dataclass
 class SourceRef:
-    kind: str  # "zoo"
-    ref: str  # zoo name
+    kind: str  # "zoo", "file" (a zoo-style .py), "onnx"
+    ref: str  # zoo name or absolute path
     name: str  # the bundle / model name
     framework: str = "torch"
     details: dict = field(default_factory=dict)
@@ -38,6 +38,12 @@ def resolve(model: str) -> SourceRef:
     names = zoo_names()
     if model in names:
         return SourceRef(kind="zoo", ref=model, name=model, details={"file": f"models/{model}.py"})
+    if model.endswith(".onnx"):
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise ModelError(f"model file {model}: no such file")
+        return SourceRef(kind="onnx", ref=str(path.resolve()), name=path.stem, framework="onnx",
+                         details={"file": str(path.resolve())})
     if model.endswith(".py") or "/" in model:
         path = Path(model).expanduser()
         if not path.is_file():
@@ -49,28 +55,53 @@ def resolve(model: str) -> SourceRef:
                      "(or pass the path of a model .py file)")
 
 
-def eager_artifact(manifest: dict, work: Path) -> tuple[Path, dict]:
-    """The source model as something the torch_eager runtime can load: a descriptor file and its
-    contract (a module called eagerly returns its outputs by position: output_0..N)."""
+# What each source framework's worker imports, and the runtime that computes its reference outputs.
+FRAMEWORK_PACKAGES = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime")}
+REFERENCE_RUNTIME = {"torch": "torch_eager", "onnx": "onnxruntime"}
+
+
+def loader(source: dict):
+    """The module that loads this source inside its framework's worker."""
+    if source.get("framework", "torch") == "onnx":
+        from deploytool.sources import onnx_file
+
+        return onnx_file
+    from deploytool.sources import torch_module
+
+    return torch_module
+
+
+def source_artifact(manifest: dict, work: Path) -> tuple[str, Path, dict]:
+    """The source model as something a runtime can load: (runtime, path, contract). A torch source
+    is run by torch_eager from a descriptor file (a module returns outputs by position:
+    output_0..N); an ONNX source by onnxruntime from the file itself."""
     import json
 
     from deploytool.contract import Contract
 
-    path = work / "source.json"
-    path.write_text(json.dumps(manifest["model"]["source"]))
+    src = manifest["model"]["source"]
     contract = Contract.from_dict(manifest["contract"])
+    if src.get("framework") == "onnx":
+        return "onnxruntime", Path(src["ref"]), contract.to_dict()
+    path = work / "source.json"
+    path.write_text(json.dumps(src))
     for i, spec in enumerate(contract.outputs):
         spec.artifact_name = f"output_{i}"
-    return path, contract.to_dict()
+    return "torch_eager", path, contract.to_dict()
 
 
 def source_loadable(manifest: dict) -> str | None:
     """Why the manifest's source model cannot be loaded here, or None when it can."""
     src = manifest["model"]["source"]
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed"
+    for package in FRAMEWORK_PACKAGES.get(src.get("framework", "torch"), ()):
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{package} is not installed"
     if src.get("kind") == "zoo" and src.get("ref") not in zoo_names():
         return f"reference model {src.get('ref')!r} is not in this deploytool's zoo"
-    if src.get("kind") == "file" and not Path(src.get("ref", "")).is_file():
+    if src.get("kind") in ("file", "onnx") and not Path(src.get("ref", "")).is_file():
         return f"model file {src.get('ref')} is not on this machine"
     return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -18,12 +19,16 @@ from deploytool.errors import ModelError
 
 @dataclass
 class LoadedModel:
-    module: Any
+    """A source loaded in its framework's worker (shared by every source loader)."""
+    module: Any  # the framework object formats export from (None for file sources)
     contract: Contract
     example_inputs: tuple
     alt_inputs: tuple
-    golden: Callable[[int, int], dict[str, np.ndarray]]
+    golden: Callable[[int, int], dict[str, np.ndarray]]  # (samples, seed) -> {input: [samples, *shape]}
     description: str
+    reference: Callable[[dict], dict[str, np.ndarray]] | None = None  # inputs -> reference outputs
+    path: Path | None = None  # the source file, for sources that are files (.onnx)
+    versions: dict | None = None
 
 
 def load(source: dict) -> LoadedModel:
@@ -69,7 +74,10 @@ def load(source: dict) -> LoadedModel:
             return {k: np.ascontiguousarray(v) for k, v in golden_fn(n, seed).items()}
         return generate_inputs(contract, n, seed, contract.dim_sizes("example", batch_one=True))
 
-    return LoadedModel(module, contract, example, alt, golden, getattr(mod, "DESCRIPTION", ""))
+    loaded = LoadedModel(module, contract, example, alt, golden, getattr(mod, "DESCRIPTION", ""),
+                         versions={"torch": torch.__version__})
+    loaded.reference = lambda inputs: reference_outputs(module, contract, inputs)
+    return loaded
 
 
 def _as_tuple(x) -> tuple:
