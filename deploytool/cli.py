@@ -50,7 +50,8 @@ def main() -> None:
 
 
 @main.command(context_settings=CONTEXT, epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help())
-@click.option("--model", "-m", default="digits_cnn", show_default=True, help="Reference-zoo model name.")
+@click.option("--model", "-m", default="digits_cnn", show_default=True,
+              help="Reference-zoo name, a .py file written like a zoo module (models/digits_cnn.py), or an .onnx file.")
 @click.option("--formats", "-f", default="all", show_default=True,
               help="Comma-separated formats to export (parents they need are added), or 'all'.")
 @click.option("--out", "-o", default="bundles", show_default=True, type=click.Path(file_okay=False),
