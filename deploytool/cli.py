@@ -51,7 +51,8 @@ def main() -> None:
 
 @main.command(context_settings=CONTEXT, epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help())
 @click.option("--model", "-m", default="digits_cnn", show_default=True,
-              help="Reference-zoo name, a .py file written like a zoo module (models/digits_cnn.py), or an .onnx file.")
+              help="Reference-zoo name; a .py file written like a zoo module (models/digits_cnn.py); file.py:factory "
+                   "or package.module:factory (returns an nn.Module or (module, example_inputs)); or an .onnx file.")
 @click.option("--formats", "-f", default="all", show_default=True,
               help="Comma-separated formats to export (parents they need are added), or 'all'.")
 @click.option("--out", "-o", default="bundles", show_default=True, type=click.Path(file_okay=False),
@@ -59,11 +60,17 @@ def main() -> None:
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(1, 10000),
               help="Golden samples to store and check every artifact on.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for golden inputs.")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE:DTYPE",
+              help="Declare a factory's input (repeatable), dims as sizes or names: 'ids:batch x seq:int64'.")
+@click.option("--input-range", "input_ranges", multiple=True, metavar="NAME:LOW:HIGH",
+              help="Value range [LOW, HIGH) of an input for golden data (integers stay inside it): ids:0:30522.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="A state dict for a torch model, loaded with "
+              "torch.load(weights_only=True) only; missing/unexpected keys are reported by name.")
 @click.option("--keep-layout", is_flag=True, help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")
 @click.option("--strict", is_flag=True, help="Treat a check skipped for a missing runtime as a failure (exit 7).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the table.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and where the worker logs are.")
-def export(model, formats, out, samples, seed, keep_layout, strict, as_json, debug):
+def export(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, strict, as_json, debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -78,7 +85,7 @@ def export(model, formats, out, samples, seed, keep_layout, strict, as_json, deb
     requested = None if formats.strip().lower() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout, strict=strict,
-                         progress=progress)
+                         inputs=list(inputs), input_ranges=list(input_ranges), weights=weights, progress=progress)
     if as_json:
         click.echo(json.dumps(outcome.manifest, indent=2, default=str))
     else:

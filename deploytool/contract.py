@@ -211,3 +211,35 @@ def shapes_match(shape: list, expected: list) -> bool:
         if isinstance(a, int) and a >= 0 and isinstance(b, int) and a != b:
             return False
     return True
+
+
+def parse_input_spec(text: str) -> dict:
+    """``NAME:SHAPE:DTYPE`` with SHAPE as sizes and dim names joined by ' x ' or ',':
+    ``ids:batch x seq:int64``, ``image:batch,3,224,224:float32``."""
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.strip() for p in parts):
+        raise ValueError(f"--input {text!r}: expected NAME:SHAPE:DTYPE, e.g. 'ids:batch x seq:int64'")
+    name, shape_text, dtype = (p.strip() for p in parts)
+    dims = [d.strip() for d in shape_text.replace(",", " x ").split(" x ") if d.strip()] if shape_text.strip() else []
+    shape = [int(d) if d.isdigit() else d for d in dims]
+    if any(isinstance(d, str) and not d.isidentifier() for d in shape):
+        raise ValueError(f"--input {text!r}: dims are sizes or identifiers (batch, seq), got {shape}")
+    spec = TensorSpec(name=name, shape=shape, dtype=dtype)
+    try:
+        spec.validate()
+    except ValueError as e:
+        raise ValueError(f"--input {text!r}: {e}") from None
+    return spec.to_dict()
+
+
+def parse_range(text: str) -> tuple[str, list]:
+    """``NAME:LOW:HIGH`` -> (name, [low, high)); integers stay integers."""
+    parts = text.split(":")
+    try:
+        name, lo, hi = parts
+        low, high = (int(v) if v.strip().lstrip("-").isdigit() else float(v) for v in (lo, hi))
+    except ValueError:
+        raise ValueError(f"--input-range {text!r}: expected NAME:LOW:HIGH, e.g. 'ids:0:30522'") from None
+    if not low < high:
+        raise ValueError(f"--input-range {text!r}: LOW must be below HIGH")
+    return name, [low, high]

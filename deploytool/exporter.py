@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from deploytool import bundle, errors, validator
-from deploytool.contract import Contract
+from deploytool.contract import Contract, parse_input_spec, parse_range
 from deploytool.errors import ModelError, UsageError
 from deploytool.formats import FORMATS, resolve
 from deploytool.sources import FRAMEWORK_PACKAGES, REFERENCE_RUNTIME, SourceRef
@@ -41,11 +41,17 @@ class ExportOutcome:
 
 def export(model: str, formats: list[str] | None = None, out: Path | str = "bundles", samples: int = DEFAULT_SAMPLES,
            seed: int = DEFAULT_SEED, keep_layout: bool = False, strict: bool = False,
+           inputs: list[str] | None = None, input_ranges: list[str] | None = None, weights: str | None = None,
            progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
     t_start = time.perf_counter()
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
-    source = resolve_source(model)
+    try:
+        specs = [parse_input_spec(s) for s in inputs or []]
+        ranges = dict(parse_range(r) for r in input_ranges or [])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    source = resolve_source(model, specs, ranges, weights)
     try:
         names, added = resolve(formats)
     except KeyError as e:

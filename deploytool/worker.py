@@ -134,7 +134,7 @@ def export(job: dict) -> None:
             print(tb, flush=True)
             log = _log_tail(job.get("log"), log_start)
             try:
-                reason = fmt.explain(e, log) if fmt.explain else short_error(e)
+                reason = fmt.explain(e, log, ctx) if fmt.explain else short_error(e)
             except Exception:  # noqa: BLE001 - an explainer must never hide the real error
                 reason = short_error(e)
             entry = {"status": "failed", "seconds": time.perf_counter() - t0, "error": reason, "traceback": tb}

@@ -68,3 +68,126 @@ def test_broken_onnx_file(run_cli, tmp_path):
     assert len(lines) == 1 and "broken.onnx: not a readable ONNX model" in lines[0]
     proc = run_cli("export", "--model", tmp_path / "missing.onnx", "--out", tmp_path)
     assert proc.returncode == errors.MODEL and "no such file" in proc.stderr
+
+
+FACTORIES = '''
+import torch
+from torch import nn
+
+
+class TextClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(500, 32)
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, ids):
+        return self.fc(self.emb(ids).mean(dim=1))
+
+
+def text_classifier():
+    torch.manual_seed(0)
+    return TextClassifier()
+
+
+def mlp_with_examples():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 12), nn.GELU(), nn.Linear(12, 2)).eval(), (torch.rand(4, 6),)
+
+
+def returns_int():
+    return 42
+
+
+def raises():
+    raise ValueError("no weights for you")
+'''
+
+
+@pytest.fixture(scope="module")
+def factory_dir(tmp_path_factory):
+    import torch
+
+    d = tmp_path_factory.mktemp("factories")
+    (d / "user_models.py").write_text(FACTORIES)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("user_models_for_weights", d / "user_models.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    state = mod.text_classifier().state_dict()
+    torch.save(state, d / "good.pt")
+    bad = dict(state)
+    bad["extra.weight"] = torch.zeros(1)
+    del bad["fc.bias"]
+    torch.save(bad, d / "bad.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this pickle runs code",))
+
+    torch.save({"x": Evil()}, d / "evil.pt")
+    return d
+
+
+def test_factory_with_input_spec_range_and_weights(factory_dir, run_cli, tmp_path):
+    proc = run_cli("export", "--model", f"{factory_dir / 'user_models.py'}:text_classifier", "--input",
+                   "ids:batch x seq:int64", "--input-range", "ids:0:500", "--weights", factory_dir / "good.pt",
+                   "--out", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = manifest_of(tmp_path / "user_models")
+    assert m["model"]["source"]["kind"] == "factory" and m["model"]["source"]["weights"].endswith("good.pt")
+    ids = m["contract"]["inputs"][0]
+    assert ids == {"name": "ids", "shape": ["batch", "seq"], "dtype": "int64", "range": [0, 500]}
+    assert m["contract"]["outputs"][0]["shape"] == ["batch", 3]
+    assert m["golden"]["sets"]["alt"]["dims"] == {"batch": 3, "seq": 24}
+    for rec in m["artifacts"].values():
+        assert rec["check"]["status"] == "pass", rec["check"]
+
+
+def test_module_path_factory_with_example_inputs(factory_dir, run_cli, tmp_path):
+    proc = run_cli("export", "--model", "user_models:mlp_with_examples", "--out", tmp_path, "-f", "onnx",
+                   cwd=factory_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = manifest_of(tmp_path / "mlp_with_examples")
+    assert m["contract"]["inputs"][0]["shape"] == [4, 6] and m["contract"]["inputs"][0]["name"] == "input"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{d}/user_models.py:text_classifier", "--input", "ids:batch,seq:int64", "--weights", "{d}/evil.pt"],
+     "refused: not a plain state dict (loading with weights_only=True failed"),
+    (["{d}/user_models.py:text_classifier", "--input", "ids:batch,seq:int64", "--weights", "{d}/bad.pt"],
+     "does not fit the module: missing keys fc.bias; unexpected keys extra.weight"),
+    (["{d}/user_models.py:text_classifier"], "the factory returned no example inputs; declare them with --input"),
+    (["{d}/user_models.py:returns_int"], "the factory returned int, not a torch.nn.Module"),
+    (["{d}/user_models.py:raises"], "factory raises() raised ValueError: no weights for you"),
+    (["{d}/user_models.py:missing"], "has no 'missing'"),
+    (["{d}/nowhere.py:build"], "no such file"),
+])
+def test_factory_errors(factory_dir, run_cli, tmp_path, args, message):
+    proc = run_cli("export", "--model", *[a.format(d=factory_dir) for a in args], "--out", tmp_path)
+    assert proc.returncode == errors.MODEL, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "ids:batch x seq"], "expected NAME:SHAPE:DTYPE"),
+    (["--input", "ids:batch x seq:int65"], "unknown dtype 'int65'"),
+    (["--input-range", "ids:5:1"], "LOW must be below HIGH"),
+])
+def test_input_spec_usage_errors(factory_dir, run_cli, tmp_path, args, message):
+    proc = run_cli("export", "--model", f"{factory_dir / 'user_models.py'}:text_classifier", *args, "--out", tmp_path)
+    assert proc.returncode == errors.USAGE and message in proc.stderr
+
+
+def test_converter_failure_names_the_onnx_op(run_cli, tmp_path):
+    # nn.EmbeddingBag exports a Loop over sequences; onnx2tf 1.28.8 cannot convert SequenceEmpty.
+    (tmp_path / "bag.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def build():\n    torch.manual_seed(0)\n    return nn.Sequential(nn.EmbeddingBag(50, 8, mode='mean'))\n")
+    proc = run_cli("export", "--model", f"{tmp_path / 'bag.py'}:build", "--input", "ids:batch x seq:int64",
+                   "--input-range", "ids:0:50", "--out", tmp_path, "-f", "savedmodel")
+    assert proc.returncode == errors.EXPORT, proc.stdout + proc.stderr
+    assert "bag/savedmodel: export failed: onnx2tf failed at ONNX node" in proc.stderr
+    assert "(SequenceEmpty)" in proc.stderr

@@ -57,7 +57,8 @@ class Format:
     exporter: str  # what does the conversion, as shown to users
     requires: tuple[str, ...]  # import names needed to export it
     export: Callable[[ExportContext], ExportResult]
-    explain: Callable[[BaseException, str], str] | None = None  # converter error -> one line
+    # (exception, the worker's log since this export began, the context) -> one line naming the cause
+    explain: Callable[[BaseException, str, ExportContext], str] | None = None
     is_dir: bool = False
     # For formats made from the source (parent None): the source frameworks they can be made from.
     # A root format runs in the source's own worker; from any other source it is not applicable.

@@ -42,7 +42,7 @@ def _check_signature(contract: Contract, path) -> None:
             raise RuntimeError(f".tflite signature lacks {missing} (has {names})")
 
 
-def explain(exc: BaseException, log: str) -> str:
+def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
     text = str(exc) + "\n" + log[-4000:]
     ops = re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text)
     if ops:

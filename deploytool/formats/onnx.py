@@ -23,8 +23,11 @@ def _dynamic_shapes(ctx: ExportContext) -> dict:
         spec = ctx.contract.dims[name]
         kwargs = {k: int(spec[k]) for k in ("min", "max") if k in spec}
         dims[name] = torch.export.Dim(name, **kwargs)
-    return {s.name: {i: dims[d] for i, d in enumerate(s.shape) if isinstance(d, str) and d in dims}
-            for s in ctx.contract.inputs}
+    # Positional, not keyed by name: torch.export wants forward()'s own parameter names as keys,
+    # and the contract's input names need not be those.
+    specs = tuple({i: dims[d] for i, d in enumerate(s.shape) if isinstance(d, str) and d in dims} or None
+                  for s in ctx.contract.inputs)
+    return specs if any(specs) else None
 
 
 def _onnx_contract(ctx: ExportContext, path) -> Contract:
@@ -98,7 +101,7 @@ def export(ctx: ExportContext) -> ExportResult:
     torch.onnx.export(
         ctx.model, ctx.example_inputs, str(ctx.out_path),
         input_names=options["input_names"], output_names=placeholders,
-        dynamic_shapes=_dynamic_shapes(ctx) or None, external_data=options["external_data"],
+        dynamic_shapes=_dynamic_shapes(ctx), external_data=options["external_data"],
         dynamo=True, verbose=False,
     )
     model = onnx.load(str(ctx.out_path), load_external_data=False)
@@ -129,9 +132,12 @@ def _from_file(ctx: ExportContext) -> ExportResult:
                         exporter="source file (onnx.checker)")
 
 
-def explain(exc: BaseException, log: str) -> str:
-    # torch.export failures name the unsupported construct in their first lines; keep those.
+def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
+    # torch.onnx wraps torch.export's failure; the underlying cause is quoted as "<class 'X'>: msg".
     text = str(exc)
+    cause = re.search(r"<class '([\w.]+)'>: ([^\n]+)", text)
+    if cause:
+        return f"torch.export failed: {cause.group(1).rsplit('.', 1)[-1]}: {cause.group(2)[:300]}"
     m = re.search(r"(Unsupported|GuardOnDataDependentSymNode|Could not guard on data-dependent[^\n]*|"
                   r"Constraints violated[^\n]*|No decompositions registered[^\n]*|"
                   r"does not support[^\n]*)", text)

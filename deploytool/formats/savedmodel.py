@@ -119,15 +119,27 @@ def export(ctx: ExportContext) -> ExportResult:
                         options=options, notes=notes)
 
 
-def explain(exc: BaseException, log: str) -> str:
-    # onnx2tf logs the failing node as "onnx_op_name: NAME" before re-raising; name it.
-    m = re.findall(r"onnx_op_name:\s*(\S+)", log)
+def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
+    # onnx2tf logs the failing node as "onnx_op_name: NAME" before re-raising; name it and its op.
+    names = re.findall(r"onnx_op_name:\s*(\S+)", log)
     base = short_error(exc)
     detail = [ln.strip() for ln in str(exc).splitlines() if "must be" in ln or "shapes" in ln.lower()]
-    where = f"onnx2tf failed at ONNX node {m[-1]!r}: " if m else "onnx2tf failed: "
     if detail and detail[0] not in base:
         base = f"{base} ({detail[0][:200]})"
-    return where + base
+    if not names:
+        return f"onnx2tf failed: {base}"
+    return f"onnx2tf failed at ONNX node {names[-1]!r}{_op_type(ctx.parent_path, names[-1])}: {base}"
+
+
+def _op_type(onnx_path: Path | None, node_name: str) -> str:
+    try:
+        import onnx
+
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        op = next((n.op_type for n in graph.node if n.name == node_name), None)
+        return f" ({op})" if op else ""
+    except Exception:  # noqa: BLE001 - naming the op is a courtesy; the error itself is reported anyway
+        return ""
 
 
 FORMAT = Format(

@@ -33,9 +33,42 @@ def zoo_names() -> list[str]:
     return sorted(p.stem for p in zoo_dir().glob("*.py") if not p.stem.startswith("_"))
 
 
-def resolve(model: str) -> SourceRef:
-    """A zoo name, or the path of a Python file written like a zoo module (see models/)."""
+def resolve(model: str, inputs: list[dict] | None = None, input_ranges: dict | None = None,
+            weights: str | None = None) -> SourceRef:
+    """A zoo name, a .py file written like a zoo module, ``file.py:factory`` or
+    ``package.module:factory``, or an .onnx file."""
+    ref = _resolve(model)
+    if (inputs or input_ranges) and ref.kind != "factory":
+        raise ModelError(f"--input / --input-range apply to factories (file.py:factory); {model} "
+                         f"{'declares its own inputs' if ref.kind != 'onnx' else 'has its inputs in the graph'}")
+    if weights:
+        if ref.framework != "torch":
+            raise ModelError(f"--weights applies to torch models, not to {model}")
+        w = Path(weights).expanduser()
+        if not w.is_file():
+            raise ModelError(f"--weights {weights}: no such file")
+        ref.details["weights"] = str(w.resolve())
+    if inputs:
+        ref.details["inputs"] = inputs
+    if input_ranges:
+        ref.details["input_ranges"] = input_ranges
+    return ref
+
+
+def _resolve(model: str) -> SourceRef:
     names = zoo_names()
+    target, sep, attr = model.rpartition(":")
+    if sep and target and attr.isidentifier():
+        if target.endswith(".py"):
+            path = Path(target).expanduser()
+            if not path.is_file():
+                raise ModelError(f"model file {target}: no such file")
+            return SourceRef(kind="factory", ref=f"{path.resolve()}:{attr}", name=path.stem,
+                             details={"file": str(path.resolve()), "factory": attr})
+        if all(part.isidentifier() for part in target.split(".")):
+            return SourceRef(kind="factory", ref=f"{target}:{attr}", name=attr,
+                             details={"module": target, "factory": attr})
+        raise ModelError(f"--model {model!r}: expected file.py:factory or package.module:factory")
     if model in names:
         return SourceRef(kind="zoo", ref=model, name=model, details={"file": f"models/{model}.py"})
     if model.endswith(".onnx"):

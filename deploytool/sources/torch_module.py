@@ -1,7 +1,10 @@
-"""Loads a torch source (a reference-zoo module) inside a torch worker.
+"""Loads a torch source inside a torch worker: a reference-zoo module, a .py file written like
+one, or a factory (``file.py:factory`` / ``package.module:factory``).
 
 A zoo module defines INPUTS, OUTPUTS, DIMS (the contract), ``build()`` returning an nn.Module,
-``example_inputs()``, and optionally ``golden_inputs(n, seed)`` for real data.
+``example_inputs()``, and optionally ``golden_inputs(n, seed)`` for real data. A factory returns
+an nn.Module, or a (module, example_inputs) pair; its contract comes from --input specs or is
+inferred from the example inputs.
 """
 from __future__ import annotations
 
@@ -31,53 +34,183 @@ class LoadedModel:
     versions: dict | None = None
 
 
+def _import(source: dict):
+    name = source["name"]
+    try:
+        if source["kind"] == "zoo":
+            return importlib.import_module(f"deploytool.models.{source['ref']}")
+        target = source["ref"].rsplit(":", 1)[0] if source["kind"] == "factory" else source["ref"]
+        if target.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(f"deploytool_user_model_{name}", target)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            return mod
+        return importlib.import_module(target)
+    except Exception as e:
+        raise ModelError(f"model {name!r}: importing {source.get('file', name)} failed: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from e
+
+
 def load(source: dict) -> LoadedModel:
     import torch
 
     name = source["name"]
+    mod = _import(source)
+    examples_from_factory = None
+    if source["kind"] == "factory":
+        attr = source["ref"].rsplit(":", 1)[1]
+        factory = getattr(mod, attr, None)
+        if factory is None:
+            raise ModelError(f"model {name!r}: {source['ref'].rsplit(':', 1)[0]} has no {attr!r}")
+        if not callable(factory):
+            raise ModelError(f"model {name!r}: {attr!r} is a {type(factory).__name__}, not a callable factory")
+        build, description = factory, f"{source['ref']}"
+    else:
+        for attr in ("INPUTS", "OUTPUTS", "build"):
+            if not hasattr(mod, attr):
+                raise ModelError(f"model {name!r}: {source.get('file', name)} defines no {attr} "
+                                 "(see models/digits_cnn.py)")
+        if not callable(mod.build):
+            raise ModelError(f"model {name!r}: build is not callable")
+        build, description = mod.build, getattr(mod, "DESCRIPTION", "")
     try:
-        if source["kind"] == "zoo":
-            mod = importlib.import_module(f"deploytool.models.{source['ref']}")
-        else:
-            spec = importlib.util.spec_from_file_location(f"deploytool_user_model_{name}", source["ref"])
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
+        built = build()
     except Exception as e:
-        raise ModelError(f"model {name!r}: importing {source.get('file', name)} failed: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from e
-    for attr in ("INPUTS", "OUTPUTS", "build"):
-        if not hasattr(mod, attr):
-            raise ModelError(f"model {name!r}: {source.get('file', name)} defines no {attr} (see models/digits_cnn.py)")
-    if not callable(mod.build):
-        raise ModelError(f"model {name!r}: build is not callable")
+        raise ModelError(f"model {name!r}: factory {getattr(build, '__name__', 'build')}() raised "
+                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):
+        built, examples_from_factory = built[0], _as_tuple(built[1])
+    if not isinstance(built, torch.nn.Module):
+        raise ModelError(f"model {name!r}: the factory returned {type(built).__name__}, not a torch.nn.Module "
+                         "(or a (module, example_inputs) pair)")
+    module = built
+    if source.get("weights"):
+        _load_weights(name, module, source["weights"])
+    module.eval()
     try:
-        contract = Contract.from_dict({"inputs": mod.INPUTS, "outputs": mod.OUTPUTS, "dims": getattr(mod, "DIMS", {})})
+        if source["kind"] == "factory":
+            contract = _factory_contract(name, module, source, examples_from_factory)
+        else:
+            contract = Contract.from_dict({"inputs": mod.INPUTS, "outputs": mod.OUTPUTS,
+                                           "dims": getattr(mod, "DIMS", {})})
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ModelError(f"model {name!r}: bad I/O declaration: {e}") from e
-    try:
-        module = mod.build()
-    except Exception as e:
-        raise ModelError(f"model {name!r}: factory build() raised {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-    if not isinstance(module, torch.nn.Module):
-        raise ModelError(f"model {name!r}: build() returned {type(module).__name__}, not a torch.nn.Module")
-    module.eval()
-    example = _as_tuple(mod.example_inputs() if hasattr(mod, "example_inputs")
-                        else _tensors(generate_inputs(contract, 1, 0, contract.dim_sizes("example")), contract))
+    if examples_from_factory is not None:
+        example = examples_from_factory
+    elif hasattr(mod, "example_inputs") and source["kind"] != "factory":
+        example = _as_tuple(mod.example_inputs())
+    else:
+        example = _tensors(generate_inputs(contract, 1, 0, contract.dim_sizes("example")), contract)
     alt_sizes = contract.dim_sizes("alt")
     alt = _tensors(generate_inputs(contract, 1, 1, alt_sizes), contract) if contract.dims and \
         alt_sizes != contract.dim_sizes("example") else ()
     _check_example(name, contract, example)
-    golden_fn = getattr(mod, "golden_inputs", None)
+    golden_fn = getattr(mod, "golden_inputs", None) if source["kind"] != "factory" else None
 
     def golden(n: int, seed: int) -> dict[str, np.ndarray]:
         if golden_fn is not None:
             return {k: np.ascontiguousarray(v) for k, v in golden_fn(n, seed).items()}
         return generate_inputs(contract, n, seed, contract.dim_sizes("example", batch_one=True))
 
-    loaded = LoadedModel(module, contract, example, alt, golden, getattr(mod, "DESCRIPTION", ""),
-                         versions={"torch": torch.__version__})
+    loaded = LoadedModel(module, contract, example, alt, golden, description, versions={"torch": torch.__version__})
     loaded.reference = lambda inputs: reference_outputs(module, contract, inputs)
     return loaded
+
+
+def _load_weights(name: str, module, path: str) -> None:
+    """A state dict, loaded with weights_only=True only: a pickle that carries code is refused."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"model {name!r}: --weights {path}: no such file") from None
+    except (pickle.UnpicklingError, RuntimeError, AttributeError) as e:
+        raise ModelError(f"model {name!r}: --weights {path}: refused: not a plain state dict (loading with "
+                         f"weights_only=True failed, so it would need to run code from the pickle: "
+                         f"{str(e).splitlines()[0].split('. ')[0][:200]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"model {name!r}: --weights {path}: holds a {type(state).__name__}, not a state dict")
+    result = module.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing keys {', '.join(result.missing_keys[:10])}"
+                        + (f" (+{len(result.missing_keys) - 10} more)" if len(result.missing_keys) > 10 else ""))
+    if result.unexpected_keys:
+        problems.append(f"unexpected keys {', '.join(result.unexpected_keys[:10])}"
+                        + (f" (+{len(result.unexpected_keys) - 10} more)" if len(result.unexpected_keys) > 10 else ""))
+    if problems:
+        raise ModelError(f"model {name!r}: --weights {path} does not fit the module: {'; '.join(problems)}")
+
+
+def _factory_contract(name: str, module, source: dict, examples: tuple | None) -> Contract:
+    """Inputs from --input specs, or inferred from the factory's example inputs (names from
+    forward()'s parameters); outputs from one forward pass (named output_0..N)."""
+    import inspect
+
+    import torch
+
+    ranges = source.get("input_ranges", {})
+    dims: dict[str, dict] = {}
+    if source.get("inputs"):
+        inputs = [dict(spec) for spec in source["inputs"]]
+    elif examples is not None:
+        params = [p for p in inspect.signature(module.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        names = [p.name for p in params][:len(examples)]
+        names += [f"input_{i}" for i in range(len(names), len(examples))]
+        inputs = [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")}
+                  for n, t in zip(names, examples)]
+    else:
+        raise ModelError(f"model {name!r}: the factory returned no example inputs; declare them with "
+                         "--input NAME:SHAPE:DTYPE (e.g. --input 'ids:batch x seq:int64')")
+    for spec in inputs:
+        if spec["name"] in ranges:
+            spec["range"] = ranges[spec["name"]]
+        for axis, d in enumerate(spec["shape"]):
+            if isinstance(d, str) and d not in dims:
+                size = None
+                if examples is not None:
+                    idx = [s["name"] for s in inputs].index(spec["name"])
+                    size = int(examples[idx].shape[axis]) if idx < len(examples) else None
+                batch_like = axis == 0
+                example = size if size and size >= 2 else (2 if batch_like else 16)
+                dims[d] = {"example": example, "alt": example + 1 if batch_like else example + 8, "min": 1}
+        if len(spec["shape"]) == 4 and spec["dtype"].startswith("float"):
+            spec.setdefault("layout", "NCHW")
+    unknown = [r for r in ranges if r not in [s["name"] for s in inputs]]
+    if unknown:
+        raise ModelError(f"model {name!r}: --input-range names unknown inputs {unknown}")
+    contract = Contract.from_dict({"inputs": inputs, "outputs": [{"name": "probe", "shape": [1], "dtype": "float32"}],
+                                   "dims": dims})
+    probe = examples if examples is not None else \
+        _tensors(generate_inputs(contract, 1, 0, contract.dim_sizes("example")), contract)
+    try:
+        with torch.no_grad():
+            out = module(*probe)
+    except Exception as e:
+        raise ModelError(f"model {name!r}: forward() on the example inputs raised {type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200] if str(e) else ''}") from e
+    out = out if isinstance(out, (tuple, list)) else (out,)
+    batch = next((d for d in inputs[0]["shape"][:1] if isinstance(d, str)), None)
+    batch_size = contract.dim_sizes("example").get(batch) if batch else None
+    outputs = []
+    for i, t in enumerate(out):
+        if not isinstance(t, torch.Tensor):
+            raise ModelError(f"model {name!r}: output {i} is a {type(t).__name__}; only tensors (or tuples of "
+                             "tensors) can be exported")
+        shape = list(t.shape)
+        if batch and shape and shape[0] == batch_size:
+            shape[0] = batch
+        o = {"name": f"output_{i}", "shape": shape, "dtype": str(t.dtype).replace("torch.", "")}
+        if t.dim() == 2 and t.is_floating_point():
+            o["kind"] = "classifier"
+        outputs.append(o)
+    return Contract.from_dict({"inputs": inputs, "outputs": outputs, "dims": dims})
 
 
 def _as_tuple(x) -> tuple:
