@@ -32,6 +32,8 @@ class _Group(click.Group):
         except DeployToolError as e:
             if debug:
                 traceback.print_exc()
+                if e.detail:
+                    click.echo(f"worker traceback:\n{e.detail}", err=True)
             click.echo(f"deploytool: error: {e}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:

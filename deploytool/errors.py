@@ -51,10 +51,11 @@ class DeployToolError(Exception):
 
     exit_code = INTERNAL
 
-    def __init__(self, message: str, exit_code: int | None = None) -> None:
+    def __init__(self, message: str, exit_code: int | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.detail = detail  # e.g. a worker's traceback, shown with --debug
 
 
 class UsageError(DeployToolError):

@@ -184,7 +184,7 @@ class _Export:
     def _take_source(self, result: dict, job: dict) -> None:
         if "source_error" in result:
             err = result["source_error"]
-            raise ModelError(err["message"], err.get("exit_code", errors.MODEL))
+            raise ModelError(err["message"], err.get("exit_code", errors.MODEL), detail=err.get("traceback"))
         if "contract" not in result or "sets" not in result:
             raise ModelError(f"model {self.source.name!r}: loading the model crashed: {result.get('crash')}")
         self.contract = Contract.from_dict(result["contract"])

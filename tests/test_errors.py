@@ -43,6 +43,7 @@ def test_broken_factory(run_cli, tmp_path, model, message):
 def test_debug_shows_the_traceback(run_cli, tmp_path):
     proc = run_cli("export", "--model", TEST_MODELS / "factory_raises.py", "--out", tmp_path, "--debug")
     assert proc.returncode == errors.MODEL and "Traceback" in proc.stderr
+    assert "worker traceback:" in proc.stderr and 'raise RuntimeError("weights file corrupted")' in proc.stderr
 
 
 def test_unknown_format_is_a_usage_error(run_cli, tmp_path):

@@ -101,3 +101,14 @@ def test_tiny_transformer_ids_in_vocab_and_dynamic_seq_in_onnx(zoo_bundles):
 def test_runtimes_registry_covers_every_format():
     for fmt in FORMATS.values():
         assert fmt.runtime in RUNTIMES
+
+
+def test_keep_layout_keeps_nchw_in_tensorflow_artifacts(run_cli, tmp_path):
+    proc = run_cli("export", "--model", "multi_io", "--keep-layout", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = manifest_of(tmp_path / "multi_io")
+    assert m["artifacts"]["savedmodel"]["exporter"]["options"]["keep_layout"] is True
+    for fmt in ("savedmodel", "tflite_fp32", "tflite_fp16"):
+        image = m["artifacts"][fmt]["contract"]["inputs"][0]
+        assert image["layout"] == "NCHW" and "perm" not in image
+        assert m["artifacts"][fmt]["check"]["status"] == "pass"

@@ -104,7 +104,9 @@ def export(ctx: ExportContext) -> ExportResult:
     kwargs = dict(input_onnx_file_path=str(onnx_copy.resolve()), output_folder_path=str(ctx.out_path.resolve()),
                   output_signaturedefs=True, non_verbose=True)
     if keep_layout:
-        kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in ctx.parent_contract.inputs]
+        # onnx2tf accepts only 3-5-D inputs here (an AssertionError otherwise); lower ranks are never transposed.
+        kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in ctx.parent_contract.inputs
+                                                           if 3 <= len(s.shape) <= 5]
     kwargs["not_use_onnxsim"] = True  # onnxsim is not a dependency; onnx2tf would shell out to it and fail
     _place_calibration_stand_in(ctx.workdir)
     with _cwd(ctx.workdir):
