@@ -89,8 +89,11 @@ def export(job: dict) -> None:
                 inputs = generate_inputs(contract, item["samples"], g["seed"] + 1, dims)
             try:
                 refs = loaded.reference(inputs)
-            except ValueError as e:
-                result["source_error"] = {"message": f"model {job['model_name']!r}: {e}", "exit_code": 3}
+            except Exception as e:  # noqa: BLE001 - the user's forward() failing is a model error
+                what = str(e) if isinstance(e, ValueError) else f"forward() on the {item['name']} golden set " \
+                                                                 f"raised {short_error(e)}"
+                result["source_error"] = {"message": f"model {job['model_name']!r}: {what}", "exit_code": 3,
+                                          "traceback": traceback.format_exc()}
                 _write(job["result"], result)
                 return
             npz.save(item["inputs"], inputs)

@@ -30,6 +30,7 @@ def test_missing_model_file(run_cli, tmp_path):
 @pytest.mark.parametrize("model, message", [
     ("factory_raises.py", "factory build() raised RuntimeError: weights file corrupted"),
     ("not_a_module.py", "not a torch.nn.Module"),
+    ("forward_raises.py", "forward() on the main golden set raised RuntimeError: batch of one not supported"),
 ])
 def test_broken_factory(run_cli, tmp_path, model, message):
     proc = run_cli("export", "--model", TEST_MODELS / model, "--out", tmp_path)
