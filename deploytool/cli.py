@@ -65,7 +65,8 @@ def main() -> None:
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE:DTYPE",
               help="Declare a factory's input (repeatable), dims as sizes or names: 'ids:batch x seq:int64'.")
 @click.option("--input-range", "input_ranges", multiple=True, metavar="NAME:LOW:HIGH",
-              help="Value range [LOW, HIGH) of an input for golden data (integers stay inside it): ids:0:30522.")
+              help="Value range [LOW, HIGH) of an input of a factory or .onnx file, for golden data (integers stay "
+                   "inside it): ids:0:30522.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="A state dict for a torch model, loaded with "
               "torch.load(weights_only=True) only; missing/unexpected keys are reported by name.")
 @click.option("--keep-layout", is_flag=True, help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")

@@ -191,3 +191,32 @@ def test_converter_failure_names_the_onnx_op(run_cli, tmp_path):
     assert proc.returncode == errors.EXPORT, proc.stdout + proc.stderr
     assert "bag/savedmodel: export failed: onnx2tf failed at ONNX node" in proc.stderr
     assert "(SequenceEmpty)" in proc.stderr
+
+
+def test_onnx_source_with_integer_input_range(run_cli, tmp_path):
+    import numpy as np
+    import torch
+    from torch import nn
+
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.fc = nn.Embedding(300, 16), nn.Linear(16, 4)
+
+        def forward(self, ids):
+            return self.fc(self.emb(ids).mean(dim=1))
+
+    torch.manual_seed(0)
+    path = tmp_path / "bag.onnx"
+    torch.onnx.export(Bag().eval(), (torch.randint(0, 300, (2, 8)),), str(path), input_names=["ids"],
+                      output_names=["logits"], dynamo=True, external_data=False,
+                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64),
+                                       1: torch.export.Dim("seq", min=2, max=64)},))
+    proc = run_cli("export", "--model", path, "--input-range", "ids:0:300", "--out", tmp_path, "-f", "onnx")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = manifest_of(tmp_path / "bag")
+    assert m["contract"]["inputs"][0]["range"] == [0, 300]
+    ids = np.load(tmp_path / "bag/golden/inputs.npz")["ids"]
+    assert ids.max() >= 2 and ids.max() < 300  # the range was used, not the default [0, 2)
+    proc = run_cli("export", "--model", path, "--input-range", "tokens:0:300", "--out", tmp_path)
+    assert proc.returncode == errors.MODEL and "--input-range names unknown inputs ['tokens']" in proc.stderr

@@ -38,9 +38,11 @@ def resolve(model: str, inputs: list[dict] | None = None, input_ranges: dict | N
     """A zoo name, a .py file written like a zoo module, ``file.py:factory`` or
     ``package.module:factory``, or an .onnx file."""
     ref = _resolve(model)
-    if (inputs or input_ranges) and ref.kind != "factory":
-        raise ModelError(f"--input / --input-range apply to factories (file.py:factory); {model} "
+    if inputs and ref.kind != "factory":
+        raise ModelError(f"--input applies to factories (file.py:factory); {model} "
                          f"{'declares its own inputs' if ref.kind != 'onnx' else 'has its inputs in the graph'}")
+    if input_ranges and ref.kind not in ("factory", "onnx"):
+        raise ModelError(f"--input-range applies to factories and .onnx files; {model} declares its own ranges")
     if weights:
         if ref.framework != "torch":
             raise ModelError(f"--weights applies to torch models, not to {model}")

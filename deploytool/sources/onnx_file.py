@@ -4,8 +4,7 @@ graph, golden inputs are seeded, and onnxruntime computes the reference outputs.
 Dynamic dims come from the graph's dim_params (an unnamed dynamic dim is named
 ``<input>_dim<axis>``). A dynamic first dim is the batch (golden samples use 1, the second
 shape 3); other dynamic dims use 16 and, for the second shape, 24. Integer inputs are drawn from
-[0, 2) unless the file's own metadata says otherwise (value ranges from the command line are
-still to come).
+[0, 2) unless ``--input-range NAME:LOW:HIGH`` gives their range.
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from deploytool.errors import ModelError
 from deploytool.sources.torch_module import LoadedModel
 
 
-def read_contract(path: Path) -> Contract:
+def read_contract(path: Path, ranges: dict | None = None) -> Contract:
     import onnx
     from onnx import helper
 
@@ -53,6 +52,13 @@ def read_contract(path: Path) -> Contract:
 
     try:
         inputs = [spec(v, True) for v in graph.input if v.name not in inits]
+        unknown = sorted(set(ranges or {}) - {i["name"] for i in inputs})
+        if unknown:
+            raise ModelError(f"model file {path}: --input-range names unknown inputs {unknown} "
+                             f"(the graph has {[i['name'] for i in inputs]})")
+        for i in inputs:
+            if i["name"] in (ranges or {}):
+                i["range"] = ranges[i["name"]]
         outputs = [spec(v, True) for v in graph.output]
         for o in outputs:
             o.pop("layout", None)
@@ -68,7 +74,7 @@ def load(source: dict) -> LoadedModel:
     import onnxruntime as ort
 
     path = Path(source["ref"])
-    contract = read_contract(path)
+    contract = read_contract(path, source.get("input_ranges"))
     try:
         onnx.checker.check_model(str(path))
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
