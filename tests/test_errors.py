@@ -84,7 +84,7 @@ def test_exit_code_precedence():
     assert errors.worst([errors.SKIPPED, errors.RUNTIME]) == errors.RUNTIME
 
 
-@pytest.mark.parametrize("args", [["--help"], ["export", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["export", "--help"], ["validate", "--help"], ["bench", "--help"]])
 def test_help_documents_exit_codes(run_cli, args):
     proc = run_cli(*args)
     assert proc.returncode == 0
