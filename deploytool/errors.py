@@ -72,3 +72,12 @@ class BundleError(DeployToolError):
 
 class NetworkBlocked(RuntimeError):
     """Raised inside a worker when any code tries to reach the network."""
+
+
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """A converter exception shortened to what matters: its type and first meaningful line."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    msg = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."

@@ -212,9 +212,7 @@ class _Export:
             rec["exporter"]["name"] = entry["exporter"]
         self.records[name] = rec
         if rec["status"] == "ok":
-            sets, skipped = validator.applicable_sets(Contract.from_dict(rec["contract"]), self.sets)
-            rec["notes"] += [f"not checked on the {s} set: {why}" for s, why in skipped.items()]
-            self.runner.submit(name, fmt.runtime, self.staging / rec["path"], rec["contract"], sets)
+            self.runner.submit(name, fmt.runtime, self.staging / rec["path"], rec["contract"], self.sets)
         else:
             self.runner.cancel(name)
         self.progress(f"  {name}: {rec['status']}" + (f" ({rec['error']})" if rec.get("error") else ""))

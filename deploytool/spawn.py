@@ -82,7 +82,3 @@ def _why(code: int | None, timeout: float | None) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exited with status {code}"
-
-
-def run_job(job: dict, job_path: Path, log_path: Path, timeout: float | None = None) -> dict:
-    return Worker(job_path, log_path).run(job, timeout)

@@ -91,11 +91,13 @@ class Runner:
             worker.cancel()
 
     def submit(self, key: str, runtime: str, artifact: Path, contract: dict, sets: list[GoldenSet]) -> None:
+        """Run the artifact on every set it accepts; the result names the sets it could not take."""
         rt = RUNTIMES[runtime]
+        sets, skipped_sets = applicable_sets(Contract.from_dict(contract), sets)
         missing = rt.missing_packages()
         if missing:
             fut: Future = Future()
-            fut.set_result({"status": "skipped",
+            fut.set_result({"status": "skipped", "skipped_sets": skipped_sets,
                             "error": f"runtime {rt.name} not installed (no {', '.join(missing)}): {rt.install_hint}"})
             self.futures[key] = fut
             return
@@ -105,7 +107,8 @@ class Runner:
                      for s in sets],
             "result": str(self.work / f"{key}.run.json"), "settings": self.settings,
         }
-        self.futures[key] = self.pool.submit(self._worker(key, runtime).run, job)
+        worker = self._worker(key, runtime)
+        self.futures[key] = self.pool.submit(lambda: {**worker.run(job), "skipped_sets": skipped_sets})
 
     def results(self) -> dict[str, dict]:
         out = {key: fut.result() for key, fut in self.futures.items()}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 T_START = time.perf_counter()
 
+from deploytool.errors import short_error  # noqa: E402
 from deploytool.offline import forbid_network  # noqa: E402
 
 forbid_network()
@@ -55,7 +56,7 @@ def export(job: dict) -> None:
     from deploytool import npz
     from deploytool.contract import Contract, generate_inputs
     from deploytool.errors import DeployToolError
-    from deploytool.formats import FORMATS, ExportContext, short_error
+    from deploytool.formats import FORMATS, ExportContext
 
     result: dict = {"formats": {}}
     ctx_common: dict = {"model": None, "example_inputs": (), "alt_inputs": ()}
@@ -169,7 +170,7 @@ def run(job: dict) -> None:
         result["load_s"] = time.perf_counter() - t1
         result["settings"] = rt.settings(session)
     except Exception as e:  # noqa: BLE001
-        result.update(status="load_failed", error=_one_line(e), traceback=traceback.format_exc())
+        result.update(status="load_failed", error=short_error(e), traceback=traceback.format_exc())
         _write(job["result"], result)
         return
     for item in job["sets"]:
@@ -188,7 +189,7 @@ def run(job: dict) -> None:
             stacked = {k: np.stack(v) for k, v in outs.items()}
         except Exception as e:  # noqa: BLE001
             where = f" on the {item['name']} set" if item["name"] != "main" else ""
-            result.update(status="run_failed", error=_one_line(e) + where, traceback=traceback.format_exc())
+            result.update(status="run_failed", error=short_error(e) + where, traceback=traceback.format_exc())
             _write(job["result"], result)
             return
         npz.save(item["outputs"], stacked)
@@ -227,7 +228,7 @@ def bench(job: dict) -> None:
         result["rss_after_load_mb"] = rss_mb()
         result["settings"] = rt.settings(session)
     except Exception as e:  # noqa: BLE001
-        result.update(status="load_failed", error=_one_line(e), traceback=traceback.format_exc())
+        result.update(status="load_failed", error=short_error(e), traceback=traceback.format_exc())
         _write(job["result"], result)
         return
     try:
@@ -237,7 +238,7 @@ def bench(job: dict) -> None:
         run = rt.run
         m = B.measure(lambda i: run(session, feeds[i % len(feeds)]), B.Protocol(**job["protocol"]))
     except Exception as e:  # noqa: BLE001
-        result.update(status="run_failed", error=_one_line(e), traceback=traceback.format_exc())
+        result.update(status="run_failed", error=short_error(e), traceback=traceback.format_exc())
         _write(job["result"], result)
         return
     result["rss_peak_mb"] = rss_mb()
@@ -259,11 +260,6 @@ def _batched_feeds(contract, inputs: dict, batch: int) -> list[dict]:
                   for name, arr in inputs.items()}
         feeds.append(C.to_artifact(contract, sample))
     return feeds
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
 
 
 PRELOAD_S = 0.0  # time spent importing the preloaded packages

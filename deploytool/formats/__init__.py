@@ -115,13 +115,4 @@ def resolve(requested: list[str] | None) -> tuple[list[str], list[str]]:
     return [n for n in FORMATS if n in wanted], added
 
 
-def short_error(exc: BaseException, limit: int = 300) -> str:
-    """A converter exception shortened to what matters: its type and first meaningful line."""
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    first = lines[0] if lines else ""
-    msg = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
-
-
 FORMATS: dict[str, Format] = _discover()

@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 
 from deploytool.contract import Contract
-from deploytool.formats import ExportContext, ExportResult, short_error
+from deploytool.errors import short_error
+from deploytool.formats import ExportContext, ExportResult
 
 
 def convert(ctx: ExportContext, precision: str) -> ExportResult:

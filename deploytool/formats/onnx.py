@@ -10,7 +10,8 @@ import re
 import shutil
 
 from deploytool.contract import Contract
-from deploytool.formats import ExportContext, ExportResult, Format, short_error
+from deploytool.errors import short_error
+from deploytool.formats import ExportContext, ExportResult, Format
 
 TWO_GB = 2 * 1024**3
 

@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 
 from deploytool.contract import Contract, channels_last_perm, layout_after, shapes_match
-from deploytool.formats import ExportContext, ExportResult, Format, short_error
+from deploytool.errors import short_error
+from deploytool.formats import ExportContext, ExportResult, Format
 
 # onnx2tf 1.28 downloads calibration images from GitHub (utils/common_functions.py,
 # download_test_image_data) whenever every input is 4-D with 3 channels, unless this file is in

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from deploytool.contract import Contract, generate_inputs
-from deploytool.errors import ModelError
+from deploytool.errors import ModelError, short_error
 from deploytool.sources.torch_module import LoadedModel
 
 
@@ -24,8 +24,7 @@ def read_contract(path: Path, ranges: dict | None = None) -> Contract:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - any parse failure is a broken model file
-        raise ModelError(f"model file {path}: not a readable ONNX model ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+        raise ModelError(f"model file {path}: not a readable ONNX model ({short_error(e)})") from None
     graph = model.graph
     inits = {i.name for i in graph.initializer}
     dims: dict[str, dict] = {}
@@ -79,7 +78,7 @@ def load(source: dict) -> LoadedModel:
         onnx.checker.check_model(str(path))
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"model file {path}: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+        raise ModelError(f"model file {path}: {short_error(e)}") from None
 
     def golden(n: int, seed: int) -> dict[str, np.ndarray]:
         return generate_inputs(contract, n, seed, contract.dim_sizes("example", batch_one=True))

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deploytool.contract import Contract, generate_inputs
-from deploytool.errors import ModelError
+from deploytool.errors import ModelError, short_error
 
 
 @dataclass
@@ -47,8 +47,8 @@ def _import(source: dict):
             return mod
         return importlib.import_module(target)
     except Exception as e:
-        raise ModelError(f"model {name!r}: importing {source.get('file', name)} failed: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from e
+        raise ModelError(f"model {name!r}: importing {source.get('file', name)} failed: "
+                         f"{short_error(e)}") from e
 
 
 def load(source: dict) -> LoadedModel:
@@ -77,7 +77,7 @@ def load(source: dict) -> LoadedModel:
         built = build()
     except Exception as e:
         raise ModelError(f"model {name!r}: factory {getattr(build, '__name__', 'build')}() raised "
-                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+                         f"{short_error(e)}") from e
     if isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], torch.nn.Module):
         built, examples_from_factory = built[0], _as_tuple(built[1])
     if not isinstance(built, torch.nn.Module):
@@ -193,8 +193,8 @@ def _factory_contract(name: str, module, source: dict, examples: tuple | None) -
         with torch.no_grad():
             out = module(*probe)
     except Exception as e:
-        raise ModelError(f"model {name!r}: forward() on the example inputs raised {type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200] if str(e) else ''}") from e
+        raise ModelError(f"model {name!r}: forward() on the example inputs raised "
+                         f"{short_error(e)}") from e
     out = out if isinstance(out, (tuple, list)) else (out,)
     batch = next((d for d in inputs[0]["shape"][:1] if isinstance(d, str)), None)
     batch_size = contract.dim_sizes("example").get(batch) if batch else None

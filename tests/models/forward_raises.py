@@ -1,5 +1,4 @@
 """Test model whose forward() raises on the golden inputs (batch 1)."""
-import torch
 from torch import nn
 INPUTS = [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}]
 OUTPUTS = [{"name": "y", "shape": ["batch", 4], "dtype": "float32"}]
