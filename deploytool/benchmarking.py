@@ -67,7 +67,8 @@ def _targets(bundle_dir: Path, manifest: dict, formats: list[str] | None, work: 
     batch_axis0 = all(isinstance(s.shape[0], str) and s.shape[0] == contract.inputs[0].shape[0]
                       for s in contract.inputs) if contract.inputs[0].shape else False
     targets = []
-    if with_source and manifest["model"]["source"].get("framework") != "onnx":  # an ONNX source is the onnx row
+    # An .onnx / SavedModel source is itself the onnx / savedmodel row (copied byte for byte).
+    if with_source and manifest["model"]["source"].get("kind") not in ("onnx", "savedmodel"):
         why = source_loadable(manifest)
         runtime, path, c = source_artifact(manifest, work)
         targets.append(Target(SOURCE, runtime, path, c, None, batch_axis0, why or "", "skipped" if why else "ok"))

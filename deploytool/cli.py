@@ -54,7 +54,9 @@ def main() -> None:
 @main.command(context_settings=CONTEXT, epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help())
 @click.option("--model", "-m", default="digits_cnn", show_default=True,
               help="Reference-zoo name; a .py file written like a zoo module (models/digits_cnn.py); file.py:factory "
-                   "or package.module:factory (returns an nn.Module or (module, example_inputs)); or an .onnx file.")
+                   "or package.module:factory (returns an nn.Module or (module, example_inputs)); an .onnx file (ONNX "
+                   "is the source); a .keras file or a SavedModel directory (TensorFlow is the source: ONNX via "
+                   "tf2onnx, TorchScript not applicable).")
 @click.option("--formats", "-f", default="all", show_default=True,
               help="Comma-separated formats to export (parents they need are added), or 'all'.")
 @click.option("--out", "-o", default="bundles", show_default=True, type=click.Path(file_okay=False),
@@ -65,8 +67,8 @@ def main() -> None:
 @click.option("--input", "inputs", multiple=True, metavar="NAME:SHAPE:DTYPE",
               help="Declare a factory's input (repeatable), dims as sizes or names: 'ids:batch x seq:int64'.")
 @click.option("--input-range", "input_ranges", multiple=True, metavar="NAME:LOW:HIGH",
-              help="Value range [LOW, HIGH) of an input of a factory or .onnx file, for golden data (integers stay "
-                   "inside it): ids:0:30522.")
+              help="Value range [LOW, HIGH) of an input of a factory or model file (.onnx, .keras, SavedModel), "
+                   "for golden data (integers stay inside it): ids:0:30522.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="A state dict for a torch model, loaded with "
               "torch.load(weights_only=True) only; missing/unexpected keys are reported by name.")
 @click.option("--keep-layout", is_flag=True, help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")
@@ -176,7 +178,7 @@ def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_p
 @main.command(context_settings=CONTEXT, epilog=exit_codes_help())
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
 @click.option("--format", "-f", "formats", multiple=True, help="Artifact to time (repeatable; a prefix selects "
-              "several). Default: all, plus the source model (torch eager) as the baseline.")
+              "several). Default: all, plus the source model (torch eager, or Keras for a .keras source) as the baseline.")
 @click.option("--threads", default="1", show_default=True,
               help="Comma-separated intra-op thread counts, set through each runtime's own knob.")
 @click.option("--batch", default="1", show_default=True,
@@ -186,7 +188,7 @@ def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_p
 @click.option("--warmup-runs", default=10, show_default=True, type=click.IntRange(0), help="Warm-up calls (at least).")
 @click.option("--warmup-time", default=0.5, show_default=True, type=click.FloatRange(0), help="Warm-up time (s, at least).")
 @click.option("--max-time", default=60.0, show_default=True, type=click.FloatRange(0), help="Hard cap per row (s).")
-@click.option("--no-source", is_flag=True, help="Do not time the source model (torch eager) baseline.")
+@click.option("--no-source", is_flag=True, help="Do not time the source model baseline.")
 @click.option("--compare", type=click.Path(file_okay=False), help="Baseline bundle: time both interleaved (A B A B) "
               "and flag rows whose p50 is slower than the baseline's by more than --threshold (exit 9).")
 @click.option("--threshold", default=1.10, show_default=True, type=float, help="p50 ratio (candidate/baseline) that flags a regression.")

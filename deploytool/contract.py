@@ -8,6 +8,7 @@ artifact and reading it back are explicit and never guessed from values.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,6 +123,32 @@ class Contract:
 
     def dynamic_dims(self) -> list[str]:
         return [d for d in self.dims if d not in self.fixed_dims]
+
+
+def spec_from_graph(name: str, shape: list, dtype: str, dims: dict[str, dict], axis0_is_batch: bool = True,
+                    image_layout: str | None = None) -> dict:
+    """A tensor spec from a graph's own view of a tensor (an ONNX value, a TF signature entry).
+
+    ``shape`` holds sizes, and None or a name for dynamic dims; an unnamed dynamic dim is named
+    ``<tensor>_dim<axis>``, except a dynamic axis 0, which is the batch. New dims are declared in
+    ``dims``: the batch uses 1 in golden samples and 3 in the second shape, other dims 16 and 24.
+    A 4-D float tensor gets ``image_layout`` (NCHW for ONNX graphs, NHWC for TF ones).
+    """
+    out_shape = []
+    for axis, d in enumerate(shape):
+        if isinstance(d, int) and d >= 0:
+            out_shape.append(int(d))
+            continue
+        batch = axis == 0 and axis0_is_batch
+        dim = d if isinstance(d, str) and d else ("batch" if batch else f"{name}_dim{axis}")
+        dim = re.sub(r"\W", "_", dim)
+        if dim not in dims:
+            dims[dim] = {"example": 2 if batch else 16, "alt": 3 if batch else 24, "min": 1}
+        out_shape.append(dim)
+    spec = {"name": name, "shape": out_shape, "dtype": dtype}
+    if image_layout and len(out_shape) == 4 and dtype.startswith("float"):
+        spec["layout"] = image_layout
+    return spec
 
 
 def generate_inputs(contract: Contract, samples: int, seed: int, dims: dict[str, int]) -> dict[str, np.ndarray]:

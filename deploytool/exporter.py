@@ -18,8 +18,8 @@ from typing import Callable
 from deploytool import bundle, errors, validator
 from deploytool.contract import Contract, parse_input_spec, parse_range
 from deploytool.errors import ModelError, UsageError
-from deploytool.formats import FORMATS, resolve
-from deploytool.sources import FRAMEWORK_PACKAGES, REFERENCE_RUNTIME, SourceRef
+from deploytool.formats import FORMATS, lineage, plan, resolve
+from deploytool.sources import FRAMEWORK_PACKAGES, SourceRef, reference_runtime
 from deploytool.sources import resolve as resolve_source
 from deploytool.spawn import Worker
 from deploytool.validator import NOT_APPLICABLE, ArtifactCheck, GoldenSet, Runner
@@ -53,7 +53,7 @@ def export(model: str, formats: list[str] | None = None, out: Path | str = "bund
         raise UsageError(str(e)) from None
     source = resolve_source(model, specs, ranges, weights)
     try:
-        names, added = resolve(formats)
+        names, added = resolve(formats, source.framework)
     except KeyError as e:
         raise UsageError(f"unknown format(s) {e.args[0]}; known: {', '.join(FORMATS)}") from None
     out = Path(out)
@@ -88,21 +88,22 @@ class _Export:
         self.versions: dict = {}
         self.sets: list[GoldenSet] = []
         self.runner = Runner(staging, self.work)
+        self.plan = plan(source.framework)  # each format as made from this kind of source
         # A root format is made in the source's own worker; one that cannot be made from this
         # kind of source (TorchScript from an .onnx file) is recorded as not applicable.
         self.records: dict[str, dict] = {
-            n: _record(FORMATS[n], NOT_APPLICABLE, error=f"not applicable: made from {'/'.join(FORMATS[n].sources)} "
-                                                         f"models, the source is {source.framework}")
-            for n in names if FORMATS[n].parent is None and source.framework not in FORMATS[n].sources}
+            n: self._record(n, NOT_APPLICABLE, error=f"not applicable: made from {'/'.join(self.plan[n].sources)} "
+                                                     f"models, the source is {source.framework}")
+            for n in names if self.plan[n].parent is None and source.framework not in self.plan[n].sources}
         names = [n for n in names if n not in self.records]
-        stage_of = lambda n: FORMATS[n].stage if FORMATS[n].parent else source.framework  # noqa: E731
+        stage_of = lambda n: self.plan[n].stage if self.plan[n].parent else source.framework  # noqa: E731
         self.stages = [(stage, list(group)) for stage, group in groupby(names, key=stage_of)]
         if not self.stages or self.stages[0][0] != source.framework:
             self.stages.insert(0, (source.framework, []))
         # Stage workers start one stage ahead: the next framework imports (TensorFlow + onnx2tf
         # take ~7 s) on the other core while the current stage exports.
         self.workers = [Worker(self.work / f"export-{stage}-job.json", staging / bundle.LOGS / f"export-{stage}.log",
-                               preload=_preload(source.framework if i == 0 else None, group))
+                               preload=self._preload(source.framework if i == 0 else None, group))
                         for i, (stage, group) in enumerate(self.stages)]
         for w in self.workers[:2]:
             w.start()
@@ -122,7 +123,8 @@ class _Export:
         runs = self.runner.results()
         self._recheck_hashes()
         references = {s.name: validator.npz.load(s.reference) for s in self.sets}
-        checks = validator.judge(self.contract, self.records, runs, self.sets, references)
+        checks = validator.judge(self.contract, self.records, runs, self.sets, references,
+                                 framework=self.source.framework)
         self._keep_outputs(checks)
         for name, chk in checks.items():
             self.records[name]["check"] = {"status": chk.status, "reason": chk.reason, "max_abs": chk.max_abs,
@@ -138,13 +140,13 @@ class _Export:
         holds_source = index == 0
         runnable = []
         for name in group:
-            fmt = FORMATS[name]
+            fmt = self.plan[name]
             parent = self.records.get(fmt.parent) if fmt.parent else None
             if fmt.parent and fmt.parent not in runnable and (parent is None or parent["status"] != "ok"):
-                self.records[name] = _record(fmt, "skipped", error=f"not exported: its parent {fmt.parent} failed")
+                self.records[name] = self._record(name, "skipped", error=f"not exported: its parent {fmt.parent} failed")
             elif fmt.missing_packages():
-                self.records[name] = _record(fmt, "failed", error=f"exporter needs {', '.join(fmt.missing_packages())}"
-                                                                  " (pip install deploytool)")
+                self.records[name] = self._record(name, "failed", error=f"exporter needs "
+                                                  f"{', '.join(fmt.missing_packages())} (pip install deploytool)")
             else:
                 runnable.append(name)
         if not runnable and not holds_source:
@@ -152,18 +154,14 @@ class _Export:
             return
         if not holds_source:
             for name in runnable:
-                self.runner.prestart(name, FORMATS[name].runtime)
+                self.runner.prestart(name, self.plan[name].runtime)
         self.progress(f"exporting {', '.join(runnable) or 'reference outputs'} ({stage} worker)")
         job = {
-            "mode": "export", "stage": stage, "model_name": self.source.name,
+            "mode": "export", "stage": stage, "framework": self.source.framework, "model_name": self.source.name,
             "workdir": str(self.work / f"scratch-{stage}"), "result": str(self.work / f"export-{stage}.json"),
             "options": {"keep_layout": self.keep_layout},
             # A parent exported earlier in this same worker is handed over inside the worker.
-            "formats": [{"name": n, "out": str(self.staging / self._path(n)),
-                         "parent_path": str(self.staging / self._path(FORMATS[n].parent)) if FORMATS[n].parent else None,
-                         "parent_contract": self.records[FORMATS[n].parent]["contract"]
-                         if FORMATS[n].parent in self.records else None}
-                        for n in runnable],
+            "formats": [self._job_item(n) for n in runnable],
         }
         if holds_source:
             job["source"] = self.source.to_dict()
@@ -181,6 +179,13 @@ class _Export:
         for name in runnable:
             self._take_format(name, result)
 
+    def _job_item(self, name: str) -> dict:
+        parent = self.plan[name].parent
+        return {"name": name, "out": str(self.staging / self._path(name)),
+                "parent_path": str(self.staging / self._path(parent)) if parent else None,
+                # A parent exported earlier in this same worker is handed over inside the worker.
+                "parent_contract": self.records[parent]["contract"] if parent in self.records else None}
+
     def _take_source(self, result: dict, job: dict) -> None:
         if "source_error" in result:
             err = result["source_error"]
@@ -196,17 +201,17 @@ class _Export:
                                            info["samples"]))
 
     def _take_format(self, name: str, result: dict) -> None:
-        fmt = FORMATS[name]
+        fmt = self.plan[name]
         entry = result.get("formats", {}).get(name)
         path = self.staging / self._path(name)
         if entry is None:
-            rec = _record(fmt, "failed", error=result.get("crash", "worker produced no result"))
+            rec = self._record(name, "failed", error=result.get("crash", "worker produced no result"))
         elif entry["status"] != "ok":
-            rec = _record(fmt, entry["status"], error=entry["error"], seconds=entry["seconds"])
+            rec = self._record(name, entry["status"], error=entry["error"], seconds=entry["seconds"])
         elif not path.exists():
-            rec = _record(fmt, "failed", error=f"exporter reported success but wrote no {path.name}")
+            rec = self._record(name, "failed", error=f"exporter reported success but wrote no {path.name}")
         else:
-            rec = _record(fmt, "ok", seconds=entry["seconds"], path=self._path(name), contract=entry["contract"],
+            rec = self._record(name, "ok", seconds=entry["seconds"], path=self._path(name), contract=entry["contract"],
                           exporter_version=entry["exporter_version"], options=entry["options"], notes=entry["notes"],
                           files=bundle.file_records(self.staging, path))
             rec["exporter"]["name"] = entry["exporter"]
@@ -246,7 +251,7 @@ class _Export:
 
     def _manifest(self) -> dict:
         golden = {
-            "seed": self.seed, "reference_runtime": REFERENCE_RUNTIME[self.source.framework],
+            "seed": self.seed, "reference_runtime": reference_runtime(self.source.to_dict()),
             "sets": {s.name: {"inputs": s.inputs.relative_to(self.staging).as_posix(),
                               "reference": s.reference.relative_to(self.staging).as_posix(),
                               "dims": s.dims, "samples": s.samples} for s in self.sets},
@@ -268,21 +273,23 @@ class _Export:
         }
 
 
-def _preload(framework: str | None, group: list[str]) -> tuple[str, ...]:
-    mods = list(FRAMEWORK_PACKAGES.get(framework, ())) if framework else []
-    for name in group:
-        mods += [m for m in FORMATS[name].requires if m not in mods]
-    return tuple(mods)
+    def _preload(self, framework: str | None, group: list[str]) -> tuple[str, ...]:
+        mods = list(FRAMEWORK_PACKAGES.get(framework, ())) if framework else []
+        for name in group:
+            mods += [m for m in self.plan[name].requires if m not in mods]
+        return tuple(mods)
 
-
-def _record(fmt, status: str, error: str | None = None, seconds: float | None = None, path: str | None = None,
-            contract: dict | None = None, exporter_version: str | None = None, options: dict | None = None,
-            notes: list | None = None, files: list | None = None) -> dict:
-    return {
-        "format": fmt.name, "status": status, "path": path, "files": files or [],
-        "size_bytes": sum(f["size"] for f in files or []),
-        "precision": fmt.precision, "tier": fmt.tier, "parent": fmt.parent, "runtime": fmt.runtime,
-        "exporter": {"name": fmt.exporter, "version": exporter_version, "options": options or {}},
-        "export_seconds": round(seconds, 3) if seconds is not None else None,
-        "contract": contract, "notes": notes or [], "error": error,
-    }
+    def _record(self, name: str, status: str, error: str | None = None, seconds: float | None = None,
+                path: str | None = None, contract: dict | None = None, exporter_version: str | None = None,
+                options: dict | None = None, notes: list | None = None, files: list | None = None) -> dict:
+        fmt = self.plan[name]
+        return {
+            "format": fmt.name, "status": status, "path": path, "files": files or [],
+            "size_bytes": sum(f["size"] for f in files or []),
+            "precision": fmt.precision, "tier": fmt.tier, "parent": fmt.parent, "runtime": fmt.runtime,
+            # the export chain this artifact came through, from the source model
+            "chain": [f"source ({self.source.framework})", *lineage(name, self.source.framework)],
+            "exporter": {"name": fmt.exporter, "version": exporter_version, "options": options or {}},
+            "export_seconds": round(seconds, 3) if seconds is not None else None,
+            "contract": contract, "notes": notes or [], "error": error,
+        }

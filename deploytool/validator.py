@@ -17,7 +17,7 @@ import numpy as np
 
 from deploytool import npz, parity
 from deploytool.contract import Contract
-from deploytool.formats import FORMATS, lineage
+from deploytool.formats import lineage, plan
 from deploytool.runtimes import RUNTIMES
 from deploytool.spawn import Worker
 
@@ -120,17 +120,20 @@ class Runner:
 
 def judge(contract: Contract, records: dict[str, dict], runs: dict[str, dict], sets: list[GoldenSet],
           references: dict[str, dict[str, np.ndarray]], tolerances: dict | None = None,
-          stored_outputs: Callable[[str, str], dict | None] = lambda fmt, set_name: None) -> dict[str, ArtifactCheck]:
+          stored_outputs: Callable[[str, str], dict | None] = lambda fmt, set_name: None,
+          framework: str = "torch") -> dict[str, ArtifactCheck]:
     """Verdicts per artifact, set and output, against the reference and against the parent artifact.
 
     ``records``: manifest artifact records of the artifacts to judge (in registry order).
     ``stored_outputs(fmt, set)``: a parent's outputs saved in the bundle at export time, used for
     the hop comparison when the parent is not run now (e.g. on a device without TensorFlow).
+    ``framework``: the source's, which decides each artifact's parent (``formats.plan``).
     """
     checks: dict[str, ArtifactCheck] = {}
     produced: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    for name in [n for n in FORMATS if n in records]:
-        fmt, rec, run = FORMATS[name], records[name], runs.get(name)
+    formats = plan(framework)
+    for name in [n for n in formats if n in records]:
+        fmt, rec, run = formats[name], records[name], runs.get(name)
         chk = ArtifactCheck(format=name, runtime=fmt.runtime, status=NOT_EXPORTED)
         checks[name] = chk
         if rec.get("corrupt"):
@@ -184,19 +187,19 @@ def judge(contract: Contract, records: dict[str, dict], runs: dict[str, dict], s
         chk.status, chk.reason = (FAIL, "; ".join(failures)) if failures else (PASS, "")
     for name, chk in checks.items():
         if chk.status == FAIL:
-            chk.hop_blamed = _blame(name, checks)
+            chk.hop_blamed = _blame(name, checks, framework)
             chk.reason = f"{chk.reason} [error appears at hop {chk.hop_blamed}]"
     return checks
 
 
-def _blame(name: str, checks: dict[str, ArtifactCheck]) -> str:
+def _blame(name: str, checks: dict[str, ArtifactCheck], framework: str) -> str:
     """The hop into the first artifact of the lineage that fails against the reference.
 
     An ancestor that was not checked in this run cannot be cleared; then the hop into ``name``
     is named together with the unchecked ancestors. When the parent passes against the
     reference but this artifact does not, the error appeared at this hop.
     """
-    chain = lineage(name)
+    chain = lineage(name, framework)
     unchecked = []
     for i, fmt in enumerate(chain):
         c = checks.get(fmt)
@@ -205,7 +208,7 @@ def _blame(name: str, checks: dict[str, ArtifactCheck]) -> str:
             return hop if not unchecked else f"{hop} (not checked in this run: {', '.join(unchecked)})"
         if c is None or c.status != PASS:
             unchecked.append(fmt)
-    return f"{FORMATS[name].parent or 'source'} -> {name}"
+    return f"{chain[-2] if len(chain) > 1 else 'source'} -> {name}"
 
 
 def worst_sample(chk: ArtifactCheck) -> tuple[str, str, int] | None:

@@ -56,7 +56,7 @@ def export(job: dict) -> None:
     from deploytool import npz
     from deploytool.contract import Contract, generate_inputs
     from deploytool.errors import DeployToolError
-    from deploytool.formats import FORMATS, ExportContext
+    from deploytool.formats import ExportContext, plan
 
     result: dict = {"formats": {}}
     ctx_common: dict = {"model": None, "example_inputs": (), "alt_inputs": ()}
@@ -108,8 +108,9 @@ def export(job: dict) -> None:
         contract = Contract.from_dict(job["contract"])
 
     options: dict = dict(job.get("options", {}))
+    formats = plan(job.get("framework", "torch"))  # each format as made from this kind of source
     for item in job["formats"]:
-        fmt = FORMATS[item["name"]]
+        fmt = formats[item["name"]]
         parent_contract = item.get("parent_contract")
         if fmt.parent and parent_contract is None:
             done = result["formats"].get(fmt.parent, {})

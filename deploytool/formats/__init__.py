@@ -1,13 +1,17 @@
 """The format registry: one file per format in this package, each defining ``FORMAT``.
 
 A format declares everything about itself (name, artifact suffix, parent format, precision,
-tolerance tier, runtime, exporting stage, required packages) and how it is exported. CLI
+tolerance tier, runtime, exporting stage, required packages) and how it is exported. Its fields
+describe the chain from a torch source; a ``Route`` per other source framework says how it is made
+there instead (from a TensorFlow source, ``savedmodel`` is the root and ``onnx`` comes from it
+through tf2onnx). ``plan(framework)`` is the registry as one source framework sees it. CLI
 choices, report rows and test parameters all come from ``FORMATS``; adding a format is adding a
 file here. Format modules must not import torch or TensorFlow at module level: the coordinator
 imports this registry.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import pkgutil
@@ -45,6 +49,19 @@ class ExportResult:
 
 
 @dataclass(frozen=True)
+class Route:
+    """How a format is made when the source is of another framework than its default chain's."""
+
+    parent: str | None  # None: made from the source model itself, in the source's worker
+    stage: str
+    exporter: str
+    export: Callable[[ExportContext], ExportResult]
+    requires: tuple[str, ...] = ()
+    explain: Callable[[BaseException, str, ExportContext], str] | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class Format:
     name: str
     description: str
@@ -63,6 +80,7 @@ class Format:
     # For formats made from the source (parent None): the source frameworks they can be made from.
     # A root format runs in the source's own worker; from any other source it is not applicable.
     sources: tuple[str, ...] = ("torch",)
+    routes: dict[str, Route] = field(default_factory=dict)  # source framework -> how it is made there
 
     def artifact_name(self, model: str) -> str:
         return f"{model}{self.suffix}"
@@ -81,7 +99,11 @@ def _discover() -> dict[str, Format]:
             if fmt.name in found:
                 raise RuntimeError(f"two formats named {fmt.name!r}")
             found[fmt.name] = fmt
-    # Topological order: every parent before its children; siblings by name.
+    return _ordered(found)
+
+
+def _ordered(found: dict[str, Format]) -> dict[str, Format]:
+    """Topological order: every parent before its children; siblings by name."""
     ordered: dict[str, Format] = {}
     remaining = dict(sorted(found.items()))
     while remaining:
@@ -93,26 +115,45 @@ def _discover() -> dict[str, Format]:
     return ordered
 
 
-def lineage(name: str) -> list[str]:
+def plan(framework: str = "torch") -> dict[str, Format]:
+    """The registry as a source of ``framework`` sees it: each format with its route for that
+    framework applied (parent, stage, exporter, export function), in dependency order."""
+    routed = {}
+    for name, fmt in FORMATS.items():
+        route = fmt.routes.get(framework)
+        if route is None:
+            routed[name] = fmt
+            continue
+        routed[name] = dataclasses.replace(
+            fmt, parent=route.parent, stage=route.stage, exporter=route.exporter, export=route.export,
+            requires=route.requires or fmt.requires, explain=route.explain,
+            description=route.description or fmt.description,
+            sources=(*fmt.sources, framework) if route.parent is None else fmt.sources)
+    return _ordered(routed)
+
+
+def lineage(name: str, framework: str = "torch") -> list[str]:
     """The chain of formats from the source to ``name``, inclusive (e.g. onnx, savedmodel, tflite_fp16)."""
+    formats = plan(framework)
     chain = []
     cur: str | None = name
     while cur is not None:
         chain.append(cur)
-        cur = FORMATS[cur].parent
+        cur = formats[cur].parent
     return chain[::-1]
 
 
-def resolve(requested: list[str] | None) -> tuple[list[str], list[str]]:
+def resolve(requested: list[str] | None, framework: str = "torch") -> tuple[list[str], list[str]]:
     """Requested names -> (formats to export in dependency order, parents added to make them)."""
+    formats = plan(framework)
     if not requested:
-        return list(FORMATS), []
-    unknown = [n for n in requested if n not in FORMATS]
+        return list(formats), []
+    unknown = [n for n in requested if n not in formats]
     if unknown:
         raise KeyError(", ".join(unknown))
-    wanted = {n for r in requested for n in lineage(r)}
+    wanted = {n for r in requested for n in lineage(r, framework)}
     added = sorted(wanted - set(requested))
-    return [n for n in FORMATS if n in wanted], added
+    return [n for n in formats if n in wanted], added
 
 
 FORMATS: dict[str, Format] = _discover()

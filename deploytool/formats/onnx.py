@@ -1,4 +1,5 @@
-"""ONNX via ``torch.onnx.export`` (the dynamo exporter), checked with ``onnx.checker``.
+"""ONNX via ``torch.onnx.export`` (the dynamo exporter), checked with ``onnx.checker``. From an
+``.onnx`` source, the file itself; from a TensorFlow source, tf2onnx from the SavedModel artifact.
 
 Dynamic dims of the contract are declared with ``torch.export.Dim``; their example sizes must
 be >= 2 because torch.export specialises dims of size 0/1. Models under 2 GB are written as one
@@ -11,7 +12,7 @@ import shutil
 
 from deploytool.contract import Contract
 from deploytool.errors import short_error
-from deploytool.formats import ExportContext, ExportResult, Format
+from deploytool.formats import ExportContext, ExportResult, Format, Route
 
 TWO_GB = 2 * 1024**3
 
@@ -31,8 +32,10 @@ def _dynamic_shapes(ctx: ExportContext) -> dict:
     return specs if any(specs) else None
 
 
-def _onnx_contract(ctx: ExportContext, path) -> Contract:
-    """The graph's own view of its I/O, checked against the source contract (names, order, rank)."""
+def _onnx_contract(ctx: ExportContext, path, by_name: Contract | None = None) -> Contract:
+    """The graph's own view of its I/O, checked against the source contract (names, order, rank).
+    With ``by_name`` (the parent artifact's contract), graph tensors are matched by the parent's
+    artifact names instead of by position."""
     import onnx
     from onnx import helper
 
@@ -40,7 +43,12 @@ def _onnx_contract(ctx: ExportContext, path) -> Contract:
     contract = Contract.from_dict(ctx.contract.to_dict())
     inits = {i.name for i in graph.initializer}
     graph_inputs = [i for i in graph.input if i.name not in inits]
-    for group, values in ((contract.inputs, graph_inputs), (contract.outputs, graph.output)):
+    graph_outputs = list(graph.output)
+    if by_name is not None:
+        graph_inputs, graph_outputs = (_by_names(values, [s.feed_name for s in specs])
+                                       for values, specs in ((graph_inputs, by_name.inputs),
+                                                             (graph_outputs, by_name.outputs)))
+    for group, values in ((contract.inputs, graph_inputs), (contract.outputs, graph_outputs)):
         if len(group) != len(values):
             raise RuntimeError(f"ONNX graph has {len(values)} tensors where the contract names {len(group)}: "
                                f"{[v.name for v in values]}")
@@ -57,6 +65,14 @@ def _onnx_contract(ctx: ExportContext, path) -> Contract:
                 fixed[d] = int(dim.dim_value)
     contract.fixed_dims = fixed
     return contract
+
+
+def _by_names(values, names: list[str]) -> list:
+    found = {v.name: v for v in values}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise RuntimeError(f"ONNX graph has no tensor {missing} (it has {sorted(found)})")
+    return [found[n] for n in names]
 
 
 def _rename_outputs(graph, mapping: dict[str, str]) -> None:
@@ -133,6 +149,51 @@ def _from_file(ctx: ExportContext) -> ExportResult:
                         exporter="source file (onnx.checker)")
 
 
+TF2ONNX_OPSET = 17
+
+
+def from_savedmodel(ctx: ExportContext) -> ExportResult:
+    """tf2onnx from the SavedModel artifact's serving signature (a TensorFlow source).
+
+    This is what ``python -m tf2onnx.convert --saved-model`` does (tf2onnx 1.17 has no public
+    from_saved_model function); its public ``from_function`` sets continue_on_error=True, which
+    would write TF ops it cannot map into the ONNX graph instead of failing.
+    """
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common
+
+    graph_def, inputs, outputs, tables, rename = tf_loader.from_saved_model(
+        str(ctx.parent_path), None, None, None, ["serving_default"], None, False,
+        return_initialized_tables=True, return_tensors_to_rename=True)
+    with tf.device("/cpu:0"):
+        model, _ = _convert_common(graph_def, name=ctx.model_name, opset=TF2ONNX_OPSET, input_names=inputs,
+                                   output_names=outputs, tensors_to_rename=rename, initialized_tables=tables,
+                                   continue_on_error=False)
+    # tf2onnx only logs TF ops it has no mapping for ("Unsupported ops: ...") and leaves them in.
+    unknown = sorted({n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx") and
+                      not onnx.defs.has(n.op_type)})
+    if unknown:
+        raise RuntimeError(f"tf2onnx has no ONNX mapping for TF op(s) {', '.join(unknown)}")
+    onnx.save(model, str(ctx.out_path))
+    onnx.checker.check_model(str(ctx.out_path), full_check=True)
+    contract = _onnx_contract(ctx, ctx.out_path, by_name=ctx.parent_contract)
+    return ExportResult(contract=contract, exporter_version=f"tf2onnx {tf2onnx.__version__}, onnx {onnx.__version__}",
+                        options={"from": "saved_model", "signature": "serving_default", "opset_version": TF2ONNX_OPSET},
+                        notes=[f"fixed dim {d!r} = {v}" for d, v in contract.fixed_dims.items()])
+
+
+def explain_tf2onnx(exc: BaseException, log: str, ctx: ExportContext) -> str:
+    if str(exc).startswith("tf2onnx"):
+        return str(exc)[:300]
+    ops = re.findall(r"Tensorflow op \[[^:\]]+: (\w+)\] is not supported", log)
+    if ops:
+        return f"tf2onnx has no ONNX mapping for TF op(s) {', '.join(sorted(set(ops)))}: {short_error(exc)}"
+    return f"tf2onnx: {short_error(exc)}"
+
+
 def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
     # torch.onnx wraps torch.export's failure; the underlying cause is quoted as "<class 'X'>: msg".
     text = str(exc)
@@ -161,4 +222,7 @@ FORMAT = Format(
     sources=("torch", "onnx"),
     export=export,
     explain=explain,
+    routes={"tensorflow": Route(parent="savedmodel", stage="tensorflow", exporter="tf2onnx", export=from_savedmodel,
+                                requires=("tf2onnx", "onnx", "tensorflow"), explain=explain_tf2onnx,
+                                description="ONNX (tf2onnx from the SavedModel), for onnxruntime")},
 )

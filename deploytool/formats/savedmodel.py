@@ -1,4 +1,5 @@
-"""TensorFlow SavedModel converted from the ONNX artifact with onnx2tf.
+"""TensorFlow SavedModel converted from the ONNX artifact with onnx2tf; from a TensorFlow source,
+the source itself (Keras ``Model.export``, or the source SavedModel directory copied as is).
 
 onnx2tf rewrites rank 3-5 tensors channel-last (NCHW -> NHWC); the artifact contract records
 the permutation per tensor, checked against the SavedModel's own signature, so validation feeds
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from deploytool.contract import Contract, channels_last_perm, layout_after, shapes_match
 from deploytool.errors import short_error
-from deploytool.formats import ExportContext, ExportResult, Format
+from deploytool.formats import ExportContext, ExportResult, Format, Route
+from deploytool.sources.tf_model import signature_output_keys
 
 # onnx2tf 1.28 downloads calibration images from GitHub (utils/common_functions.py,
 # download_test_image_data) whenever every input is 4-D with 3 channels, unless this file is in
@@ -61,7 +63,10 @@ def savedmodel_contract(source: Contract, path: Path, keep_layout: bool = False)
         if found is None:
             raise RuntimeError(f"SavedModel signature has no input for {spec.name!r} (it has {sorted(sig_inputs)})")
         _map(spec, found, sig_inputs[found], keep_layout)
-    out_keys = sorted(sig_outputs, key=lambda k: int(k.rsplit("_", 1)[-1]) if k.rsplit("_", 1)[-1].isdigit() else 0)
+    # Outputs by name where the signature uses the contract's names (a SavedModel or Keras dict
+    # source), else by position (output_0..N, as onnx2tf and Keras Model.export write them).
+    by_name = all(s.name in sig_outputs for s in contract.outputs)
+    out_keys = [s.name for s in contract.outputs] if by_name else signature_output_keys(sig_outputs)
     if len(out_keys) != len(contract.outputs):
         raise RuntimeError(f"SavedModel has outputs {out_keys}, the contract names {contract.output_names}")
     for spec, key in zip(contract.outputs, out_keys):
@@ -122,6 +127,24 @@ def export(ctx: ExportContext) -> ExportResult:
                         options=options, notes=notes)
 
 
+def from_tf_source(ctx: ExportContext) -> ExportResult:
+    """A TensorFlow source: Keras writes the SavedModel, or the source SavedModel is copied."""
+    import tensorflow as tf
+
+    if ctx.source_path is not None and ctx.source_path.is_dir():
+        shutil.copytree(ctx.source_path, ctx.out_path)
+        exporter, options = "source SavedModel (copied)", {"copied_from": str(ctx.source_path)}
+    else:
+        import keras
+
+        ctx.model.export(str(ctx.out_path), format="tf_saved_model", verbose=False)
+        exporter, options = f"keras {keras.__version__} Model.export", {"format": "tf_saved_model"}
+    # TF's own layout: nothing to permute.
+    contract = savedmodel_contract(ctx.contract, ctx.out_path, keep_layout=True)
+    return ExportResult(contract=contract, exporter_version=f"tensorflow {tf.__version__}", options=options,
+                        exporter=exporter)
+
+
 def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
     # onnx2tf logs the failing node as "onnx_op_name: NAME" before re-raising; name it and its op.
     names = re.findall(r"onnx_op_name:\s*(\S+)", log)
@@ -131,7 +154,13 @@ def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
         base = f"{base} ({detail[0][:200]})"
     if not names:
         return f"onnx2tf failed: {base}"
-    return f"onnx2tf failed at ONNX node {names[-1]!r}{_op_type(ctx.parent_path, names[-1])}: {base}"
+    op = _op_type(ctx.parent_path, names[-1])
+    # onnx2tf 1.28.8 converts Expand as ``input * tf.ones(shape, input.dtype)`` (ops/Expand.py),
+    # which TensorFlow refuses for bool tensors (transformers' attention masks are bool Expands).
+    if op == " (Expand)" and re.search(r"DataType bool|dtype=tf\.bool", str(exc)):
+        base = f"onnx2tf converts Expand as a multiplication, which TensorFlow refuses for a bool tensor " \
+               f"({type(exc).__name__})"
+    return f"onnx2tf failed at ONNX node {names[-1]!r}{op}: {base}"
 
 
 def _op_type(onnx_path: Path | None, node_name: str) -> str:
@@ -159,4 +188,7 @@ FORMAT = Format(
     export=export,
     explain=explain,
     is_dir=True,
+    routes={"tensorflow": Route(parent=None, stage="tensorflow", exporter="keras Model.export", export=from_tf_source,
+                                requires=("tensorflow",), explain=lambda exc, log, ctx: short_error(exc),
+                                description="TensorFlow SavedModel (the TF source: Keras Model.export, or copied)")},
 )

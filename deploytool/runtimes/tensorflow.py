@@ -4,13 +4,19 @@ from __future__ import annotations
 from deploytool.runtimes import Runtime
 
 
-def load(path, settings):
+def set_threads(settings):
     import tensorflow as tf
 
     if settings.get("threads"):
         tf.config.threading.set_intra_op_parallelism_threads(int(settings["threads"]))
     if settings.get("inter_op_threads"):
         tf.config.threading.set_inter_op_parallelism_threads(int(settings["inter_op_threads"]))
+
+
+def load(path, settings):
+    import tensorflow as tf
+
+    set_threads(settings)
     model = tf.saved_model.load(str(path))
     return model, model.signatures["serving_default"]
 

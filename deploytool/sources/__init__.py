@@ -12,7 +12,7 @@ from deploytool.errors import ModelError
 
 @dataclass
 class SourceRef:
-    kind: str  # "zoo", "file" (a zoo-style .py), "onnx"
+    kind: str  # "zoo", "file" (a zoo-style .py), "factory", "onnx", "keras", "savedmodel"
     ref: str  # zoo name or absolute path
     name: str  # the bundle / model name
     framework: str = "torch"
@@ -36,13 +36,13 @@ def zoo_names() -> list[str]:
 def resolve(model: str, inputs: list[dict] | None = None, input_ranges: dict | None = None,
             weights: str | None = None) -> SourceRef:
     """A zoo name, a .py file written like a zoo module, ``file.py:factory`` or
-    ``package.module:factory``, or an .onnx file."""
+    ``package.module:factory``, an .onnx file, a .keras file or a SavedModel directory."""
     ref = _resolve(model)
     if inputs and ref.kind != "factory":
         raise ModelError(f"--input applies to factories (file.py:factory); {model} "
-                         f"{'declares its own inputs' if ref.kind != 'onnx' else 'has its inputs in the graph'}")
-    if input_ranges and ref.kind not in ("factory", "onnx"):
-        raise ModelError(f"--input-range applies to factories and .onnx files; {model} declares its own ranges")
+                         f"{'declares its own inputs' if ref.kind in ('zoo', 'file') else 'states its inputs itself'}")
+    if input_ranges and ref.kind in ("zoo", "file"):
+        raise ModelError(f"--input-range applies to factories and model files; {model} declares its own ranges")
     if weights:
         if ref.framework != "torch":
             raise ModelError(f"--weights applies to torch models, not to {model}")
@@ -73,12 +73,19 @@ def _resolve(model: str) -> SourceRef:
         raise ModelError(f"--model {model!r}: expected file.py:factory or package.module:factory")
     if model in names:
         return SourceRef(kind="zoo", ref=model, name=model, details={"file": f"models/{model}.py"})
-    if model.endswith(".onnx"):
+    for suffix, kind, framework in ((".onnx", "onnx", "onnx"), (".keras", "keras", "tensorflow")):
+        if model.endswith(suffix):
+            path = Path(model).expanduser()
+            if not path.is_file():
+                raise ModelError(f"model file {model}: no such file")
+            return SourceRef(kind=kind, ref=str(path.resolve()), name=path.stem, framework=framework,
+                             details={"file": str(path.resolve())})
+    if Path(model).expanduser().is_dir():
         path = Path(model).expanduser()
-        if not path.is_file():
-            raise ModelError(f"model file {model}: no such file")
-        return SourceRef(kind="onnx", ref=str(path.resolve()), name=path.stem, framework="onnx",
-                         details={"file": str(path.resolve())})
+        if not (path / "saved_model.pb").is_file():
+            raise ModelError(f"model directory {model}: not a TensorFlow SavedModel (no saved_model.pb in it)")
+        return SourceRef(kind="savedmodel", ref=str(path.resolve()), name=path.resolve().name,
+                         framework="tensorflow", details={"file": str(path.resolve())})
     if model.endswith(".py") or "/" in model:
         path = Path(model).expanduser()
         if not path.is_file():
@@ -86,38 +93,64 @@ def _resolve(model: str) -> SourceRef:
         if path.suffix != ".py":
             raise ModelError(f"model file {model}: expected a .py file written like a models/ zoo module")
         return SourceRef(kind="file", ref=str(path.resolve()), name=path.stem, details={"file": str(path.resolve())})
-    raise ModelError(f"unknown model {model!r}: the reference zoo has {', '.join(names)} "
-                     "(or pass the path of a model .py file)")
+    raise ModelError(f"unknown model {model!r}: the reference zoo has {', '.join(names)} (or pass file.py:factory, "
+                     "a model .py file, an .onnx or .keras file, or a SavedModel directory)")
 
 
-# What each source framework's worker imports, and the runtime that computes its reference outputs.
-FRAMEWORK_PACKAGES = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime")}
-REFERENCE_RUNTIME = {"torch": "torch_eager", "onnx": "onnxruntime"}
+def graph_contract(what: str, inputs: list[dict], outputs: list[dict], dims: dict, ranges: dict | None):
+    """The source contract of a model file whose graph states its I/O (ONNX, Keras, SavedModel):
+    ``--input-range`` values applied to the inputs they name, rank-2 outputs judged as classifiers."""
+    from deploytool.contract import Contract
+
+    unknown = sorted(set(ranges or {}) - {i["name"] for i in inputs})
+    if unknown:
+        raise ModelError(f"{what}: --input-range names unknown inputs {unknown} "
+                         f"(the graph has {[i['name'] for i in inputs]})")
+    for i in inputs:
+        if i["name"] in (ranges or {}):
+            i["range"] = ranges[i["name"]]
+    for o in outputs:
+        o.pop("layout", None)
+        if len(o["shape"]) == 2:
+            o["kind"] = "classifier"
+    try:
+        return Contract.from_dict({"inputs": inputs, "outputs": outputs, "dims": dims})
+    except ValueError as e:
+        raise ModelError(f"{what}: {e}") from None
+
+
+# What each source framework's worker imports.
+FRAMEWORK_PACKAGES = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime"), "tensorflow": ("tensorflow", "keras")}
+
+
+def reference_runtime(source: dict) -> str:
+    """The runtime that runs the source model itself (reference outputs, the bench baseline)."""
+    return {"onnx": "onnxruntime", "keras": "keras", "savedmodel": "tensorflow"}.get(source.get("kind"),
+                                                                                     "torch_eager")
 
 
 def loader(source: dict):
     """The module that loads this source inside its framework's worker."""
-    if source.get("framework", "torch") == "onnx":
-        from deploytool.sources import onnx_file
+    import importlib
 
-        return onnx_file
-    from deploytool.sources import torch_module
-
-    return torch_module
+    framework = source.get("framework", "torch")
+    return importlib.import_module({"onnx": "deploytool.sources.onnx_file",
+                                    "tensorflow": "deploytool.sources.tf_model"}.get(framework,
+                                                                                     "deploytool.sources.torch_module"))
 
 
 def source_artifact(manifest: dict, work: Path) -> tuple[str, Path, dict]:
     """The source model as something a runtime can load: (runtime, path, contract). A torch source
     is run by torch_eager from a descriptor file (a module returns outputs by position:
-    output_0..N); an ONNX source by onnxruntime from the file itself."""
+    output_0..N); ONNX, Keras and SavedModel sources by their runtime from the file itself."""
     import json
 
     from deploytool.contract import Contract
 
     src = manifest["model"]["source"]
     contract = Contract.from_dict(manifest["contract"])
-    if src.get("framework") == "onnx":
-        return "onnxruntime", Path(src["ref"]), contract.to_dict()
+    if src.get("kind") in ("onnx", "keras", "savedmodel"):
+        return reference_runtime(src), Path(src["ref"]), contract.to_dict()
     path = work / "source.json"
     path.write_text(json.dumps(src))
     for i, spec in enumerate(contract.outputs):
@@ -137,6 +170,6 @@ def source_loadable(manifest: dict) -> str | None:
             return f"{package} is not installed"
     if src.get("kind") == "zoo" and src.get("ref") not in zoo_names():
         return f"reference model {src.get('ref')!r} is not in this deploytool's zoo"
-    if src.get("kind") in ("file", "onnx") and not Path(src.get("ref", "")).is_file():
+    if src.get("kind") in ("file", "onnx", "keras", "savedmodel") and not Path(src.get("ref", "")).exists():
         return f"model file {src.get('ref')} is not on this machine"
     return None

@@ -1,9 +1,8 @@
 """Loads an ``.onnx`` file as the source, inside an onnx worker: the contract is read from the
 graph, golden inputs are seeded, and onnxruntime computes the reference outputs.
 
-Dynamic dims come from the graph's dim_params (an unnamed dynamic dim is named
-``<input>_dim<axis>``). A dynamic first dim is the batch (golden samples use 1, the second
-shape 3); other dynamic dims use 16 and, for the second shape, 24. Integer inputs are drawn from
+Dynamic dims come from the graph's dim_params, named as ``contract.spec_from_graph`` says (an
+unnamed dynamic first dim is the batch). Integer inputs are drawn from
 [0, 2) unless ``--input-range NAME:LOW:HIGH`` gives their range.
 """
 from __future__ import annotations
@@ -12,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool.contract import Contract, generate_inputs
+from deploytool.contract import Contract, generate_inputs, spec_from_graph
 from deploytool.errors import ModelError, short_error
+from deploytool.sources import graph_contract
 from deploytool.sources.torch_module import LoadedModel
 
 
@@ -29,43 +29,16 @@ def read_contract(path: Path, ranges: dict | None = None) -> Contract:
     inits = {i.name for i in graph.initializer}
     dims: dict[str, dict] = {}
 
-    def spec(value, axis0_is_batch: bool) -> dict:
-        tt = value.type.tensor_type
+    def spec(value) -> dict:
         if not value.type.HasField("tensor_type"):
             raise ModelError(f"model file {path}: {value.name!r} is not a tensor (sequences/maps are not supported)")
-        shape = []
-        for axis, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value"):
-                shape.append(int(d.dim_value))
-                continue
-            name = d.dim_param or f"{value.name}_dim{axis}"
-            if name not in dims:
-                batch = axis == 0 and axis0_is_batch
-                dims[name] = {"example": 2 if batch else 16, "alt": 3 if batch else 24, "min": 1}
-            shape.append(name)
-        dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type).name
-        out = {"name": value.name, "shape": shape, "dtype": dtype}
-        if len(shape) == 4 and dtype.startswith("float"):
-            out["layout"] = "NCHW"
-        return out
+        tt = value.type.tensor_type
+        shape = [int(d.dim_value) if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
+        return spec_from_graph(value.name, shape, helper.tensor_dtype_to_np_dtype(tt.elem_type).name, dims,
+                               image_layout="NCHW")
 
-    try:
-        inputs = [spec(v, True) for v in graph.input if v.name not in inits]
-        unknown = sorted(set(ranges or {}) - {i["name"] for i in inputs})
-        if unknown:
-            raise ModelError(f"model file {path}: --input-range names unknown inputs {unknown} "
-                             f"(the graph has {[i['name'] for i in inputs]})")
-        for i in inputs:
-            if i["name"] in (ranges or {}):
-                i["range"] = ranges[i["name"]]
-        outputs = [spec(v, True) for v in graph.output]
-        for o in outputs:
-            o.pop("layout", None)
-            if len(o["shape"]) == 2:
-                o["kind"] = "classifier"
-        return Contract.from_dict({"inputs": inputs, "outputs": outputs, "dims": dims})
-    except ValueError as e:
-        raise ModelError(f"model file {path}: {e}") from None
+    inputs = [spec(v) for v in graph.input if v.name not in inits]
+    return graph_contract(f"model file {path}", inputs, [spec(v) for v in graph.output], dims, ranges)
 
 
 def load(source: dict) -> LoadedModel:
