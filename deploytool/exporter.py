@@ -204,8 +204,9 @@ class _Export:
         fmt = self.plan[name]
         entry = result.get("formats", {}).get(name)
         path = self.staging / self._path(name)
-        if entry is None:
-            rec = self._record(name, "failed", error=result.get("crash", "worker produced no result"))
+        if entry is None:  # the worker died; its log is named as it will be inside the published bundle
+            crash = result.get("crash", "worker produced no result").replace(f"{self.staging}/", "bundle's ")
+            rec = self._record(name, "failed", error=crash)
         elif entry["status"] != "ok":
             rec = self._record(name, entry["status"], error=entry["error"], seconds=entry["seconds"])
         elif not path.exists():

@@ -134,7 +134,7 @@ def export(job: dict) -> None:
             entry = {"status": "ok", "seconds": time.perf_counter() - t0, "contract": res.contract.to_dict(),
                      "exporter": res.exporter or fmt.exporter, "exporter_version": res.exporter_version,
                      "options": res.options, "notes": res.notes}
-        except Exception as e:  # noqa: BLE001 - a converter failure is data, the other formats go on
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a converter failure (even a sys.exit) is data
             tb = traceback.format_exc()
             print(tb, flush=True)
             log = _log_tail(job.get("log"), log_start)

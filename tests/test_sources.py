@@ -101,6 +101,32 @@ def returns_int():
 
 def raises():
     raise ValueError("no weights for you")
+
+
+not_callable = 42
+
+
+def examples_mismatch():
+    torch.manual_seed(0)
+    return nn.Linear(6, 2).eval(), (torch.rand(4, 6),)
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: which branch runs depends on the values, not the shapes."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return -self.fc(x)
+
+
+def branchy():
+    torch.manual_seed(0)
+    return Branchy().eval()
 '''
 
 
@@ -163,6 +189,9 @@ def test_module_path_factory_with_example_inputs(factory_dir, run_cli, tmp_path)
     (["{d}/user_models.py:raises"], "factory raises() raised ValueError: no weights for you"),
     (["{d}/user_models.py:missing"], "has no 'missing'"),
     (["{d}/nowhere.py:build"], "no such file"),
+    (["{d}/user_models.py:not_callable"], "'not_callable' is a int, not a callable factory"),
+    (["{d}/user_models.py:examples_mismatch", "--input", "x:batch x 7:float32"],
+     "example input 'x' has size 6 at axis 1, the contract fixes 7"),
 ])
 def test_factory_errors(factory_dir, run_cli, tmp_path, args, message):
     proc = run_cli("export", "--model", *[a.format(d=factory_dir) for a in args], "--out", tmp_path)
@@ -220,3 +249,14 @@ def test_onnx_source_with_integer_input_range(run_cli, tmp_path):
     assert ids.max() >= 2 and ids.max() < 300  # the range was used, not the default [0, 2)
     proc = run_cli("export", "--model", path, "--input-range", "tokens:0:300", "--out", tmp_path)
     assert proc.returncode == errors.MODEL and "--input-range names unknown inputs ['tokens']" in proc.stderr
+
+
+def test_data_dependent_control_flow_names_the_construct(factory_dir, run_cli, tmp_path):
+    proc = run_cli("export", "--model", f"{factory_dir / 'user_models.py'}:branchy", "--input", "x:batch x 4:float32",
+                   "--out", tmp_path, "-f", "onnx,torchscript")
+    assert proc.returncode != 0, proc.stdout
+    art = json.loads((tmp_path / "user_models/manifest.json").read_text())["artifacts"]
+    assert art["onnx"]["status"] == "failed", art["onnx"]
+    assert art["onnx"]["error"].startswith("torch.export failed: ") and "data-dependent" in art["onnx"]["error"], \
+        art["onnx"]["error"]
+    assert "Traceback" not in proc.stderr

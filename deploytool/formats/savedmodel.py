@@ -95,6 +95,71 @@ def _map(spec, key: str, tf_spec, keep_layout: bool) -> None:
     spec.layout = layout_after(spec.layout, perm) if spec.layout else ("channels_last" if perm else None)
 
 
+def _convert(onnx2tf, kwargs: dict) -> None:
+    """onnx2tf.convert, with its sys.exit(1) on some errors (e.g. "The specified *.onnx file does
+    not exist") turned into an exception, so it fails this format instead of ending the worker."""
+    try:
+        onnx2tf.convert(**kwargs)
+    except SystemExit as e:
+        raise RuntimeError(f"onnx2tf exited with status {e.code} (see the log)") from None
+
+
+@contextlib.contextmanager
+def _tee_stdout():
+    """Copy what Python prints (onnx2tf reports the failing node this way) into a buffer, while it
+    still reaches the worker's log."""
+    import io
+    import sys
+
+    buffer, real = io.StringIO(), sys.stdout
+
+    class Tee(io.TextIOBase):
+        def write(self, text):
+            buffer.write(text)
+            return real.write(text)
+
+        def flush(self):
+            real.flush()
+
+    sys.stdout = Tee()
+    try:
+        yield buffer
+    finally:
+        sys.stdout = real
+
+
+def _static_folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[str, int]) -> None:
+    """``src`` with its dynamic input dims set to ``fixed`` and constant-folded by onnxruntime.
+
+    onnx2tf 1.28.8 fails on many graphs whose shapes are computed at run time (Shape -> Concat
+    -> Expand/Reshape chains, as torch.export writes for transformers' attention masks and
+    token-type buffers), and its own overwrite_input_shape does not fold those chains. With the
+    dims fixed, onnxruntime's basic optimizer (constant folding and redundant-node elimination;
+    standard ONNX ops only) turns them into constants, which onnx2tf converts.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(src))
+    by_name = {s.feed_name: s for s in contract.inputs}
+    for value in model.graph.input:
+        spec = by_name.get(value.name)
+        if spec is None:
+            continue
+        for d, dim in zip(spec.shape, value.type.tensor_type.shape.dim):
+            if isinstance(d, str) and d in fixed:
+                dim.Clear()
+                dim.dim_value = int(fixed[d])
+    onnx.save(model, str(dest))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(dest)
+    ort.InferenceSession(str(dest), options, providers=["CPUExecutionProvider"])
+    custom = sorted({n.op_type for n in onnx.load(str(dest)).graph.node if n.domain not in ("", "ai.onnx")})
+    if custom:
+        raise RuntimeError(f"constant folding introduced non-standard ops {custom}")
+
+
 def export(ctx: ExportContext) -> ExportResult:
     import onnx2tf
     import tensorflow as tf
@@ -115,14 +180,36 @@ def export(ctx: ExportContext) -> ExportResult:
                                                            if 3 <= len(s.shape) <= 5]
     kwargs["not_use_onnxsim"] = True  # onnxsim is not a dependency; onnx2tf would shell out to it and fail
     _place_calibration_stand_in(ctx.workdir)
-    with _cwd(ctx.workdir):
-        onnx2tf.convert(**kwargs)
+    notes, fixed = [], {}
+    try:
+        with _cwd(ctx.workdir), _tee_stdout() as printed:
+            _convert(onnx2tf, kwargs)
+    except Exception as first:  # noqa: BLE001 - retried with fixed dims below, else re-raised
+        fixed = ctx.parent_contract.dim_sizes("example", batch_one=True)
+        fixed = {d: fixed[d] for d in ctx.parent_contract.dynamic_dims()}
+        if not fixed:
+            raise
+        reason = explain(first, printed.getvalue(), ctx)
+        print(f"=== deploytool: onnx2tf failed on the dynamic graph; retrying with dims fixed to {fixed} ===",
+              flush=True)
+        static = (ctx.workdir / "onnx2tf-input-static.onnx").resolve()
+        shutil.rmtree(ctx.out_path, ignore_errors=True)
+        try:
+            _static_folded_copy(ctx.parent_path, static, ctx.parent_contract, fixed)
+            with _cwd(ctx.workdir):
+                _convert(onnx2tf, {**kwargs, "input_onnx_file_path": str(static)})
+        except Exception:  # noqa: BLE001 - the dynamic graph's failure is the one to report
+            raise first from None
+        fixed_text = ", ".join(f"{d}={v}" for d, v in fixed.items())
+        notes.append(f"dims fixed: {fixed_text} (onnx2tf could not convert the dynamic graph: {reason})")
+        options["fixed_dims"] = fixed
     # onnx2tf also writes its own *.tflite files next to the SavedModel; the TFLite formats are
     # converted from the SavedModel itself so their lineage is exact, so drop these.
     for extra in Path(ctx.out_path).glob("*.tflite"):
         extra.unlink()
     contract = savedmodel_contract(ctx.parent_contract, ctx.out_path, keep_layout)
-    notes = [f"{s.name}: layout {s.layout} (perm {s.perm})" for s in contract.inputs + contract.outputs if s.perm]
+    contract.fixed_dims = {**contract.fixed_dims, **fixed}
+    notes += [f"{s.name}: layout {s.layout} (perm {s.perm})" for s in contract.inputs + contract.outputs if s.perm]
     return ExportResult(contract=contract, exporter_version=f"onnx2tf {onnx2tf.__version__}, tensorflow {tf.__version__}",
                         options=options, notes=notes)
 

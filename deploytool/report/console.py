@@ -27,11 +27,18 @@ def export_table(manifest: dict, checks: dict) -> str:
     for name, rec in manifest["artifacts"].items():
         chk = checks.get(name)
         status = chk.status.upper() if rec["status"] == "ok" and chk else rec["status"].upper()
-        note = (chk.reason if chk and chk.reason else "") or (rec.get("error") or "")
+        note = (chk.reason if chk and chk.reason else "") or (rec.get("error") or "") or _skipped(chk)
         rows.append([name, rec["runtime"], status, fmt_err(chk.max_abs if chk else None), rec["tier"],
                      human_size(rec["size_bytes"]),
                      f"{rec['export_seconds']:.1f}" if rec.get("export_seconds") is not None else "-", note])
     return table(["format", "runtime", "status", "max_abs_err", "tier", "size", "export_s", "note"], rows)
+
+
+def _skipped(chk) -> str:
+    """Golden sets an artifact could not take (a converter fixed a dim), said next to its verdict."""
+    if not chk or not chk.skipped_sets:
+        return ""
+    return "; ".join(f"{name} set not run: {why}" for name, why in chk.skipped_sets.items())
 
 
 def _min_metric(chk, key: str):
@@ -52,7 +59,7 @@ def validate_table(manifest: dict, checks: dict) -> str:
             hop = f"{max(hop_errs):.2e}"
         rows.append([name, chk.runtime, chk.status.upper(), fmt_err(chk.max_abs),
                      "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
-                     hop, rec["tier"], ",".join(chk.sets) or "-", chk.reason])
+                     hop, rec["tier"], ",".join(chk.sets) or "-", chk.reason or _skipped(chk)])
     return table(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db", "vs_parent", "tier",
                   "sets", "note"], rows)
 
