@@ -41,6 +41,39 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
+def _load_config(ctx: click.Context, _param, value):
+    """Eager --config: the file's [COMMAND] table becomes this command's option defaults."""
+    if value is None:
+        return None
+    from deploytool import config
+
+    params = {}
+    for p in ctx.command.params:
+        longs = [o for o in getattr(p, "opts", []) if o.startswith("--")]
+        if isinstance(p, click.Option) and longs and p.name not in ("config", "debug"):
+            params[longs[0][2:].replace("-", "_")] = (p.name, p.multiple)
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **config.load(value, ctx.info_name, params)}
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx=ctx, param=_param) from None
+    return value
+
+
+def _config_option(f):
+    return click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+                        callback=_load_config, metavar="FILE.toml",
+                        help="Read this command's options from the [COMMAND] table of a TOML file (keys are long "
+                             "option names; the command line wins; paths are relative to the file).")(f)
+
+
+def _tolerance_options(f):
+    f = click.option("--rtol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE",
+                     help="Relative tolerance override, as --atol.")(f)
+    return click.option("--atol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE",
+                        help="Absolute tolerance override, global or per format/output (repeatable). Makes the "
+                             "check elementwise.")(f)
+
+
 @click.group(cls=_Group, context_settings=CONTEXT, epilog=exit_codes_help())
 @click.version_option(__version__, prog_name="deploytool")
 def main() -> None:
@@ -72,10 +105,13 @@ def main() -> None:
 @click.option("--weights", type=click.Path(dir_okay=False), help="A state dict for a torch model, loaded with "
               "torch.load(weights_only=True) only; missing/unexpected keys are reported by name.")
 @click.option("--keep-layout", is_flag=True, help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")
+@_tolerance_options
 @click.option("--strict", is_flag=True, help="Treat a check skipped for a missing runtime as a failure (exit 7).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the table.")
+@_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and where the worker logs are.")
-def export(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, strict, as_json, debug):
+def export(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict, as_json,
+           debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -90,7 +126,8 @@ def export(model, formats, out, samples, seed, inputs, input_ranges, weights, ke
     requested = None if formats.strip().lower() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout, strict=strict,
-                         inputs=list(inputs), input_ranges=list(input_ranges), weights=weights, progress=progress)
+                         inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
+                         tolerances=_tolerances(atol, rtol), progress=progress)
     if as_json:
         click.echo(json.dumps(outcome.manifest, indent=2, default=str))
     else:
@@ -133,14 +170,13 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @click.option("--data", type=click.Path(dir_okay=False), help="Your own inputs: .npz with the contract's input names "
               "(rows of a dynamic first dim are samples). Needs the source model to compute references.")
 @click.option("--samples", type=click.IntRange(1), help="Use the first N golden samples (default: all stored).")
-@click.option("--atol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE",
-              help="Absolute tolerance override, global or per format/output (repeatable). Makes the check elementwise.")
-@click.option("--rtol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE", help="Relative tolerance override, as --atol.")
+@_tolerance_options
 @click.option("--strict", is_flag=True, help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
 @click.option("--reports", type=click.Path(file_okay=False), help="Where reports and repro folders go "
               "(default: BUNDLE/reports).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
+@_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
 def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_path, junit_path, debug):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
@@ -195,6 +231,7 @@ def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_p
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Interleaved rounds per side with --compare.")
 @click.option("--strict", is_flag=True, help="A runtime that is not installed fails the run (exit 7).")
 @click.option("--reports", type=click.Path(file_okay=False), help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
+@_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
 def bench(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source, compare,
           threshold, rounds, strict, reports, debug):

@@ -42,7 +42,9 @@ class ExportOutcome:
 def export(model: str, formats: list[str] | None = None, out: Path | str = "bundles", samples: int = DEFAULT_SAMPLES,
            seed: int = DEFAULT_SEED, keep_layout: bool = False, strict: bool = False,
            inputs: list[str] | None = None, input_ranges: list[str] | None = None, weights: str | None = None,
-           progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
+           tolerances: dict | None = None, progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
+    """``tolerances``: overrides as parity.tier_for takes them ({"FMT:OUTPUT": {"atol": x}}); they are
+    stored in the manifest, and later validate runs of the bundle start from them."""
     t_start = time.perf_counter()
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
@@ -61,7 +63,7 @@ def export(model: str, formats: list[str] | None = None, out: Path | str = "bund
         staging = bundle.staging_dir(out, source.name)
     except OSError as e:
         raise UsageError(f"cannot write bundles under {out}: {e.strerror or e}") from None
-    job = _Export(source, names, added, staging, samples, seed, keep_layout, progress)
+    job = _Export(source, names, added, staging, samples, seed, keep_layout, tolerances or {}, progress)
     try:
         manifest, checks = job.run()
         bundle.publish(staging, out / source.name)
@@ -77,8 +79,9 @@ def export(model: str, formats: list[str] | None = None, out: Path | str = "bund
 
 class _Export:
     def __init__(self, source: SourceRef, names: list[str], added: list[str], staging: Path, samples: int, seed: int,
-                 keep_layout: bool, progress: Callable[[str], None]) -> None:
+                 keep_layout: bool, tolerances: dict, progress: Callable[[str], None]) -> None:
         self.source, self.names, self.added, self.staging = source, names, added, staging
+        self.tolerances = tolerances
         self.samples, self.seed, self.keep_layout, self.progress = samples, seed, keep_layout, progress
         self.work = staging / ".work"
         for d in (staging / bundle.ARTIFACTS, staging / "golden", self.work):
@@ -123,15 +126,15 @@ class _Export:
         runs = self.runner.results()
         self._recheck_hashes()
         references = {s.name: validator.npz.load(s.reference) for s in self.sets}
-        checks = validator.judge(self.contract, self.records, runs, self.sets, references,
+        checks = validator.judge(self.contract, self.records, runs, self.sets, references, self.tolerances,
                                  framework=self.source.framework)
         self._keep_outputs(checks)
         for name, chk in checks.items():
             self.records[name]["check"] = {"status": chk.status, "reason": chk.reason, "max_abs": chk.max_abs,
                                            "hop_blamed": chk.hop_blamed, "skipped_sets": chk.skipped_sets}
         manifest = self._manifest()
-        validator.write_reports(self.staging, self.staging / bundle.REPORTS, manifest, checks, self.sets, {},
-                                references)
+        validator.write_reports(self.staging, self.staging / bundle.REPORTS, manifest, checks, self.sets,
+                                self.tolerances, references)
         shutil.rmtree(self.work, ignore_errors=True)
         bundle.write_json(self.staging / bundle.MANIFEST, manifest)
         return manifest, checks
@@ -270,6 +273,7 @@ class _Export:
             "formats_added": self.added,
             "contract": self.contract.to_dict(),
             "golden": golden,
+            "tolerances": self.tolerances,  # overrides of the parity tiers the export was judged with
             "artifacts": self.records,
         }
 

@@ -59,6 +59,9 @@ def validate(bundle_dir: Path | str, formats: list[str] | None = None, data: Pat
     if unknown:
         raise BundleError(f"bundle {bundle_dir}: artifacts of formats this deploytool does not know: {unknown}")
     names = select_formats(manifest, formats)
+    # The overrides the bundle was exported with, then this run's (a more specific key still wins).
+    tolerances = {k: {**manifest.get("tolerances", {}).get(k, {}), **(tolerances or {}).get(k, {})}
+                  for k in {*manifest.get("tolerances", {}), *(tolerances or {})}}
     try:
         contract = Contract.from_dict(manifest["contract"])
     except (KeyError, TypeError, ValueError) as e:

@@ -1,0 +1,77 @@
+"""``--config FILE.toml``: a command's options written down once, e.g. for a CI pipeline.
+
+One table per command (``[export]``, ``[validate]``, ``[bench]``); keys are the command's long
+option names (``input-range`` or ``input_range``); values are what the option takes on the
+command line (a list for repeatable options). Options given on the command line win. Relative
+paths are relative to the config file's directory. Tolerances may also be written as a table::
+
+    [export]
+    model = "my_models.py:build"
+    formats = ["onnx", "tflite_fp16"]
+    input = ["ids:batch x seq:int64"]
+    input-range = ["ids:0:30522"]
+
+    [export.atol]
+    tflite_fp32 = 1e-3
+    "onnx:logits" = 2e-4
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+PATH_KEYS = {"weights", "out", "data", "reports", "json_path", "junit_path", "compare"}
+
+
+def load(path: str | Path, command: str, params: dict[str, tuple[str, bool]]) -> dict:
+    """The ``[command]`` table of ``path`` as click default values.
+
+    ``params``: long option name (no dashes) -> (parameter name, repeatable). Raises ValueError
+    with one line naming the file and the problem.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"config {path}: cannot read it ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config {path}: not valid TOML ({e})") from None
+    unknown_tables = sorted(k for k in data if k not in ("export", "validate", "bench"))
+    if unknown_tables:
+        raise ValueError(f"config {path}: unknown table(s) {unknown_tables} (expected [export], [validate], [bench])")
+    section = data.get(command, {})
+    if not isinstance(section, dict):
+        raise ValueError(f"config {path}: [{command}] must be a table")
+    base = path.resolve().parent
+    out = {}
+    for key, value in section.items():
+        name = key.replace("-", "_")
+        if name not in params:
+            raise ValueError(f"config {path}: [{command}] has no option {key!r} "
+                             f"(options: {', '.join(sorted(k.replace('_', '-') for k in params))})")
+        param, repeatable = params[name]
+        if name in ("atol", "rtol") and isinstance(value, dict):
+            value = [f"{target}={v}" for target, v in value.items()]
+        if param in ("formats", "threads", "batch") and isinstance(value, list) and not repeatable:
+            value = ",".join(map(str, value))  # comma-separated on the command line
+        if repeatable and not isinstance(value, list):
+            value = [value]
+        if not repeatable and isinstance(value, (list, dict)):
+            raise ValueError(f"config {path}: [{command}] {key} takes one value, got {value!r}")
+        if param == "model":
+            value = _model_path(str(value), base)
+        elif param in PATH_KEYS:
+            value = [str(base / v) for v in value] if repeatable else str(base / str(value))
+        out[param] = value
+    return out
+
+
+def _model_path(model: str, base: Path) -> str:
+    """A model file (or file.py:factory) relative to the config; zoo names and modules as written."""
+    target, sep, attr = model.rpartition(":")
+    if sep and target.endswith(".py"):
+        return f"{base / target}:{attr}"
+    candidate = base / model
+    return str(candidate) if candidate.exists() or model.endswith((".py", ".onnx", ".keras")) else model

@@ -1,0 +1,65 @@
+"""--config FILE.toml: a command's options from a file; the command line wins."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import manifest_of
+from deploytool import config, errors
+
+EXPORT_PARAMS = {"model": ("model", False), "formats": ("formats", False), "input": ("inputs", True),
+                 "input_range": ("input_ranges", True), "weights": ("weights", False), "atol": ("atol", True),
+                 "samples": ("samples", False), "keep_layout": ("keep_layout", False)}
+
+
+def test_load_maps_keys_paths_and_tolerance_tables(tmp_path):
+    (tmp_path / "m.py").write_text("")
+    path = tmp_path / "deploy.toml"
+    path.write_text('[export]\nmodel = "m.py:build"\nformats = ["onnx", "tflite_fp16"]\ninput = "ids:batch x seq:int64"\n'
+                    'input-range = ["ids:0:30522"]\nweights = "w/weights.pt"\nkeep_layout = true\n'
+                    '[export.atol]\ntflite_fp16 = 1e-3\n"onnx:logits" = 2e-4\n')
+    got = config.load(path, "export", EXPORT_PARAMS)
+    assert got == {"model": f"{tmp_path / 'm.py'}:build", "formats": "onnx,tflite_fp16",
+                   "inputs": ["ids:batch x seq:int64"], "input_ranges": ["ids:0:30522"],
+                   "weights": str(tmp_path / "w/weights.pt"), "keep_layout": True,
+                   "atol": ["tflite_fp16=0.001", "onnx:logits=0.0002"]}
+    assert config.load(path, "validate", EXPORT_PARAMS) == {}  # no [validate] table: nothing set
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[export]\nmodle = 'x'\n", "[export] has no option 'modle' (options: atol, formats, input, input-range"),
+    ("[exprot]\nmodel = 'x'\n", "unknown table(s) ['exprot']"),
+    ("[export]\nsamples = [1, 2]\n", "[export] samples takes one value"),
+    ("[export\n", "not valid TOML"),
+])
+def test_load_refuses_bad_files_with_one_line(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as e:
+        config.load(path, "export", EXPORT_PARAMS)
+    assert message in str(e.value) and str(path) in str(e.value)
+
+
+def test_export_and_validate_from_a_config_file(run_cli, tmp_path):
+    (tmp_path / "m.py").write_text(
+        "import torch\nfrom torch import nn\n"
+        "def build():\n    torch.manual_seed(0)\n    return nn.Sequential(nn.Linear(6, 4), nn.Tanh()).eval()\n")
+    (tmp_path / "deploy.toml").write_text(
+        '[export]\nmodel = "m.py:build"\nformats = ["onnx"]\ninput = ["x:batch x 6:float32"]\nout = "bundles"\n'
+        'samples = 5\n[export.atol]\nonnx = 1e-3\n\n[validate]\nrtol = { "onnx" = 1e-3 }\n')
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    proc = run_cli("export", "--config", tmp_path / "deploy.toml", "--samples", "3", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    bundle = tmp_path / "bundles/m"  # paths in the file are relative to the file, not the working directory
+    m = manifest_of(bundle)
+    assert m["golden"]["sets"]["main"]["samples"] == 3  # the command line wins
+    assert m["tolerances"] == {"onnx:*": {"atol": 0.001}}
+    proc = run_cli("validate", bundle, "--config", tmp_path / "deploy.toml", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((bundle / "reports/validation.json").read_text())
+    # the bundle's export-time overrides, then the run's
+    assert report["tolerances"]["overrides"] == {"onnx:*": {"atol": 0.001, "rtol": 0.001}}
+    proc = run_cli("export", "--config", tmp_path / "missing.toml")
+    assert proc.returncode == errors.USAGE and "config " in proc.stderr and "no such file" in proc.stderr
