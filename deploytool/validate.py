@@ -131,8 +131,9 @@ def _sets(bundle_dir: Path, manifest: dict, contract: Contract, samples: int | N
 
 def _data_set(bundle_dir: Path, manifest: dict, contract: Contract, path: Path, work: Path):
     """The user's own inputs: names as in the contract, each array [samples, *shape] or, where the
-    first dim is dynamic, [N, ...] rows taken as N samples of batch 1. The source model (torch
-    eager) computes their reference outputs, in its own worker."""
+    first dim is dynamic, [N, ...] rows taken as N samples of batch 1. The source model, on
+    its own runtime (torch eager, onnxruntime, Keras, TensorFlow), computes their reference outputs
+    in its own worker."""
     try:
         arrays = npz.load(path)
     except npz.NpzError as e:
