@@ -73,6 +73,8 @@ def export(model: str, formats: list[str] | None = None, out: Path | str = "bund
             shutil.rmtree(staging, ignore_errors=True)
     codes = [errors.EXPORT for rec in manifest["artifacts"].values() if rec["status"] == "failed"]
     messages = [f"added {', '.join(added)} (needed to convert the requested formats)"] if added else []
+    if keep_layout and source.framework == "tensorflow":
+        messages.append("--keep-layout has no effect here: artifacts of a TensorFlow source keep its own layout")
     return ExportOutcome(out / source.name, manifest, checks, errors.worst(codes + [validator.exit_code(checks, strict)]),
                          time.perf_counter() - t_start, messages)
 
