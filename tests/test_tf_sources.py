@@ -101,6 +101,22 @@ def test_savedmodel_directory_exports_every_applicable_format_with_parity(savedm
     assert ids_golden.min() >= 0 and ids_golden.max() < 100 and ids_golden.max() > 50
 
 
+def test_keras_multi_input_dict_output_model_maps_every_tensor_by_name(run_cli, tmp_path):
+    src = tf_sources.keras_multi_io(tmp_path / "multi_io_keras.keras")
+    proc = run_cli("export", "--model", src, "--input-range", "ids:0:50", "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    m = manifest_of(tmp_path / "out/multi_io_keras")
+    assert [(s["name"], s["shape"]) for s in m["contract"]["inputs"]] == [("image", ["batch", 16, 16, 3]),
+                                                                          ("ids", ["batch", "ids_dim1"])]
+    # the dict's own order and shapes (not Keras' sorted flattening); a one-column output is no classifier
+    assert [(s["name"], s["shape"], s.get("kind")) for s in m["contract"]["outputs"]] == \
+        [("score", ["batch", 1], None), ("logits", ["batch", 5], "classifier")]
+    _assert_tf_chain(m)
+    for fmt in ALL_BUT_TORCHSCRIPT:
+        c = m["artifacts"][fmt]["contract"]
+        assert [s["artifact_name"] for s in c["inputs"] + c["outputs"]] == ["image", "ids", "score", "logits"], fmt
+
+
 def test_tf_converter_failures_name_the_op_and_the_converter(run_cli, tmp_path):
     src = tf_sources.savedmodel_unconvertible(tmp_path / "inverse")
     proc = run_cli("export", "--model", src, "--out", tmp_path / "out", "-f", "onnx,tflite_fp32")

@@ -99,7 +99,8 @@ def _resolve(model: str) -> SourceRef:
 
 def graph_contract(what: str, inputs: list[dict], outputs: list[dict], dims: dict, ranges: dict | None):
     """The source contract of a model file whose graph states its I/O (ONNX, Keras, SavedModel):
-    ``--input-range`` values applied to the inputs they name, rank-2 outputs judged as classifiers."""
+    ``--input-range`` values applied to the inputs they name, rank-2 outputs of more than one
+    column judged as classifiers (top-1 agreement)."""
     from deploytool.contract import Contract
 
     unknown = sorted(set(ranges or {}) - {i["name"] for i in inputs})
@@ -111,7 +112,7 @@ def graph_contract(what: str, inputs: list[dict], outputs: list[dict], dims: dic
             i["range"] = ranges[i["name"]]
     for o in outputs:
         o.pop("layout", None)
-        if len(o["shape"]) == 2:
+        if len(o["shape"]) == 2 and o["shape"][1] != 1:
             o["kind"] = "classifier"
     try:
         return Contract.from_dict({"inputs": inputs, "outputs": outputs, "dims": dims})

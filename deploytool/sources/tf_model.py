@@ -34,12 +34,20 @@ def signature_output_keys(keys) -> list[str]:
     return sorted(keys, key=number) if all(number(k) >= 0 for k in keys) else sorted(keys)
 
 
-def keras_output_names(model) -> list[str]:
-    """Names for a Keras model's outputs, in the order ``keras_outputs`` returns them."""
+def keras_output_tensors(model) -> list[tuple[str, object]]:
+    """(name, symbolic tensor) per output of a Keras model: the keys of a dict of outputs (in the
+    dict's order; ``model.outputs`` is flattened in sorted-key order, so it cannot be zipped with
+    them), else the output layers' names."""
     struct = model.output
     if isinstance(struct, dict):
-        return list(struct)
-    return list(model.output_names)
+        return list(struct.items())
+    tensors = list(struct) if isinstance(struct, (list, tuple)) else [struct]
+    return list(zip(model.output_names, tensors))
+
+
+def keras_output_names(model) -> list[str]:
+    """Names for a Keras model's outputs, in the order ``keras_outputs`` returns them."""
+    return [name for name, _ in keras_output_tensors(model)]
 
 
 def keras_outputs(model, names: list[str], out) -> dict[str, np.ndarray]:
@@ -78,9 +86,9 @@ def load(source: dict) -> LoadedModel:
                              "that was never built); save a functional or built model")
         inputs = [spec_from_graph(t.name, list(t.shape), _tf_dtype(t.dtype), dims, image_layout="NHWC")
                   for t in model.inputs]
-        names = keras_output_names(model)
-        outputs = [spec_from_graph(n, list(t.shape), _tf_dtype(t.dtype), dims)
-                   for n, t in zip(names, model.outputs)]
+        named = keras_output_tensors(model)
+        names = [n for n, _ in named]
+        outputs = [spec_from_graph(n, list(t.shape), _tf_dtype(t.dtype), dims) for n, t in named]
         what, versions = f"Keras model {path.name}", {"keras": keras.__version__}
 
         def call(feeds: dict) -> dict:

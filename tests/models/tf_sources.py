@@ -80,3 +80,20 @@ def savedmodel_unconvertible(path: Path) -> Path:
     module = Inverse()
     tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return path
+
+
+def keras_multi_io(path: Path) -> Path:
+    """A functional Keras model with two inputs (NHWC image, int32 ids of dynamic length) and a
+    dict of two outputs, declared in non-alphabetical order (Keras flattens dicts by sorted key)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((16, 16, 3), name="image")
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(image))
+    e = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(50, 8)(ids))
+    h = keras.layers.Concatenate()([x, e])
+    model = keras.Model([image, ids], {"score": keras.layers.Dense(1, name="score")(h),
+                                       "logits": keras.layers.Dense(5, name="logits")(h)})
+    model.save(path)
+    return path
