@@ -143,3 +143,11 @@ def test_bad_tf_sources(run_cli, tmp_path, name, content, message):
     assert proc.returncode == errors.MODEL, proc.stdout + proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_savedmodel_without_serving_signature(run_cli, tmp_path):
+    src = tf_sources.savedmodel_without_signature(tmp_path / "bare")
+    proc = run_cli("export", "--model", src, "--out", tmp_path / "out")
+    assert proc.returncode == errors.MODEL, proc.stdout + proc.stderr
+    assert "the SavedModel has no 'serving_default' signature (it has none)" in proc.stderr
+    assert "Traceback" not in proc.stderr

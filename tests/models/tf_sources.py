@@ -97,3 +97,16 @@ def keras_multi_io(path: Path) -> Path:
                                        "logits": keras.layers.Dense(5, name="logits")(h)})
     model.save(path)
     return path
+
+
+def savedmodel_without_signature(path: Path) -> Path:
+    """A SavedModel whose tf.function is saved without any serving signature."""
+    import tensorflow as tf
+
+    class Bare(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+        def double(self, x):
+            return 2.0 * x
+
+    tf.saved_model.save(Bare(), str(path), signatures={})
+    return path
