@@ -148,7 +148,8 @@ class _Export:
             fmt = self.plan[name]
             parent = self.records.get(fmt.parent) if fmt.parent else None
             if fmt.parent and fmt.parent not in runnable and (parent is None or parent["status"] != "ok"):
-                self.records[name] = self._record(name, "skipped", error=f"not exported: its parent {fmt.parent} failed")
+                self.records[name] = self._record(name, "skipped",
+                                                  error=f"not exported: its parent {fmt.parent} failed")
             elif fmt.missing_packages():
                 self.records[name] = self._record(name, "failed", error=f"exporter needs "
                                                   f"{', '.join(fmt.missing_packages())} (pip install deploytool)")
@@ -165,7 +166,6 @@ class _Export:
             "mode": "export", "stage": stage, "framework": self.source.framework, "model_name": self.source.name,
             "workdir": str(self.work / f"scratch-{stage}"), "result": str(self.work / f"export-{stage}.json"),
             "options": {"keep_layout": self.keep_layout},
-            # A parent exported earlier in this same worker is handed over inside the worker.
             "formats": [self._job_item(n) for n in runnable],
         }
         if holds_source:
@@ -217,11 +217,14 @@ class _Export:
         elif not path.exists():
             rec = self._record(name, "failed", error=f"exporter reported success but wrote no {path.name}")
         else:
-            rec = self._record(name, "ok", seconds=entry["seconds"], path=self._path(name), contract=entry["contract"],
-                          exporter_version=entry["exporter_version"], options=entry["options"], notes=entry["notes"],
-                          files=bundle.file_records(self.staging, path))
+            rec = self._record(name, "ok", seconds=entry["seconds"], path=self._path(name),
+                               contract=entry["contract"], exporter_version=entry["exporter_version"],
+                               options=entry["options"], notes=entry["notes"],
+                               files=bundle.file_records(self.staging, path))
             rec["exporter"]["name"] = entry["exporter"]
         self.records[name] = rec
+        if rec["status"] != "ok" and path.exists():  # no half-written artifact stays in the bundle
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         if rec["status"] == "ok":
             self.runner.submit(name, fmt.runtime, self.staging / rec["path"], rec["contract"], self.sets)
         else:

@@ -125,6 +125,7 @@ def test_tf_converter_failures_name_the_op_and_the_converter(run_cli, tmp_path):
     assert art["savedmodel"]["status"] == "ok" and art["savedmodel"]["check"]["status"] == "pass"
     assert art["onnx"]["error"] == "tf2onnx has no ONNX mapping for TF op(s) MatrixInverse"
     assert art["tflite_fp32"]["error"] == "TFLiteConverter: ops not supported by TFLite built-ins: tf.MatrixInverse"
+    assert sorted(p.name for p in (tmp_path / "out/inverse/artifacts").iterdir()) == ["inverse_saved_model"]
     assert "Traceback" not in proc.stderr
 
 
