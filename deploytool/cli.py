@@ -15,7 +15,12 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 def _formats_help() -> str:
     from deploytool.formats import FORMATS
 
-    return "\b\nFormats:\n" + "\n".join(f"  {n:<12} {f.description}" for n, f in FORMATS.items())
+    lines = [f"  {n:<12} {f.description}" for n, f in FORMATS.items()]
+    for framework in sorted({fw for f in FORMATS.values() for fw in f.routes}):
+        lines.append(f"  From a {framework} source:")
+        lines += [f"  {n:<12} {f.routes[framework].description or f.routes[framework].exporter}"
+                  for n, f in FORMATS.items() if framework in f.routes]
+    return "\b\nFormats:\n" + "\n".join(lines)
 
 
 def _models_help() -> str:
