@@ -150,7 +150,7 @@ def source_artifact(manifest: dict, work: Path) -> tuple[str, Path, dict]:
 
     src = manifest["model"]["source"]
     contract = Contract.from_dict(manifest["contract"])
-    if src.get("kind") in ("onnx", "keras", "savedmodel"):
+    if reference_runtime(src) != "torch_eager":  # a model file its runtime loads as it is
         return reference_runtime(src), Path(src["ref"]), contract.to_dict()
     path = work / "source.json"
     path.write_text(json.dumps(src))

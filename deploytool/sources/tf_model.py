@@ -10,6 +10,7 @@ them: a Keras model's output layers (or the keys of a dict of outputs), a signat
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 
 from deploytool.contract import generate_inputs, spec_from_graph
 from deploytool.errors import ModelError, short_error
+from deploytool.runtimes import keras as keras_runtime  # the source runs as the runtimes run it
+from deploytool.runtimes import tensorflow as tensorflow_runtime
 from deploytool.sources import graph_contract
 from deploytool.sources.torch_module import LoadedModel
 
@@ -90,9 +93,7 @@ def load(source: dict) -> LoadedModel:
         names = [n for n, _ in named]
         outputs = [spec_from_graph(n, list(t.shape), _tf_dtype(t.dtype), dims) for n, t in named]
         what, versions = f"Keras model {path.name}", {"keras": keras.__version__}
-
-        def call(feeds: dict) -> dict:
-            return keras_outputs(model, names, model(feeds, training=False))
+        call = functools.partial(keras_runtime.run, (model, names))
     else:
         try:
             loaded = tf.saved_model.load(str(path))
@@ -108,10 +109,7 @@ def load(source: dict) -> LoadedModel:
         outputs = [spec_from_graph(k, sig_outputs[k].shape.as_list(), sig_outputs[k].dtype.name, dims)
                    for k in signature_output_keys(sig_outputs)]
         what, versions = f"SavedModel {path.name}", {}
-
-        def call(feeds: dict) -> dict:
-            got = sig(**{k: tf.constant(v) for k, v in feeds.items()})
-            return {k: v.numpy() for k, v in got.items()}
+        call = functools.partial(tensorflow_runtime.run, (loaded, sig))
 
     contract = graph_contract(f"model {'file' if source['kind'] == 'keras' else 'directory'} {path}",
                               inputs, outputs, dims, source.get("input_ranges"))
