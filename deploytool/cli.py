@@ -7,7 +7,7 @@ import traceback
 import click
 
 from deploytool import __version__
-from deploytool.errors import EXIT_CODES, DeployToolError, exit_codes_help
+from deploytool.errors import EXIT_CODES, DeployToolError, UsageError, exit_codes_help
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -59,8 +59,8 @@ def _load_config(ctx: click.Context, _param, value):
             params[longs[0][2:].replace("-", "_")] = (p.name, p.multiple)
     try:
         ctx.default_map = {**(ctx.default_map or {}), **config.load(value, ctx.info_name, params)}
-    except ValueError as e:
-        raise click.BadParameter(str(e), ctx=ctx, param=_param) from None
+    except ValueError as e:  # one line and exit 2, like every other usage error
+        raise UsageError(str(e)) from None
     return value
 
 
@@ -163,7 +163,7 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
             try:
                 key, value = parse_tolerance(spec, field_name)
             except ValueError as e:
-                raise click.BadParameter(str(e)) from None
+                raise UsageError(str(e)) from None
             out.setdefault(key, {})[field_name] = value
     return out
 

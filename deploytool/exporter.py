@@ -223,8 +223,10 @@ class _Export:
                                files=bundle.file_records(self.staging, path))
             rec["exporter"]["name"] = entry["exporter"]
         self.records[name] = rec
-        if rec["status"] != "ok" and path.exists():  # no half-written artifact stays in the bundle
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if rec["status"] != "ok" and path.is_dir():  # no half-written artifact stays in the bundle
+            shutil.rmtree(path)
+        elif rec["status"] != "ok" and path.exists():
+            path.unlink()
         if rec["status"] == "ok":
             self.runner.submit(name, fmt.runtime, self.staging / rec["path"], rec["contract"], self.sets)
         else:

@@ -93,11 +93,11 @@ def validate(bundle_dir: Path | str, formats: list[str] | None = None, data: Pat
             rel = manifest["artifacts"].get(fmt, {}).get("golden_outputs", {}).get(set_name)
             return npz.load(bundle_dir / rel) if rel and (bundle_dir / rel).is_file() else None
 
-        checks = validator.judge(contract, records, runs, sets, references, tolerances or {}, stored,
+        checks = validator.judge(contract, records, runs, sets, references, tolerances, stored,
                                  framework=manifest["model"]["source"].get("framework", "torch"))
         reports_dir = Path(reports_dir) if reports_dir else bundle_dir / bundle.REPORTS
         try:
-            reports = validator.write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances or {},
+            reports = validator.write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances,
                                               references, Path(json_path) if json_path else None,
                                               Path(junit_path) if junit_path else None)
         except OSError as e:

@@ -211,6 +211,7 @@ def test_tolerance_overrides_per_format(zoo_bundles, run_cli, tmp_path):
     assert "would pass at atol=" in proc.stderr
     proc = run_cli("validate", bundle, "--atol", "onnx=abc")
     assert proc.returncode == errors.USAGE and "is not a number" in proc.stderr
+    assert proc.stderr.count("\n") == 1  # one line
 
 
 def test_unknown_format_selection(zoo_bundles, run_cli):

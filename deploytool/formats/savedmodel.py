@@ -276,6 +276,6 @@ FORMAT = Format(
     explain=explain,
     is_dir=True,
     routes={"tensorflow": Route(parent=None, stage="tensorflow", exporter="keras Model.export", export=from_tf_source,
-                                requires=("tensorflow",), explain=lambda exc, log, ctx: short_error(exc),
+                                requires=("tensorflow",),
                                 description="TensorFlow SavedModel (the TF source: Keras Model.export, or copied)")},
 )
