@@ -1,6 +1,21 @@
-"""What the CLI and users' code call. Heavy frameworks are imported only inside workers."""
+"""The one door: what the CLI and users' code call. Each function returns an outcome record
+(results as data); the CLI only parses and prints. Heavy frameworks are imported only inside
+worker processes, never by importing this module.
+
+    from deploytool import api
+    outcome = api.export("digits_cnn", ["onnx"], out="bundles")
+    assert outcome.exit_code == 0, outcome.checks["onnx"].reason
+    report = api.validate(outcome.bundle)
+    timing = api.bench(outcome.bundle, threads=[1])
+"""
 from __future__ import annotations
 
-from deploytool.exporter import ExportOutcome, export
+from deploytool.commands.bench import BenchOutcome
+from deploytool.commands.bench import run as bench
+from deploytool.commands.export import ExportOutcome
+from deploytool.commands.export import run as export
+from deploytool.commands.validate import ValidateOutcome
+from deploytool.commands.validate import run as validate
+from deploytool.manifest import read as read_manifest
 
-__all__ = ["export", "ExportOutcome"]
+__all__ = ["export", "ExportOutcome", "validate", "ValidateOutcome", "bench", "BenchOutcome", "read_manifest"]

@@ -1,4 +1,4 @@
-"""Bundles on disk: layout, manifest schema, hashes, atomic publication.
+"""Bundles on disk: layout, hashes, atomic publication (the manifest's records: ``manifest.py``).
 
     <out>/<model>/
       manifest.json          schema_version, versions, contract, per-artifact records
@@ -19,24 +19,21 @@ import json
 import os
 import platform
 import shutil
-import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from deploytool import __version__
 from deploytool.errors import BundleError
+from deploytool.manifest import FileRecord
 
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 ARTIFACTS = "artifacts"
-GOLDEN_INPUTS = "golden/inputs.npz"
-GOLDEN_REFERENCE = "golden/reference.npz"
+GOLDEN = "golden"
 REPORTS = "reports"
 LOGS = "logs"
 
 TRACKED_PACKAGES = ("numpy", "torch", "onnx", "onnxscript", "onnxruntime", "onnx2tf", "tensorflow", "tf_keras",
                     "ai-edge-litert", "tf2onnx", "onnx-graphsurgeon", "sng4onnx", "click")
-REQUIRED_KEYS = ("schema_version", "model", "contract", "golden", "artifacts")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -66,13 +63,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def file_records(root: Path, path: Path) -> list[dict]:
+def file_records(root: Path, path: Path) -> list[FileRecord]:
     """sha256 and size of a file, or of every file under a directory, paths relative to ``root``."""
     paths = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [{"path": p.relative_to(root).as_posix(), "sha256": sha256_file(p), "size": p.stat().st_size} for p in paths]
+    return [FileRecord(p.relative_to(root).as_posix(), sha256_file(p), p.stat().st_size) for p in paths]
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
@@ -139,38 +136,14 @@ def _fsync_tree(root: Path) -> None:
                 os.close(fd)
 
 
-def read_manifest(bundle: Path) -> dict:
-    bundle = Path(bundle)
-    if not bundle.exists():
-        raise BundleError(f"bundle {bundle}: no such directory")
-    path = bundle / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"bundle {bundle}: no {MANIFEST} (not a deploytool bundle, or an unfinished one)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"bundle {bundle}: {MANIFEST} is unreadable ({e})") from None
-    if not isinstance(data, dict) or any(k not in data for k in REQUIRED_KEYS):
-        missing = [k for k in REQUIRED_KEYS if not isinstance(data, dict) or k not in data]
-        raise BundleError(f"bundle {bundle}: {MANIFEST} lacks {', '.join(missing)}")
-    if data["schema_version"] != SCHEMA_VERSION:
-        raise BundleError(f"bundle {bundle}: manifest schema_version {data['schema_version']!r} is not supported "
-                          f"(this deploytool {__version__} reads {SCHEMA_VERSION})")
-    return data
-
-
-def verify_files(bundle: Path, records: list[dict], what: str) -> None:
+def verify_files(bundle: Path, records: list[FileRecord], what: str) -> None:
     """Refuse before loading: every recorded file present, same size, same sha256."""
     for rec in records:
-        p = Path(bundle) / rec["path"]
+        p = Path(bundle) / rec.path
         if not p.is_file():
-            raise BundleError(f"{what}: file {rec['path']} is missing from the bundle")
-        if p.stat().st_size != rec["size"] or sha256_file(p) != rec["sha256"]:
-            raise BundleError(f"{what}: {rec['path']} does not match its sha256 in the manifest (corrupt or modified)")
-
-
-def python_info() -> str:
-    return sys.version.split()[0]
+            raise BundleError(f"{what}: file {rec.path} is missing from the bundle")
+        if p.stat().st_size != rec.size or sha256_file(p) != rec.sha256:
+            raise BundleError(f"{what}: {rec.path} does not match its sha256 in the manifest (corrupt or modified)")
 
 
 def golden_outputs_path(fmt: str, set_name: str) -> str:

@@ -8,6 +8,7 @@ import click
 
 from deploytool import __version__
 from deploytool.errors import EXIT_CODES, DeployToolError, UsageError, exit_codes_help
+from deploytool.jobs import ArtifactStatus, CheckStatus, RowStatus
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -24,9 +25,11 @@ def _formats_help() -> str:
 
 
 def _models_help() -> str:
-    from deploytool.sources import zoo_names
+    from deploytool.sources import SOURCE_KINDS
+    from deploytool.sources.zoo import zoo_names
 
-    return "\b\nReference models: " + ", ".join(zoo_names())
+    kinds = "\n".join(f"  {k.name:<12} {k.description}" for k in SOURCE_KINDS.values())
+    return f"\b\nReference models: {', '.join(zoo_names())}\nKinds of --model:\n{kinds}"
 
 
 class _Group(click.Group):
@@ -134,21 +137,21 @@ def export(model, formats, out, samples, seed, inputs, input_ranges, weights, ke
                          inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
                          tolerances=_tolerances(atol, rtol), progress=progress)
     if as_json:
-        click.echo(json.dumps(outcome.manifest, indent=2, default=str))
+        click.echo(json.dumps(outcome.manifest.to_json(), indent=2, default=str))
     else:
         from deploytool.report.console import export_table
 
         for msg in outcome.messages:
             click.echo(f"note: {msg}")
-        click.echo(f"model {outcome.manifest['model']['name']}: bundle {outcome.bundle}  ({outcome.seconds:.1f} s)")
+        click.echo(f"model {outcome.manifest.model.name}: bundle {outcome.bundle}  ({outcome.seconds:.1f} s)")
         click.echo(export_table(outcome.manifest, outcome.checks))
-    for name, rec in outcome.manifest["artifacts"].items():
+    model = outcome.manifest.model.name
+    for name, rec in outcome.manifest.artifacts.items():
         chk = outcome.checks.get(name)
-        if rec["status"] == "failed":
-            click.echo(f"deploytool: error: {outcome.manifest['model']['name']}/{name}: export failed: {rec['error']}",
-                       err=True)
-        elif chk is not None and chk.status in ("fail", "error"):
-            click.echo(f"deploytool: error: {outcome.manifest['model']['name']}/{name}: {chk.reason}", err=True)
+        if rec.status == ArtifactStatus.FAILED:
+            click.echo(f"deploytool: error: {model}/{name}: export failed: {rec.error}", err=True)
+        elif chk is not None and chk.status in (CheckStatus.FAIL, CheckStatus.ERROR):
+            click.echo(f"deploytool: error: {model}/{name}: {chk.reason}", err=True)
     if debug and outcome.exit_code:
         click.echo(f"[deploytool] worker logs: {outcome.bundle / 'logs'}", err=True)
     sys.exit(outcome.exit_code)
@@ -195,24 +198,24 @@ def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_p
     Writes BUNDLE/reports/validation.json, validation.junit.xml and, per failing artifact,
     reports/repro/FORMAT/ (inputs, expected, actual, worst sample, hashes, versions).
     """
-    from deploytool import validate as V
+    from deploytool import api
     from deploytool.report.console import validate_table
 
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
-    outcome = V.validate(bundle, list(formats) or None, data, samples, _tolerances(atol, rtol), strict, reports,
-                         json_path, junit_path, progress)
-    m = outcome.manifest
+    outcome = api.validate(bundle, list(formats) or None, data, samples, _tolerances(atol, rtol), strict, reports,
+                           json_path, junit_path, progress)
+    model = outcome.manifest.model.name
     sets = ", ".join(f"{s.name} ({s.samples} x {', '.join(f'{k}={v}' for k, v in s.dims.items()) or 'static'})"
                      for s in outcome.sets)
-    click.echo(f"model {m['model']['name']}: bundle {outcome.bundle}  sets: {sets}  ({outcome.seconds:.1f} s)")
-    click.echo(validate_table(m, outcome.checks))
+    click.echo(f"model {model}: bundle {outcome.bundle}  sets: {sets}  ({outcome.seconds:.1f} s)")
+    click.echo(validate_table(outcome.manifest, outcome.checks))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['junit']}")
     for name, chk in outcome.checks.items():
-        if chk.status in ("fail", "error", "corrupt", "not_exported"):
+        if chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED):
             extra = f" (repro: {outcome.reports[f'repro:{name}']})" if f"repro:{name}" in outcome.reports else ""
-            click.echo(f"deploytool: error: {m['model']['name']}/{name}: {chk.reason}{extra}", err=True)
-        elif chk.status == "skipped":
-            click.echo(f"deploytool: warning: {m['model']['name']}/{name}: skipped: {chk.reason}", err=True)
+            click.echo(f"deploytool: error: {model}/{name}: {chk.reason}{extra}", err=True)
+        elif chk.status == CheckStatus.SKIPPED:
+            click.echo(f"deploytool: warning: {model}/{name}: skipped: {chk.reason}", err=True)
     sys.exit(outcome.exit_code)
 
 
@@ -250,24 +253,25 @@ def bench(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warm
     when IQR/median >= 0.10. Rows are sorted by p90. Writes BUNDLE/reports/bench.json (with raw
     samples) and bench.csv.
     """
-    from deploytool import bench as B
-    from deploytool import benchmarking as BM
+    from deploytool import api
+    from deploytool.commands.bench import parse_int_list, sorted_rows
     from deploytool.report.console import bench_table, compare_table
+    from deploytool.timing import Protocol
 
-    protocol = B.Protocol(warmup_runs=warmup_runs, warmup_time=warmup_time, min_runs=min_runs, min_time=min_time,
-                          max_time=max(max_time, min_time))
+    protocol = Protocol(warmup_runs=warmup_runs, warmup_time=warmup_time, min_runs=min_runs, min_time=min_time,
+                        max_time=max(max_time, min_time))
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
-    outcome = BM.bench(bundle, list(formats) or None, BM.parse_int_list(threads, "threads"),
-                       BM.parse_int_list(batch, "batch"), protocol, compare, threshold, rounds, strict,
-                       not no_source, reports, progress)
-    click.echo(f"model {outcome.manifest['model']['name']}: bundle {outcome.bundle}")
-    click.echo(bench_table(BM.sorted_rows(outcome.rows)))
+    outcome = api.bench(bundle, list(formats) or None, parse_int_list(threads, "threads"),
+                        parse_int_list(batch, "batch"), protocol, compare, threshold, rounds, strict,
+                        not no_source, reports, progress)
+    click.echo(f"model {outcome.manifest.model.name}: bundle {outcome.bundle}")
+    click.echo(bench_table(sorted_rows(outcome.rows)))
     if outcome.compare is not None:
         click.echo("")
         click.echo(compare_table(outcome.compare, threshold))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['csv']}")
     for r in outcome.rows:
-        if r["status"] == "failed":
+        if r["status"] == RowStatus.FAILED:
             click.echo(f"deploytool: error: {r['format']} (threads={r['threads']}, batch={r['batch']}): {r['reason']}",
                        err=True)
     for c in outcome.compare or []:

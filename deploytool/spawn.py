@@ -1,10 +1,13 @@
-"""Worker subprocesses: start one (optionally warm, before its job is known), give it a job, collect its result.
+"""Worker subprocesses: start one (optionally warm, before its first job is known), hand it typed
+jobs one at a time, read its typed replies.
 
 Each worker's stdout/stderr go to a log file (converters are chatty; the console stays clean).
 A worker can be started early with the packages it will need (``preload``): it imports them
-while other work runs on the other core, then waits for its job file. A worker that dies without
-a result (segfault, OOM kill) becomes an error result naming the signal and the log, so the
-coordinator can report it and carry on with the rest.
+while other work runs on the other core, then waits for its first job file. Jobs are numbered
+files ``<base>.<n>.job.json``; each is answered by ``<base>.<n>.reply.json``, written atomically
+when the job is done. A worker whose job is ``last`` exits after it; ``close()`` ends one that
+is waiting for more. A worker that dies without a reply (segfault, OOM kill) becomes the job's
+``crashed`` reply naming the signal and the log, so the coordinator reports it and carries on.
 """
 from __future__ import annotations
 
@@ -13,7 +16,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+from deploytool import jobs, records
 
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's C++ INFO/WARNING lines
@@ -22,22 +29,33 @@ WORKER_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
 }
+POLL_S = 0.01
+
+
+def job_path(base: Path, n: int) -> Path:
+    return base.with_name(f"{base.name}.{n}.job.json")
+
+
+def reply_path(base: Path, n: int) -> Path:
+    return base.with_name(f"{base.name}.{n}.reply.json")
 
 
 class Worker:
     """One worker process. ``start()`` it early (it preloads, then waits), ``run(job)`` later."""
 
-    def __init__(self, job_path: Path, log_path: Path, preload: tuple[str, ...] = ()) -> None:
-        self.job_path, self.log_path, self.preload = Path(job_path), Path(log_path), tuple(preload)
+    def __init__(self, base: Path, log_path: Path, preload: tuple[str, ...] = ()) -> None:
+        self.base, self.log_path, self.preload = Path(base), Path(log_path), tuple(preload)
         self.proc: subprocess.Popen | None = None
-        if self.job_path.exists():  # a stale job must not be taken for ours
-            self.job_path.unlink()
+        self.n = 0
+        self.done = False
+        for stale in self.base.parent.glob(f"{self.base.name}.*.json") if self.base.parent.exists() else ():
+            stale.unlink()  # a stale job must not be taken for ours
 
     def start(self) -> "Worker":
         if self.proc is None:
-            self.job_path.parent.mkdir(parents=True, exist_ok=True)
+            self.base.parent.mkdir(parents=True, exist_ok=True)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "deploytool.worker", str(self.job_path)]
+            cmd = [sys.executable, "-m", "deploytool.worker", str(self.base)]
             if self.preload:
                 cmd += ["--preload", ",".join(self.preload)]
             with open(self.log_path, "ab") as log:
@@ -45,37 +63,62 @@ class Worker:
                                              env={**os.environ, **WORKER_ENV})
         return self
 
-    def run(self, job: dict, timeout: float | None = None) -> dict:
-        result_path = Path(job["result"])
-        if result_path.exists():
-            result_path.unlink()
-        job = {**job, "log": str(self.log_path)}
-        tmp = self.job_path.with_name(self.job_path.name + ".tmp")
-        tmp.write_text(json.dumps(job, default=str))
-        tmp.replace(self.job_path)  # the waiting worker sees a complete job or none
-        self.start()
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            code = None
-        result = json.loads(result_path.read_text()) if result_path.exists() else {}
-        if code == 0 and result:
-            return result
-        result["crash"] = f"worker {_why(code, timeout)} (log: {self.log_path})"
-        return result
+    def run(self, job: jobs.Job[jobs.R], last: bool = True) -> jobs.R:
+        """Hand over ``job`` and wait for its reply (``last``: the worker exits after it)."""
+        reply_type: Any = jobs.REPLY_OF[type(job)]
+        if self.done:
+            return reply_type.crashed(f"worker already exited (log: {self.log_path})")
+        self.n += 1
+        reply = reply_path(self.base, self.n)
+        data = jobs.encode(job, str(reply), str(self.log_path), last)
+        target = job_path(self.base, self.n)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(data, default=str))
+        tmp.replace(target)  # the waiting worker sees a complete job or none
+        proc = self.start().proc
+        if proc is None:  # start() always sets it; for the type checker
+            raise RuntimeError("worker did not start")
+        code = None
+        while True:
+            code = proc.poll()
+            if code is not None or (not last and reply.exists()):
+                break
+            time.sleep(POLL_S)
+        self.done = last or code is not None
+        if reply.exists() and (code in (0, None)):
+            try:
+                return jobs.read_reply(job, json.loads(reply.read_text()))
+            except (ValueError, records.RecordError) as e:  # a bug in the worker: say so, keep going
+                return reply_type.crashed(f"worker wrote an unreadable reply ({e}) (log: {self.log_path})")
+        return reply_type.crashed(f"worker {_why(code)} (log: {self.log_path})")
 
-    def cancel(self) -> None:
-        """A warm worker that turned out not to be needed."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    def close(self) -> None:
+        """End the worker: a waiting one is told to exit (so its log is flushed), a busy one is killed."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if not self.done and self.n > 0:
+            self._send_exit()
+            try:
+                self.proc.wait(timeout=5)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        self.proc.kill()
+        self.proc.wait()
+
+    def _send_exit(self) -> None:
+        self.n += 1
+        target = job_path(self.base, self.n)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(json.dumps(jobs.encode(jobs.Exit(), str(reply_path(self.base, self.n)), None, True)))
+        tmp.replace(target)
+        self.done = True
 
 
-def _why(code: int | None, timeout: float | None) -> str:
+
+def _why(code: int | None) -> str:
     if code is None:
-        return f"timed out after {timeout:.0f} s"
+        return "gave no reply"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"

@@ -1,13 +1,15 @@
 """The format registry: one file per format in this package, each defining ``FORMAT``.
 
 A format declares everything about itself (name, artifact suffix, parent format, precision,
-tolerance tier, runtime, exporting stage, required packages) and how it is exported. Its fields
-describe the chain from a torch source; a ``Route`` per other source framework says how it is made
-there instead (from a TensorFlow source, ``savedmodel`` is the root and ``onnx`` comes from it
-through tf2onnx). ``plan(framework)`` is the registry as one source framework sees it. CLI
-choices, report rows and test parameters all come from ``FORMATS``; adding a format is adding a
-file here. Format modules must not import torch or TensorFlow at module level: the coordinator
-imports this registry.
+tolerance tier, runtime, exporting stage, required packages) and how it is converted. Its own
+fields are its route from a torch source (``DEFAULT_FRAMEWORK``); ``routes`` maps any other
+source framework to a ``Route`` that says how it is made there instead (from an ONNX file,
+``onnx`` is the file itself; from a TensorFlow source, ``savedmodel`` is the root and ``onnx``
+comes from it through tf2onnx). That is the one mechanism: a format made from the source model
+itself (no parent) with no route for a framework cannot be made from that kind of source.
+``plan(framework)`` is the registry as one source framework sees it. CLI choices, report rows and
+test parameters all come from ``FORMATS``; adding a format is adding a file here. Format modules
+must not import torch or TensorFlow at module level: the coordinator imports this registry.
 """
 from __future__ import annotations
 
@@ -39,6 +41,9 @@ class ExportContext:
     options: dict = field(default_factory=dict)  # export options from the command line (keep_layout, ...)
 
 
+DEFAULT_FRAMEWORK = "torch"  # the source framework a format's own fields describe
+
+
 @dataclass
 class ExportResult:
     contract: Contract  # the artifact's I/O contract
@@ -53,9 +58,9 @@ class Route:
     """How a format is made when the source is of another framework than its default chain's."""
 
     parent: str | None  # None: made from the source model itself, in the source's worker
-    stage: str
+    stage: str  # which worker makes it (a framework name; the source's own for parent None)
     exporter: str
-    export: Callable[[ExportContext], ExportResult]
+    convert: Callable[[ExportContext], ExportResult]
     requires: tuple[str, ...] = ()
     explain: Callable[[BaseException, str, ExportContext], str] | None = None
     description: str | None = None
@@ -72,15 +77,14 @@ class Format:
     runtime: str  # key into runtimes.RUNTIMES
     stage: str  # which worker family exports it: "torch" or "tensorflow"
     exporter: str  # what does the conversion, as shown to users
-    requires: tuple[str, ...]  # import names needed to export it
-    export: Callable[[ExportContext], ExportResult]
+    requires: tuple[str, ...]  # import names needed to convert it
+    convert: Callable[[ExportContext], ExportResult]
     # (exception, the worker's log since this export began, the context) -> one line naming the cause
     explain: Callable[[BaseException, str, ExportContext], str] | None = None
     is_dir: bool = False
-    # For formats made from the source (parent None): the source frameworks they can be made from.
-    # A root format runs in the source's own worker; from any other source it is not applicable.
-    sources: tuple[str, ...] = ("torch",)
-    routes: dict[str, Route] = field(default_factory=dict)  # source framework -> how it is made there
+    routes: dict[str, Route] = field(default_factory=dict)  # other source framework -> how it is made there
+    # Set by plan(): why this format cannot be made from that plan's kind of source.
+    not_applicable: str | None = None
 
     def artifact_name(self, model: str) -> str:
         return f"{model}{self.suffix}"
@@ -115,24 +119,27 @@ def _ordered(found: dict[str, Format]) -> dict[str, Format]:
     return ordered
 
 
-def plan(framework: str = "torch") -> dict[str, Format]:
+def plan(framework: str = DEFAULT_FRAMEWORK) -> dict[str, Format]:
     """The registry as a source of ``framework`` sees it: each format with its route for that
-    framework applied (parent, stage, exporter, export function), in dependency order."""
+    framework applied (parent, stage, exporter, convert function), in dependency order. A root
+    format without a route for ``framework`` is marked ``not_applicable``."""
     routed = {}
     for name, fmt in FORMATS.items():
         route = fmt.routes.get(framework)
-        if route is None:
-            routed[name] = fmt
-            continue
-        routed[name] = dataclasses.replace(
-            fmt, parent=route.parent, stage=route.stage, exporter=route.exporter, export=route.export,
-            requires=route.requires or fmt.requires, explain=route.explain,
-            description=route.description or fmt.description,
-            sources=(*fmt.sources, framework) if route.parent is None else fmt.sources)
+        if route is not None:
+            fmt = dataclasses.replace(
+                fmt, parent=route.parent, stage=route.stage, exporter=route.exporter, convert=route.convert,
+                requires=route.requires or fmt.requires, explain=route.explain,
+                description=route.description or fmt.description)
+        elif fmt.parent is None and framework != DEFAULT_FRAMEWORK:
+            made_from = sorted({DEFAULT_FRAMEWORK, *(f for f, r in fmt.routes.items() if r.parent is None)})
+            fmt = dataclasses.replace(fmt, not_applicable=f"not applicable: made from {'/'.join(made_from)} "
+                                                          f"models, the source is {framework}")
+        routed[name] = fmt
     return _ordered(routed)
 
 
-def lineage(name: str, framework: str = "torch") -> list[str]:
+def lineage(name: str, framework: str = DEFAULT_FRAMEWORK) -> list[str]:
     """The chain of formats from the source to ``name``, inclusive (e.g. onnx, savedmodel, tflite_fp16)."""
     formats = plan(framework)
     chain = []
@@ -143,7 +150,7 @@ def lineage(name: str, framework: str = "torch") -> list[str]:
     return chain[::-1]
 
 
-def resolve(requested: list[str] | None, framework: str = "torch") -> tuple[list[str], list[str]]:
+def resolve(requested: list[str] | None, framework: str = DEFAULT_FRAMEWORK) -> tuple[list[str], list[str]]:
     """Requested names -> (formats to export in dependency order, parents added to make them)."""
     formats = plan(framework)
     if not requested:

@@ -1,5 +1,5 @@
-"""ONNX via ``torch.onnx.export`` (the dynamo exporter), checked with ``onnx.checker``. From an
-``.onnx`` source, the file itself; from a TensorFlow source, tf2onnx from the SavedModel artifact.
+"""ONNX via ``torch.onnx.export`` (the dynamo exporter), checked with ``onnx.checker``. Routes: from
+an ``.onnx`` source, the file itself; from a TensorFlow source, tf2onnx from the SavedModel artifact.
 
 Dynamic dims of the contract are declared with ``torch.export.Dim``; their example sizes must
 be >= 2 because torch.export specialises dims of size 0/1. Models under 2 GB are written as one
@@ -95,9 +95,7 @@ def _rename_outputs(graph, mapping: dict[str, str]) -> None:
         init.name = sub(init.name)
 
 
-def export(ctx: ExportContext) -> ExportResult:
-    if ctx.source_path is not None:
-        return _from_file(ctx)
+def from_torch(ctx: ExportContext) -> ExportResult:
     import onnx
     import torch
 
@@ -136,7 +134,7 @@ def export(ctx: ExportContext) -> ExportResult:
                         options=options, notes=notes)
 
 
-def _from_file(ctx: ExportContext) -> ExportResult:
+def from_onnx_file(ctx: ExportContext) -> ExportResult:
     """The source is an .onnx file: the artifact is that file, checked, byte for byte."""
     import onnx
 
@@ -219,10 +217,11 @@ FORMAT = Format(
     stage="torch",
     exporter="torch.onnx.export",
     requires=("onnx",),
-    sources=("torch", "onnx"),
-    export=export,
+    convert=from_torch,
     explain=explain,
-    routes={"tensorflow": Route(parent="savedmodel", stage="tensorflow", exporter="tf2onnx", export=from_savedmodel,
+    routes={"onnx": Route(parent=None, stage="onnx", exporter="source file (onnx.checker)", convert=from_onnx_file,
+                          description="ONNX (the source .onnx file itself, checked with onnx.checker)"),
+            "tensorflow": Route(parent="savedmodel", stage="tensorflow", exporter="tf2onnx", convert=from_savedmodel,
                                 requires=("tf2onnx", "onnx", "tensorflow"), explain=explain_tf2onnx,
                                 description="ONNX (tf2onnx from the SavedModel), for onnxruntime")},
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 from deploytool.contract import Contract, channels_last_perm, layout_after, shapes_match
 from deploytool.errors import short_error
 from deploytool.formats import ExportContext, ExportResult, Format, Route
-from deploytool.sources.tf_model import signature_output_keys
+from deploytool.tf_io import SIGNATURE, signature_output_keys
 
 # onnx2tf 1.28 downloads calibration images from GitHub (utils/common_functions.py,
 # download_test_image_data) whenever every input is 4-D with 3 channels, unless this file is in
@@ -52,7 +52,7 @@ def savedmodel_contract(source: Contract, path: Path, keep_layout: bool = False)
     """Map the source contract onto the SavedModel's serving signature (names, dtypes, layout)."""
     import tensorflow as tf
 
-    sig = tf.saved_model.load(str(path)).signatures["serving_default"]
+    sig = tf.saved_model.load(str(path)).signatures[SIGNATURE]
     sig_inputs = sig.structured_input_signature[1]
     sig_outputs = sig.structured_outputs
     contract = Contract.from_dict(source.to_dict())
@@ -160,7 +160,7 @@ def _static_folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[s
         raise RuntimeError(f"constant folding introduced non-standard ops {custom}")
 
 
-def export(ctx: ExportContext) -> ExportResult:
+def from_onnx(ctx: ExportContext) -> ExportResult:
     import onnx2tf
     import tensorflow as tf
 
@@ -272,10 +272,10 @@ FORMAT = Format(
     stage="tensorflow",
     exporter="onnx2tf",
     requires=("onnx2tf", "tensorflow", "tf_keras", "onnx_graphsurgeon", "sng4onnx", "psutil"),
-    export=export,
+    convert=from_onnx,
     explain=explain,
     is_dir=True,
-    routes={"tensorflow": Route(parent=None, stage="tensorflow", exporter="keras Model.export", export=from_tf_source,
+    routes={"tensorflow": Route(parent=None, stage="tensorflow", exporter="keras Model.export", convert=from_tf_source,
                                 requires=("tensorflow",),
                                 description="TensorFlow SavedModel (the TF source: Keras Model.export, or copied)")},
 )

@@ -12,6 +12,6 @@ FORMAT = Format(
     stage="tensorflow",
     exporter="tf.lite.TFLiteConverter",
     requires=("tensorflow",),
-    export=lambda ctx: _tflite.convert(ctx, "fp16"),
+    convert=lambda ctx: _tflite.convert(ctx, "fp16"),
     explain=_tflite.explain,
 )

@@ -13,7 +13,7 @@ from deploytool.contract import Contract
 from deploytool.formats import ExportContext, ExportResult, Format
 
 
-def export(ctx: ExportContext) -> ExportResult:
+def from_torch(ctx: ExportContext) -> ExportResult:
     import torch
 
     notes = []
@@ -66,5 +66,5 @@ FORMAT = Format(
     stage="torch",
     exporter="torch.jit.trace",
     requires=("torch",),
-    export=export,
+    convert=from_torch,
 )

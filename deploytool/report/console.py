@@ -1,6 +1,9 @@
 """Plain-text tables for the terminal."""
 from __future__ import annotations
 
+from deploytool.jobs import ArtifactStatus, RowStatus
+from deploytool.manifest import Manifest
+
 
 def human_size(n: int | None) -> str:
     if not n:
@@ -22,15 +25,15 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
-def export_table(manifest: dict, checks: dict) -> str:
+def export_table(manifest: Manifest, checks: dict) -> str:
     rows = []
-    for name, rec in manifest["artifacts"].items():
+    for name, rec in manifest.artifacts.items():
         chk = checks.get(name)
-        status = chk.status.upper() if rec["status"] == "ok" and chk else rec["status"].upper()
-        note = (chk.reason if chk and chk.reason else "") or (rec.get("error") or "") or _skipped(chk)
-        rows.append([name, rec["runtime"], status, fmt_err(chk.max_abs if chk else None), rec["tier"],
-                     human_size(rec["size_bytes"]),
-                     f"{rec['export_seconds']:.1f}" if rec.get("export_seconds") is not None else "-", note])
+        status = chk.status.upper() if rec.status == ArtifactStatus.OK and chk else rec.status.upper()
+        note = (chk.reason if chk and chk.reason else "") or (rec.error or "") or _skipped(chk)
+        rows.append([name, rec.runtime, status, fmt_err(chk.max_abs if chk else None), rec.tier,
+                     human_size(rec.size_bytes),
+                     f"{rec.export_seconds:.1f}" if rec.export_seconds is not None else "-", note])
     return table(["format", "runtime", "status", "max_abs_err", "tier", "size", "export_s", "note"], rows)
 
 
@@ -47,10 +50,10 @@ def _min_metric(chk, key: str):
     return min(vals) if vals else None
 
 
-def validate_table(manifest: dict, checks: dict) -> str:
+def validate_table(manifest: Manifest, checks: dict) -> str:
     rows = []
     for name, chk in checks.items():
-        rec = manifest["artifacts"][name]
+        rec = manifest.artifacts[name]
         cos, sqnr = _min_metric(chk, "cosine"), _min_metric(chk, "sqnr_db")
         hop = "-"
         hop_errs = [v["metrics"]["max_abs"] for per in chk.hop.values() for v in per.values()
@@ -59,7 +62,7 @@ def validate_table(manifest: dict, checks: dict) -> str:
             hop = f"{max(hop_errs):.2e}"
         rows.append([name, chk.runtime, chk.status.upper(), fmt_err(chk.max_abs),
                      "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
-                     hop, rec["tier"], ",".join(chk.sets) or "-", chk.reason or _skipped(chk)])
+                     hop, rec.tier, ",".join(chk.sets) or "-", chk.reason or _skipped(chk)])
     return table(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db", "vs_parent", "tier",
                   "sets", "note"], rows)
 
@@ -71,7 +74,7 @@ def _ms(x) -> str:
 def bench_table(rows: list[dict]) -> str:
     out = []
     for r in rows:
-        ok = r["status"] == "ok"
+        ok = r["status"] == RowStatus.OK
         out.append([r["format"], r["runtime"], r["threads"], r["batch"], r["status"].upper(),
                     _ms(r.get("p50_ms")), _ms(r.get("p90_ms")), _ms(r.get("p99_ms")),
                     f"{r['cv']:.3f}" if ok else "-", f"{r['throughput_per_s']:.0f}" if ok else "-",

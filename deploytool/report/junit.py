@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from deploytool.jobs import CheckStatus
+
 
 def render(model: str, checks: dict) -> str:
     suite = ET.Element("testsuite", name=f"deploytool.validate.{model}")
@@ -12,14 +14,14 @@ def render(model: str, checks: dict) -> str:
         for out in outputs:
             counts["tests"] += 1
             case = ET.SubElement(suite, "testcase", classname=f"{model}.{name}", name=out)
-            if chk.status in ("pass", "fail"):
+            if chk.status in (CheckStatus.PASS, CheckStatus.FAIL):
                 bad = [f"[{s}] {per_set[out]['reason']}" for s, per_set in chk.sets.items()
                        if out in per_set and not per_set[out]["passed"]]
                 if bad:
                     counts["failures"] += 1
                     el = ET.SubElement(case, "failure", message=bad[0][:500], type="ParityFailure")
                     el.text = "\n".join(bad) + (f"\nerror appears at hop {chk.hop_blamed}" if chk.hop_blamed else "")
-            elif chk.status == "skipped":
+            elif chk.status == CheckStatus.SKIPPED:
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", message=chk.reason[:500])
             else:

@@ -14,13 +14,13 @@ from deploytool.runtimes.torchscript import run, settings, version  # same calli
 def load(path, settings):
     import torch
 
-    from deploytool.sources import torch_module
+    from deploytool.sources import load_source  # the registry's door, not a loader file
 
     if settings.get("threads"):
         torch.set_num_threads(int(settings["threads"]))
     if settings.get("inter_op_threads"):
         torch.set_num_interop_threads(int(settings["inter_op_threads"]))
-    return torch_module.load(json.loads(open(path).read())).module
+    return load_source(json.loads(open(path).read())).module
 
 
 RUNTIME = Runtime("torch_eager", "the source model in PyTorch eager mode", ("torch",),

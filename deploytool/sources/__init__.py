@@ -1,19 +1,37 @@
-"""How a model comes in. The coordinator resolves a ``--model`` argument to a plain-data source
-reference (no torch import); the worker that holds the framework loads it.
+"""The source registry: one file per kind of source in this package, each defining ``SOURCE``.
+
+A source kind says how a ``--model`` argument names it (``claim``: coordinator side, no framework
+import), which framework it belongs to, which runtime runs it as the reference, which options
+apply to it, and how its framework's worker loads it (``load`` -> ``LoadedModel``). Files whose
+names start with ``_`` hold loading code shared by several kinds (``_torch.py``, ``_tf.py``) and
+are not kinds themselves. Adding a source kind is adding a file here.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
+import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
+import numpy as np
+
+from deploytool.contract import Contract
 from deploytool.errors import ModelError
+
+# What each source framework's worker imports (preloaded while other work runs).
+FRAMEWORKS: dict[str, tuple[str, ...]] = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime"),
+                                          "tensorflow": ("tensorflow", "keras")}
 
 
 @dataclass
 class SourceRef:
-    kind: str  # "zoo", "file" (a zoo-style .py), "factory", "onnx", "keras", "savedmodel"
-    ref: str  # zoo name or absolute path
+    """A resolved ``--model``: plain data (the manifest's ``model.source``)."""
+
+    kind: str  # a SOURCE_KINDS key
+    ref: str  # zoo name, absolute path, or module:factory
     name: str  # the bundle / model name
     framework: str = "torch"
     details: dict = field(default_factory=dict)
@@ -22,29 +40,94 @@ class SourceRef:
         return {"kind": self.kind, "ref": self.ref, "name": self.name, "framework": self.framework, **self.details}
 
 
-def zoo_dir() -> Path:
-    spec = importlib.util.find_spec("deploytool.models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the reference zoo (deploytool.models) is not installed")
-    return Path(list(spec.submodule_search_locations)[0])
+@dataclass
+class LoadedModel:
+    """A source loaded in its framework's worker (what every kind's ``load`` returns)."""
+
+    module: Any  # the framework object formats convert from (None for file sources)
+    contract: Contract
+    example_inputs: tuple
+    alt_inputs: tuple
+    golden: Callable[[int, int, dict], dict[str, np.ndarray]]  # (samples, seed, dims) -> {input: [samples, *shape]}
+    description: str
+    reference: Callable[[dict], dict[str, np.ndarray]]  # inputs -> reference outputs
+    path: Path | None = None  # the source file, for sources that are files (.onnx, .keras, SavedModel)
+    versions: dict | None = None
 
 
-def zoo_names() -> list[str]:
-    return sorted(p.stem for p in zoo_dir().glob("*.py") if not p.stem.startswith("_"))
+@dataclass(frozen=True)
+class SourceKind:
+    name: str
+    framework: str  # a FRAMEWORKS key: which worker loads it
+    description: str  # for --help
+    order: int  # claims are tried in this order
+    claim: Callable[[str], SourceRef | None]  # the --model argument -> a SourceRef, None if not this kind
+    load: Callable[[dict], LoadedModel]  # inside the framework's worker: SourceRef.to_dict() -> LoadedModel
+    reference_runtime: str  # the runtimes.RUNTIMES entry that runs the source itself
+    takes_inputs: bool = False  # --input NAME:SHAPE:DTYPE
+    takes_ranges: bool = True  # --input-range NAME:LOW:HIGH
+    takes_weights: bool = False  # --weights FILE
+    is_format: str | None = None  # the format this source already is, byte for byte (its own bench row)
+    # The source as its reference runtime loads it: (path, contract) from (source, source contract, scratch dir).
+    runnable: Callable[[dict, Contract, Path], tuple[Path, Contract]] = \
+        lambda source, contract, work: (Path(source["ref"]), contract)
+    # Why this source is not on this machine (its file is gone), or None.
+    missing: Callable[[dict], str | None] = \
+        lambda source: None if Path(source["ref"]).exists() else f"model file {source['ref']} is not on this machine"
+
+    def unavailable(self, source: dict) -> str | None:
+        """Why this source cannot be loaded on this machine, or None."""
+        for package in FRAMEWORKS.get(self.framework, ()):
+            if not _installed(package):
+                return f"{package} is not installed"
+        return self.missing(source)
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _discover() -> dict[str, SourceKind]:
+    found: dict[str, SourceKind] = {}
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name.startswith("_"):
+            continue
+        kind = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SOURCE", None)
+        if isinstance(kind, SourceKind):
+            if kind.name in found:
+                raise RuntimeError(f"two source kinds named {kind.name!r}")
+            found[kind.name] = kind
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+def kind_of(source: dict) -> SourceKind:
+    kind = SOURCE_KINDS.get(source.get("kind", ""))
+    if kind is None:
+        raise ModelError(f"unknown source kind {source.get('kind')!r} (this deploytool knows "
+                         f"{', '.join(SOURCE_KINDS)})")
+    return kind
 
 
 def resolve(model: str, inputs: list[dict] | None = None, input_ranges: dict | None = None,
             weights: str | None = None) -> SourceRef:
-    """A zoo name, a .py file written like a zoo module, ``file.py:factory`` or
-    ``package.module:factory``, an .onnx file, a .keras file or a SavedModel directory."""
-    ref = _resolve(model)
-    if inputs and ref.kind != "factory":
+    """A ``--model`` argument -> a SourceRef, by the first kind that claims it; options checked against it."""
+    ref = next((r for k in SOURCE_KINDS.values() if (r := k.claim(model)) is not None), None)
+    if ref is None:
+        from deploytool.sources.zoo import zoo_names
+
+        raise ModelError(f"unknown model {model!r}: the reference zoo has {', '.join(zoo_names())} (or pass "
+                         "file.py:factory, a model .py file, an .onnx or .keras file, or a SavedModel directory)")
+    kind = SOURCE_KINDS[ref.kind]
+    if inputs and not kind.takes_inputs:
         raise ModelError(f"--input applies to factories (file.py:factory); {model} "
-                         f"{'declares its own inputs' if ref.kind in ('zoo', 'file') else 'states its inputs itself'}")
-    if input_ranges and ref.kind in ("zoo", "file"):
+                         f"{'declares its own inputs' if kind.framework == 'torch' else 'states its inputs itself'}")
+    if input_ranges and not kind.takes_ranges:
         raise ModelError(f"--input-range applies to factories and model files; {model} declares its own ranges")
     if weights:
-        if ref.framework != "torch":
+        if not kind.takes_weights:
             raise ModelError(f"--weights applies to torch models, not to {model}")
         w = Path(weights).expanduser()
         if not w.is_file():
@@ -57,52 +140,20 @@ def resolve(model: str, inputs: list[dict] | None = None, input_ranges: dict | N
     return ref
 
 
-def _resolve(model: str) -> SourceRef:
-    names = zoo_names()
-    target, sep, attr = model.rpartition(":")
-    if sep and target and attr.isidentifier():
-        if target.endswith(".py"):
-            path = Path(target).expanduser()
-            if not path.is_file():
-                raise ModelError(f"model file {target}: no such file")
-            return SourceRef(kind="factory", ref=f"{path.resolve()}:{attr}", name=path.stem,
-                             details={"file": str(path.resolve()), "factory": attr})
-        if all(part.isidentifier() for part in target.split(".")):
-            return SourceRef(kind="factory", ref=f"{target}:{attr}", name=attr,
-                             details={"module": target, "factory": attr})
-        raise ModelError(f"--model {model!r}: expected file.py:factory or package.module:factory")
-    if model in names:
-        return SourceRef(kind="zoo", ref=model, name=model, details={"file": f"models/{model}.py"})
-    for suffix, kind, framework in ((".onnx", "onnx", "onnx"), (".keras", "keras", "tensorflow")):
-        if model.endswith(suffix):
-            path = Path(model).expanduser()
-            if not path.is_file():
-                raise ModelError(f"model file {model}: no such file")
-            return SourceRef(kind=kind, ref=str(path.resolve()), name=path.stem, framework=framework,
-                             details={"file": str(path.resolve())})
-    if Path(model).expanduser().is_dir():
-        path = Path(model).expanduser()
-        if not (path / "saved_model.pb").is_file():
-            raise ModelError(f"model directory {model}: not a TensorFlow SavedModel (no saved_model.pb in it)")
-        return SourceRef(kind="savedmodel", ref=str(path.resolve()), name=path.resolve().name,
-                         framework="tensorflow", details={"file": str(path.resolve())})
-    if model.endswith(".py") or "/" in model:
-        path = Path(model).expanduser()
-        if not path.is_file():
-            raise ModelError(f"model file {model}: no such file")
-        if path.suffix != ".py":
-            raise ModelError(f"model file {model}: expected a .py file written like a models/ zoo module")
-        return SourceRef(kind="file", ref=str(path.resolve()), name=path.stem, details={"file": str(path.resolve())})
-    raise ModelError(f"unknown model {model!r}: the reference zoo has {', '.join(names)} (or pass file.py:factory, "
-                     "a model .py file, an .onnx or .keras file, or a SavedModel directory)")
+def load_source(source: dict) -> LoadedModel:
+    """Inside the source framework's worker."""
+    return kind_of(source).load(source)
 
 
-def graph_contract(what: str, inputs: list[dict], outputs: list[dict], dims: dict, ranges: dict | None):
+def reference_runtime(source: dict) -> str:
+    """The runtime that runs the source model itself (reference outputs, the bench baseline)."""
+    return kind_of(source).reference_runtime
+
+
+def graph_contract(what: str, inputs: list[dict], outputs: list[dict], dims: dict, ranges: dict | None) -> Contract:
     """The source contract of a model file whose graph states its I/O (ONNX, Keras, SavedModel):
     ``--input-range`` values applied to the inputs they name, rank-2 outputs of more than one
     column judged as classifiers (top-1 agreement)."""
-    from deploytool.contract import Contract
-
     unknown = sorted(set(ranges or {}) - {i["name"] for i in inputs})
     if unknown:
         raise ModelError(f"{what}: --input-range names unknown inputs {unknown} "
@@ -120,57 +171,29 @@ def graph_contract(what: str, inputs: list[dict], outputs: list[dict], dims: dic
         raise ModelError(f"{what}: {e}") from None
 
 
-# What each source framework's worker imports.
-FRAMEWORK_PACKAGES = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime"), "tensorflow": ("tensorflow", "keras")}
-
-
-def reference_runtime(source: dict) -> str:
-    """The runtime that runs the source model itself (reference outputs, the bench baseline)."""
-    return {"onnx": "onnxruntime", "keras": "keras", "savedmodel": "tensorflow"}.get(source.get("kind"),
-                                                                                     "torch_eager")
-
-
-def loader(source: dict):
-    """The module that loads this source inside its framework's worker."""
-    import importlib
-
-    framework = source.get("framework", "torch")
-    return importlib.import_module({"onnx": "deploytool.sources.onnx_file",
-                                    "tensorflow": "deploytool.sources.tf_model"}.get(framework,
-                                                                                     "deploytool.sources.torch_module"))
-
-
-def source_artifact(manifest: dict, work: Path) -> tuple[str, Path, dict]:
+def source_artifact(source: dict, contract: Contract, work: Path) -> tuple[str, Path, Contract]:
     """The source model as something a runtime can load: (runtime, path, contract). A torch source
     is run by torch_eager from a descriptor file (a module returns outputs by position:
     output_0..N); ONNX, Keras and SavedModel sources by their runtime from the file itself."""
-    import json
+    kind = kind_of(source)
+    path, contract = kind.runnable(source, contract, work)
+    return kind.reference_runtime, path, contract
 
-    from deploytool.contract import Contract
 
-    src = manifest["model"]["source"]
-    contract = Contract.from_dict(manifest["contract"])
-    if reference_runtime(src) != "torch_eager":  # a model file its runtime loads as it is
-        return reference_runtime(src), Path(src["ref"]), contract.to_dict()
+def torch_runnable(source: dict, contract: Contract, work: Path) -> tuple[Path, Contract]:
+    """A torch source for the torch_eager runtime: the source reference in a JSON file; a module
+    returns its outputs by position (output_0..N)."""
     path = work / "source.json"
-    path.write_text(json.dumps(src))
+    path.write_text(json.dumps(source))
+    contract = Contract.from_dict(contract.to_dict())
     for i, spec in enumerate(contract.outputs):
         spec.artifact_name = f"output_{i}"
-    return "torch_eager", path, contract.to_dict()
+    return path, contract
 
 
-def source_loadable(manifest: dict) -> str | None:
-    """Why the manifest's source model cannot be loaded here, or None when it can."""
-    src = manifest["model"]["source"]
-    for package in FRAMEWORK_PACKAGES.get(src.get("framework", "torch"), ()):
-        try:
-            found = importlib.util.find_spec(package) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            return f"{package} is not installed"
-    if src.get("kind") == "zoo" and src.get("ref") not in zoo_names():
-        return f"reference model {src.get('ref')!r} is not in this deploytool's zoo"
-    if src.get("kind") in ("file", "onnx", "keras", "savedmodel") and not Path(src.get("ref", "")).exists():
-        return f"model file {src.get('ref')} is not on this machine"
-    return None
+def source_loadable(source: dict) -> str | None:
+    """Why the source model cannot be loaded here, or None when it can."""
+    return kind_of(source).unavailable(source)
+
+
+SOURCE_KINDS: dict[str, SourceKind] = _discover()

@@ -13,8 +13,7 @@ import numpy as np
 
 from deploytool.contract import Contract, generate_inputs, spec_from_graph
 from deploytool.errors import ModelError, short_error
-from deploytool.sources import graph_contract
-from deploytool.sources.torch_module import LoadedModel
+from deploytool.sources import LoadedModel, SourceKind, SourceRef, graph_contract
 
 
 def read_contract(path: Path, ranges: dict | None = None) -> Contract:
@@ -53,8 +52,8 @@ def load(source: dict) -> LoadedModel:
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"model file {path}: {short_error(e)}") from None
 
-    def golden(n: int, seed: int) -> dict[str, np.ndarray]:
-        return generate_inputs(contract, n, seed, contract.dim_sizes("example", batch_one=True))
+    def golden(n: int, seed: int, dims: dict) -> dict[str, np.ndarray]:
+        return generate_inputs(contract, n, seed, dims)
 
     def reference(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(inputs.values())))
@@ -64,3 +63,17 @@ def load(source: dict) -> LoadedModel:
     return LoadedModel(module=None, contract=contract, example_inputs=(), alt_inputs=(), golden=golden,
                        description=f"ONNX file {path.name}", reference=reference, path=path,
                        versions={"onnxruntime": ort.__version__, "onnx": onnx.__version__})
+
+
+def claim(model: str) -> SourceRef | None:
+    if not model.endswith(".onnx"):
+        return None
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelError(f"model file {model}: no such file")
+    return SourceRef(kind="onnx", ref=str(path.resolve()), name=path.stem, framework="onnx",
+                     details={"file": str(path.resolve())})
+
+
+SOURCE = SourceKind(name="onnx", framework="onnx", description="an .onnx file (ONNX is the source)", order=30,
+                    claim=claim, load=load, reference_runtime="onnxruntime", is_format="onnx")

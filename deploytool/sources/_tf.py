@@ -1,5 +1,5 @@
-"""Loads a TensorFlow source inside a tensorflow worker: a Keras model file (``.keras``) or a
-SavedModel directory. The contract comes from the model's own signature, golden inputs are
+"""Loads a TensorFlow source inside a tensorflow worker (shared by the ``keras`` and
+``savedmodel`` kinds): a Keras model file (``.keras``) or a SavedModel directory. The contract comes from the model's own signature, golden inputs are
 seeded, and the source framework computes the reference outputs: Keras calls the model
 (``training=False``); a SavedModel runs its ``serving_default`` signature.
 
@@ -11,65 +11,15 @@ them: a Keras model's output layers (or the keys of a dict of outputs), a signat
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 
 import numpy as np
 
+from deploytool import tf_io  # the source runs through the same calls as the keras/tensorflow runtimes
 from deploytool.contract import generate_inputs, spec_from_graph
 from deploytool.errors import ModelError, short_error
-from deploytool.runtimes import keras as keras_runtime  # the source runs as the runtimes run it
-from deploytool.runtimes import tensorflow as tensorflow_runtime
-from deploytool.sources import graph_contract
-from deploytool.sources.torch_module import LoadedModel
-
-SIGNATURE = "serving_default"
-
-
-def signature_output_keys(keys) -> list[str]:
-    """A signature's output keys in output order: output_0, output_1, ... by number, other names
-    alphabetically (a loaded signature's dict order is not the order the model wrote them in)."""
-    def number(key: str) -> int:
-        m = re.fullmatch(r"output_(\d+)", key)
-        return int(m.group(1)) if m else -1
-
-    keys = list(keys)
-    return sorted(keys, key=number) if all(number(k) >= 0 for k in keys) else sorted(keys)
-
-
-def keras_output_tensors(model) -> list[tuple[str, object]]:
-    """(name, symbolic tensor) per output of a Keras model: the keys of a dict of outputs (in the
-    dict's order; ``model.outputs`` is flattened in sorted-key order, so it cannot be zipped with
-    them), else the output layers' names."""
-    struct = model.output
-    if isinstance(struct, dict):
-        return list(struct.items())
-    tensors = list(struct) if isinstance(struct, (list, tuple)) else [struct]
-    return list(zip(model.output_names, tensors))
-
-
-def keras_output_names(model) -> list[str]:
-    """Names for a Keras model's outputs, in the order ``keras_outputs`` returns them."""
-    return [name for name, _ in keras_output_tensors(model)]
-
-
-def keras_outputs(model, names: list[str], out) -> dict[str, np.ndarray]:
-    """A Keras call's result (tensor, list or dict) -> {output name: array}."""
-    if isinstance(out, dict):
-        return {n: np.asarray(out[n]) for n in names}
-    if not isinstance(out, (list, tuple)):
-        out = [out]
-    return {n: np.asarray(o) for n, o in zip(names, out)}
-
-
-def load_keras(path: Path):
-    import keras
-
-    try:
-        return keras.saving.load_model(str(path), compile=False)
-    except Exception as e:  # noqa: BLE001 - any failure to deserialise is a broken or foreign model file
-        raise ModelError(f"model file {path}: not a loadable Keras model ({short_error(e)})") from None
-
+from deploytool.sources import LoadedModel, SourceRef, graph_contract
+from deploytool.tf_io import SIGNATURE, keras_output_tensors, load_keras, signature_output_keys
 
 def _tf_dtype(dtype) -> str:
     return getattr(dtype, "name", None) or str(dtype)
@@ -93,7 +43,7 @@ def load(source: dict) -> LoadedModel:
         names = [n for n, _ in named]
         outputs = [spec_from_graph(n, list(t.shape), _tf_dtype(t.dtype), dims) for n, t in named]
         what, versions = f"Keras model {path.name}", {"keras": keras.__version__}
-        call = functools.partial(keras_runtime.run, (model, names))
+        call = functools.partial(tf_io.keras_call, model, names)
     else:
         try:
             loaded = tf.saved_model.load(str(path))
@@ -109,13 +59,13 @@ def load(source: dict) -> LoadedModel:
         outputs = [spec_from_graph(k, sig_outputs[k].shape.as_list(), sig_outputs[k].dtype.name, dims)
                    for k in signature_output_keys(sig_outputs)]
         what, versions = f"SavedModel {path.name}", {}
-        call = functools.partial(tensorflow_runtime.run, (loaded, sig))
+        call = functools.partial(tf_io.signature_call, sig)
 
     contract = graph_contract(f"model {'file' if source['kind'] == 'keras' else 'directory'} {path}",
                               inputs, outputs, dims, source.get("input_ranges"))
 
-    def golden(n: int, seed: int) -> dict[str, np.ndarray]:
-        return generate_inputs(contract, n, seed, contract.dim_sizes("example", batch_one=True))
+    def golden(n: int, seed: int, dims: dict) -> dict[str, np.ndarray]:
+        return generate_inputs(contract, n, seed, dims)
 
     def reference(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(next(iter(feeds.values())))
@@ -125,3 +75,23 @@ def load(source: dict) -> LoadedModel:
     return LoadedModel(module=model, contract=contract, example_inputs=(), alt_inputs=(), golden=golden,
                        description=what, reference=reference, path=path,
                        versions={"tensorflow": tf.__version__, **versions})
+
+
+def claim_keras(model: str) -> SourceRef | None:
+    if not model.endswith(".keras"):
+        return None
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelError(f"model file {model}: no such file")
+    return SourceRef(kind="keras", ref=str(path.resolve()), name=path.stem, framework="tensorflow",
+                     details={"file": str(path.resolve())})
+
+
+def claim_savedmodel(model: str) -> SourceRef | None:
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return None
+    if not (path / "saved_model.pb").is_file():
+        raise ModelError(f"model directory {model}: not a TensorFlow SavedModel (no saved_model.pb in it)")
+    return SourceRef(kind="savedmodel", ref=str(path.resolve()), name=path.resolve().name, framework="tensorflow",
+                     details={"file": str(path.resolve())})

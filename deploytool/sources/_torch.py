@@ -1,5 +1,6 @@
-"""Loads a torch source inside a torch worker: a reference-zoo module, a .py file written like
-one, or a factory (``file.py:factory`` / ``package.module:factory``).
+"""Loads a torch source inside a torch worker (shared by the ``zoo``, ``file`` and ``factory``
+kinds): a reference-zoo module, a .py file written like one, or a factory (``file.py:factory`` /
+``package.module:factory``).
 
 A zoo module defines INPUTS, OUTPUTS, DIMS (the contract), ``build()`` returning an nn.Module,
 ``example_inputs()``, and optionally ``golden_inputs(n, seed)`` for real data. A factory returns
@@ -10,28 +11,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 
 from deploytool.contract import Contract, generate_inputs
 from deploytool.errors import ModelError, short_error
-
-
-@dataclass
-class LoadedModel:
-    """A source loaded in its framework's worker (shared by every source loader)."""
-    module: Any  # the framework object formats export from (None for file sources)
-    contract: Contract
-    example_inputs: tuple
-    alt_inputs: tuple
-    golden: Callable[[int, int], dict[str, np.ndarray]]  # (samples, seed) -> {input: [samples, *shape]}
-    description: str
-    reference: Callable[[dict], dict[str, np.ndarray]] | None = None  # inputs -> reference outputs
-    path: Path | None = None  # the source file, for sources that are files (.onnx)
-    versions: dict | None = None
+from deploytool.sources import LoadedModel
 
 
 def _import(source: dict):
@@ -107,14 +92,14 @@ def load(source: dict) -> LoadedModel:
     _check_example(name, contract, example)
     golden_fn = getattr(mod, "golden_inputs", None) if source["kind"] != "factory" else None
 
-    def golden(n: int, seed: int) -> dict[str, np.ndarray]:
-        if golden_fn is not None:
+    def golden(n: int, seed: int, dims: dict) -> dict[str, np.ndarray]:
+        if golden_fn is not None:  # the module's own data (the digits model's are real held-out digits)
             return {k: np.ascontiguousarray(v) for k, v in golden_fn(n, seed).items()}
-        return generate_inputs(contract, n, seed, contract.dim_sizes("example", batch_one=True))
+        return generate_inputs(contract, n, seed, dims)
 
-    loaded = LoadedModel(module, contract, example, alt, golden, description, versions={"torch": torch.__version__})
-    loaded.reference = lambda inputs: reference_outputs(module, contract, inputs)
-    return loaded
+    return LoadedModel(module, contract, example, alt, golden, description,
+                       reference=lambda inputs: reference_outputs(module, contract, inputs),
+                       versions={"torch": torch.__version__})
 
 
 def _load_weights(name: str, module, path: str) -> None:

@@ -1,32 +1,33 @@
 """``deploytool bench``: latency, load time and memory of every artifact on its own runtime.
 
 Each (artifact, threads, batch) row is measured in a fresh worker subprocess, one at a time,
-with the timing protocol of bench.py; the source model (torch eager) is the baseline row when
+with the timing protocol of timing.py; the source model (torch eager) is the baseline row when
 it can be loaded here. ``--compare BASELINE`` measures both bundles' rows interleaved
 (A B A B ...) in the same run and flags p50 regressions.
 """
 from __future__ import annotations
 
-import csv
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from deploytool import bench as B
 from deploytool import bundle, errors
+from deploytool import manifest as manifest_io
+from deploytool import timing as B  # noqa: N812
+from deploytool.commands.validate import select_formats
 from deploytool.contract import Contract
 from deploytool.errors import BundleError, UsageError
+from deploytool.golden import MAIN
+from deploytool.jobs import ArtifactStatus, RowStatus, RunStatus, TimeArtifact
+from deploytool.manifest import Manifest
+from deploytool.report.bench_files import write_bench_reports
 from deploytool.runtimes import RUNTIMES
-from deploytool.sources import source_artifact, source_loadable
+from deploytool.sources import kind_of, source_artifact, source_loadable
 from deploytool.spawn import Worker
-from deploytool.validate import select_formats
 
-SOURCE = "source"  # row name of the torch-eager baseline
-CSV_FIELDS = ["format", "runtime", "threads", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms",
-              "std_ms", "iqr_ms", "cv", "throughput_per_s", "n", "import_s", "load_s", "first_inference_ms",
-              "rss_after_load_mb", "rss_peak_mb", "size_bytes", "settings", "reason", "warnings"]
+SOURCE = "source"  # row name of the source-model baseline
 
 
 @dataclass
@@ -35,17 +36,17 @@ class Target:
     name: str
     runtime: str
     artifact: Path
-    contract: dict
+    contract: Contract | None
     size_bytes: int | None
     batch_dynamic: bool
     reason: str = ""  # non-empty: cannot be measured here (skipped / failed before running)
-    status: str = "ok"
+    status: RowStatus = RowStatus.OK
 
 
 @dataclass
 class BenchOutcome:
     bundle: Path
-    manifest: dict
+    manifest: Manifest
     rows: list[dict]
     compare: list[dict] | None
     reports: dict[str, Path]
@@ -62,30 +63,32 @@ def parse_int_list(text: str, what: str) -> list[int]:
     return sorted(set(values))
 
 
-def _targets(bundle_dir: Path, manifest: dict, formats: list[str] | None, work: Path, with_source: bool) -> list[Target]:
-    contract = Contract.from_dict(manifest["contract"])
+def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, work: Path,
+             with_source: bool) -> list[Target]:
+    contract = manifest.contract
     batch_axis0 = all(isinstance(s.shape[0], str) and s.shape[0] == contract.inputs[0].shape[0]
                       for s in contract.inputs) if contract.inputs[0].shape else False
     targets = []
-    # An .onnx / SavedModel source is itself the onnx / savedmodel row (copied byte for byte).
-    if with_source and manifest["model"]["source"].get("kind") not in ("onnx", "savedmodel"):
-        why = source_loadable(manifest)
-        runtime, path, c = source_artifact(manifest, work)
-        targets.append(Target(SOURCE, runtime, path, c, None, batch_axis0, why or "", "skipped" if why else "ok"))
+    source = manifest.model.source
+    # A source that is itself a format (an .onnx file, a SavedModel) is that format's row (copied byte for byte).
+    if with_source and kind_of(source).is_format is None:
+        why = source_loadable(source)
+        runtime, path, c = source_artifact(source, contract, work)
+        targets.append(Target(SOURCE, runtime, path, c, None, batch_axis0, why or "",
+                              RowStatus.SKIPPED if why else RowStatus.OK))
     for name in select_formats(manifest, formats):
-        rec = manifest["artifacts"][name]
-        t = Target(name, rec["runtime"], bundle_dir / (rec["path"] or ""), rec["contract"] or {},
-                   rec["size_bytes"], False)
-        if rec["status"] == "not_applicable":
-            t.status, t.reason = "not_applicable", rec.get("error") or ""
-        elif rec["status"] != "ok":
-            t.status, t.reason = "failed", f"not exported: {rec.get('error')}"
+        rec = manifest.artifacts[name]
+        t = Target(name, rec.runtime, bundle_dir / (rec.path or ""), rec.contract, rec.size_bytes, False)
+        if rec.status == ArtifactStatus.NOT_APPLICABLE:
+            t.status, t.reason = RowStatus.NOT_APPLICABLE, rec.error or ""
+        elif rec.status != ArtifactStatus.OK or rec.contract is None:
+            t.status, t.reason = RowStatus.FAILED, f"not exported: {rec.error}"
         else:
             try:
-                bundle.verify_files(bundle_dir, rec["files"], name)
+                bundle.verify_files(bundle_dir, rec.files, name)
             except BundleError as e:
-                t.status, t.reason = "failed", f"refused before loading: {e}"
-            art = Contract.from_dict(rec["contract"])
+                t.status, t.reason = RowStatus.FAILED, f"refused before loading: {e}"
+            art = rec.contract
             first = art.inputs[0].shape[0] if art.inputs[0].shape else None
             t.batch_dynamic = batch_axis0 and isinstance(first, str) and first not in art.fixed_dims
         targets.append(t)
@@ -96,33 +99,31 @@ def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: 
              logs: Path) -> dict:
     row = {"format": t.name, "runtime": t.runtime, "threads": threads, "batch": batch, "size_bytes": t.size_bytes,
            "settings_requested": {"threads": threads, "inter_op_threads": 1, "spinning": False}}
-    if t.status != "ok":
+    if t.status != RowStatus.OK or t.contract is None:
         return {**row, "status": t.status, "reason": t.reason}
     missing = RUNTIMES[t.runtime].missing_packages()
     if missing:
-        return {**row, "status": "skipped",
+        return {**row, "status": RowStatus.SKIPPED,
                 "reason": f"runtime {t.runtime} not installed (no {', '.join(missing)}): "
                           f"{RUNTIMES[t.runtime].install_hint}"}
     if batch > 1 and not t.batch_dynamic:
-        return {**row, "status": "skipped", "reason": "batch dim is static in this artifact's contract"}
+        return {**row, "status": RowStatus.SKIPPED, "reason": "batch dim is static in this artifact's contract"}
     key = f"bench-{t.name}-t{threads}-b{batch}"
-    job = {"mode": "bench", "runtime": t.runtime, "artifact": str(t.artifact), "contract": t.contract,
-           "inputs": str(inputs), "batch": batch, "settings": row["settings_requested"],
-           "protocol": protocol.to_dict(), "result": str(work / f"{key}.json")}
-    res = Worker(work / f"{key}-job.json", logs / f"{key}.log").run(job)
-    if res.get("status") != "ok":
-        where = "load" if res.get("status") == "load_failed" else "run"
-        return {**row, "status": "failed",
-                "reason": f"failed to {where} in {t.runtime}: {res.get('error') or res.get('crash', 'worker died')}"}
-    row.update(status="ok", reason="", settings=res.get("settings", {}), runtime_version=res.get("version"),
-               import_s=res["import_s"], load_s=res["load_s"], first_inference_ms=res["first_inference_ms"],
-               rss_start_mb=res["rss_start_mb"], rss_after_load_mb=res["rss_after_load_mb"],
-               rss_peak_mb=res["rss_peak_mb"], warmup_runs=res["warmup_runs"], capped=res["capped"],
-               samples_ns=res["samples_ns"], **B.summarize(res["samples_ns"], batch))
+    job = TimeArtifact(runtime=t.runtime, artifact=str(t.artifact), contract=t.contract, inputs=str(inputs),
+                       batch=batch, settings=row["settings_requested"], protocol=protocol.to_dict())
+    res = Worker(work / key, logs / f"{key}.log").run(job)
+    if res.status != RunStatus.OK:
+        where = "load" if res.status == RunStatus.LOAD_FAILED else "run"
+        return {**row, "status": RowStatus.FAILED, "reason": f"failed to {where} in {t.runtime}: {res.error}"}
+    row.update(status=RowStatus.OK, reason="", settings=res.settings, runtime_version=res.version,
+               import_s=res.import_s, load_s=res.load_s, first_inference_ms=res.first_inference_ms,
+               rss_start_mb=res.rss_start_mb, rss_after_load_mb=res.rss_after_load_mb,
+               rss_peak_mb=res.rss_peak_mb, warmup_runs=res.warmup_runs, capped=res.capped,
+               samples_ns=res.samples_ns, **B.summarize(res.samples_ns, batch))
     return row
 
 
-def bench(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[int] = (1,),
+def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[int] = (1,),
           batches: list[int] = (1,), protocol: B.Protocol = B.Protocol(), compare: Path | str | None = None,
           threshold: float = 1.10, rounds: int = 3, strict: bool = False, with_source: bool = True,
           reports_dir: Path | str | None = None, progress: Callable[[str], None] = lambda m: None) -> BenchOutcome:
@@ -133,7 +134,7 @@ def bench(bundle_dir: Path | str, formats: list[str] | None = None, threads: lis
     if threshold <= 1.0:
         raise UsageError(f"--threshold {threshold}: must be > 1.0 (a ratio of p50 latencies)")
     bundle_dir = Path(bundle_dir)
-    manifest = bundle.read_manifest(bundle_dir)
+    manifest = manifest_io.read(bundle_dir)
     work = Path(tempfile.mkdtemp(prefix="deploytool-bench-"))
     logs = bundle_dir / bundle.LOGS
     try:
@@ -154,28 +155,29 @@ def bench(bundle_dir: Path | str, formats: list[str] | None = None, threads: lis
         else:
             rows, comparison = _compare(bundle_dir, manifest, targets, Path(compare), formats, threads, batches,
                                         protocol, threshold, rounds, inputs, work, logs, with_source, progress)
-        reports = _write(bundle_dir, manifest, rows, comparison, protocol, threshold,
-                         Path(reports_dir) if reports_dir else bundle_dir / bundle.REPORTS)
+        reports = write_bench_reports(manifest, rows, comparison, protocol, threshold,
+                                      Path(reports_dir) if reports_dir else bundle_dir / bundle.REPORTS)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    codes = [errors.RUNTIME if r["status"] == "failed" else errors.SKIPPED if r["status"] == "skipped" and strict
-             else errors.OK for r in rows]
+    codes = [errors.RUNTIME if r["status"] == RowStatus.FAILED else
+             errors.SKIPPED if r["status"] == RowStatus.SKIPPED and strict else errors.OK for r in rows]
     if comparison and any(c["regression"] for c in comparison):
         codes.append(errors.REGRESSION)
     return BenchOutcome(bundle_dir, manifest, rows, comparison, reports, errors.worst(codes))
 
 
-def _main_inputs(bundle_dir: Path, manifest: dict) -> Path:
-    info = manifest["golden"]["sets"]["main"]
-    bundle.verify_files(bundle_dir, [f for f in manifest["golden"]["files"] if f["path"] == info["inputs"]],
-                        "golden inputs")
-    return bundle_dir / info["inputs"]
+def _main_inputs(bundle_dir: Path, manifest: Manifest) -> Path:
+    info = manifest.golden.sets.get(MAIN)
+    if info is None:
+        raise BundleError(f"bundle {bundle_dir}: manifest lists no {MAIN!r} golden set")
+    bundle.verify_files(bundle_dir, [f for f in manifest.golden.files if f.path == info.inputs], "golden inputs")
+    return bundle_dir / info.inputs
 
 
 def _compare(bundle_dir, manifest, targets, baseline_dir, formats, threads, batches, protocol, threshold, rounds,
              inputs, work, logs, with_source, progress):
     """Rows of both bundles, measured A B A B ... so drift of a noisy machine hits both alike."""
-    base_manifest = bundle.read_manifest(baseline_dir)
+    base_manifest = manifest_io.read(baseline_dir)
     (work / "b").mkdir()
     base_targets = {t.name: t for t in _targets(baseline_dir, base_manifest, None, work / "b", with_source)}
     base_inputs = _main_inputs(baseline_dir, base_manifest)
@@ -199,7 +201,7 @@ def _compare(bundle_dir, manifest, targets, baseline_dir, formats, threads, batc
                                        "regression": False, "note": "not in the baseline bundle"})
                     continue
                 base = _pool(runs["baseline"], bs)
-                ok = cand["status"] == "ok" and base["status"] == "ok"
+                ok = cand["status"] == RowStatus.OK and base["status"] == RowStatus.OK
                 ratio = cand["p50_ms"] / base["p50_ms"] if ok else None
                 comparison.append({"format": t.name, "threads": th, "batch": bs,
                                    "candidate_p50_ms": cand.get("p50_ms"), "baseline_p50_ms": base.get("p50_ms"),
@@ -210,7 +212,7 @@ def _compare(bundle_dir, manifest, targets, baseline_dir, formats, threads, batc
 
 def _pool(rounds_rows: list[dict], batch: int) -> dict:
     """One row from several interleaved rounds: samples pooled, first round's start-up figures."""
-    bad = next((r for r in rounds_rows if r["status"] != "ok"), None)
+    bad = next((r for r in rounds_rows if r["status"] != RowStatus.OK), None)
     if bad is not None:
         return bad
     row = dict(rounds_rows[0])
@@ -219,30 +221,9 @@ def _pool(rounds_rows: list[dict], batch: int) -> dict:
     return row
 
 
-def _write(bundle_dir, manifest, rows, comparison, protocol, threshold, reports_dir: Path) -> dict[str, Path]:
-    data = {
-        "schema_version": bundle.SCHEMA_VERSION, "created": bundle.now_utc(), "model": manifest["model"]["name"],
-        "platform": bundle.platform_info(), "versions": bundle.package_versions(),
-        "protocol": {**protocol.to_dict(), "percentile_method": B.PERCENTILE_METHOD, "timer": "time.perf_counter_ns",
-                     "memory": "peak RSS (getrusage ru_maxrss) of the worker process"},
-        "rows": rows, "compare": comparison, "threshold": threshold,
-    }
-    try:
-        reports_dir.mkdir(parents=True, exist_ok=True)
-        bundle.write_json(reports_dir / "bench.json", data)
-        with open(reports_dir / "bench.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({**r, "settings": r.get("settings", ""), "warnings": "; ".join(r.get("warnings", []))})
-    except OSError as e:
-        raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
-    return {"json": reports_dir / "bench.json", "csv": reports_dir / "bench.csv"}
-
-
 def sorted_rows(rows: list[dict]) -> list[dict]:
     """Measured rows by p90, then the rows that were skipped or failed."""
-    return sorted(rows, key=lambda r: (r["status"] != "ok", r.get("p90_ms") or 0.0))
+    return sorted(rows, key=lambda r: (r["status"] != RowStatus.OK, r.get("p90_ms") or 0.0))
 
 
-__all__ = ["bench", "BenchOutcome", "parse_int_list", "sorted_rows"]
+__all__ = ["run", "BenchOutcome", "parse_int_list", "sorted_rows"]

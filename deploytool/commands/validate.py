@@ -14,18 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from deploytool import bundle, errors, npz, validator
+from deploytool import bundle, errors, judge, npz
+from deploytool import manifest as manifest_io
 from deploytool.contract import Contract, check_inputs
 from deploytool.errors import BundleError, DeployToolError, UsageError
 from deploytool.formats import FORMATS
+from deploytool.golden import DATA, MAIN, GoldenSet
+from deploytool.jobs import ArtifactStatus, RunStatus
+from deploytool.judge import ArtifactCheck
+from deploytool.manifest import Manifest
+from deploytool.pool import RunPool
+from deploytool.report.validation import write_reports
 from deploytool.sources import source_artifact
-from deploytool.validator import ArtifactCheck, GoldenSet, Runner
 
 
 @dataclass
 class ValidateOutcome:
     bundle: Path
-    manifest: dict
+    manifest: Manifest
     checks: dict[str, ArtifactCheck]
     sets: list[GoldenSet]
     reports: dict[str, Path]
@@ -33,10 +39,9 @@ class ValidateOutcome:
     seconds: float
 
 
-def select_formats(manifest: dict, requested: list[str] | None) -> list[str]:
+def select_formats(manifest: Manifest, requested: list[str] | None) -> list[str]:
     """Exact format names, or prefixes of them ("tflite" -> tflite_fp16, tflite_fp32)."""
-    present = [n for n in FORMATS if n in manifest["artifacts"]] + \
-        [n for n in manifest["artifacts"] if n not in FORMATS]
+    present = [n for n in FORMATS if n in manifest.artifacts] + [n for n in manifest.artifacts if n not in FORMATS]
     if not requested:
         return present
     chosen = []
@@ -48,25 +53,22 @@ def select_formats(manifest: dict, requested: list[str] | None) -> list[str]:
     return [n for n in present if n in chosen]
 
 
-def validate(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | str | None = None,
+def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | str | None = None,
              samples: int | None = None, tolerances: dict | None = None, strict: bool = False,
              reports_dir: Path | str | None = None, json_path: Path | str | None = None,
              junit_path: Path | str | None = None, progress: Callable[[str], None] = lambda m: None) -> ValidateOutcome:
     t0 = time.perf_counter()
     bundle_dir = Path(bundle_dir)
-    manifest = bundle.read_manifest(bundle_dir)
-    unknown = [n for n in manifest["artifacts"] if n not in FORMATS]
+    manifest = manifest_io.read(bundle_dir)
+    unknown = [n for n in manifest.artifacts if n not in FORMATS]
     if unknown:
         raise BundleError(f"bundle {bundle_dir}: artifacts of formats this deploytool does not know: {unknown}")
     names = select_formats(manifest, formats)
     # The overrides the bundle was exported with, then this run's (a more specific key still wins).
-    tolerances = {k: {**manifest.get("tolerances", {}).get(k, {}), **(tolerances or {}).get(k, {})}
-                  for k in {*manifest.get("tolerances", {}), *(tolerances or {})}}
-    try:
-        contract = Contract.from_dict(manifest["contract"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"bundle {bundle_dir}: manifest contract is invalid ({e})") from None
-    bundle.verify_files(bundle_dir, manifest["golden"].get("files", []), "golden data")
+    tolerances = {k: {**manifest.tolerances.get(k, {}), **(tolerances or {}).get(k, {})}
+                  for k in {*manifest.tolerances, *(tolerances or {})}}
+    contract = manifest.contract
+    bundle.verify_files(bundle_dir, manifest.golden.files, "golden data")
     work = Path(tempfile.mkdtemp(prefix="deploytool-validate-"))
     try:
         sets, references = _sets(bundle_dir, manifest, contract, samples, work)
@@ -74,62 +76,72 @@ def validate(bundle_dir: Path | str, formats: list[str] | None = None, data: Pat
             s, ref = _data_set(bundle_dir, manifest, contract, Path(data), work)
             sets.append(s)
             references[s.name] = ref
-        records = {n: dict(manifest["artifacts"][n]) for n in names}
-        runner = Runner(bundle_dir, work)
-        for name in names:
-            rec = records[name]
-            if rec["status"] != "ok":
+        records = {n: manifest.artifacts[n] for n in names}
+        runs = RunPool(_logs(bundle_dir, work), work)
+        refused: dict[str, str] = {}
+        for name, rec in records.items():
+            if rec.status != ArtifactStatus.OK or rec.path is None or rec.contract is None:
                 continue
             try:
-                bundle.verify_files(bundle_dir, rec["files"], name)
+                bundle.verify_files(bundle_dir, rec.files, name)
             except BundleError as e:
-                rec["corrupt"] = f"refused before loading: {e}"
+                refused[name] = f"refused before loading: {e}"
                 continue
             progress(f"running {name} on {FORMATS[name].runtime}")
-            runner.submit(name, FORMATS[name].runtime, bundle_dir / rec["path"], rec["contract"], sets)
-        runs = runner.results()
+            runs.submit(name, FORMATS[name].runtime, bundle_dir / rec.path, rec.contract, sets)
+        replies = runs.results()
 
         def stored(fmt: str, set_name: str):
-            rel = manifest["artifacts"].get(fmt, {}).get("golden_outputs", {}).get(set_name)
+            rel = manifest.artifacts[fmt].golden_outputs.get(set_name) if fmt in manifest.artifacts else None
             return npz.load(bundle_dir / rel) if rel and (bundle_dir / rel).is_file() else None
 
-        checks = validator.judge(contract, records, runs, sets, references, tolerances, stored,
-                                 framework=manifest["model"]["source"].get("framework", "torch"))
+        checks = judge.judge(contract, records, replies, sets, references, tolerances, stored,
+                             framework=manifest.model.framework, refused=refused, skipped_sets=runs.skipped_sets)
         reports_dir = Path(reports_dir) if reports_dir else bundle_dir / bundle.REPORTS
         try:
-            reports = validator.write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances,
-                                              references, Path(json_path) if json_path else None,
-                                              Path(junit_path) if junit_path else None)
+            reports = write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances,
+                                    references, Path(json_path) if json_path else None,
+                                    Path(junit_path) if junit_path else None)
         except OSError as e:
             raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, validator.exit_code(checks, strict),
+    return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, judge.exit_code(checks, strict),
                            time.perf_counter() - t0)
 
 
-def _sets(bundle_dir: Path, manifest: dict, contract: Contract, samples: int | None,
+def _logs(bundle_dir: Path, work: Path) -> Path:
+    """Run workers log into the bundle's logs/ when it is writable, else into scratch space."""
+    logs = bundle_dir / bundle.LOGS
+    try:
+        logs.mkdir(exist_ok=True)
+        return logs
+    except OSError:
+        return work
+
+
+def _sets(bundle_dir: Path, manifest: Manifest, contract: Contract, samples: int | None,
           work: Path) -> tuple[list[GoldenSet], dict]:
     sets, references = [], {}
-    for name, info in manifest["golden"].get("sets", {}).items():
-        inputs, ref = npz.load(bundle_dir / info["inputs"]), npz.load(bundle_dir / info["reference"])
-        if name == "main" and samples is not None:
-            if not 1 <= samples <= info["samples"]:
-                raise UsageError(f"--samples {samples}: the bundle holds {info['samples']} golden samples")
+    for name, info in manifest.golden.sets.items():
+        inputs, ref = npz.load(bundle_dir / info.inputs), npz.load(bundle_dir / info.reference)
+        if name == MAIN and samples is not None:
+            if not 1 <= samples <= info.samples:
+                raise UsageError(f"--samples {samples}: the bundle holds {info.samples} golden samples")
             inputs = {k: v[:samples] for k, v in inputs.items()}
             ref = {k: v[:samples] for k, v in ref.items()}
             npz.save(work / "main.inputs.npz", inputs)
             path = work / "main.inputs.npz"
         else:
-            path = bundle_dir / info["inputs"]
-        sets.append(GoldenSet(name, path, bundle_dir / info["reference"], info["dims"], len(next(iter(inputs.values())))))
+            path = bundle_dir / info.inputs
+        sets.append(GoldenSet(name, path, bundle_dir / info.reference, info.dims, len(next(iter(inputs.values())))))
         references[name] = ref
     if not sets:
         raise BundleError(f"bundle {bundle_dir}: manifest lists no golden sets")
     return sets, references
 
 
-def _data_set(bundle_dir: Path, manifest: dict, contract: Contract, path: Path, work: Path):
+def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Path, work: Path):
     """The user's own inputs: names as in the contract, each array [samples, *shape] or, where the
     first dim is dynamic, [N, ...] rows taken as N samples of batch 1. The source model, on
     its own runtime (torch eager, onnxruntime, Keras, TensorFlow), computes their reference outputs
@@ -153,17 +165,17 @@ def _data_set(bundle_dir: Path, manifest: dict, contract: Contract, path: Path, 
     dims = {d: shaped[s.name].shape[1 + i] for s in contract.inputs for i, d in enumerate(s.shape) if isinstance(d, str)}
     inputs = work / "data.inputs.npz"
     npz.save(inputs, shaped)
-    runtime, source_file, ref_contract = source_artifact(manifest, work)
-    runner = Runner(bundle_dir, work)
-    s = GoldenSet("data", inputs, work / "data.reference.npz", dims, n)
-    runner.submit("reference", runtime, source_file, ref_contract, [s])
-    run = runner.results()["reference"]
-    if run.get("status") != "ok":
-        code = errors.SKIPPED if run.get("status") == "skipped" else errors.MODEL
+    runtime, source_file, ref_contract = source_artifact(manifest.model.source, contract, work)
+    pool = RunPool(_logs(bundle_dir, work), work)
+    s = GoldenSet(DATA, inputs, work / "data.reference.npz", dims, n)
+    pool.submit("reference", runtime, source_file, ref_contract, [s])
+    reply = pool.results()["reference"]
+    if reply.status != RunStatus.OK:
+        code = errors.SKIPPED if reply.status == RunStatus.SKIPPED else errors.MODEL
         raise DeployToolError(f"--data needs the source model to compute reference outputs, and it is not "
-                              f"available: {run.get('error') or run.get('crash')}", code)
-    shutil.copyfile(run["outputs"]["data"], s.reference)
+                              f"available: {reply.error}", code)
+    shutil.copyfile(reply.outputs[DATA], s.reference)
     return s, npz.load(s.reference)
 
 
-__all__ = ["validate", "ValidateOutcome", "select_formats"]
+__all__ = ["run", "ValidateOutcome", "select_formats"]

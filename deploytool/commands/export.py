@@ -1,0 +1,303 @@
+"""``deploytool export``: source -> artifacts -> check -> published bundle (the coordinator).
+
+Formats are exported stage by stage (one worker process per framework: the source's, then
+TensorFlow), in the registry's dependency order. Every decision is made here: which formats
+are not applicable or skipped because a parent failed, which golden sets exist
+(``golden.plan_sets``), which parent each format is converted from. Workers get one typed job
+at a time (``jobs.py``). Stage workers start one stage ahead so the next framework's imports
+overlap the current stage, and each artifact is checked on its own runtime as soon as it is
+made, in parallel with the next stage. The bundle is assembled in a staging directory and
+published by rename when complete.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Callable
+
+from deploytool import bundle, errors, golden, judge, npz
+from deploytool.contract import Contract, parse_input_spec, parse_range
+from deploytool.errors import ModelError, UsageError
+from deploytool.formats import FORMATS, Format, lineage, plan, resolve
+from deploytool.golden import GoldenSet
+from deploytool.jobs import ArtifactStatus, ExportFormat, FormatExported, LoadSource, WriteGolden
+from deploytool.judge import ArtifactCheck
+from deploytool.manifest import (SCHEMA_VERSION, ArtifactRecord, CheckSummary, ExporterInfo, GoldenData,
+                                 GoldenSetRecord, Manifest, ModelInfo)
+from deploytool.manifest import FILENAME as MANIFEST
+from deploytool.pool import RunPool
+from deploytool.report.validation import write_reports
+from deploytool.sources import FRAMEWORKS, SourceRef, reference_runtime
+from deploytool.sources import resolve as resolve_source
+from deploytool.spawn import Worker
+
+
+@dataclass
+class ExportOutcome:
+    bundle: Path
+    manifest: Manifest
+    checks: dict[str, ArtifactCheck]
+    exit_code: int
+    seconds: float
+    messages: list[str] = field(default_factory=list)
+
+
+def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles",
+        samples: int = golden.DEFAULT_SAMPLES, seed: int = golden.DEFAULT_SEED, keep_layout: bool = False,
+        strict: bool = False, inputs: list[str] | None = None, input_ranges: list[str] | None = None,
+        weights: str | None = None, tolerances: dict | None = None,
+        progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
+    """``tolerances``: overrides as parity.tier_for takes them ({"FMT:OUTPUT": {"atol": x}}); they are
+    stored in the manifest, and later validate runs of the bundle start from them."""
+    t_start = time.perf_counter()
+    if samples < 1:
+        raise UsageError(f"--samples must be >= 1, got {samples}")
+    try:
+        specs = [parse_input_spec(s) for s in inputs or []]
+        ranges = dict(parse_range(r) for r in input_ranges or [])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    source = resolve_source(model, specs, ranges, weights)
+    try:
+        names, added = resolve(formats, source.framework)
+    except KeyError as e:
+        raise UsageError(f"unknown format(s) {e.args[0]}; known: {', '.join(FORMATS)}") from None
+    out = Path(out)
+    try:
+        staging = bundle.staging_dir(out, source.name)
+    except OSError as e:
+        raise UsageError(f"cannot write bundles under {out}: {e.strerror or e}") from None
+    pipeline = _Pipeline(source, names, added, staging, samples, seed, keep_layout, tolerances or {}, progress)
+    try:
+        manifest, checks = pipeline.run()
+        bundle.publish(staging, out / source.name)
+    finally:
+        pipeline.close()
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    codes = [errors.EXPORT for rec in manifest.artifacts.values() if rec.status == ArtifactStatus.FAILED]
+    messages = [f"added {', '.join(added)} (needed to convert the requested formats)"] if added else []
+    if keep_layout and source.framework == "tensorflow":
+        messages.append("--keep-layout has no effect here: artifacts of a TensorFlow source keep its own layout")
+    return ExportOutcome(out / source.name, manifest, checks, errors.worst(codes + [judge.exit_code(checks, strict)]),
+                         time.perf_counter() - t_start, messages)
+
+
+def _named(model: str, error: str | None) -> str:
+    """A source failure as one line that names the model (a crashed worker's reply does not)."""
+    error = error or "loading the model failed"
+    return error if error.startswith("model") else f"model {model!r}: {error}"
+
+
+class _Pipeline:
+    def __init__(self, source: SourceRef, names: list[str], added: list[str], staging: Path, samples: int, seed: int,
+                 keep_layout: bool, tolerances: dict, progress: Callable[[str], None]) -> None:
+        self.source, self.names, self.added, self.staging = source, names, added, staging
+        self.tolerances = tolerances
+        self.samples, self.seed, self.keep_layout, self.progress = samples, seed, keep_layout, progress
+        self.work = staging / ".work"
+        for d in (staging / bundle.ARTIFACTS, staging / bundle.GOLDEN, self.work):
+            d.mkdir(parents=True)
+        self.contract: Contract | None = None
+        self.description = ""
+        self.versions: dict = {}
+        self.sets: list[GoldenSet] = []
+        self.runs = RunPool(staging / bundle.LOGS, self.work)
+        self.plan = plan(source.framework)  # each format as made from this kind of source
+        self.records: dict[str, ArtifactRecord] = {
+            n: self._record(n, ArtifactStatus.NOT_APPLICABLE, error=self.plan[n].not_applicable)
+            for n in names if self.plan[n].not_applicable}
+        names = [n for n in names if n not in self.records]
+        self.stages = [(stage, list(group)) for stage, group in groupby(names, key=lambda n: self.plan[n].stage)]
+        if not self.stages or self.stages[0][0] != source.framework:
+            self.stages.insert(0, (source.framework, []))
+        # Stage workers start one stage ahead: the next framework imports (TensorFlow + onnx2tf
+        # take ~7 s) on the other core while the current stage exports.
+        self.workers = [Worker(self.work / f"export-{stage}", staging / bundle.LOGS / f"export-{stage}.log",
+                               preload=self._preload(source.framework if i == 0 else None, group))
+                        for i, (stage, group) in enumerate(self.stages)]
+        for w in self.workers[:2]:
+            w.start()
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+        for key in list(self.runs.warm):
+            self.runs.cancel(key)
+
+    def run(self) -> tuple[Manifest, dict[str, ArtifactCheck]]:
+        for index, (stage, group) in enumerate(self.stages):
+            if index + 1 < len(self.workers):
+                self.workers[index + 1].start()
+            self._stage(index, stage, group)
+        self.progress("checking artifacts on their runtimes")
+        runs = self.runs.results()
+        self._recheck_hashes()
+        if self.contract is None:  # _load_source raised otherwise
+            raise RuntimeError("no source contract")
+        references = {s.name: npz.load(s.reference) for s in self.sets}
+        checks = judge.judge(self.contract, self.records, runs, self.sets, references, self.tolerances,
+                             framework=self.source.framework, skipped_sets=self.runs.skipped_sets)
+        self._keep_outputs(checks)
+        for name, chk in checks.items():
+            self.records[name].check = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed,
+                                                    chk.skipped_sets)
+        manifest = self._manifest()
+        write_reports(self.staging, self.staging / bundle.REPORTS, manifest, checks, self.sets, self.tolerances,
+                      references)
+        shutil.rmtree(self.work, ignore_errors=True)
+        bundle.write_json(self.staging / MANIFEST, manifest.to_json())
+        return manifest, checks
+
+    def _stage(self, index: int, stage: str, group: list[str]) -> None:
+        """Export one stage's formats in its worker; the source's stage first loads the source and
+        writes the golden data. What to skip is decided here, before each job."""
+        worker, holds_source = self.workers[index], index == 0
+        runnable = [n for n in group if self._exportable(n)]
+        if not runnable and not holds_source:
+            worker.close()
+            return
+        if not holds_source:
+            for name in runnable:
+                self.runs.prestart(name, self.plan[name].runtime)
+        self.progress(f"exporting {', '.join(runnable) or 'reference outputs'} ({stage} worker)")
+        if holds_source:
+            self._load_source(worker, last=not runnable)
+        for i, name in enumerate(runnable):
+            if i and not self._exportable(name):  # its parent failed earlier in this stage
+                continue
+            self._take_format(name, worker.run(self._job(name), last=i == len(runnable) - 1))
+        worker.close()  # a worker left waiting because the formats after a failure were skipped
+
+    def _exportable(self, name: str) -> bool:
+        """Records a skip or a missing exporter package; True when the format can be attempted now."""
+        fmt = self.plan[name]
+        parent = self.records.get(fmt.parent) if fmt.parent else None
+        if name in self.records:
+            return False
+        if fmt.parent and (parent is None or parent.status != ArtifactStatus.OK):
+            if parent is not None or fmt.parent not in self.names:
+                self.records[name] = self._record(name, ArtifactStatus.SKIPPED,
+                                                  error=f"not exported: its parent {fmt.parent} failed")
+                return False
+            return True  # its parent is made earlier in this same stage
+        if fmt.missing_packages():
+            self.records[name] = self._record(name, ArtifactStatus.FAILED, error=f"exporter needs "
+                                              f"{', '.join(fmt.missing_packages())} (pip install deploytool)")
+            return False
+        return True
+
+    def _load_source(self, worker: Worker, last: bool) -> None:
+        """Phase 1: the worker loads the source and reports its contract. Phase 2: the golden sets
+        are planned here from it, and the worker draws them and runs the source on them."""
+        loaded = worker.run(LoadSource(self.source.to_dict()), last=False)
+        if not loaded.ok or loaded.contract is None:
+            raise ModelError(_named(self.source.name, loaded.error), loaded.exit_code, detail=loaded.traceback)
+        self.contract, self.description = loaded.contract, loaded.description
+        self.versions.update(loaded.versions)
+        plans = golden.plan_sets(self.contract, self.samples, self.seed)
+        written = worker.run(WriteGolden(str(self.staging), plans), last=last)
+        if not written.ok:
+            raise ModelError(_named(self.source.name, written.error), written.exit_code, detail=written.traceback)
+        self.sets = [GoldenSet(p.name, self.staging / p.inputs, self.staging / p.reference, p.dims,
+                               written.samples.get(p.name, p.samples)) for p in plans]
+
+    def _job(self, name: str) -> ExportFormat:
+        fmt = self.plan[name]
+        if self.contract is None:
+            raise RuntimeError("export job before the source contract is known")
+        parent = self.records.get(fmt.parent) if fmt.parent else None
+        return ExportFormat(format=name, framework=self.source.framework, model_name=self.source.name,
+                            contract=self.contract, out=str(self.staging / self._path(fmt)),
+                            workdir=str(self.work / f"scratch-{fmt.stage}"),
+                            parent_path=str(self.staging / parent.path) if parent and parent.path else None,
+                            parent_contract=parent.contract if parent else None,
+                            options={"keep_layout": self.keep_layout})
+
+    def _take_format(self, name: str, reply: FormatExported) -> None:
+        fmt = self.plan[name]
+        path = self.staging / self._path(fmt)
+        if reply.status != ArtifactStatus.OK:  # a crashed worker's log is named as it will be inside the bundle
+            rec = self._record(name, ArtifactStatus.FAILED, seconds=reply.seconds,
+                               error=(reply.error or "exporter failed").replace(f"{self.staging}/", "bundle's "))
+        elif not path.exists() or reply.contract is None:
+            rec = self._record(name, ArtifactStatus.FAILED, error=f"exporter reported success but wrote no {path.name}")
+        else:
+            rec = self._record(name, ArtifactStatus.OK, seconds=reply.seconds)
+            rec.path, rec.contract, rec.notes = self._path(fmt), reply.contract, reply.notes
+            rec.files = bundle.file_records(self.staging, path)
+            rec.size_bytes = sum(f.size for f in rec.files)
+            rec.exporter = ExporterInfo(reply.exporter or fmt.exporter, reply.exporter_version, reply.options)
+        self.records[name] = rec
+        if rec.status != ArtifactStatus.OK and path.is_dir():  # no half-written artifact stays in the bundle
+            shutil.rmtree(path)
+        elif rec.status != ArtifactStatus.OK and path.exists():
+            path.unlink()
+        if rec.status == ArtifactStatus.OK and rec.contract is not None:
+            self.runs.submit(name, fmt.runtime, path, rec.contract, self.sets)
+        else:
+            self.runs.cancel(name)
+        self.progress(f"  {name}: {rec.status}" + (f" ({rec.error})" if rec.error else ""))
+
+    def _recheck_hashes(self) -> None:
+        """An artifact must still be what it was when exported: a later converter must not touch it."""
+        for name, rec in self.records.items():
+            if rec.status != ArtifactStatus.OK:
+                continue
+            try:
+                bundle.verify_files(self.staging, rec.files, name)
+            except errors.BundleError as e:
+                rec.status, rec.error = ArtifactStatus.FAILED, f"modified after export by a later stage ({e})"
+
+    def _keep_outputs(self, checks: dict[str, ArtifactCheck]) -> None:
+        """Each artifact's outputs go into the bundle, so a later validate on a machine without
+        the parent's runtime can still compare an artifact with its parent (per-hop)."""
+        for name, chk in checks.items():
+            for set_name, path in chk.outputs.items():
+                dest = self.staging / bundle.golden_outputs_path(name, set_name)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+                chk.outputs[set_name] = self.records[name].golden_outputs[set_name] = \
+                    dest.relative_to(self.staging).as_posix()
+
+    def _path(self, fmt: Format) -> str:
+        return f"{bundle.ARTIFACTS}/{fmt.artifact_name(self.source.name)}"
+
+    def _manifest(self) -> Manifest:
+        if self.contract is None:
+            raise RuntimeError("no source contract")
+        data = GoldenData(
+            seed=self.seed, reference_runtime=reference_runtime(self.source.to_dict()),
+            sets={s.name: GoldenSetRecord(s.inputs.relative_to(self.staging).as_posix(),
+                                          s.reference.relative_to(self.staging).as_posix(), s.dims, s.samples)
+                  for s in self.sets},
+            files=bundle.file_records(self.staging, self.staging / bundle.GOLDEN))
+        return Manifest(
+            schema_version=SCHEMA_VERSION, created=bundle.now_utc(),
+            tool={"name": "deploytool", "version": bundle.package_versions()["deploytool"]},
+            model=ModelInfo(name=self.source.name, description=self.description, source=self.source.to_dict()),
+            seed=self.seed, platform=bundle.platform_info(), versions={**bundle.package_versions(), **self.versions},
+            formats_requested=[n for n in self.names if n not in self.added], formats_added=self.added,
+            contract=self.contract, golden=data,
+            tolerances=self.tolerances,  # overrides of the parity tiers the export was judged with
+            artifacts={n: self.records[n] for n in self.plan if n in self.records})
+
+    def _preload(self, framework: str | None, group: list[str]) -> tuple[str, ...]:
+        mods = list(FRAMEWORKS.get(framework, ())) if framework else []
+        for name in group:
+            mods += [m for m in self.plan[name].requires if m not in mods]
+        return tuple(mods)
+
+    def _record(self, name: str, status: ArtifactStatus, error: str | None = None,
+                seconds: float | None = None) -> ArtifactRecord:
+        fmt = self.plan[name]
+        return ArtifactRecord(
+            format=fmt.name, status=status, precision=fmt.precision, tier=fmt.tier, runtime=fmt.runtime,
+            parent=fmt.parent,
+            # the export chain this artifact came through, from the source model
+            chain=[f"source ({self.source.framework})", *lineage(name, self.source.framework)],
+            exporter=ExporterInfo(fmt.exporter), export_seconds=round(seconds, 3) if seconds is not None else None,
+            error=error)

@@ -1,0 +1,265 @@
+"""The coordinator-worker protocol: typed jobs, typed replies, and every status vocabulary.
+
+A worker process (``worker.py``) is handed jobs one at a time as JSON files (``spawn.Worker``)
+and answers each with one reply file. Both sides build and read them only through these
+records, so a field is spelled once. Decisions are made on the coordinator side: which formats
+to export and which to skip, which golden sets exist (``golden.plan_sets``), which sets an
+artifact runs on. A worker does what a job says and reports what happened.
+
+Jobs and their replies:
+
+  LoadSource     -> SourceLoaded     load the source model, report its contract
+  WriteGolden    -> GoldenWritten    draw the planned golden inputs, write them and the reference outputs
+  ExportFormat   -> FormatExported   make one artifact (from the loaded source or a parent artifact)
+  RunArtifact    -> ArtifactRan      run an artifact on golden sets, write its outputs
+  TimeArtifact   -> ArtifactTimed    time an artifact (bench)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from deploytool import records
+from deploytool.contract import Contract
+from deploytool.golden import GoldenSetPlan
+
+
+class ArtifactStatus(StrEnum):
+    """An artifact record in the manifest: what export did."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not attempted: a parent it is converted from failed
+    NOT_APPLICABLE = "not_applicable"  # cannot be made from this kind of source (TorchScript from .onnx)
+
+
+class RunStatus(StrEnum):
+    """A run or timing worker's reply."""
+
+    OK = "ok"
+    LOAD_FAILED = "load_failed"
+    RUN_FAILED = "run_failed"
+    SKIPPED = "skipped"  # its runtime is not installed here (decided by the coordinator)
+    CRASHED = "crashed"  # the worker died without a reply
+
+
+class CheckStatus(StrEnum):
+    """The verdict on one artifact (export's check and validate)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"  # failed to load or run
+    SKIPPED = "skipped"  # runtime not installed
+    NOT_EXPORTED = "not_exported"
+    CORRUPT = "corrupt"  # refused before loading (hash mismatch)
+    NOT_APPLICABLE = "not_applicable"
+
+
+class RowStatus(StrEnum):
+    """One bench row."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NOT_APPLICABLE = "not_applicable"
+
+
+# ---- jobs -------------------------------------------------------------------------------------
+
+R = TypeVar("R", bound="Reply")
+
+
+@dataclass
+class Job(Generic[R]):
+    """A job; ``R`` is the reply type it is answered with (``REPLY_OF``)."""
+
+    MODE: ClassVar[str] = ""
+
+
+@dataclass
+class LoadSource(Job["SourceLoaded"]):
+    MODE: ClassVar[str] = "load"
+    source: dict[str, Any]  # sources.SourceRef.to_dict()
+
+
+@dataclass
+class WriteGolden(Job["GoldenWritten"]):
+    MODE: ClassVar[str] = "golden"
+    root: str  # the bundle (staging) directory the plan's relative paths are under
+    sets: list[GoldenSetPlan]
+
+
+@dataclass
+class ExportFormat(Job["FormatExported"]):
+    MODE: ClassVar[str] = "export"
+    format: str
+    framework: str  # the source's: which route of the format to take
+    model_name: str
+    contract: Contract  # the source contract
+    out: str  # artifact path to write
+    workdir: str  # scratch
+    parent_path: str | None = None
+    parent_contract: Contract | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSet:
+    name: str
+    inputs: str  # .npz of golden inputs in the source layout
+    outputs: str  # where the artifact's outputs go (source names and layout)
+
+
+@dataclass
+class RunArtifact(Job["ArtifactRan"]):
+    MODE: ClassVar[str] = "run"
+    runtime: str
+    artifact: str
+    contract: Contract  # the artifact's contract (how to feed it and read it)
+    sets: list[RunSet]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TimeArtifact(Job["ArtifactTimed"]):
+    MODE: ClassVar[str] = "bench"
+    runtime: str
+    artifact: str
+    contract: Contract
+    inputs: str
+    batch: int
+    protocol: dict[str, Any]  # timing.Protocol fields
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Exit(Job["Reply"]):
+    MODE: ClassVar[str] = "exit"
+
+
+# ---- replies ----------------------------------------------------------------------------------
+
+@dataclass
+class Reply:
+    @classmethod
+    def crashed(cls, why: str) -> "Reply":
+        raise NotImplementedError
+
+
+@dataclass
+class SourceLoaded(Reply):
+    ok: bool
+    contract: Contract | None = None
+    description: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str | None = None  # one line
+    exit_code: int = 3
+    traceback: str | None = None
+
+    @classmethod
+    def crashed(cls, why: str) -> "SourceLoaded":
+        return cls(ok=False, error=f"loading the model crashed: {why}")
+
+
+@dataclass
+class GoldenWritten(Reply):
+    ok: bool
+    samples: dict[str, int] = field(default_factory=dict)  # set -> samples written
+    error: str | None = None
+    exit_code: int = 3
+    traceback: str | None = None
+
+    @classmethod
+    def crashed(cls, why: str) -> "GoldenWritten":
+        return cls(ok=False, error=f"computing the reference outputs crashed: {why}")
+
+
+@dataclass
+class FormatExported(Reply):
+    status: ArtifactStatus  # OK or FAILED
+    seconds: float = 0.0
+    contract: Contract | None = None
+    exporter: str | None = None  # when it differs from the format's usual exporter
+    exporter_version: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    traceback: str | None = None
+
+    @classmethod
+    def crashed(cls, why: str) -> "FormatExported":
+        return cls(status=ArtifactStatus.FAILED, error=why)
+
+
+@dataclass
+class ArtifactRan(Reply):
+    status: RunStatus
+    runtime: str = ""
+    version: str | None = None
+    worker_start_s: float | None = None
+    import_s: float | None = None
+    load_s: float | None = None
+    first_inference_s: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)  # set -> outputs .npz
+    error: str | None = None
+    traceback: str | None = None
+
+    @classmethod
+    def crashed(cls, why: str) -> "ArtifactRan":
+        return cls(status=RunStatus.CRASHED, error=why)
+
+    def timings(self) -> dict[str, float]:
+        return {k: v for k in ("worker_start_s", "import_s", "load_s", "first_inference_s")
+                if (v := getattr(self, k)) is not None}
+
+
+@dataclass
+class ArtifactTimed(Reply):
+    status: RunStatus
+    runtime: str = ""
+    version: str | None = None
+    worker_start_s: float | None = None
+    rss_start_mb: float | None = None
+    import_s: float | None = None
+    load_s: float | None = None
+    rss_after_load_mb: float | None = None
+    rss_peak_mb: float | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    first_inference_ms: float | None = None
+    samples_ns: list[int] = field(default_factory=list)
+    warmup_runs: int = 0
+    measure_s: float = 0.0
+    capped: bool = False
+    error: str | None = None
+    traceback: str | None = None
+
+    @classmethod
+    def crashed(cls, why: str) -> "ArtifactTimed":
+        return cls(status=RunStatus.CRASHED, error=why)
+
+
+JOBS: dict[str, type[Job[Any]]] = {cls.MODE: cls for cls in (LoadSource, WriteGolden, ExportFormat, RunArtifact,
+                                                         TimeArtifact, Exit)}
+REPLY_OF: dict[type[Job[Any]], type[Reply]] = {LoadSource: SourceLoaded, WriteGolden: GoldenWritten,
+                                          ExportFormat: FormatExported, RunArtifact: ArtifactRan,
+                                          TimeArtifact: ArtifactTimed}
+
+
+def encode(job: Job[Any], reply_path: str, log: str | None, last: bool) -> dict:
+    """The job file's content: the envelope (mode, where to reply, log, whether the worker exits after it)
+    and the job itself."""
+    return {"mode": job.MODE, "reply": reply_path, "log": log, "last": last, "job": records.dump(job)}
+
+
+def decode(data: dict) -> tuple[Job[Any], dict]:
+    """A job file's content -> (job, envelope)."""
+    mode = data.get("mode")
+    if mode not in JOBS:
+        raise records.RecordError(f"job: unknown mode {mode!r}")
+    return records.load(JOBS[mode], data.get("job", {}), mode), data
+
+
+def read_reply(job: Job[R], data: Any) -> R:
+    return records.load(REPLY_OF[type(job)], data, f"{job.MODE} reply")  # type: ignore[return-value]

@@ -1,0 +1,159 @@
+"""Judging artifacts: verdicts against the reference and the parent artifact, the blamed hop, exit codes.
+
+Shared by ``export`` (the check after export) and ``validate``. Pure: it takes the manifest's
+artifact records, the runs' replies and the golden data, and computes verdicts with parity.py;
+nothing here starts a process or writes a file. Each artifact is compared with the reference and
+with its parent artifact, so a failure names the conversion hop where the error first appears.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from deploytool import errors, npz, parity
+from deploytool.contract import Contract
+from deploytool.formats import DEFAULT_FRAMEWORK, lineage, plan
+from deploytool.golden import GoldenSet
+from deploytool.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
+from deploytool.manifest import ArtifactRecord
+
+
+@dataclass
+class ArtifactCheck:
+    format: str
+    runtime: str
+    status: CheckStatus
+    reason: str = ""
+    sets: dict = field(default_factory=dict)  # set -> output -> verdict vs reference
+    hop: dict = field(default_factory=dict)  # set -> output -> verdict vs parent artifact
+    hop_blamed: str | None = None  # "onnx -> savedmodel": where the error first appears
+    skipped_sets: dict = field(default_factory=dict)  # set -> why not run
+    max_abs: float | None = None
+    timings: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    runtime_version: str | None = None
+    outputs: dict = field(default_factory=dict)  # set -> path of the artifact's outputs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str, ArtifactRan],
+          sets: list[GoldenSet], references: dict[str, dict[str, np.ndarray]], tolerances: dict | None = None,
+          stored_outputs: Callable[[str, str], dict | None] = lambda fmt, set_name: None,
+          framework: str = DEFAULT_FRAMEWORK, refused: dict[str, str] | None = None,
+          skipped_sets: dict[str, dict[str, str]] | None = None) -> dict[str, ArtifactCheck]:
+    """Verdicts per artifact, set and output, against the reference and against the parent artifact.
+
+    ``records``: manifest artifact records of the artifacts to judge (in registry order).
+    ``runs``: each run artifact's reply (skipped runs included, with their reason).
+    ``stored_outputs(fmt, set)``: a parent's outputs saved in the bundle at export time, used for
+    the hop comparison when the parent is not run now (e.g. on a device without TensorFlow).
+    ``framework``: the source's, which decides each artifact's parent (``formats.plan``).
+    ``refused``: artifacts refused before loading (hash mismatch), with the reason.
+    ``skipped_sets``: per artifact, the golden sets its run was not given (a converter fixed a dim).
+    """
+    checks: dict[str, ArtifactCheck] = {}
+    produced: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    formats = plan(framework)
+    refused = refused or {}
+    for name in [n for n in formats if n in records]:
+        fmt, rec, run = formats[name], records[name], runs.get(name)
+        chk = ArtifactCheck(format=name, runtime=fmt.runtime, status=CheckStatus.NOT_EXPORTED)
+        checks[name] = chk
+        if name in refused:
+            chk.status, chk.reason = CheckStatus.CORRUPT, refused[name]
+            continue
+        if rec.status != ArtifactStatus.OK:
+            chk.reason = rec.error or "not exported"
+            if rec.status == ArtifactStatus.NOT_APPLICABLE:
+                chk.status = CheckStatus.NOT_APPLICABLE
+            continue
+        if run is None:
+            chk.status, chk.reason = CheckStatus.SKIPPED, "not run"
+            continue
+        chk.timings = run.timings()
+        chk.settings, chk.runtime_version = run.settings, run.version
+        chk.skipped_sets = dict((skipped_sets or {}).get(name, {}))
+        if run.status == RunStatus.SKIPPED:
+            chk.status, chk.reason = CheckStatus.SKIPPED, run.error or "skipped"
+            continue
+        if run.status != RunStatus.OK:
+            chk.status = CheckStatus.ERROR
+            where = "load" if run.status == RunStatus.LOAD_FAILED else "run"
+            chk.reason = f"failed to {where} in {fmt.runtime}: {run.error or 'worker died'}"
+            continue
+        failures = []
+        produced[name] = {}
+        for set_name, out_path in run.outputs.items():
+            got = npz.load(out_path)
+            produced[name][set_name] = got
+            chk.outputs[set_name] = out_path
+            ref = references[set_name]
+            parent_out = None
+            if fmt.parent:
+                parent_out = produced.get(fmt.parent, {}).get(set_name) or stored_outputs(fmt.parent, set_name)
+            chk.sets[set_name], chk.hop[set_name] = {}, {}
+            for spec in contract.outputs:
+                tier = parity.tier_for(parity.TIERS[fmt.tier], tolerances or {}, name, spec.name)
+                classifier = spec.kind == "classifier"
+                verdict = parity.check(got[spec.name], ref[spec.name], tier, classifier)
+                if verdict.passed and str(got[spec.name].dtype) != spec.dtype:
+                    verdict.passed, verdict.reason = False, f"dtype {got[spec.name].dtype}, contract says {spec.dtype}"
+                chk.sets[set_name][spec.name] = verdict.to_dict()
+                if not verdict.passed:
+                    failures.append(f"{spec.name}{'' if set_name == 'main' else f' ({set_name} set)'}: "
+                                    f"{verdict.reason}")
+                if parent_out is not None and spec.name in parent_out:
+                    chk.hop[set_name][spec.name] = parity.check(got[spec.name], parent_out[spec.name], tier,
+                                                                classifier).to_dict()
+        chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
+                           if v["metrics"]["max_abs"] is not None), default=None)
+        chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")
+    for name, chk in checks.items():
+        if chk.status == CheckStatus.FAIL:
+            chk.hop_blamed = blame(name, checks, framework)
+            chk.reason = f"{chk.reason} [error appears at hop {chk.hop_blamed}]"
+    return checks
+
+
+def blame(name: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_FRAMEWORK) -> str:
+    """The hop into the first artifact of the lineage that fails against the reference.
+
+    An ancestor that was not checked in this run cannot be cleared; then the hop into ``name``
+    is named together with the unchecked ancestors. When the parent passes against the
+    reference but this artifact does not, the error appeared at this hop.
+    """
+    chain = lineage(name, framework)
+    unchecked = []
+    for i, fmt in enumerate(chain):
+        c = checks.get(fmt)
+        if c is not None and c.status == CheckStatus.FAIL:
+            hop = f"{chain[i - 1] if i else 'source'} -> {fmt}"
+            return hop if not unchecked else f"{hop} (not checked in this run: {', '.join(unchecked)})"
+        if c is None or c.status != CheckStatus.PASS:
+            unchecked.append(fmt)
+    return f"{chain[-2] if len(chain) > 1 else 'source'} -> {name}"
+
+
+def worst_sample(chk: ArtifactCheck) -> tuple[str, str, int] | None:
+    """(set, output, sample index) of the largest out-of-tolerance error among failing outputs."""
+    best = None
+    for set_name, per_out in chk.sets.items():
+        for out, v in per_out.items():
+            if not v["passed"]:
+                m = v["metrics"]["max_abs"] or 0.0
+                if best is None or m > best[0]:
+                    best = (m, set_name, out, v["metrics"]["worst_sample"])
+    return None if best is None else (best[1], best[2], best[3])
+
+
+EXIT_CODE_OF = {CheckStatus.FAIL: errors.PARITY, CheckStatus.ERROR: errors.RUNTIME, CheckStatus.CORRUPT: errors.BUNDLE,
+                CheckStatus.NOT_EXPORTED: errors.EXPORT}
+
+
+def exit_code(checks: dict[str, ArtifactCheck], strict: bool) -> int:
+    codes = {**EXIT_CODE_OF, CheckStatus.SKIPPED: errors.SKIPPED if strict else errors.OK}
+    return errors.worst(codes.get(c.status, errors.OK) for c in checks.values())

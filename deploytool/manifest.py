@@ -1,0 +1,155 @@
+"""The manifest as typed records, validated on read.
+
+One writer (the export command) and several readers (validate, bench, the renderers, users'
+code) share these records. ``read`` refuses any manifest that does not have this shape with a
+``BundleError`` (exit 8) naming the field, so no command ever fails deep inside with a
+``KeyError``. The JSON layout is unchanged from schema 1 (``dump`` writes the same keys).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploytool import __version__, records
+from deploytool.contract import Contract
+from deploytool.errors import BundleError
+from deploytool.jobs import ArtifactStatus, CheckStatus
+
+SCHEMA_VERSION = 1
+FILENAME = "manifest.json"
+
+
+@dataclass
+class FileRecord:
+    path: str  # relative to the bundle
+    sha256: str
+    size: int
+
+
+@dataclass
+class ExporterInfo:
+    name: str
+    version: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CheckSummary:
+    """The result of the check export ran on the artifact."""
+
+    status: CheckStatus
+    reason: str = ""
+    max_abs: float | None = None
+    hop_blamed: str | None = None
+    skipped_sets: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ArtifactRecord:
+    format: str
+    status: ArtifactStatus
+    precision: str
+    tier: str
+    runtime: str
+    parent: str | None = None
+    path: str | None = None  # file or directory under artifacts/, when exported
+    files: list[FileRecord] = field(default_factory=list)
+    size_bytes: int = 0
+    chain: list[str] = field(default_factory=list)  # e.g. ["source (torch)", "onnx", "savedmodel"]
+    exporter: ExporterInfo = field(default_factory=lambda: ExporterInfo(name=""))
+    export_seconds: float | None = None
+    contract: Contract | None = None  # the artifact's own I/O contract
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    check: CheckSummary | None = None
+    golden_outputs: dict[str, str] = field(default_factory=dict)  # set -> its outputs, for per-hop checks
+
+
+@dataclass
+class GoldenSetRecord:
+    inputs: str
+    reference: str
+    dims: dict[str, int]
+    samples: int
+
+
+@dataclass
+class GoldenData:
+    seed: int
+    sets: dict[str, GoldenSetRecord]
+    files: list[FileRecord]
+    reference_runtime: str | None = None
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    source: dict[str, Any]  # sources.SourceRef.to_dict(): kind, ref, name, framework and the kind's details
+    description: str = ""
+
+    @property
+    def framework(self) -> str:
+        return str(self.source.get("framework", "torch"))
+
+
+@dataclass
+class Manifest:
+    schema_version: int
+    created: str
+    tool: dict[str, Any]
+    model: ModelInfo
+    seed: int
+    platform: dict[str, Any]
+    versions: dict[str, str | None]
+    formats_requested: list[str]
+    formats_added: list[str]
+    contract: Contract
+    golden: GoldenData
+    artifacts: dict[str, ArtifactRecord]
+    tolerances: dict[str, dict[str, float]] = field(default_factory=dict)  # overrides export was judged with
+
+    def to_json(self) -> dict:
+        return records.dump(self)
+
+
+def load(data: Any, where: str = FILENAME) -> Manifest:
+    """Parsed JSON -> Manifest; RecordError naming the field when anything is malformed."""
+    if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION and "schema_version" in data:
+        raise records.RecordError(f"schema_version {data['schema_version']!r} is not supported (this deploytool "
+                                  f"{__version__} reads {SCHEMA_VERSION})")
+    m = records.load(Manifest, data, "manifest")
+    for key, value in m.model.source.items():
+        if key in ("kind", "ref", "name", "framework") and not isinstance(value, str):
+            raise records.RecordError(f"manifest.model.source.{key}: expected a string, got {value!r}")
+    for target, values in m.tolerances.items():
+        for name, value in values.items():
+            records.finite(value, f"manifest.tolerances.{target}.{name}")
+    for name, rec in m.artifacts.items():
+        where_a = f"manifest.artifacts.{name}"
+        if rec.format != name:
+            raise records.RecordError(f"{where_a}.format: {rec.format!r} under the key {name!r}")
+        if rec.status == ArtifactStatus.OK:
+            if rec.path is None or rec.contract is None or not rec.files:
+                missing = [k for k, v in (("path", rec.path), ("contract", rec.contract), ("files", rec.files)) if not v]
+                raise records.RecordError(f"{where_a}: an exported artifact needs {', '.join(missing)}")
+    return m
+
+
+def read(bundle: Path) -> Manifest:
+    """The manifest of a bundle directory; BundleError (exit 8, one line) for anything unreadable or malformed."""
+    bundle = Path(bundle)
+    if not bundle.exists():
+        raise BundleError(f"bundle {bundle}: no such directory")
+    path = bundle / FILENAME
+    if not path.is_file():
+        raise BundleError(f"bundle {bundle}: no {FILENAME} (not a deploytool bundle, or an unfinished one)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"bundle {bundle}: {FILENAME} is unreadable ({e})") from None
+    try:
+        return load(data)
+    except records.RecordError as e:
+        raise BundleError(f"bundle {bundle}: {FILENAME} is malformed: {e}") from None

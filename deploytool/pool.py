@@ -1,0 +1,68 @@
+"""A small pool of run workers: each artifact runs on its own runtime in its own subprocess.
+
+Used by export (the check after each stage) and validate (and validate's ``--data`` reference
+run). The pool decides, on the coordinator side, which golden sets an artifact can take
+(``golden.applicable_sets``) and whether its runtime is installed here (a missing runtime is a
+``SKIPPED`` reply naming the install hint, no process started).
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from deploytool import jobs
+from deploytool.contract import Contract
+from deploytool.golden import GoldenSet, applicable_sets
+from deploytool.runtimes import RUNTIMES
+from deploytool.spawn import Worker
+
+
+class RunPool:
+    """Submits artifact runs to at most ``parallel`` worker subprocesses (optionally started warm)."""
+
+    def __init__(self, logs: Path, work: Path, parallel: int = 2, settings: dict | None = None) -> None:
+        self.logs, self.work = logs, work
+        self.settings = settings or {}
+        self.pool = ThreadPoolExecutor(max_workers=parallel)
+        self.futures: dict[str, Future] = {}
+        self.warm: dict[str, Worker] = {}
+        self.skipped_sets: dict[str, dict[str, str]] = {}  # key -> golden sets not given to it, and why
+
+    def _worker(self, key: str, runtime: str) -> Worker:
+        return self.warm.pop(key, None) or Worker(self.work / f"{key}.run", self.logs / f"run-{key}.log",
+                                                  RUNTIMES[runtime].packages)
+
+    def prestart(self, key: str, runtime: str) -> None:
+        """Start the runtime's worker now so its imports overlap work still running."""
+        if key not in self.warm and not RUNTIMES[runtime].missing_packages():
+            self.warm[key] = self._worker(key, runtime).start()
+
+    def cancel(self, key: str) -> None:
+        worker = self.warm.pop(key, None)
+        if worker is not None:
+            worker.close()
+
+    def submit(self, key: str, runtime: str, artifact: Path, contract: Contract, sets: list[GoldenSet]) -> None:
+        """Run the artifact on every set it accepts."""
+        rt = RUNTIMES[runtime]
+        sets, self.skipped_sets[key] = applicable_sets(contract, sets)
+        missing = rt.missing_packages()
+        if missing:
+            fut: Future = Future()
+            fut.set_result(jobs.ArtifactRan(status=jobs.RunStatus.SKIPPED, runtime=runtime,
+                                            error=f"runtime {rt.name} not installed (no {', '.join(missing)}): "
+                                                  f"{rt.install_hint}"))
+            self.futures[key] = fut
+            return
+        job = jobs.RunArtifact(runtime=runtime, artifact=str(artifact), contract=contract, settings=self.settings,
+                               sets=[jobs.RunSet(s.name, str(s.inputs), str(self.work / f"{key}.{s.name}.npz"))
+                                     for s in sets])
+        worker = self._worker(key, runtime)
+        self.futures[key] = self.pool.submit(worker.run, job)
+
+    def results(self) -> dict[str, jobs.ArtifactRan]:
+        out = {key: fut.result() for key, fut in self.futures.items()}
+        self.pool.shutdown()
+        for key in list(self.warm):
+            self.cancel(key)
+        return out

@@ -1,0 +1,37 @@
+"""bench.json (schema-versioned: protocol, machine, versions, every row with its raw samples) and
+bench.csv. Renders the rows bench measured; computes nothing new."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from deploytool import bundle, timing
+from deploytool.errors import UsageError
+from deploytool.manifest import Manifest
+
+SCHEMA_VERSION = 1
+CSV_FIELDS = ["format", "runtime", "threads", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms",
+              "std_ms", "iqr_ms", "cv", "throughput_per_s", "n", "import_s", "load_s", "first_inference_ms",
+              "rss_after_load_mb", "rss_peak_mb", "size_bytes", "settings", "reason", "warnings"]
+
+
+def write_bench_reports(manifest: Manifest, rows: list[dict], comparison: list[dict] | None,
+                        protocol: timing.Protocol, threshold: float, reports_dir: Path) -> dict[str, Path]:
+    data = {
+        "schema_version": SCHEMA_VERSION, "created": bundle.now_utc(), "model": manifest.model.name,
+        "platform": bundle.platform_info(), "versions": bundle.package_versions(),
+        "protocol": {**protocol.to_dict(), "percentile_method": timing.PERCENTILE_METHOD,
+                     "timer": "time.perf_counter_ns", "memory": "peak RSS (getrusage ru_maxrss) of the worker process"},
+        "rows": rows, "compare": comparison, "threshold": threshold,
+    }
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        bundle.write_json(reports_dir / "bench.json", data)
+        with open(reports_dir / "bench.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({**r, "settings": r.get("settings", ""), "warnings": "; ".join(r.get("warnings", []))})
+    except OSError as e:
+        raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
+    return {"json": reports_dir / "bench.json", "csv": reports_dir / "bench.csv"}

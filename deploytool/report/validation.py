@@ -1,0 +1,86 @@
+"""Validation reports: validation.json (schema-versioned, every metric and verdict), JUnit XML,
+and a repro folder per failing artifact. Renders what judging computed; computes nothing new."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from deploytool import bundle, npz, parity, records
+from deploytool.golden import GoldenSet
+from deploytool.jobs import CheckStatus
+from deploytool.judge import ArtifactCheck, worst_sample
+from deploytool.manifest import Manifest
+from deploytool.report import junit
+
+SCHEMA_VERSION = 1
+
+
+def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, checks: dict[str, ArtifactCheck],
+                  sets: list[GoldenSet], tolerances: dict, references: dict[str, dict[str, np.ndarray]],
+                  json_path: Path | None = None, junit_path: Path | None = None) -> dict[str, Path]:
+    """validation.json (schema-versioned, every metric and verdict), JUnit XML, and a repro
+    folder per failing artifact."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    json_path = json_path or reports_dir / "validation.json"
+    junit_path = junit_path or reports_dir / "validation.junit.xml"
+    repros = {}
+    for name, chk in checks.items():
+        if chk.status == CheckStatus.FAIL:
+            repros[name] = write_repro(bundle_dir, reports_dir / "repro" / name, manifest, chk, sets, references,
+                                       tolerances)
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "created": bundle.now_utc(),
+        "model": manifest.model.name,
+        "sets": {s.name: {"dims": s.dims, "samples": s.samples} for s in sets},
+        "tolerances": {"tiers": {n: t.to_dict() for n, t in parity.TIERS.items()}, "overrides": tolerances},
+        "artifacts": {n: {**c.to_dict(), "repro": str(repros[n]) if n in repros else None} for n, c in checks.items()},
+    }
+    bundle.write_json(json_path, data)
+    junit_path.parent.mkdir(parents=True, exist_ok=True)
+    junit_path.write_text(junit.render(manifest.model.name, checks))
+    return {"json": json_path, "junit": junit_path, **{f"repro:{k}": v for k, v in repros.items()}}
+
+
+def write_repro(bundle_dir: Path, dest: Path, manifest: Manifest, chk: ArtifactCheck, sets: list[GoldenSet],
+                references: dict[str, dict[str, np.ndarray]], tolerances: dict) -> Path:
+    """Everything a converter bug report needs: inputs, expected and actual outputs, the worst
+    sample alone, artifact hashes, versions and tolerances."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    worst = worst_sample(chk)
+    by_name = {s.name: s for s in sets}
+    for set_name, out_path in chk.outputs.items():
+        src = Path(out_path) if Path(out_path).is_absolute() else bundle_dir / out_path
+        inputs = npz.load(by_name[set_name].inputs)
+        npz.save(dest / f"inputs.{set_name}.npz", inputs)
+        npz.save(dest / f"expected.{set_name}.npz", references[set_name])
+        npz.save(dest / f"actual.{set_name}.npz", npz.load(src))
+        if worst and worst[0] == set_name:
+            i = worst[2]
+            npz.save(dest / "worst_sample.npz", {**{f"input.{k}": v[i] for k, v in inputs.items()},
+                                                 **{f"expected.{k}": v[i] for k, v in references[set_name].items()},
+                                                 **{f"actual.{k}": v[i] for k, v in npz.load(src).items()}})
+    rec = manifest.artifacts[chk.format]
+    info = {
+        "artifact": chk.format, "files": records.dump(rec.files), "parent": rec.parent,
+        "exporter": records.dump(rec.exporter), "runtime": chk.runtime, "runtime_version": chk.runtime_version,
+        "versions": manifest.versions, "platform": manifest.platform, "reason": chk.reason, "hop_blamed": chk.hop_blamed,
+        "worst": {"set": worst[0], "output": worst[1], "sample": worst[2]} if worst else None,
+        "verdicts": chk.sets, "per_hop": chk.hop, "tolerance_overrides": tolerances,
+        "contract": records.dump(rec.contract),
+    }
+    (dest / "repro.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    (dest / "README.txt").write_text(
+        f"deploytool parity failure: {manifest.model.name}/{chk.format} on {chk.runtime}\n{chk.reason}\n\n"
+        "inputs.SET.npz    golden inputs, [samples, *shape] per input (source layout, e.g. NCHW)\n"
+        "expected.SET.npz  reference outputs (the source model on its own runtime)\n"
+        "actual.SET.npz    this artifact's outputs, mapped back to the source names and layout\n"
+        "worst_sample.npz  the single sample with the largest error: its inputs, expected and actual\n"
+        "repro.json        artifact files + sha256, exporter + options, runtime and package versions,\n"
+        "                  the I/O contract (names, layout permutation), metrics and tolerances\n")
+    return dest
