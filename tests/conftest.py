@@ -39,7 +39,7 @@ def run_cli(cli_env):
 @pytest.fixture(scope="session")
 def zoo_bundles(tmp_path_factory, run_cli) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
     """name -> (bundle dir, CLI result), for every reference-zoo model (exported once)."""
-    from deploytool.sources import zoo_names
+    from deploytool.sources.zoo import zoo_names
 
     out = tmp_path_factory.mktemp("bundles")
     results = {}

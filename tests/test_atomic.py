@@ -12,6 +12,7 @@ import pytest
 
 from conftest import manifest_of
 from deploytool import bundle as B
+from deploytool import manifest as M
 
 
 def _start_export(out, env):
@@ -32,9 +33,9 @@ def _kill_when(proc, out, marker: str, timeout=300):
     pytest.fail(f"{marker} never appeared")
 
 
-# Markers: the torch stage has written its first results; the TensorFlow stage has been handed its job;
+# Markers: the torch worker has loaded the source; the TensorFlow stage has been handed its first job;
 # the checks are running (the onnx artifact's outputs exist).
-@pytest.mark.parametrize("marker", [".work/export-torch.json", ".work/export-tensorflow-job.json",
+@pytest.mark.parametrize("marker", [".work/export-torch.1.reply.json", ".work/export-tensorflow.1.job.json",
                                     ".work/onnx.main.npz"])
 def test_killed_export_keeps_previous_bundle(tmp_path, zoo_bundles, cli_env, marker):
     out = tmp_path / "out"
@@ -46,9 +47,8 @@ def test_killed_export_keeps_previous_bundle(tmp_path, zoo_bundles, cli_env, mar
     assert (out / "digits_cnn" / "manifest.json").read_bytes() == before
     visible = [p.name for p in out.iterdir() if not p.name.startswith(".")]
     assert visible == ["digits_cnn"]
-    m = manifest_of(out / "digits_cnn")
-    for rec in m["artifacts"].values():
-        B.verify_files(out / "digits_cnn", rec["files"], rec["format"])
+    for rec in M.read(out / "digits_cnn").artifacts.values():
+        B.verify_files(out / "digits_cnn", rec.files, rec.format)
 
 
 def test_killed_first_export_leaves_nothing_and_next_run_cleans_up(tmp_path, cli_env):

@@ -12,6 +12,8 @@ import pytest
 
 from conftest import HERE, manifest_of
 from deploytool import bundle as B
+from deploytool import records
+from deploytool.report import bench_files
 from deploytool import errors
 
 FAST = ["--min-time", "0.2", "--min-runs", "30", "--warmup-runs", "2", "--warmup-time", "0"]
@@ -35,7 +37,7 @@ def test_bench_rows_have_every_field(digits_bench):
     bundle, proc = digits_bench
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((bundle / "reports/bench.json").read_text())
-    assert report["schema_version"] == B.SCHEMA_VERSION
+    assert report["schema_version"] == bench_files.SCHEMA_VERSION
     assert report["protocol"]["percentile_method"] == "linear" and report["protocol"]["min_runs"] == 30
     rows = report["rows"]
     assert {(r["format"], r["threads"]) for r in rows} == {
@@ -70,7 +72,7 @@ def test_failure_is_isolated_to_its_row_and_static_batch_is_skipped(zoo_bundles,
     shutil.copytree(zoo_bundles["digits_cnn"][0], bundle)
     (bundle / "artifacts/digits_cnn_float32.tflite").write_bytes(b"\0" * 64)
     m = manifest_of(bundle)
-    m["artifacts"]["tflite_fp32"]["files"] = B.file_records(bundle, bundle / "artifacts/digits_cnn_float32.tflite")
+    m["artifacts"]["tflite_fp32"]["files"] = records.dump(B.file_records(bundle, bundle / "artifacts/digits_cnn_float32.tflite"))
     m["artifacts"]["tflite_fp16"]["contract"]["fixed_dims"] = {"batch": 1}  # as if the converter froze it
     (bundle / "manifest.json").write_text(json.dumps(m))
     proc = run_cli("bench", bundle, "-f", "tflite", "-f", "onnx", "--no-source", "--batch", "1,2", *FAST)
@@ -132,7 +134,7 @@ def test_compare_against_itself_passes(zoo_bundles, run_cli, tmp_path):
 
 
 def test_bench_stats_units():
-    from deploytool import bench
+    from deploytool import timing as bench
 
     s = bench.summarize([1_000_000] * 10 + [3_000_000] * 10, batch=2)
     assert s["min_ms"] == 1.0 and s["p50_ms"] == 2.0 and s["n"] == 20

@@ -8,7 +8,7 @@ from deploytool import bundle as B
 from deploytool.contract import Contract
 from deploytool.formats import FORMATS
 from deploytool.runtimes import RUNTIMES
-from deploytool.sources import zoo_names
+from deploytool.sources.zoo import zoo_names
 
 ZOO = zoo_names()
 
@@ -61,7 +61,7 @@ def test_digits_cnn_checks_on_real_held_out_digits(zoo_bundles):
     from deploytool.models import digits_cnn
 
     bundle, _ = zoo_bundles["digits_cnn"]
-    inputs = npz.load(bundle / B.GOLDEN_INPUTS)["image"]
+    inputs = npz.load(bundle / manifest_of(bundle)["golden"]["sets"]["main"]["inputs"])["image"]
     _, _, x_test, _ = digits_cnn.load_split()
     assert inputs.shape == (16, 1, 1, 8, 8)
     # every golden sample is one of the held-out digits, not noise
@@ -77,9 +77,9 @@ def test_multi_io_keeps_names_and_order(zoo_bundles):
     m = manifest_of(bundle)
     assert [s["name"] for s in m["contract"]["inputs"]] == ["image", "meta"]
     assert [s["name"] for s in m["contract"]["outputs"]] == ["score", "embedding"]
-    ref = npz.load(bundle / B.GOLDEN_REFERENCE)
+    ref = npz.load(bundle / manifest_of(bundle)["golden"]["sets"]["main"]["reference"])
     assert ref["score"].shape == (16, 1, 5) and ref["embedding"].shape == (16, 1, 16)
-    meta = npz.load(bundle / B.GOLDEN_INPUTS)["meta"]
+    meta = npz.load(bundle / manifest_of(bundle)["golden"]["sets"]["main"]["inputs"])["meta"]
     assert meta.dtype.name == "int64" and meta.min() >= 0 and meta.max() < 8
     onnx_outputs = [s["artifact_name"] for s in m["artifacts"]["onnx"]["contract"]["outputs"]]
     assert onnx_outputs == ["score", "embedding"]
@@ -91,7 +91,7 @@ def test_tiny_transformer_ids_in_vocab_and_dynamic_seq_in_onnx(zoo_bundles):
     from deploytool import npz
 
     bundle, _ = zoo_bundles["tiny_transformer"]
-    ids = npz.load(bundle / B.GOLDEN_INPUTS)["ids"]
+    ids = npz.load(bundle / manifest_of(bundle)["golden"]["sets"]["main"]["inputs"])["ids"]
     assert ids.dtype.name == "int64" and ids.min() >= 0 and ids.max() < 1000
     g = onnx.load(str(bundle / "artifacts/tiny_transformer.onnx")).graph
     dims = [d.dim_param for d in g.input[0].type.tensor_type.shape.dim]

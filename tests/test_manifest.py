@@ -8,13 +8,14 @@ import pytest
 
 from conftest import manifest_of
 from deploytool import bundle as B
+from deploytool import manifest as M
 from deploytool.errors import BundleError
 
 
 def test_manifest_schema(zoo_bundles):
     bundle, _ = zoo_bundles["digits_cnn"]
     m = manifest_of(bundle)
-    assert m["schema_version"] == B.SCHEMA_VERSION
+    assert m["schema_version"] == M.SCHEMA_VERSION
     for key in ("created", "tool", "model", "seed", "platform", "versions", "contract", "golden", "artifacts"):
         assert key in m, key
     for pkg in ("python", "deploytool", "torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert"):
@@ -25,7 +26,7 @@ def test_manifest_schema(zoo_bundles):
     assert m["golden"]["sets"]["alt"]["dims"] == {"batch": 3}
     assert m["artifacts"]["onnx"]["golden_outputs"] == {"main": "golden/outputs/onnx.main.npz",
                                                         "alt": "golden/outputs/onnx.alt.npz"}
-    B.verify_files(bundle, m["golden"]["files"], "golden")
+    B.verify_files(bundle, M.read(bundle).golden.files, "golden")
     inputs = m["contract"]["inputs"]
     assert inputs[0]["shape"] == ["batch", 1, 8, 8] and inputs[0]["dtype"] == "float32"
     assert m["contract"]["dims"]["batch"]["example"] == 2
@@ -36,36 +37,36 @@ def test_manifest_schema(zoo_bundles):
 
 
 def test_read_manifest_accepts_a_real_bundle(zoo_bundles):
-    assert B.read_manifest(zoo_bundles["multi_io"][0])["model"]["name"] == "multi_io"
+    assert M.read(zoo_bundles["multi_io"][0]).model.name == "multi_io"
 
 
 def test_read_manifest_refusals(tmp_path, zoo_bundles):
     with pytest.raises(BundleError, match="no such directory"):
-        B.read_manifest(tmp_path / "missing")
+        M.read(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(BundleError, match="no manifest.json"):
-        B.read_manifest(tmp_path / "empty")
+        M.read(tmp_path / "empty")
     copy = tmp_path / "copy"
     shutil.copytree(zoo_bundles["digits_cnn"][0], copy)
     (copy / "manifest.json").write_text("{not json")
     with pytest.raises(BundleError, match="unreadable"):
-        B.read_manifest(copy)
+        M.read(copy)
     m = manifest_of(zoo_bundles["digits_cnn"][0])
     (copy / "manifest.json").write_text(json.dumps({**m, "schema_version": 99}))
     with pytest.raises(BundleError, match="schema_version 99 is not supported"):
-        B.read_manifest(copy)
+        M.read(copy)
 
 
 def test_verify_files_detects_tampering(tmp_path, zoo_bundles):
     copy = tmp_path / "copy"
     shutil.copytree(zoo_bundles["digits_cnn"][0], copy)
-    rec = manifest_of(copy)["artifacts"]["onnx"]
-    path = copy / rec["files"][0]["path"]
+    rec = M.read(copy).artifacts["onnx"]
+    path = copy / rec.files[0].path
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="does not match its sha256"):
-        B.verify_files(copy, rec["files"], "onnx")
+        B.verify_files(copy, rec.files, "onnx")
     path.unlink()
     with pytest.raises(BundleError, match="missing"):
-        B.verify_files(copy, rec["files"], "onnx")
+        B.verify_files(copy, rec.files, "onnx")

@@ -14,8 +14,10 @@ import pytest
 
 from conftest import HERE, manifest_of
 from deploytool import bundle as B
+from deploytool import records
+from deploytool.report import validation
 from deploytool import errors
-from deploytool.sources import zoo_names
+from deploytool.sources.zoo import zoo_names
 
 
 def _copy(zoo_bundles, tmp_path, model="digits_cnn") -> Path:
@@ -28,7 +30,7 @@ def _rehash(bundle: Path, fmt: str) -> None:
     """Re-record an artifact's hashes: the artifact is what a (bad) converter wrote, not tampering."""
     m = manifest_of(bundle)
     rec = m["artifacts"][fmt]
-    rec["files"] = B.file_records(bundle, bundle / rec["path"])
+    rec["files"] = records.dump(B.file_records(bundle, bundle / rec["path"]))
     (bundle / "manifest.json").write_text(json.dumps(m, indent=2))
 
 
@@ -56,7 +58,7 @@ def test_scaled_onnx_initializer_fails_at_the_onnx_hop(zoo_bundles, run_cli, tmp
     assert "Traceback" not in proc.stderr
     assert "digits_cnn/onnx: logits:" in proc.stderr and "[error appears at hop source -> onnx]" in proc.stderr
     report = json.loads((tmp_path / "reports/validation.json").read_text())
-    assert report["schema_version"] == B.SCHEMA_VERSION
+    assert report["schema_version"] == validation.SCHEMA_VERSION
     onnx_res = report["artifacts"]["onnx"]
     assert onnx_res["status"] == "fail" and onnx_res["hop_blamed"] == "source -> onnx"
     metrics = onnx_res["sets"]["main"]["logits"]["metrics"]
