@@ -61,7 +61,7 @@ def _load_config(ctx: click.Context, _param, value):
         if isinstance(p, click.Option) and longs and p.name not in ("config", "debug"):
             params[longs[0][2:].replace("-", "_")] = (p.name, p.multiple)
     try:
-        ctx.default_map = {**(ctx.default_map or {}), **config.load(value, ctx.info_name, params)}
+        ctx.default_map = {**(ctx.default_map or {}), **config.load(value, ctx.info_name or "", params)}
     except ValueError as e:  # one line and exit 2, like every other usage error
         raise UsageError(str(e)) from None
     return value
@@ -112,7 +112,8 @@ def main() -> None:
                    "for golden data (integers stay inside it): ids:0:30522.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="A state dict for a torch model, loaded with "
               "torch.load(weights_only=True) only; missing/unexpected keys are reported by name.")
-@click.option("--keep-layout", is_flag=True, help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")
+@click.option("--keep-layout", is_flag=True,
+              help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")
 @_tolerance_options
 @click.option("--strict", is_flag=True, help="Treat a check skipped for a missing runtime as a failure (exit 7).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the table.")
@@ -179,7 +180,8 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
               "(rows of a dynamic first dim are samples). Needs the source model to compute references.")
 @click.option("--samples", type=click.IntRange(1), help="Use the first N golden samples (default: all stored).")
 @_tolerance_options
-@click.option("--strict", is_flag=True, help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
+@click.option("--strict", is_flag=True,
+              help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
 @click.option("--reports", type=click.Path(file_okay=False), help="Where reports and repro folders go "
               "(default: BUNDLE/reports).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
@@ -222,23 +224,30 @@ def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_p
 @main.command(context_settings=CONTEXT, epilog=exit_codes_help())
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
 @click.option("--format", "-f", "formats", multiple=True, help="Artifact to time (repeatable; a prefix selects "
-              "several). Default: all, plus the source model (torch eager, or Keras for a .keras source) as the baseline.")
+              "several). Default: all, plus the source model (torch eager, or Keras for a .keras source) as the "
+              "baseline.")
 @click.option("--threads", default="1", show_default=True,
               help="Comma-separated intra-op thread counts, set through each runtime's own knob.")
 @click.option("--batch", default="1", show_default=True,
               help="Comma-separated batch sizes (above 1 only where the batch dim is dynamic).")
-@click.option("--min-time", default=5.0, show_default=True, type=click.FloatRange(0), help="Measure at least this long (s).")
-@click.option("--min-runs", default=200, show_default=True, type=click.IntRange(1), help="Measure at least this many calls.")
+@click.option("--min-time", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="Measure at least this long (s).")
+@click.option("--min-runs", default=200, show_default=True, type=click.IntRange(1),
+              help="Measure at least this many calls.")
 @click.option("--warmup-runs", default=10, show_default=True, type=click.IntRange(0), help="Warm-up calls (at least).")
-@click.option("--warmup-time", default=0.5, show_default=True, type=click.FloatRange(0), help="Warm-up time (s, at least).")
+@click.option("--warmup-time", default=0.5, show_default=True, type=click.FloatRange(0),
+              help="Warm-up time (s, at least).")
 @click.option("--max-time", default=60.0, show_default=True, type=click.FloatRange(0), help="Hard cap per row (s).")
 @click.option("--no-source", is_flag=True, help="Do not time the source model baseline.")
 @click.option("--compare", type=click.Path(file_okay=False), help="Baseline bundle: time both interleaved (A B A B) "
               "and flag rows whose p50 is slower than the baseline's by more than --threshold (exit 9).")
-@click.option("--threshold", default=1.10, show_default=True, type=float, help="p50 ratio (candidate/baseline) that flags a regression.")
-@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Interleaved rounds per side with --compare.")
+@click.option("--threshold", default=1.10, show_default=True, type=float,
+              help="p50 ratio (candidate/baseline) that flags a regression.")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
+              help="Interleaved rounds per side with --compare.")
 @click.option("--strict", is_flag=True, help="A runtime that is not installed fails the run (exit 7).")
-@click.option("--reports", type=click.Path(file_okay=False), help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
+@click.option("--reports", type=click.Path(file_okay=False),
+              help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
 def bench(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source, compare,

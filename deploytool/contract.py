@@ -34,7 +34,7 @@ class TensorSpec:
     artifact_shape: list | None = None  # the shape as the artifact sees it (after perm)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TensorSpec":
+    def from_dict(cls, d: dict) -> TensorSpec:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         spec = cls(**known)
         spec.validate()
@@ -73,7 +73,7 @@ class Contract:
     fixed_dims: dict[str, int] = field(default_factory=dict)  # dims an artifact froze
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Contract":
+    def from_dict(cls, d: dict) -> Contract:
         c = cls(
             inputs=[TensorSpec.from_dict(x) for x in d["inputs"]],
             outputs=[TensorSpec.from_dict(x) for x in d["outputs"]],
@@ -134,7 +134,7 @@ def spec_from_graph(name: str, shape: list, dtype: str, dims: dict[str, dict], a
     ``dims``: the batch uses 1 in golden samples and 3 in the second shape, other dims 16 and 24.
     A 4-D float tensor gets ``image_layout`` (NCHW for ONNX graphs, NHWC for TF ones).
     """
-    out_shape = []
+    out_shape: list[int | str] = []
     for axis, d in enumerate(shape):
         if isinstance(d, int) and d >= 0:
             out_shape.append(int(d))

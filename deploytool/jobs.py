@@ -143,7 +143,7 @@ class Exit(Job["Reply"]):
 @dataclass
 class Reply:
     @classmethod
-    def crashed(cls, why: str) -> "Reply":
+    def crashed(cls, why: str) -> Reply:
         raise NotImplementedError
 
 
@@ -158,7 +158,7 @@ class SourceLoaded(Reply):
     traceback: str | None = None
 
     @classmethod
-    def crashed(cls, why: str) -> "SourceLoaded":
+    def crashed(cls, why: str) -> SourceLoaded:
         return cls(ok=False, error=f"loading the model crashed: {why}")
 
 
@@ -171,7 +171,7 @@ class GoldenWritten(Reply):
     traceback: str | None = None
 
     @classmethod
-    def crashed(cls, why: str) -> "GoldenWritten":
+    def crashed(cls, why: str) -> GoldenWritten:
         return cls(ok=False, error=f"computing the reference outputs crashed: {why}")
 
 
@@ -188,7 +188,7 @@ class FormatExported(Reply):
     traceback: str | None = None
 
     @classmethod
-    def crashed(cls, why: str) -> "FormatExported":
+    def crashed(cls, why: str) -> FormatExported:
         return cls(status=ArtifactStatus.FAILED, error=why)
 
 
@@ -207,7 +207,7 @@ class ArtifactRan(Reply):
     traceback: str | None = None
 
     @classmethod
-    def crashed(cls, why: str) -> "ArtifactRan":
+    def crashed(cls, why: str) -> ArtifactRan:
         return cls(status=RunStatus.CRASHED, error=why)
 
     def timings(self) -> dict[str, float]:
@@ -236,7 +236,7 @@ class ArtifactTimed(Reply):
     traceback: str | None = None
 
     @classmethod
-    def crashed(cls, why: str) -> "ArtifactTimed":
+    def crashed(cls, why: str) -> ArtifactTimed:
         return cls(status=RunStatus.CRASHED, error=why)
 
 

@@ -7,8 +7,8 @@ with its parent artifact, so a failure names the conversion hop where the error 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -127,7 +127,7 @@ def blame(name: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_
     reference but this artifact does not, the error appeared at this hop.
     """
     chain = lineage(name, framework)
-    unchecked = []
+    unchecked: list[str] = []
     for i, fmt in enumerate(chain):
         c = checks.get(fmt)
         if c is not None and c.status == CheckStatus.FAIL:

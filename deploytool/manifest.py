@@ -132,7 +132,8 @@ def load(data: Any, where: str = FILENAME) -> Manifest:
             raise records.RecordError(f"{where_a}.format: {rec.format!r} under the key {name!r}")
         if rec.status == ArtifactStatus.OK:
             if rec.path is None or rec.contract is None or not rec.files:
-                missing = [k for k, v in (("path", rec.path), ("contract", rec.contract), ("files", rec.files)) if not v]
+                fields = (("path", rec.path), ("contract", rec.contract), ("files", rec.files))
+                missing = [k for k, v in fields if not v]
                 raise records.RecordError(f"{where_a}: an exported artifact needs {', '.join(missing)}")
     return m
 

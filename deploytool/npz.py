@@ -23,7 +23,8 @@ def load(path: Path | str) -> dict[str, np.ndarray]:
         raise NpzError(f"{path}: no such file") from None
     except ValueError as e:
         if "allow_pickle" in str(e) or "Object arrays" in str(e):
-            raise NpzError(f"{path}: holds pickled Python objects; refused (only plain numeric arrays are read)") from None
+            raise NpzError(f"{path}: holds pickled Python objects; refused (only plain numeric arrays are "
+                           "read)") from None
         raise NpzError(f"{path}: not a readable .npz ({e})") from None
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise NpzError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
@@ -33,5 +34,5 @@ def save(path: Path | str, arrays: dict[str, np.ndarray]) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     os.replace(tmp, path)

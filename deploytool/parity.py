@@ -26,7 +26,7 @@ class Tier:
     min_sqnr_db: float | None = None
     min_top1: float | None = None
 
-    def with_overrides(self, atol: float | None = None, rtol: float | None = None) -> "Tier":
+    def with_overrides(self, atol: float | None = None, rtol: float | None = None) -> Tier:
         # An explicit atol/rtol turns the check elementwise: that is what the user asked for.
         if atol is None and rtol is None:
             return self

@@ -2,9 +2,10 @@
 
 The worker protocol (``jobs.py``) and the manifest (``manifest.py``) are dataclasses. ``load``
 builds one from parsed JSON and checks every field against its annotation (str, int, float,
-bool, optional, list, dict, StrEnum, nested records, and types with ``from_dict``/``to_dict`` such
-as ``Contract``; a record itself defines neither), raising ``RecordError`` that names the field path (``artifacts.onnx.status``) and
-what was wrong. ``dump`` is the inverse. Nothing here knows about torch, TensorFlow or bundles.
+bool, optional, list, dict, StrEnum, nested records, and types with ``from_dict``/``to_dict``
+such as ``Contract``; a record itself defines neither), raising ``RecordError`` that names the
+field path (``manifest.artifacts.onnx.status``) and what was wrong. ``dump`` is the inverse.
+Nothing here knows about torch, TensorFlow or bundles.
 """
 from __future__ import annotations
 

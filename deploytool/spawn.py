@@ -51,7 +51,7 @@ class Worker:
         for stale in self.base.parent.glob(f"{self.base.name}.*.json") if self.base.parent.exists() else ():
             stale.unlink()  # a stale job must not be taken for ours
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         if self.proc is None:
             self.base.parent.mkdir(parents=True, exist_ok=True)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)

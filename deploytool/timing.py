@@ -10,12 +10,13 @@ torch.utils.benchmark's noise rule (IQR / median >= 0.10).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Literal
 
 import numpy as np
 
-PERCENTILE_METHOD = "linear"  # numpy.percentile method; Hyndman & Fan type 7
+PERCENTILE_METHOD: Literal["linear"] = "linear"  # numpy.percentile method; Hyndman & Fan type 7
 MIN_SAMPLES_P90 = 64
 MIN_SAMPLES_P99 = 662
 NOISY_IQR_RATIO = 0.10
@@ -74,7 +75,7 @@ def measure(call: Callable[[int], object], protocol: Protocol) -> dict:
 def summarize(samples_ns: list[int], batch: int = 1) -> dict:
     """Statistics in milliseconds, throughput in items (batch rows) per second, and warnings."""
     x = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    p25, p50, p75, p90, p99 = np.percentile(x, [25, 50, 75, 90, 99], method=PERCENTILE_METHOD)
+    p25, p50, p75, p90, p99 = (float(v) for v in np.percentile(x, [25, 50, 75, 90, 99], method=PERCENTILE_METHOD))
     mean, std = float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
     iqr = float(p75 - p25)
     stats = {

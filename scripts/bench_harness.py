@@ -19,9 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from _common import bundle_or_export
-
 import numpy as np
+from _common import bundle_or_export
 
 from deploytool import contract as C
 from deploytool import npz
@@ -80,8 +79,8 @@ def main() -> None:
     for fmt in ("onnx", "tflite_fp32"):
         a, b = [], []
         for r in range(args.rounds):
-            pair = [("deploytool", lambda: tool_p50(fmt, bundle, work, args.min_time, args.min_runs), a),
-                    ("bare", lambda: bare_loop(fmt, bundle, manifest, args.min_time, args.min_runs), b)]
+            pair = [("deploytool", lambda f=fmt: tool_p50(f, bundle, work, args.min_time, args.min_runs), a),
+                    ("bare", lambda f=fmt: bare_loop(f, bundle, manifest, args.min_time, args.min_runs), b)]
             for name, fn, sink in (pair if r % 2 == 0 else pair[::-1]):
                 sink.append(fn())
                 print(f"{fmt:<12} round {r + 1} {name:<10} p50 {sink[-1]:.3f} ms", flush=True)

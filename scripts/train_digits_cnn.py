@@ -34,7 +34,7 @@ def main() -> None:
     loss_fn = nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     gen = torch.Generator().manual_seed(SEED)
-    for epoch in range(EPOCHS):
+    for _epoch in range(EPOCHS):
         model.train()
         perm = torch.randperm(len(xt), generator=gen)
         for i in range(0, len(xt), BATCH):

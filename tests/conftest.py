@@ -1,5 +1,11 @@
 """Shared fixtures: every reference-zoo model is exported once per test session, through the
-real CLI in a subprocess, with a network audit hook recording any connection attempt."""
+real CLI in a subprocess, with a network audit hook recording any connection attempt.
+
+Two lanes: every test that exports a model or runs the CLI in a subprocess is marked ``slow``
+(automatically, by the fixtures it uses: ``run_cli``, ``cli_env``, ``zoo_bundles`` and whatever
+builds on them; a test that starts heavy subprocesses otherwise says ``@pytest.mark.slow``
+itself). ``pytest -m "not slow"`` is the fast lane: in-process unit tests only, under a minute.
+"""
 from __future__ import annotations
 
 import json
@@ -13,6 +19,15 @@ import pytest
 HERE = Path(__file__).resolve().parent
 TEST_MODELS = HERE / "models"
 NETAUDIT = HERE / "netaudit"
+
+
+E2E_FIXTURES = {"run_cli", "cli_env", "zoo_bundles", "netaudit_log"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if E2E_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +62,17 @@ def zoo_bundles(tmp_path_factory, run_cli) -> dict[str, tuple[Path, subprocess.C
         proc = run_cli("export", "--model", name, "--out", out)
         results[name] = (out / name, proc)
     return results
+
+
+@pytest.fixture(scope="session")
+def keras_bundle(run_cli, tmp_path_factory):
+    """(bundle, CLI result, source file) of a .keras MobileNetV2 (tests/models/tf_sources.py), exported once."""
+    sys.path.insert(0, str(TEST_MODELS))
+    import tf_sources  # tests/models/tf_sources.py
+
+    src = tf_sources.keras_mobilenet_v2(tmp_path_factory.mktemp("keras_src") / "mobilenet_v2_keras.keras")
+    out = tmp_path_factory.mktemp("keras_bundle")
+    return out / "mobilenet_v2_keras", run_cli("export", "--model", src, "--out", out), src
 
 
 def manifest_of(bundle: Path) -> dict:

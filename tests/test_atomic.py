@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from conftest import manifest_of
 from deploytool import bundle as B
 from deploytool import manifest as M
 

@@ -9,12 +9,11 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import HERE, manifest_of
+
 from deploytool import bundle as B
-from deploytool import records
+from deploytool import errors, records
 from deploytool.report import bench_files
-from deploytool import errors
 
 FAST = ["--min-time", "0.2", "--min-runs", "30", "--warmup-runs", "2", "--warmup-time", "0"]
 ROW_FIELDS = ["format", "runtime", "threads", "batch", "status", "settings_requested", "settings", "runtime_version",
@@ -72,7 +71,8 @@ def test_failure_is_isolated_to_its_row_and_static_batch_is_skipped(zoo_bundles,
     shutil.copytree(zoo_bundles["digits_cnn"][0], bundle)
     (bundle / "artifacts/digits_cnn_float32.tflite").write_bytes(b"\0" * 64)
     m = manifest_of(bundle)
-    m["artifacts"]["tflite_fp32"]["files"] = records.dump(B.file_records(bundle, bundle / "artifacts/digits_cnn_float32.tflite"))
+    tflite = bundle / "artifacts/digits_cnn_float32.tflite"
+    m["artifacts"]["tflite_fp32"]["files"] = records.dump(B.file_records(bundle, tflite))
     m["artifacts"]["tflite_fp16"]["contract"]["fixed_dims"] = {"batch": 1}  # as if the converter froze it
     (bundle / "manifest.json").write_text(json.dumps(m))
     proc = run_cli("bench", bundle, "-f", "tflite", "-f", "onnx", "--no-source", "--batch", "1,2", *FAST)
@@ -80,7 +80,8 @@ def test_failure_is_isolated_to_its_row_and_static_batch_is_skipped(zoo_bundles,
     rows = {(r["format"], r["batch"]): r for r in json.loads((bundle / "reports/bench.json").read_text())["rows"]}
     assert rows[("tflite_fp32", 1)]["status"] == "failed"
     assert "failed to load in litert" in rows[("tflite_fp32", 1)]["reason"]
-    assert rows[("tflite_fp16", 2)]["status"] == "skipped" and "batch dim is static" in rows[("tflite_fp16", 2)]["reason"]
+    static = rows[("tflite_fp16", 2)]
+    assert static["status"] == "skipped" and "batch dim is static" in static["reason"]
     assert rows[("tflite_fp16", 1)]["status"] == "ok"
     assert rows[("onnx", 1)]["status"] == "ok" and rows[("onnx", 2)]["status"] == "ok"
     assert "deploytool: error: tflite_fp32 (threads=1, batch=1): failed to load in litert" in proc.stderr

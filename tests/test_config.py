@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import manifest_of
+
 from deploytool import config, errors
 
 EXPORT_PARAMS = {"model": ("model", False), "formats": ("formats", False), "input": ("inputs", True),
@@ -16,7 +16,8 @@ EXPORT_PARAMS = {"model": ("model", False), "formats": ("formats", False), "inpu
 def test_load_maps_keys_paths_and_tolerance_tables(tmp_path):
     (tmp_path / "m.py").write_text("")
     path = tmp_path / "deploy.toml"
-    path.write_text('[export]\nmodel = "m.py:build"\nformats = ["onnx", "tflite_fp16"]\ninput = "ids:batch x seq:int64"\n'
+    path.write_text('[export]\nmodel = "m.py:build"\nformats = ["onnx", "tflite_fp16"]\n'
+                    'input = "ids:batch x seq:int64"\n'
                     'input-range = ["ids:0:30522"]\nweights = "w/weights.pt"\nkeep_layout = true\n'
                     '[export.atol]\ntflite_fp16 = 1e-3\n"onnx:logits" = 2e-4\n')
     got = config.load(path, "export", EXPORT_PARAMS)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import TEST_MODELS, manifest_of
+
 from deploytool import errors
 
 

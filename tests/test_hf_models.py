@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import TEST_MODELS, manifest_of
 
 HF = TEST_MODELS / "hf_models.py"

@@ -5,8 +5,8 @@ import json
 import shutil
 
 import pytest
-
 from conftest import manifest_of
+
 from deploytool import bundle as B
 from deploytool import manifest as M
 from deploytool.errors import BundleError

@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 
 def test_no_export_attempted_a_connection(zoo_bundles, netaudit_log):
     # mobilenet_v2 has one 4-D 3-channel input: exactly the case where onnx2tf 1.28 downloads
@@ -13,6 +15,7 @@ def test_no_export_attempted_a_connection(zoo_bundles, netaudit_log):
     assert attempts == "", attempts
 
 
+@pytest.mark.slow  # imports onnx2tf and TensorFlow in a subprocess
 def test_guard_blocks_onnx2tfs_download(tmp_path):
     code = (
         "from deploytool.offline import forbid_network; forbid_network()\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import manifest_of
+
 from deploytool import errors
 
 

@@ -8,21 +8,14 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import TEST_MODELS, manifest_of
+
 from deploytool import errors
 
 sys.path.insert(0, str(TEST_MODELS))
 import tf_sources  # noqa: E402  (tests/models/tf_sources.py)
 
 ALL_BUT_TORCHSCRIPT = ("savedmodel", "onnx", "tflite_fp32", "tflite_fp16")
-
-
-@pytest.fixture(scope="module")
-def keras_bundle(run_cli, tmp_path_factory):
-    src = tf_sources.keras_mobilenet_v2(tmp_path_factory.mktemp("keras_src") / "mobilenet_v2_keras.keras")
-    out = tmp_path_factory.mktemp("keras_bundle")
-    return out / "mobilenet_v2_keras", run_cli("export", "--model", src, "--out", out), src
 
 
 @pytest.fixture(scope="module")

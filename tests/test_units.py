@@ -129,6 +129,7 @@ def test_cli_module_does_not_import_frameworks():
     import subprocess
     import sys
 
-    code = "import sys, deploytool.cli, deploytool.api; print([m for m in ('torch','tensorflow','onnx') if m in sys.modules])"
+    code = ("import sys, deploytool.cli, deploytool.api; "
+            "print([m for m in ('torch','tensorflow','onnx') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from deploytool import bundle, errors
 from deploytool import manifest as manifest_io
@@ -97,8 +97,9 @@ def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, wo
 
 def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: Path, work: Path,
              logs: Path) -> dict:
+    requested = {"threads": threads, "inter_op_threads": 1, "spinning": False}
     row = {"format": t.name, "runtime": t.runtime, "threads": threads, "batch": batch, "size_bytes": t.size_bytes,
-           "settings_requested": {"threads": threads, "inter_op_threads": 1, "spinning": False}}
+           "settings_requested": requested}
     if t.status != RowStatus.OK or t.contract is None:
         return {**row, "status": t.status, "reason": t.reason}
     missing = RUNTIMES[t.runtime].missing_packages()
@@ -110,7 +111,7 @@ def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: 
         return {**row, "status": RowStatus.SKIPPED, "reason": "batch dim is static in this artifact's contract"}
     key = f"bench-{t.name}-t{threads}-b{batch}"
     job = TimeArtifact(runtime=t.runtime, artifact=str(t.artifact), contract=t.contract, inputs=str(inputs),
-                       batch=batch, settings=row["settings_requested"], protocol=protocol.to_dict())
+                       batch=batch, settings=dict(requested), protocol=protocol.to_dict())
     res = Worker(work / key, logs / f"{key}.log").run(job)
     if res.status != RunStatus.OK:
         where = "load" if res.status == RunStatus.LOAD_FAILED else "run"
@@ -123,10 +124,12 @@ def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: 
     return row
 
 
-def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[int] = (1,),
-          batches: list[int] = (1,), protocol: B.Protocol = B.Protocol(), compare: Path | str | None = None,
-          threshold: float = 1.10, rounds: int = 3, strict: bool = False, with_source: bool = True,
-          reports_dir: Path | str | None = None, progress: Callable[[str], None] = lambda m: None) -> BenchOutcome:
+def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[int] | tuple[int, ...] = (1,),
+        batches: list[int] | tuple[int, ...] = (1,), protocol: B.Protocol | None = None,
+        compare: Path | str | None = None, threshold: float = 1.10, rounds: int = 3, strict: bool = False,
+        with_source: bool = True, reports_dir: Path | str | None = None,
+        progress: Callable[[str], None] = lambda m: None) -> BenchOutcome:
+    protocol = protocol or B.Protocol()
     try:
         protocol.validate()
     except ValueError as e:
@@ -188,7 +191,7 @@ def _compare(bundle_dir, manifest, targets, baseline_dir, formats, threads, batc
         b_t = base_targets.get(t.name)
         for th in threads:
             for bs in batches:
-                runs = {"candidate": [], "baseline": []}
+                runs: dict[str, list[dict]] = {"candidate": [], "baseline": []}
                 for r in range(rounds):
                     progress(f"comparing {t.name} threads={th} batch={bs}: round {r + 1}/{rounds}")
                     runs["candidate"].append(_run_row(t, th, bs, per_round, inputs, work, logs))

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Callable
 
 from deploytool import bundle, errors, golden, judge, npz
 from deploytool.contract import Contract, parse_input_spec, parse_range
@@ -25,9 +25,17 @@ from deploytool.formats import FORMATS, Format, lineage, plan, resolve
 from deploytool.golden import GoldenSet
 from deploytool.jobs import ArtifactStatus, ExportFormat, FormatExported, LoadSource, WriteGolden
 from deploytool.judge import ArtifactCheck
-from deploytool.manifest import (SCHEMA_VERSION, ArtifactRecord, CheckSummary, ExporterInfo, GoldenData,
-                                 GoldenSetRecord, Manifest, ModelInfo)
 from deploytool.manifest import FILENAME as MANIFEST
+from deploytool.manifest import (
+    SCHEMA_VERSION,
+    ArtifactRecord,
+    CheckSummary,
+    ExporterInfo,
+    GoldenData,
+    GoldenSetRecord,
+    Manifest,
+    ModelInfo,
+)
 from deploytool.pool import RunPool
 from deploytool.report.validation import write_reports
 from deploytool.sources import FRAMEWORKS, SourceRef, reference_runtime

@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from deploytool import bundle, errors, judge, npz
 from deploytool import manifest as manifest_io
@@ -162,7 +162,8 @@ def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Pa
     except ValueError as e:
         raise UsageError(str(e)) from None
     n = len(next(iter(shaped.values())))
-    dims = {d: shaped[s.name].shape[1 + i] for s in contract.inputs for i, d in enumerate(s.shape) if isinstance(d, str)}
+    dims = {d: shaped[s.name].shape[1 + i] for s in contract.inputs for i, d in enumerate(s.shape)
+            if isinstance(d, str)}
     inputs = work / "data.inputs.npz"
     npz.save(inputs, shaped)
     runtime, source_file, ref_contract = source_artifact(manifest.model.source, contract, work)

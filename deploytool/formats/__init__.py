@@ -17,9 +17,10 @@ import dataclasses
 import importlib
 import importlib.util
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from deploytool.contract import Contract
 
@@ -39,6 +40,18 @@ class ExportContext:
     parent_path: Path | None = None
     parent_contract: Contract | None = None
     options: dict = field(default_factory=dict)  # export options from the command line (keep_layout, ...)
+
+    def parent(self) -> tuple[Path, Contract]:
+        """The parent artifact's path and contract (a format converted from a parent always gets both)."""
+        if self.parent_path is None or self.parent_contract is None:
+            raise RuntimeError("this format is converted from a parent artifact, and none was given")
+        return self.parent_path, self.parent_contract
+
+    def source_file(self) -> Path:
+        """The source model's file (for routes that start from a model file)."""
+        if self.source_path is None:
+            raise RuntimeError("this route starts from a source file, and the source is not one")
+        return self.source_path
 
 
 DEFAULT_FRAMEWORK = "torch"  # the source framework a format's own fields describe

@@ -23,7 +23,7 @@ def convert(ctx: ExportContext, precision: str) -> ExportResult:
         conv.target_spec.supported_types = [tf.float16]
         options.update(optimizations="DEFAULT", supported_types="float16")
     ctx.out_path.write_bytes(conv.convert())
-    contract = Contract.from_dict(ctx.parent_contract.to_dict())
+    contract = Contract.from_dict(ctx.parent()[1].to_dict())
     _check_signature(contract, ctx.out_path)
     return ExportResult(contract=contract, exporter_version=f"tensorflow {tf.__version__} TFLiteConverter",
                         options=options)

@@ -17,7 +17,7 @@ from deploytool.formats import ExportContext, ExportResult, Format, Route
 TWO_GB = 2 * 1024**3
 
 
-def _dynamic_shapes(ctx: ExportContext) -> dict:
+def _dynamic_shapes(ctx: ExportContext) -> tuple | None:
     import torch
 
     dims = {}
@@ -57,7 +57,8 @@ def _onnx_contract(ctx: ExportContext, path, by_name: Contract | None = None) ->
             spec.artifact_name = value.name
             spec.artifact_dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
             if len(dims) != len(spec.shape):
-                raise RuntimeError(f"ONNX {value.name!r} has rank {len(dims)}, contract {spec.name!r} rank {len(spec.shape)}")
+                raise RuntimeError(f"ONNX {value.name!r} has rank {len(dims)}, contract {spec.name!r} "
+                                   f"rank {len(spec.shape)}")
     fixed = {}
     for spec, value in zip(contract.inputs, graph_inputs):
         for d, dim in zip(spec.shape, value.type.tensor_type.shape.dim):
@@ -129,7 +130,7 @@ def from_torch(ctx: ExportContext) -> ExportResult:
         fixed = ", ".join(f"{d!r} to {v}" for d, v in contract.fixed_dims.items())
         raise RuntimeError(f"torch.export specialised dynamic dim {fixed} (shape-dependent Python logic, e.g. "
                            "int()/float() of a size, fixes it); the ONNX graph would only accept that size")
-    notes = []
+    notes: list[str] = []
     return ExportResult(contract=contract, exporter_version=f"torch {torch.__version__}, onnx {onnx.__version__}",
                         options=options, notes=notes)
 
@@ -138,7 +139,7 @@ def from_onnx_file(ctx: ExportContext) -> ExportResult:
     """The source is an .onnx file: the artifact is that file, checked, byte for byte."""
     import onnx
 
-    shutil.copyfile(ctx.source_path, ctx.out_path)
+    shutil.copyfile(ctx.source_file(), ctx.out_path)
     onnx.checker.check_model(str(ctx.out_path), full_check=True)
     model = onnx.load(str(ctx.out_path), load_external_data=False)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)

@@ -170,23 +170,25 @@ def from_onnx(ctx: ExportContext) -> ExportResult:
     # onnx2tf writes a shape-inferred graph back over its input file (onnx2tf.py, "onnx.save(
     # estimated_graph, f=input_onnx_file_path)"): hand it a copy so the ONNX artifact stays
     # byte-identical to what torch.onnx wrote and what its hash in the manifest says.
+    parent_path, parent_contract = ctx.parent()
     onnx_copy = ctx.workdir / "onnx2tf-input.onnx"
-    shutil.copyfile(ctx.parent_path, onnx_copy)
+    shutil.copyfile(parent_path, onnx_copy)
     kwargs = dict(input_onnx_file_path=str(onnx_copy.resolve()), output_folder_path=str(ctx.out_path.resolve()),
                   output_signaturedefs=True, non_verbose=True)
     if keep_layout:
         # onnx2tf accepts only 3-5-D inputs here (an AssertionError otherwise); lower ranks are never transposed.
-        kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in ctx.parent_contract.inputs
+        kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in parent_contract.inputs
                                                            if 3 <= len(s.shape) <= 5]
     kwargs["not_use_onnxsim"] = True  # onnxsim is not a dependency; onnx2tf would shell out to it and fail
     _place_calibration_stand_in(ctx.workdir)
-    notes, fixed = [], {}
+    notes: list[str] = []
+    fixed: dict[str, int] = {}
     try:
         with _cwd(ctx.workdir), _tee_stdout() as printed:
             _convert(onnx2tf, kwargs)
     except Exception as first:  # noqa: BLE001 - retried with fixed dims below, else re-raised
-        fixed = ctx.parent_contract.dim_sizes("example", batch_one=True)
-        fixed = {d: fixed[d] for d in ctx.parent_contract.dynamic_dims()}
+        sizes = parent_contract.dim_sizes("example", batch_one=True)
+        fixed = {d: sizes[d] for d in parent_contract.dynamic_dims()}
         if not fixed:
             raise
         reason = explain(first, printed.getvalue(), ctx)
@@ -195,7 +197,7 @@ def from_onnx(ctx: ExportContext) -> ExportResult:
         static = (ctx.workdir / "onnx2tf-input-static.onnx").resolve()
         shutil.rmtree(ctx.out_path, ignore_errors=True)
         try:
-            _static_folded_copy(ctx.parent_path, static, ctx.parent_contract, fixed)
+            _static_folded_copy(parent_path, static, parent_contract, fixed)
             with _cwd(ctx.workdir):
                 _convert(onnx2tf, {**kwargs, "input_onnx_file_path": str(static)})
         except Exception:  # noqa: BLE001 - the dynamic graph's failure is the one to report
@@ -207,11 +209,11 @@ def from_onnx(ctx: ExportContext) -> ExportResult:
     # converted from the SavedModel itself so their lineage is exact, so drop these.
     for extra in Path(ctx.out_path).glob("*.tflite"):
         extra.unlink()
-    contract = savedmodel_contract(ctx.parent_contract, ctx.out_path, keep_layout)
+    contract = savedmodel_contract(parent_contract, ctx.out_path, keep_layout)
     contract.fixed_dims = {**contract.fixed_dims, **fixed}
     notes += [f"{s.name}: layout {s.layout} (perm {s.perm})" for s in contract.inputs + contract.outputs if s.perm]
-    return ExportResult(contract=contract, exporter_version=f"onnx2tf {onnx2tf.__version__}, tensorflow {tf.__version__}",
-                        options=options, notes=notes)
+    return ExportResult(contract=contract, options=options, notes=notes,
+                        exporter_version=f"onnx2tf {onnx2tf.__version__}, tensorflow {tf.__version__}")
 
 
 def from_tf_source(ctx: ExportContext) -> ExportResult:

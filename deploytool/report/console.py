@@ -5,14 +5,15 @@ from deploytool.jobs import ArtifactStatus, RowStatus
 from deploytool.manifest import Manifest
 
 
-def human_size(n: int | None) -> str:
+def human_size(n: float | None) -> str:
     if not n:
         return "-"
+    size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
 def fmt_err(x: float | None) -> str:

@@ -69,7 +69,8 @@ def write_repro(bundle_dir: Path, dest: Path, manifest: Manifest, chk: ArtifactC
     info = {
         "artifact": chk.format, "files": records.dump(rec.files), "parent": rec.parent,
         "exporter": records.dump(rec.exporter), "runtime": chk.runtime, "runtime_version": chk.runtime_version,
-        "versions": manifest.versions, "platform": manifest.platform, "reason": chk.reason, "hop_blamed": chk.hop_blamed,
+        "versions": manifest.versions, "platform": manifest.platform, "reason": chk.reason,
+        "hop_blamed": chk.hop_blamed,
         "worst": {"set": worst[0], "output": worst[1], "sample": worst[2]} if worst else None,
         "verdicts": chk.sets, "per_hop": chk.hop, "tolerance_overrides": tolerances,
         "contract": records.dump(rec.contract),

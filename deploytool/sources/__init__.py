@@ -12,9 +12,10 @@ import importlib
 import importlib.util
 import json
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -159,7 +160,7 @@ def graph_contract(what: str, inputs: list[dict], outputs: list[dict], dims: dic
         raise ModelError(f"{what}: --input-range names unknown inputs {unknown} "
                          f"(the graph has {[i['name'] for i in inputs]})")
     for i in inputs:
-        if i["name"] in (ranges or {}):
+        if ranges and i["name"] in ranges:
             i["range"] = ranges[i["name"]]
     for o in outputs:
         o.pop("layout", None)

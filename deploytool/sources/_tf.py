@@ -1,6 +1,7 @@
 """Loads a TensorFlow source inside a tensorflow worker (shared by the ``keras`` and
-``savedmodel`` kinds): a Keras model file (``.keras``) or a SavedModel directory. The contract comes from the model's own signature, golden inputs are
-seeded, and the source framework computes the reference outputs: Keras calls the model
+``savedmodel`` kinds): a Keras model file (``.keras``) or a SavedModel directory. The contract
+comes from the model's own signature, golden inputs are seeded, and the source framework computes
+the reference outputs: Keras calls the model
 (``training=False``); a SavedModel runs its ``serving_default`` signature.
 
 Shapes come from the Keras inputs / signature TensorSpecs: None dims are dynamic (a None first
@@ -20,6 +21,7 @@ from deploytool.contract import generate_inputs, spec_from_graph
 from deploytool.errors import ModelError, short_error
 from deploytool.sources import LoadedModel, SourceRef, graph_contract
 from deploytool.tf_io import SIGNATURE, keras_output_tensors, load_keras, signature_output_keys
+
 
 def _tf_dtype(dtype) -> str:
     return getattr(dtype, "name", None) or str(dtype)

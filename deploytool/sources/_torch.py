@@ -27,6 +27,8 @@ def _import(source: dict):
         target = source["ref"].rsplit(":", 1)[0] if source["kind"] == "factory" else source["ref"]
         if target.endswith(".py"):
             spec = importlib.util.spec_from_file_location(f"deploytool_user_model_{name}", target)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import {target}")
             mod = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(mod)
             return mod

@@ -1,0 +1,115 @@
+"""Judging, blame and exit codes, in process, on synthetic outputs (no runtime, no export)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deploytool import errors, npz
+from deploytool.contract import Contract
+from deploytool.formats import lineage, plan
+from deploytool.golden import GoldenSet
+from deploytool.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
+from deploytool.judge import ArtifactCheck, blame, exit_code, judge, worst_sample
+from deploytool.manifest import ArtifactRecord
+
+CONTRACT = Contract.from_dict({
+    "inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}],
+    "outputs": [{"name": "logits", "shape": ["batch", 3], "dtype": "float32", "kind": "classifier"}],
+    "dims": {"batch": {"example": 2, "alt": 3}},
+})
+RNG = np.random.default_rng(0)
+REF = {"logits": RNG.normal(size=(8, 1, 3)).astype(np.float32)}
+
+
+def _record(fmt: str, status=ArtifactStatus.OK, framework="torch") -> ArtifactRecord:
+    f = plan(framework)[fmt]
+    return ArtifactRecord(format=fmt, status=status, precision=f.precision, tier=f.tier, runtime=f.runtime,
+                          parent=f.parent, path=f"artifacts/m.{fmt}", contract=CONTRACT)
+
+
+def _ran(tmp_path, fmt: str, outputs: dict) -> ArtifactRan:
+    path = tmp_path / f"{fmt}.main.npz"
+    npz.save(path, outputs)
+    return ArtifactRan(status=RunStatus.OK, runtime=plan()[fmt].runtime, outputs={"main": str(path)})
+
+
+def _judge(tmp_path, outputs_by_fmt: dict, framework="torch", **kw) -> dict[str, ArtifactCheck]:
+    sets = [GoldenSet("main", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, 8)]
+    records = {f: _record(f, framework=framework) for f in outputs_by_fmt}
+    runs = {f: _ran(tmp_path, f, out) for f, out in outputs_by_fmt.items() if out is not None}
+    return judge(CONTRACT, records, runs, sets, {"main": REF}, framework=framework, **kw)
+
+
+def test_every_format_passes_on_the_reference_itself(tmp_path):
+    checks = _judge(tmp_path, {f: REF for f in plan()})
+    assert {c.status for c in checks.values()} == {CheckStatus.PASS}
+    assert exit_code(checks, strict=True) == errors.OK
+
+
+def test_a_failure_is_blamed_on_the_hop_where_it_first_appears(tmp_path):
+    bad = {"logits": REF["logits"] + 0.5}
+    checks = _judge(tmp_path, {"onnx": REF, "savedmodel": bad, "tflite_fp32": bad, "tflite_fp16": bad})
+    assert checks["onnx"].status == CheckStatus.PASS
+    for fmt in ("savedmodel", "tflite_fp32"):
+        assert checks[fmt].status == CheckStatus.FAIL
+        assert checks[fmt].hop_blamed == "onnx -> savedmodel", fmt
+        assert "[error appears at hop onnx -> savedmodel]" in checks[fmt].reason
+    assert exit_code(checks, strict=False) == errors.PARITY
+    # per hop: tflite_fp32 matches its (wrong) parent exactly
+    assert checks["tflite_fp32"].hop["main"]["logits"]["passed"]
+    assert worst_sample(checks["savedmodel"]) is not None and worst_sample(checks["onnx"]) is None
+
+
+def test_blame_names_unchecked_ancestors(tmp_path):
+    bad = {"logits": REF["logits"] + 0.5}
+    checks = _judge(tmp_path, {"tflite_fp32": bad})  # onnx and savedmodel not run here
+    assert checks["tflite_fp32"].hop_blamed == "savedmodel -> tflite_fp32 (not checked in this run: onnx, savedmodel)"
+    assert blame("tflite_fp32", {"onnx": ArtifactCheck("onnx", "onnxruntime", CheckStatus.FAIL)}) == "source -> onnx"
+
+
+@pytest.mark.parametrize("framework", ["torch", "onnx", "tensorflow"])
+def test_blame_follows_each_frameworks_chain(framework):
+    chain = lineage("tflite_fp32", framework)
+    checks = {f: ArtifactCheck(f, plan(framework)[f].runtime, CheckStatus.PASS) for f in chain}
+    checks["tflite_fp32"].status = CheckStatus.FAIL
+    assert blame("tflite_fp32", checks, framework) == f"{chain[-2]} -> tflite_fp32"
+    checks[chain[0]].status = CheckStatus.FAIL
+    assert blame("tflite_fp32", checks, framework) == f"source -> {chain[0]}"
+
+
+def test_refused_skipped_errored_and_not_exported(tmp_path):
+    sets = [GoldenSet("main", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, 8)]
+    records = {"onnx": _record("onnx"), "torchscript": _record("torchscript"), "savedmodel": _record("savedmodel"),
+               "tflite_fp32": _record("tflite_fp32", ArtifactStatus.FAILED),
+               "tflite_fp16": _record("tflite_fp16", ArtifactStatus.NOT_APPLICABLE)}
+    runs = {"torchscript": ArtifactRan(status=RunStatus.SKIPPED, error="runtime torchscript not installed"),
+            "savedmodel": ArtifactRan(status=RunStatus.LOAD_FAILED, error="OSError: bad file")}
+    checks = judge(CONTRACT, records, runs, sets, {"main": REF}, refused={"onnx": "refused before loading: hash"})
+    assert checks["onnx"].status == CheckStatus.CORRUPT and "hash" in checks["onnx"].reason
+    assert checks["torchscript"].status == CheckStatus.SKIPPED
+    assert checks["savedmodel"].status == CheckStatus.ERROR
+    assert checks["savedmodel"].reason == "failed to load in tensorflow: OSError: bad file"
+    assert checks["tflite_fp32"].status == CheckStatus.NOT_EXPORTED
+    assert checks["tflite_fp16"].status == CheckStatus.NOT_APPLICABLE
+    assert exit_code(checks, strict=False) == errors.BUNDLE  # corrupt outranks runtime and export
+    del checks["onnx"]
+    assert exit_code(checks, strict=False) == errors.RUNTIME
+    assert exit_code({"torchscript": checks["torchscript"]}, strict=False) == errors.OK
+    assert exit_code({"torchscript": checks["torchscript"]}, strict=True) == errors.SKIPPED
+
+
+def test_wrong_dtype_fails_even_when_values_match(tmp_path):
+    checks = _judge(tmp_path, {"onnx": {"logits": REF["logits"].astype(np.float64)}})
+    assert checks["onnx"].status == CheckStatus.FAIL and "dtype float64" in checks["onnx"].reason
+
+
+def test_tolerance_override_applies_per_format_and_output(tmp_path):
+    off = {"logits": REF["logits"] + 1e-3}
+    assert _judge(tmp_path, {"onnx": off})["onnx"].status == CheckStatus.FAIL
+    loose = {"onnx:logits": {"atol": 1e-2}}
+    assert _judge(tmp_path, {"onnx": off}, tolerances=loose)["onnx"].status == CheckStatus.PASS
+
+
+def test_skipped_sets_are_reported_on_the_check(tmp_path):
+    checks = _judge(tmp_path, {"onnx": REF}, skipped_sets={"onnx": {"alt": "artifact fixed batch=1"}})
+    assert checks["onnx"].skipped_sets == {"alt": "artifact fixed batch=1"}
