@@ -92,7 +92,7 @@ def main() -> None:
     """
 
 
-@main.command(context_settings=CONTEXT, epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help())
+@main.command("export", context_settings=CONTEXT, epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help())
 @click.option("--model", "-m", default="digits_cnn", show_default=True,
               help="Reference-zoo name; a .py file written like a zoo module (models/digits_cnn.py); file.py:factory "
                    "or package.module:factory (returns an nn.Module or (module, example_inputs)); an .onnx file (ONNX "
@@ -119,7 +119,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the table.")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and where the worker logs are.")
-def export(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict, as_json,
+def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict, as_json,
            debug):
     """Export MODEL to every format into a verified bundle.
 
@@ -172,7 +172,7 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
     return out
 
 
-@main.command(context_settings=CONTEXT, epilog=exit_codes_help())
+@main.command("validate", context_settings=CONTEXT, epilog=exit_codes_help())
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
 @click.option("--format", "-f", "formats", multiple=True,
               help="Artifact to check (repeatable); a prefix selects several (-f tflite). Default: all.")
@@ -188,7 +188,7 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
-def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_path, junit_path, debug):
+def validate_command(bundle, formats, data, samples, atol, rtol, strict, reports, json_path, junit_path, debug):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -221,7 +221,7 @@ def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_p
     sys.exit(outcome.exit_code)
 
 
-@main.command(context_settings=CONTEXT, epilog=exit_codes_help())
+@main.command("bench", context_settings=CONTEXT, epilog=exit_codes_help())
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
 @click.option("--format", "-f", "formats", multiple=True, help="Artifact to time (repeatable; a prefix selects "
               "several). Default: all, plus the source model (torch eager, or Keras for a .keras source) as the "
@@ -250,7 +250,7 @@ def validate(bundle, formats, data, samples, atol, rtol, strict, reports, json_p
               help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
-def bench(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source, compare,
+def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source, compare,
           threshold, rounds, strict, reports, debug):
     """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
 
