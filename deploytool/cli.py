@@ -92,7 +92,8 @@ def main() -> None:
     """
 
 
-@main.command("export", context_settings=CONTEXT, epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help())
+@main.command("export", context_settings=CONTEXT,
+              epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help())
 @click.option("--model", "-m", default="digits_cnn", show_default=True,
               help="Reference-zoo name; a .py file written like a zoo module (models/digits_cnn.py); file.py:factory "
                    "or package.module:factory (returns an nn.Module or (module, example_inputs)); an .onnx file (ONNX "
@@ -119,8 +120,8 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the table.")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and where the worker logs are.")
-def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict, as_json,
-           debug):
+def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict,
+                   as_json, debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -250,8 +251,8 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, reports
               help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
-def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source, compare,
-          threshold, rounds, strict, reports, debug):
+def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source,
+                  compare, threshold, rounds, strict, reports, debug):
     """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
 
     Each (artifact, threads, batch) row runs in a fresh process fed the bundle's golden inputs;

@@ -26,7 +26,7 @@ class Watch:
         self.root = Path(root)
         self.events: list[tuple[str, str]] = []
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         self.fd = _libc.inotify_init1(IN_NONBLOCK)
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")

@@ -135,7 +135,8 @@ def test_jobs_round_trip_and_replies_are_checked():
                                                       "source")]),
                 jobs.ExportFormat(format="onnx", framework="torch", model_name="m", contract=c, out="/o", workdir="/w",
                                   parent_contract=c, options={"keep_layout": False}),
-                jobs.RunArtifact(runtime="onnxruntime", artifact="/a", contract=c, sets=[jobs.RunSet("main", "i", "o")]),
+                jobs.RunArtifact(runtime="onnxruntime", artifact="/a", contract=c,
+                                 sets=[jobs.RunSet("main", "i", "o")]),
                 jobs.TimeArtifact(runtime="litert", artifact="/a", contract=c, inputs="/i", batch=2, protocol={}),
                 jobs.Exit()):
         data = json.loads(json.dumps(jobs.encode(job, "/r", None, last=True)))
