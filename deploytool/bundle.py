@@ -19,8 +19,9 @@ import json
 import os
 import platform
 import shutil
+import stat
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deploytool import __version__
@@ -70,14 +71,86 @@ def file_records(root: Path, path: Path) -> list[FileRecord]:
 
 
 def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically (temporary file + rename); the temporary file is created exclusively and never
+    through a link, and the rename replaces a link at ``path`` instead of writing through it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-        f.write("\n")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+# ---- the bundle as a trust boundary ---------------------------------------------------------------
+# A bundle may have travelled through other hands. Paths it names are checked to be relative,
+# normalised and inside it; nothing in it may be a link or anything but a regular file or a
+# directory; and deploytool writes into it (reports/, logs/, repro folders) only through
+# directories it has checked to be real directories inside the bundle.
+
+def contained(rel: object, what: str) -> str:
+    """A bundle-relative path from a manifest: a relative, normalised POSIX path inside the bundle."""
+    if not isinstance(rel, str) or not rel:
+        raise BundleError(f"{what}: path {rel!r} is not a relative path")
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or "\\" in rel or "\0" in rel or any(p in ("..", ".") for p in pure.parts) \
+            or pure.as_posix() != rel:
+        raise BundleError(f"{what}: path {rel!r} is not a normalised relative path inside the bundle")
+    return rel
+
+
+def scan(root: Path) -> dict[str, str]:
+    """Every entry under ``root`` (bundle-relative POSIX path -> "file" or "dir"), never following a
+    link; a link, FIFO, socket or device anywhere in the bundle is refused."""
+    entries: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            rel = full.relative_to(root).as_posix()
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                raise BundleError(f"bundle {root}: {rel} is a symbolic link (links are refused: a bundle must be "
+                                  "self-contained)")
+            if stat.S_ISDIR(mode):
+                entries[rel] = "dir"
+            elif stat.S_ISREG(mode):
+                entries[rel] = "file"
+            else:
+                raise BundleError(f"bundle {root}: {rel} is not a regular file or directory (refused)")
+    return entries
+
+
+def real_dir(root: Path, rel: str) -> Path:
+    """``root/rel`` as a real directory inside ``root``, creating what is missing; refuses to go
+    through a link or a non-directory at any step (so a write can never leave the bundle)."""
+    path = Path(root)
+    for part in PurePosixPath(contained(rel, f"bundle {root}")).parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            path.mkdir()
+            continue
+        if stat.S_ISLNK(mode) or not stat.S_ISDIR(mode):
+            raise BundleError(f"bundle {root}: {path.relative_to(root).as_posix()} is "
+                              f"{'a symbolic link' if stat.S_ISLNK(mode) else 'not a directory'}; "
+                              "refusing to write through it")
+    return path
+
+
+def remove_tree(root: Path, path: Path) -> None:
+    """Remove a directory deploytool wrote inside the bundle (a stale repro folder), never through a link."""
+    if not path.exists() and not path.is_symlink():
+        return
+    real_dir(root, path.relative_to(root).as_posix())  # refuses a link on the way or at the end
+    shutil.rmtree(path)  # does not follow links inside
 
 
 def staging_dir(out: Path, name: str) -> Path:

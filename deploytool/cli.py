@@ -8,7 +8,7 @@ import click
 
 from deploytool import __version__
 from deploytool.errors import EXIT_CODES, DeployToolError, UsageError, exit_codes_help
-from deploytool.jobs import ArtifactStatus, CheckStatus, RowStatus
+from deploytool.jobs import BENCH_MARGIN_S, CHECK_TIMEOUT_S, EXPORT_TIMEOUT_S, ArtifactStatus, CheckStatus, RowStatus
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -117,11 +117,17 @@ def main() -> None:
               help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")
 @_tolerance_options
 @click.option("--strict", is_flag=True, help="Treat a check skipped for a missing runtime as a failure (exit 7).")
+@click.option("--sign", type=click.Path(dir_okay=False), metavar="KEY.pem",
+              help="Sign the bundle's content (manifest, artifacts, golden data) with this EC private key "
+                   "(OpenSSF model-signing, offline) into BUNDLE/signature.sig; check with validate --verify.")
+@click.option("--timeout", type=float, default=EXPORT_TIMEOUT_S, show_default=True, metavar="SECONDS",
+              help="Time limit for each worker step (loading the source, one format's conversion, one check): a "
+                   "step still running is killed and reported as that step's failure; the others go on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the table.")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and where the worker logs are.")
 def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict,
-                   as_json, debug):
+                   sign, timeout, as_json, debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -137,7 +143,7 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout, strict=strict,
                          inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
-                         tolerances=_tolerances(atol, rtol), progress=progress)
+                         tolerances=_tolerances(atol, rtol), sign=sign, timeout=timeout, progress=progress)
     if as_json:
         click.echo(json.dumps(outcome.manifest.to_json(), indent=2, default=str))
     else:
@@ -183,13 +189,21 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @_tolerance_options
 @click.option("--strict", is_flag=True,
               help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
+@click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
+              "(they are shown as overrides in the table and report otherwise).")
+@click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
+              help="Refuse the bundle (exit 8), before loading anything, unless its signature verifies with this "
+                   "public key (see export --sign).")
+@click.option("--timeout", type=float, default=CHECK_TIMEOUT_S, show_default=True, metavar="SECONDS",
+              help="Time limit for each artifact's run; a run still going is killed and reported as an error.")
 @click.option("--reports", type=click.Path(file_okay=False), help="Where reports and repro folders go "
               "(default: BUNDLE/reports).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
-def validate_command(bundle, formats, data, samples, atol, rtol, strict, reports, json_path, junit_path, debug):
+def validate_command(bundle, formats, data, samples, atol, rtol, strict, tier_defaults, verify_key, timeout, reports,
+                     json_path, junit_path, debug):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -206,7 +220,14 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, reports
 
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.validate(bundle, list(formats) or None, data, samples, _tolerances(atol, rtol), strict, reports,
-                           json_path, junit_path, progress)
+                           json_path, junit_path, progress, verify_key=verify_key, tier_defaults=tier_defaults,
+                           timeout=timeout)
+    stored = outcome.manifest.tolerances
+    if stored:
+        applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
+        click.echo("note: the bundle stores tolerance overrides from its export: "
+                   + ", ".join(f"{k} {n}={v:g}" for k, vals in stored.items() for n, v in vals.items())
+                   + f" ({applied})")
     model = outcome.manifest.model.name
     sets = ", ".join(f"{s.name} ({s.samples} x {', '.join(f'{k}={v}' for k, v in s.dims.items()) or 'static'})"
                      for s in outcome.sets)
@@ -247,12 +268,16 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, reports
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
               help="Interleaved rounds per side with --compare.")
 @click.option("--strict", is_flag=True, help="A runtime that is not installed fails the run (exit 7).")
+@click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
+              help="Refuse the bundle (exit 8) unless its signature verifies with this public key.")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Time limit for each row's worker (default: "
+              f"--max-time + {BENCH_MARGIN_S:g} s); a row still running is killed and reported as failed.")
 @click.option("--reports", type=click.Path(file_okay=False),
               help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
 def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source,
-                  compare, threshold, rounds, strict, reports, debug):
+                  compare, threshold, rounds, strict, verify_key, timeout, reports, debug):
     """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
 
     Each (artifact, threads, batch) row runs in a fresh process fed the bundle's golden inputs;
@@ -273,7 +298,7 @@ def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_ru
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.bench(bundle, list(formats) or None, parse_int_list(threads, "threads"),
                         parse_int_list(batch, "batch"), protocol, compare, threshold, rounds, strict,
-                        not no_source, reports, progress)
+                        not no_source, reports, progress, verify_key=verify_key, timeout=timeout)
     click.echo(f"model {outcome.manifest.model.name}: bundle {outcome.bundle}")
     click.echo(bench_table(sorted_rows(outcome.rows)))
     if outcome.compare is not None:
@@ -281,7 +306,7 @@ def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_ru
         click.echo(compare_table(outcome.compare, threshold))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['csv']}")
     for r in outcome.rows:
-        if r["status"] == RowStatus.FAILED:
+        if r["status"] in (RowStatus.FAILED, RowStatus.CORRUPT):
             click.echo(f"deploytool: error: {r['format']} (threads={r['threads']}, batch={r['batch']}): {r['reason']}",
                        err=True)
     for c in outcome.compare or []:

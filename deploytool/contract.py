@@ -270,3 +270,58 @@ def parse_range(text: str) -> tuple[str, list]:
     if not low < high:
         raise ValueError(f"--input-range {text!r}: LOW must be below HIGH")
     return name, [low, high]
+
+
+def nonfinite_sample(arrays: dict[str, np.ndarray]) -> tuple[str, int] | None:
+    """(name, first sample index) of a float array [samples, ...] holding NaN/Inf, or None."""
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        if a.dtype.kind in "fc" and a.size and not np.isfinite(a).all():
+            return name, int(np.argwhere(~np.isfinite(a.reshape(len(a), -1)))[0][0])
+    return None
+
+
+def describe_sample(inputs: dict[str, np.ndarray], i: int) -> str:
+    """A short description of golden sample ``i``: each input's shape and value range."""
+    parts = []
+    for name, a in inputs.items():
+        x = np.asarray(a[i])
+        parts.append(f"{name} {list(x.shape)} in [{x.min():.4g}, {x.max():.4g}]" if x.size else f"{name} (empty)")
+    return ", ".join(parts)
+
+
+def declared_mismatches(contract: Contract, declared: dict) -> list[str]:
+    """Where an artifact's own declared I/O (``Runtime.describe``: {"inputs": [{name, dtype, shape}],
+    "outputs": [...], "ordered": bool}) does not honour its contract: a tensor missing or extra,
+    another dtype or rank, a different static size, and (where the artifact orders its I/O, as
+    ONNX graphs do) another order. Empty when it honours it."""
+    problems: list[str] = []
+    for group, specs in (("input", contract.inputs), ("output", contract.outputs)):
+        have = declared.get(f"{group}s", [])
+        by_name = {d["name"]: d for d in have}
+        wanted = [s.feed_name for s in specs]
+        missing = [n for n in wanted if n not in by_name]
+        extra = [d["name"] for d in have if d["name"] not in wanted]
+        if missing or extra:
+            problems.append(f"artifact {group}s {[d['name'] for d in have]}, the contract names {wanted}")
+            continue
+        if declared.get("ordered") and [d["name"] for d in have] != wanted:
+            problems.append(f"artifact {group}s are in the order {[d['name'] for d in have]}, the contract's is "
+                            f"{wanted}")
+        for spec in specs:
+            d = by_name[spec.feed_name]
+            dtype = spec.artifact_dtype or spec.dtype
+            if d.get("dtype") is not None and d["dtype"] != dtype:
+                problems.append(f"{group} {spec.feed_name!r} is {d['dtype']}, the contract says {dtype}")
+            shape = spec.artifact_shape or ([spec.shape[i] for i in spec.perm] if spec.perm else spec.shape)
+            got = d.get("shape")
+            if got is None:
+                continue
+            if len(got) != len(shape):
+                problems.append(f"{group} {spec.feed_name!r} has rank {len(got)}, the contract's is {len(shape)}")
+                continue
+            for axis, (g, w) in enumerate(zip(got, shape)):
+                w = contract.fixed_dims.get(w, w) if isinstance(w, str) else w
+                if isinstance(g, int) and g >= 0 and isinstance(w, int) and g != w:
+                    problems.append(f"{group} {spec.feed_name!r} has size {g} at axis {axis}, the contract's is {w}")
+    return problems

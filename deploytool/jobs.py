@@ -24,6 +24,12 @@ from deploytool import records
 from deploytool.contract import Contract
 from deploytool.golden import GoldenSetPlan
 
+# Default time limits per worker job, in seconds (--timeout sets them). A worker still busy when its
+# limit runs out is killed and that step reported as failed with the limit it hit.
+EXPORT_TIMEOUT_S = 1800.0  # loading the source, writing the golden data, or converting one format
+CHECK_TIMEOUT_S = 600.0  # loading one artifact and running it on every golden set
+BENCH_MARGIN_S = 300.0  # a bench row: --max-time plus this (import, load, warm-up)
+
 
 class ArtifactStatus(StrEnum):
     """An artifact record in the manifest: what export did."""
@@ -41,7 +47,8 @@ class RunStatus(StrEnum):
     LOAD_FAILED = "load_failed"
     RUN_FAILED = "run_failed"
     SKIPPED = "skipped"  # its runtime is not installed here (decided by the coordinator)
-    CRASHED = "crashed"  # the worker died without a reply
+    CONTRACT_MISMATCH = "contract_mismatch"  # the artifact's declared I/O does not honour its contract
+    CRASHED = "crashed"  # the worker died without a reply (or was killed at its time limit)
 
 
 class CheckStatus(StrEnum):
@@ -63,6 +70,7 @@ class RowStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     NOT_APPLICABLE = "not_applicable"
+    CORRUPT = "corrupt"  # refused before loading: its files do not match their hashes
 
 
 # ---- jobs -------------------------------------------------------------------------------------

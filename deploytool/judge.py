@@ -35,6 +35,12 @@ class ArtifactCheck:
     settings: dict = field(default_factory=dict)
     runtime_version: str | None = None
     outputs: dict = field(default_factory=dict)  # set -> path of the artifact's outputs
+    overrides: dict = field(default_factory=dict)  # output -> tolerance overrides applied instead of the tier's
+
+    def overrides_text(self) -> str:
+        """The overrides applied, for a table's note (empty when the tier's defaults were used)."""
+        seen = sorted({f"{k}={v:g}" for values in self.overrides.values() for k, v in values.items()})
+        return f"tolerance override {', '.join(seen)} (not the {self.format} tier's)" if seen else ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +86,9 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
         if run.status == RunStatus.SKIPPED:
             chk.status, chk.reason = CheckStatus.SKIPPED, run.error or "skipped"
             continue
+        if run.status == RunStatus.CONTRACT_MISMATCH:
+            chk.status, chk.reason = CheckStatus.FAIL, f"does not honour its I/O contract: {run.error}"
+            continue
         if run.status != RunStatus.OK:
             chk.status = CheckStatus.ERROR
             where = "load" if run.status == RunStatus.LOAD_FAILED else "run"
@@ -98,6 +107,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
             chk.sets[set_name], chk.hop[set_name] = {}, {}
             for spec in contract.outputs:
                 tier = parity.tier_for(parity.TIERS[fmt.tier], tolerances or {}, name, spec.name)
+                if parity.overrides_for(tolerances or {}, name, spec.name):
+                    chk.overrides[spec.name] = parity.overrides_for(tolerances or {}, name, spec.name)
                 classifier = spec.kind == "classifier"
                 verdict = parity.check(got[spec.name], ref[spec.name], tier, classifier)
                 if verdict.passed and str(got[spec.name].dtype) != spec.dtype:

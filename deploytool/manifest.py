@@ -16,9 +16,11 @@ from deploytool import __version__, records
 from deploytool.contract import Contract
 from deploytool.errors import BundleError
 from deploytool.jobs import ArtifactStatus, CheckStatus
+from deploytool.parity import check_overrides
 
 SCHEMA_VERSION = 1
 FILENAME = "manifest.json"
+MAX_BYTES = 64 << 20  # a manifest is kilobytes; anything this large is not one
 
 
 @dataclass
@@ -123,9 +125,10 @@ def load(data: Any, where: str = FILENAME) -> Manifest:
     for key, value in m.model.source.items():
         if key in ("kind", "ref", "name", "framework") and not isinstance(value, str):
             raise records.RecordError(f"manifest.model.source.{key}: expected a string, got {value!r}")
-    for target, values in m.tolerances.items():
-        for name, value in values.items():
-            records.finite(value, f"manifest.tolerances.{target}.{name}")
+    try:
+        check_overrides(m.tolerances, "manifest.tolerances")
+    except ValueError as e:
+        raise records.RecordError(str(e)) from None
     for name, rec in m.artifacts.items():
         where_a = f"manifest.artifacts.{name}"
         if rec.format != name:
@@ -147,8 +150,10 @@ def read(bundle: Path) -> Manifest:
     if not path.is_file():
         raise BundleError(f"bundle {bundle}: no {FILENAME} (not a deploytool bundle, or an unfinished one)")
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise BundleError(f"bundle {bundle}: {FILENAME} is larger than {MAX_BYTES >> 20} MiB (refused)")
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise BundleError(f"bundle {bundle}: {FILENAME} is unreadable ({e})") from None
     try:
         return load(data)

@@ -61,6 +61,7 @@ class Metrics:
     top1_agreement: float | None
     worst_sample: int
     worst_index: list
+    nonfinite_ref: int = 0  # NaN/Inf in the reference itself: nothing to compare against there
 
     def to_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -129,12 +130,16 @@ def compare(actual: np.ndarray, expected: np.ndarray, tier: Tier, classifier: bo
         top1_agreement=top1,
         worst_sample=worst[0] if worst else 0,
         worst_index=worst,
+        nonfinite_ref=int(np.sum(~finite_ref)),
     )
 
 
 def judge(m: Metrics, tier: Tier) -> Verdict:
     if not m.shape_ok:
         return Verdict(False, "shape differs from the reference", m, tier)
+    if m.nonfinite_ref:  # never a silent pass: those elements would be compared against nothing
+        return Verdict(False, f"the reference holds {m.nonfinite_ref} NaN/Inf values; nothing to compare "
+                              "against there", m, tier)
     if m.nonfinite_new:
         return Verdict(False, f"{m.nonfinite_new} NaN/Inf values where the reference is finite", m, tier)
     if tier.gate == "elementwise":
@@ -154,11 +159,18 @@ def judge(m: Metrics, tier: Tier) -> Verdict:
     return Verdict(True, "cosine/SQNR/top-1 within tier", m, tier)
 
 
-def tier_for(base: Tier, overrides: dict, fmt: str, output: str) -> Tier:
-    """Apply user tolerances: keys "FMT:OUTPUT", "FMT:*", "*:OUTPUT", "*:*" (most specific wins, per field)."""
+def overrides_for(overrides: dict, fmt: str, output: str) -> dict[str, float]:
+    """The override values that apply to one output of one format: keys "FMT:OUTPUT", "FMT:*",
+    "*:OUTPUT", "*:*" (most specific wins, per field)."""
     values: dict[str, float] = {}
     for key in ("*:*", f"*:{output}", f"{fmt}:*", f"{fmt}:{output}"):
         values.update(overrides.get(key, {}))
+    return values
+
+
+def tier_for(base: Tier, overrides: dict, fmt: str, output: str) -> Tier:
+    """Apply user tolerances (``overrides_for``) to a tier."""
+    values = overrides_for(overrides, fmt, output)
     return base.with_overrides(values.get("atol"), values.get("rtol"))
 
 
@@ -169,10 +181,30 @@ def parse_tolerance(spec: str, field_name: str) -> tuple[str, float]:
         number = float(value)
     except ValueError:
         raise ValueError(f"--{field_name} {spec!r}: {value!r} is not a number") from None
-    if number < 0:
-        raise ValueError(f"--{field_name} {spec!r}: must be >= 0")
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"--{field_name} {spec!r}: must be a finite number >= 0")
     fmt, _, output = target.partition(":")
     return f"{fmt or '*'}:{output or '*'}", number
+
+
+def check_overrides(overrides: object, what: str) -> dict[str, dict[str, float]]:
+    """Tolerance overrides from anywhere (command line, config, API, a bundle's manifest): keys
+    "FMT:OUTPUT" (either may be "*"), values {"atol"|"rtol": finite number >= 0}. A NaN tolerance
+    would pass everything, so it is refused with the rest."""
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{what}: tolerances must be a table, got {type(overrides).__name__}")
+    for key, values in overrides.items():
+        if not isinstance(key, str) or key.count(":") != 1 or not all(key.split(":")):
+            raise ValueError(f"{what}: tolerance target {key!r} is not FMT:OUTPUT")
+        if not isinstance(values, dict) or not values:
+            raise ValueError(f"{what}: tolerances for {key!r} must be a table of atol/rtol")
+        for name, value in values.items():
+            if name not in ("atol", "rtol"):
+                raise ValueError(f"{what}: {key!r} has {name!r}; only atol and rtol can be set")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
+                raise ValueError(f"{what}: {key} {name} = {value!r}: must be a finite number >= 0")
+    return overrides
 
 
 def check(actual: np.ndarray, expected: np.ndarray, tier: Tier, classifier: bool = False) -> Verdict:

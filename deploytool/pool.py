@@ -20,8 +20,9 @@ from deploytool.spawn import Worker
 class RunPool:
     """Submits artifact runs to at most ``parallel`` worker subprocesses (optionally started warm)."""
 
-    def __init__(self, logs: Path, work: Path, parallel: int = 2, settings: dict | None = None) -> None:
-        self.logs, self.work = logs, work
+    def __init__(self, logs: Path, work: Path, parallel: int = 2, settings: dict | None = None,
+                 timeout: float = jobs.CHECK_TIMEOUT_S) -> None:
+        self.logs, self.work, self.timeout = logs, work, timeout
         self.settings = settings or {}
         self.pool = ThreadPoolExecutor(max_workers=parallel)
         self.futures: dict[str, Future] = {}
@@ -58,7 +59,7 @@ class RunPool:
                                sets=[jobs.RunSet(s.name, str(s.inputs), str(self.work / f"{key}.{s.name}.npz"))
                                      for s in sets])
         worker = self._worker(key, runtime)
-        self.futures[key] = self.pool.submit(worker.run, job)
+        self.futures[key] = self.pool.submit(worker.run, job, True, self.timeout)
 
     def results(self) -> dict[str, jobs.ArtifactRan]:
         out = {key: fut.result() for key, fut in self.futures.items()}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 import types
 import typing
 from functools import cache
@@ -105,12 +104,6 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise RecordError(f"{where}: expected a string, got {_show(value)}")
         return value
     raise TypeError(f"records: no rule for {tp!r} at {where}")  # a bug in a record definition
-
-
-def finite(value: float | None, where: str) -> None:
-    """Numbers a verdict depends on must be finite (JSON NaN/Infinity parse as floats)."""
-    if value is not None and not math.isfinite(value):
-        raise RecordError(f"{where}: must be a finite number, got {value!r}")
 
 
 def _show(value: Any) -> str:

@@ -58,13 +58,16 @@ class Worker:
             cmd = [sys.executable, "-m", "deploytool.worker", str(self.base)]
             if self.preload:
                 cmd += ["--preload", ",".join(self.preload)]
-            with open(self.log_path, "ab") as log:
+            # Never through a link: a log inside a bundle must not write outside it.
+            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "ab") as log:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                              env={**os.environ, **WORKER_ENV})
         return self
 
-    def run(self, job: jobs.Job[jobs.R], last: bool = True) -> jobs.R:
-        """Hand over ``job`` and wait for its reply (``last``: the worker exits after it)."""
+    def run(self, job: jobs.Job[jobs.R], last: bool = True, timeout: float | None = None) -> jobs.R:
+        """Hand over ``job`` and wait for its reply (``last``: the worker exits after it). A worker
+        still busy after ``timeout`` seconds is killed, and the reply says so."""
         reply_type: Any = jobs.REPLY_OF[type(job)]
         if self.done:
             return reply_type.crashed(f"worker already exited (log: {self.log_path})")
@@ -79,10 +82,17 @@ class Worker:
         if proc is None:  # start() always sets it; for the type checker
             raise RuntimeError("worker did not start")
         code = None
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             code = proc.poll()
             if code is not None or (not last and reply.exists()):
                 break
+            if deadline is not None and time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                self.done = True
+                return reply_type.crashed(f"timed out after {timeout:g} s and was killed (the time limit for this "
+                                          f"step: --timeout) (log: {self.log_path})")
             time.sleep(POLL_S)
         self.done = last or code is not None
         if reply.exists() and (code in (0, None)):
@@ -91,6 +101,11 @@ class Worker:
             except (ValueError, records.RecordError) as e:  # a bug in the worker: say so, keep going
                 return reply_type.crashed(f"worker wrote an unreadable reply ({e}) (log: {self.log_path})")
         return reply_type.crashed(f"worker {_why(code)} (log: {self.log_path})")
+
+    @property
+    def alive(self) -> bool:
+        """Started, not finished, and still able to take a job."""
+        return self.proc is not None and self.proc.poll() is None and not self.done
 
     def close(self) -> None:
         """End the worker: a waiting one is told to exit (so its log is flushed), a busy one is killed."""

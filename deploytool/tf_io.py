@@ -64,6 +64,17 @@ def signature_call(fn, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in out.items()}
 
 
+def signature_io(fn) -> dict:
+    """A signature's declared I/O (names, dtypes, shapes; a signature maps by name, no order)."""
+    def spec(name, t) -> dict:
+        return {"name": name, "dtype": t.dtype.name, "shape": [d if d is not None else None for d in t.shape.as_list()]}
+
+    ins = fn.structured_input_signature[1]
+    outs = fn.structured_outputs
+    return {"inputs": [spec(k, t) for k, t in ins.items()], "outputs": [spec(k, t) for k, t in outs.items()],
+            "ordered": False}
+
+
 def load_keras(path: Path):
     import keras
 

@@ -84,6 +84,7 @@ def load_source(job: jobs.LoadSource, env: dict) -> jobs.SourceLoaded:
 
 def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     """Draw each planned set's inputs, run the source on them, write both."""
+    from deploytool import contract as C
     from deploytool import npz
     from deploytool.contract import check_inputs, generate_inputs
 
@@ -104,6 +105,12 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
                 f"forward() on the {plan.name} golden set raised {short_error(e)}"
             return jobs.GoldenWritten(ok=False, error=f"model {_State.model_name!r}: {what}",
                                       traceback=traceback.format_exc())
+        bad = C.nonfinite_sample(refs)
+        if bad is not None:  # every check against it would be vacuous there: refuse, naming the sample
+            output, sample = bad
+            return jobs.GoldenWritten(ok=False, error=f"model {_State.model_name!r}: the source model's output "
+                                      f"{output!r} is NaN/Inf on {plan.name} golden sample {sample} (inputs: "
+                                      f"{C.describe_sample(inputs, sample)}); nothing can be checked against it")
         npz.save(Path(job.root) / plan.inputs, inputs)
         npz.save(Path(job.root) / plan.reference, refs)
         written[plan.name] = len(next(iter(inputs.values())))
@@ -174,8 +181,13 @@ def run_artifact(job: jobs.RunArtifact, env: dict) -> jobs.ArtifactRan:
     except Exception as e:  # noqa: BLE001
         reply.status, reply.error, reply.traceback = jobs.RunStatus.LOAD_FAILED, short_error(e), traceback.format_exc()
         return reply
-    run = RUNTIMES[job.runtime].run
-    contract = job.contract
+    rt = RUNTIMES[job.runtime]
+    run, contract = rt.run, job.contract
+    declared = rt.describe(session)
+    mismatches = C.declared_mismatches(contract, declared) if declared is not None else []
+    if mismatches:  # fed by name it might still run; a positional consumer would get it wrong
+        reply.status, reply.error = jobs.RunStatus.CONTRACT_MISMATCH, "; ".join(mismatches)
+        return reply
     for item in job.sets:
         inputs = npz.load(item.inputs)
         n = len(next(iter(inputs.values())))
@@ -184,9 +196,15 @@ def run_artifact(job: jobs.RunArtifact, env: dict) -> jobs.ArtifactRan:
             for i in range(n):
                 feeds = C.to_artifact(contract, {k: v[i] for k, v in inputs.items()})
                 t1 = time.perf_counter()
-                got = C.from_artifact(contract, run(session, feeds))
+                raw = run(session, feeds)
                 if reply.first_inference_s is None:
                     reply.first_inference_s = time.perf_counter() - t1
+                    extra = sorted(set(raw) - {s.feed_name for s in contract.outputs})
+                    if extra:
+                        reply.status = jobs.RunStatus.CONTRACT_MISMATCH
+                        reply.error = f"the artifact returns outputs {extra} that its contract does not name"
+                        return reply
+                got = C.from_artifact(contract, raw)
                 for name in contract.output_names:
                     outs[name].append(np.asarray(got[name]))
             stacked = {k: np.stack(v) for k, v in outs.items()}

@@ -13,15 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploytool import bundle, errors
-from deploytool import manifest as manifest_io
+from deploytool import bundle, errors, npz
 from deploytool import timing as B  # noqa: N812
 from deploytool.commands.validate import select_formats
 from deploytool.contract import Contract
 from deploytool.errors import BundleError, UsageError
 from deploytool.golden import MAIN
-from deploytool.jobs import ArtifactStatus, RowStatus, RunStatus, TimeArtifact
+from deploytool.jobs import BENCH_MARGIN_S, ArtifactStatus, RowStatus, RunStatus, TimeArtifact
 from deploytool.manifest import Manifest
+from deploytool.reader import OpenedBundle, open_bundle
 from deploytool.report.bench_files import write_bench_reports
 from deploytool.runtimes import RUNTIMES
 from deploytool.sources import kind_of, source_artifact, source_loadable
@@ -87,7 +87,7 @@ def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, wo
             try:
                 bundle.verify_files(bundle_dir, rec.files, name)
             except BundleError as e:
-                t.status, t.reason = RowStatus.FAILED, f"refused before loading: {e}"
+                t.status, t.reason = RowStatus.CORRUPT, f"refused before loading: {e}"
             art = rec.contract
             first = art.inputs[0].shape[0] if art.inputs[0].shape else None
             t.batch_dynamic = batch_axis0 and isinstance(first, str) and first not in art.fixed_dims
@@ -96,7 +96,7 @@ def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, wo
 
 
 def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: Path, work: Path,
-             logs: Path) -> dict:
+             logs: Path, timeout: float) -> dict:
     requested = {"threads": threads, "inter_op_threads": 1, "spinning": False}
     row = {"format": t.name, "runtime": t.runtime, "threads": threads, "batch": batch, "size_bytes": t.size_bytes,
            "settings_requested": requested}
@@ -112,7 +112,7 @@ def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: 
     key = f"bench-{t.name}-t{threads}-b{batch}"
     job = TimeArtifact(runtime=t.runtime, artifact=str(t.artifact), contract=t.contract, inputs=str(inputs),
                        batch=batch, settings=dict(requested), protocol=protocol.to_dict())
-    res = Worker(work / key, logs / f"{key}.log").run(job)
+    res = Worker(work / key, logs / f"{key}.log").run(job, timeout=timeout)
     if res.status != RunStatus.OK:
         where = "load" if res.status == RunStatus.LOAD_FAILED else "run"
         return {**row, "status": RowStatus.FAILED, "reason": f"failed to {where} in {t.runtime}: {res.error}"}
@@ -128,25 +128,30 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
         batches: list[int] | tuple[int, ...] = (1,), protocol: B.Protocol | None = None,
         compare: Path | str | None = None, threshold: float = 1.10, rounds: int = 3, strict: bool = False,
         with_source: bool = True, reports_dir: Path | str | None = None,
-        progress: Callable[[str], None] = lambda m: None) -> BenchOutcome:
+        progress: Callable[[str], None] = lambda m: None, verify_key: Path | str | None = None,
+        timeout: float | None = None) -> BenchOutcome:
+    """``timeout``: the limit for each row's worker (default: --max-time + BENCH_MARGIN_S).
+    ``verify_key``: refuse the bundle unless it is signed with its private key."""
     protocol = protocol or B.Protocol()
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
     try:
         protocol.validate()
     except ValueError as e:
         raise UsageError(str(e)) from None
     if threshold <= 1.0:
         raise UsageError(f"--threshold {threshold}: must be > 1.0 (a ratio of p50 latencies)")
-    bundle_dir = Path(bundle_dir)
-    manifest = manifest_io.read(bundle_dir)
+    opened = open_bundle(bundle_dir, verify_key)
+    bundle_dir, manifest = opened.root, opened.manifest
+    limit = timeout if timeout is not None else protocol.max_time + BENCH_MARGIN_S
     work = Path(tempfile.mkdtemp(prefix="deploytool-bench-"))
-    logs = bundle_dir / bundle.LOGS
     try:
-        logs.mkdir(exist_ok=True)
+        logs = bundle.real_dir(bundle_dir, bundle.LOGS)
     except OSError:
         logs = work
     try:
-        inputs = _main_inputs(bundle_dir, manifest)
         (work / "a").mkdir()
+        inputs = _main_inputs(opened, work / "a")
         targets = _targets(bundle_dir, manifest, formats, work / "a", with_source)
         rows, comparison = [], None
         if compare is None:
@@ -154,36 +159,40 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
                 for th in threads:
                     for b in batches:
                         progress(f"timing {t.name} on {t.runtime}, threads={th}, batch={b}")
-                        rows.append(_run_row(t, th, b, protocol, inputs, work, logs))
+                        rows.append(_run_row(t, th, b, protocol, inputs, work, logs, limit))
         else:
-            rows, comparison = _compare(bundle_dir, manifest, targets, Path(compare), formats, threads, batches,
-                                        protocol, threshold, rounds, inputs, work, logs, with_source, progress)
-        reports = write_bench_reports(manifest, rows, comparison, protocol, threshold,
-                                      Path(reports_dir) if reports_dir else bundle_dir / bundle.REPORTS)
+            rows, comparison = _compare(targets, Path(compare), threads, batches, protocol, threshold, rounds,
+                                        inputs, work, logs, with_source, progress, limit)
+        try:  # the bundle's own reports/ only through real directories inside it; --reports is the user's
+            out_dir = Path(reports_dir) if reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)
+        except OSError as e:
+            raise UsageError(f"cannot write reports to {bundle_dir / bundle.REPORTS}: {e.strerror or e} "
+                             "(use --reports DIR)") from None
+        reports = write_bench_reports(manifest, rows, comparison, protocol, threshold, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    codes = [errors.RUNTIME if r["status"] == RowStatus.FAILED else
-             errors.SKIPPED if r["status"] == RowStatus.SKIPPED and strict else errors.OK for r in rows]
+    codes = [errors.RUNTIME if r["status"] == RowStatus.FAILED else errors.BUNDLE if r["status"] == RowStatus.CORRUPT
+             else errors.SKIPPED if r["status"] == RowStatus.SKIPPED and strict else errors.OK for r in rows]
     if comparison and any(c["regression"] for c in comparison):
         codes.append(errors.REGRESSION)
     return BenchOutcome(bundle_dir, manifest, rows, comparison, reports, errors.worst(codes))
 
 
-def _main_inputs(bundle_dir: Path, manifest: Manifest) -> Path:
-    info = manifest.golden.sets.get(MAIN)
-    if info is None:
-        raise BundleError(f"bundle {bundle_dir}: manifest lists no {MAIN!r} golden set")
-    bundle.verify_files(bundle_dir, [f for f in manifest.golden.files if f.path == info.inputs], "golden inputs")
-    return bundle_dir / info.inputs
+def _main_inputs(opened: OpenedBundle, work: Path) -> Path:
+    """The main golden inputs as checked when the bundle was opened, in scratch space (workers read
+    what was checked)."""
+    path = work / "main.inputs.npz"
+    npz.save(path, opened.inputs[MAIN])
+    return path
 
 
-def _compare(bundle_dir, manifest, targets, baseline_dir, formats, threads, batches, protocol, threshold, rounds,
-             inputs, work, logs, with_source, progress):
+def _compare(targets, baseline_dir, threads, batches, protocol, threshold, rounds, inputs, work, logs, with_source,
+             progress, limit):
     """Rows of both bundles, measured A B A B ... so drift of a noisy machine hits both alike."""
-    base_manifest = manifest_io.read(baseline_dir)
+    baseline = open_bundle(baseline_dir)
     (work / "b").mkdir()
-    base_targets = {t.name: t for t in _targets(baseline_dir, base_manifest, None, work / "b", with_source)}
-    base_inputs = _main_inputs(baseline_dir, base_manifest)
+    base_targets = {t.name: t for t in _targets(baseline.root, baseline.manifest, None, work / "b", with_source)}
+    base_inputs = _main_inputs(baseline, work / "b")
     per_round = B.Protocol(**{**protocol.to_dict(), "min_time": protocol.min_time / rounds,
                               "min_runs": max(1, protocol.min_runs // rounds)})
     rows, comparison = [], []
@@ -194,9 +203,9 @@ def _compare(bundle_dir, manifest, targets, baseline_dir, formats, threads, batc
                 runs: dict[str, list[dict]] = {"candidate": [], "baseline": []}
                 for r in range(rounds):
                     progress(f"comparing {t.name} threads={th} batch={bs}: round {r + 1}/{rounds}")
-                    runs["candidate"].append(_run_row(t, th, bs, per_round, inputs, work, logs))
+                    runs["candidate"].append(_run_row(t, th, bs, per_round, inputs, work, logs, limit))
                     if b_t is not None:
-                        runs["baseline"].append(_run_row(b_t, th, bs, per_round, base_inputs, work, logs))
+                        runs["baseline"].append(_run_row(b_t, th, bs, per_round, base_inputs, work, logs, limit))
                 cand = _pool(runs["candidate"], bs)
                 rows.append(cand)
                 if b_t is None:

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
-from deploytool import bundle, errors, golden, judge, npz
+from deploytool import bundle, errors, golden, judge, npz, signing
 from deploytool.contract import Contract, parse_input_spec, parse_range
 from deploytool.errors import ModelError, UsageError
 from deploytool.formats import FORMATS, Format, lineage, plan, resolve
 from deploytool.golden import GoldenSet
-from deploytool.jobs import ArtifactStatus, ExportFormat, FormatExported, LoadSource, WriteGolden
+from deploytool.jobs import EXPORT_TIMEOUT_S, ArtifactStatus, ExportFormat, FormatExported, LoadSource, WriteGolden
 from deploytool.judge import ArtifactCheck
 from deploytool.manifest import FILENAME as MANIFEST
 from deploytool.manifest import (
@@ -36,6 +36,7 @@ from deploytool.manifest import (
     Manifest,
     ModelInfo,
 )
+from deploytool.parity import check_overrides
 from deploytool.pool import RunPool
 from deploytool.report.validation import write_reports
 from deploytool.sources import FRAMEWORKS, SourceRef, reference_runtime
@@ -56,13 +57,23 @@ class ExportOutcome:
 def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles",
         samples: int = golden.DEFAULT_SAMPLES, seed: int = golden.DEFAULT_SEED, keep_layout: bool = False,
         strict: bool = False, inputs: list[str] | None = None, input_ranges: list[str] | None = None,
-        weights: str | None = None, tolerances: dict | None = None,
-        progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
+        weights: str | None = None, tolerances: dict | None = None, sign: Path | str | None = None,
+        timeout: float = EXPORT_TIMEOUT_S, progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
     """``tolerances``: overrides as parity.tier_for takes them ({"FMT:OUTPUT": {"atol": x}}); they are
-    stored in the manifest, and later validate runs of the bundle start from them."""
+    stored in the manifest, and later validate runs of the bundle start from them (shown as overrides).
+    ``sign``: an EC private key (PEM); the bundle is signed before it is published (``signing.py``).
+    ``timeout``: the limit for each worker step (source, golden data, one format, one check)."""
     t_start = time.perf_counter()
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
+    if not timeout > 0:
+        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
+    try:
+        check_overrides(tolerances or {}, "tolerances")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if sign is not None and not Path(sign).is_file():
+        raise UsageError(f"--sign {sign}: no such key file")
     try:
         specs = [parse_input_spec(s) for s in inputs or []]
         ranges = dict(parse_range(r) for r in input_ranges or [])
@@ -78,9 +89,12 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         staging = bundle.staging_dir(out, source.name)
     except OSError as e:
         raise UsageError(f"cannot write bundles under {out}: {e.strerror or e}") from None
-    pipeline = _Pipeline(source, names, added, staging, samples, seed, keep_layout, tolerances or {}, progress)
+    pipeline = _Pipeline(source, names, added, staging, samples, seed, keep_layout, tolerances or {}, timeout,
+                         progress)
     try:
         manifest, checks = pipeline.run()
+        if sign is not None:
+            signing.sign(staging, Path(sign))
         bundle.publish(staging, out / source.name)
     finally:
         pipeline.close()
@@ -102,9 +116,9 @@ def _named(model: str, error: str | None) -> str:
 
 class _Pipeline:
     def __init__(self, source: SourceRef, names: list[str], added: list[str], staging: Path, samples: int, seed: int,
-                 keep_layout: bool, tolerances: dict, progress: Callable[[str], None]) -> None:
+                 keep_layout: bool, tolerances: dict, timeout: float, progress: Callable[[str], None]) -> None:
         self.source, self.names, self.added, self.staging = source, names, added, staging
-        self.tolerances = tolerances
+        self.tolerances, self.timeout = tolerances, timeout
         self.samples, self.seed, self.keep_layout, self.progress = samples, seed, keep_layout, progress
         self.work = staging / ".work"
         for d in (staging / bundle.ARTIFACTS, staging / bundle.GOLDEN, self.work):
@@ -113,7 +127,7 @@ class _Pipeline:
         self.description = ""
         self.versions: dict = {}
         self.sets: list[GoldenSet] = []
-        self.runs = RunPool(staging / bundle.LOGS, self.work)
+        self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=timeout)
         self.plan = plan(source.framework)  # each format as made from this kind of source
         self.records: dict[str, ArtifactRecord] = {
             n: self._record(n, ArtifactStatus.NOT_APPLICABLE, error=self.plan[n].not_applicable)
@@ -124,11 +138,14 @@ class _Pipeline:
             self.stages.insert(0, (source.framework, []))
         # Stage workers start one stage ahead: the next framework imports (TensorFlow + onnx2tf
         # take ~7 s) on the other core while the current stage exports.
-        self.workers = [Worker(self.work / f"export-{stage}", staging / bundle.LOGS / f"export-{stage}.log",
-                               preload=self._preload(source.framework if i == 0 else None, group))
-                        for i, (stage, group) in enumerate(self.stages)]
+        self.workers = [self._worker(i, stage, group) for i, (stage, group) in enumerate(self.stages)]
         for w in self.workers[:2]:
             w.start()
+
+    def _worker(self, index: int, stage: str, group: list[str], attempt: int = 1) -> Worker:
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        return Worker(self.work / f"export-{stage}{suffix}", self.staging / bundle.LOGS / f"export-{stage}{suffix}.log",
+                      preload=self._preload(self.source.framework if index == 0 else None, group))
 
     def close(self) -> None:
         for w in self.workers:
@@ -174,10 +191,16 @@ class _Pipeline:
         self.progress(f"exporting {', '.join(runnable) or 'reference outputs'} ({stage} worker)")
         if holds_source:
             self._load_source(worker, last=not runnable)
+        attempt = 1
         for i, name in enumerate(runnable):
             if i and not self._exportable(name):  # its parent failed earlier in this stage
                 continue
-            self._take_format(name, worker.run(self._job(name), last=i == len(runnable) - 1))
+            if not worker.alive and worker.proc is not None:  # killed at its limit or crashed: carry on in a new one
+                attempt += 1
+                worker = self.workers[index] = self._worker(index, stage, group, attempt).start()
+                if holds_source:
+                    self._load_source(worker, last=False, golden_too=False)
+            self._take_format(name, worker.run(self._job(name), last=i == len(runnable) - 1, timeout=self.timeout))
         worker.close()  # a worker left waiting because the formats after a failure were skipped
 
     def _exportable(self, name: str) -> bool:
@@ -198,16 +221,18 @@ class _Pipeline:
             return False
         return True
 
-    def _load_source(self, worker: Worker, last: bool) -> None:
+    def _load_source(self, worker: Worker, last: bool, golden_too: bool = True) -> None:
         """Phase 1: the worker loads the source and reports its contract. Phase 2: the golden sets
         are planned here from it, and the worker draws them and runs the source on them."""
-        loaded = worker.run(LoadSource(self.source.to_dict()), last=False)
+        loaded = worker.run(LoadSource(self.source.to_dict()), last=last and not golden_too, timeout=self.timeout)
         if not loaded.ok or loaded.contract is None:
             raise ModelError(_named(self.source.name, loaded.error), loaded.exit_code, detail=loaded.traceback)
         self.contract, self.description = loaded.contract, loaded.description
         self.versions.update(loaded.versions)
+        if not golden_too:
+            return
         plans = golden.plan_sets(self.contract, self.samples, self.seed)
-        written = worker.run(WriteGolden(str(self.staging), plans), last=last)
+        written = worker.run(WriteGolden(str(self.staging), plans), last=last, timeout=self.timeout)
         if not written.ok:
             raise ModelError(_named(self.source.name, written.error), written.exit_code, detail=written.traceback)
         self.sets = [GoldenSet(p.name, self.staging / p.inputs, self.staging / p.reference, p.dims,

@@ -15,15 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploytool import bundle, errors, judge, npz
-from deploytool import manifest as manifest_io
-from deploytool.contract import Contract, check_inputs
+from deploytool.contract import Contract, check_inputs, describe_sample, nonfinite_sample
 from deploytool.errors import BundleError, DeployToolError, UsageError
 from deploytool.formats import FORMATS
 from deploytool.golden import DATA, MAIN, GoldenSet
-from deploytool.jobs import ArtifactStatus, RunStatus
+from deploytool.jobs import CHECK_TIMEOUT_S, ArtifactStatus, RunStatus
 from deploytool.judge import ArtifactCheck
 from deploytool.manifest import Manifest
+from deploytool.parity import check_overrides
 from deploytool.pool import RunPool
+from deploytool.reader import OpenedBundle, open_bundle
 from deploytool.report.validation import write_reports
 from deploytool.sources import source_artifact
 
@@ -54,30 +55,41 @@ def select_formats(manifest: Manifest, requested: list[str] | None) -> list[str]
 
 
 def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | str | None = None,
-             samples: int | None = None, tolerances: dict | None = None, strict: bool = False,
-             reports_dir: Path | str | None = None, json_path: Path | str | None = None,
-             junit_path: Path | str | None = None, progress: Callable[[str], None] = lambda m: None) -> ValidateOutcome:
+        samples: int | None = None, tolerances: dict | None = None, strict: bool = False,
+        reports_dir: Path | str | None = None, json_path: Path | str | None = None,
+        junit_path: Path | str | None = None, progress: Callable[[str], None] = lambda m: None,
+        verify_key: Path | str | None = None, tier_defaults: bool = False,
+        timeout: float = CHECK_TIMEOUT_S) -> ValidateOutcome:
+    """``tolerances``: this run's overrides, on top of those stored in the bundle (``tier_defaults``:
+    ignore the stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
+    ``timeout``: the limit for each artifact's run."""
     t0 = time.perf_counter()
-    bundle_dir = Path(bundle_dir)
-    manifest = manifest_io.read(bundle_dir)
+    if not timeout > 0:
+        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
+    try:
+        check_overrides(tolerances or {}, "tolerances")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    opened = open_bundle(bundle_dir, verify_key)
+    bundle_dir, manifest = opened.root, opened.manifest
     unknown = [n for n in manifest.artifacts if n not in FORMATS]
     if unknown:
         raise BundleError(f"bundle {bundle_dir}: artifacts of formats this deploytool does not know: {unknown}")
     names = select_formats(manifest, formats)
-    # The overrides the bundle was exported with, then this run's (a more specific key still wins).
-    tolerances = {k: {**manifest.tolerances.get(k, {}), **(tolerances or {}).get(k, {})}
-                  for k in {*manifest.tolerances, *(tolerances or {})}}
+    # The overrides the bundle was exported with (unless --tier-defaults), then this run's (a more
+    # specific key still wins). The checks report each override they applied.
+    kept = {} if tier_defaults else manifest.tolerances
+    tolerances = {k: {**kept.get(k, {}), **(tolerances or {}).get(k, {})} for k in {*kept, *(tolerances or {})}}
     contract = manifest.contract
-    bundle.verify_files(bundle_dir, manifest.golden.files, "golden data")
     work = Path(tempfile.mkdtemp(prefix="deploytool-validate-"))
     try:
-        sets, references = _sets(bundle_dir, manifest, contract, samples, work)
+        sets, references = _sets(opened, samples, work)
         if data is not None:
-            s, ref = _data_set(bundle_dir, manifest, contract, Path(data), work)
+            s, ref = _data_set(bundle_dir, manifest, contract, Path(data), work, timeout)
             sets.append(s)
             references[s.name] = ref
         records = {n: manifest.artifacts[n] for n in names}
-        runs = RunPool(_logs(bundle_dir, work), work)
+        runs = RunPool(_logs(bundle_dir, work), work, timeout=timeout)
         refused: dict[str, str] = {}
         for name, rec in records.items():
             if rec.status != ArtifactStatus.OK or rec.path is None or rec.contract is None:
@@ -97,8 +109,9 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
 
         checks = judge.judge(contract, records, replies, sets, references, tolerances, stored,
                              framework=manifest.model.framework, refused=refused, skipped_sets=runs.skipped_sets)
-        reports_dir = Path(reports_dir) if reports_dir else bundle_dir / bundle.REPORTS
         try:
+            # The bundle's own reports/ only through real directories inside it; --reports is the user's.
+            reports_dir = Path(reports_dir) if reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)
             reports = write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances,
                                     references, Path(json_path) if json_path else None,
                                     Path(junit_path) if junit_path else None)
@@ -111,37 +124,34 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
 
 
 def _logs(bundle_dir: Path, work: Path) -> Path:
-    """Run workers log into the bundle's logs/ when it is writable, else into scratch space."""
-    logs = bundle_dir / bundle.LOGS
+    """Run workers log into the bundle's logs/ (a real directory inside it) when it is writable, else
+    into scratch space."""
     try:
-        logs.mkdir(exist_ok=True)
-        return logs
+        return bundle.real_dir(bundle_dir, bundle.LOGS)
     except OSError:
         return work
 
 
-def _sets(bundle_dir: Path, manifest: Manifest, contract: Contract, samples: int | None,
-          work: Path) -> tuple[list[GoldenSet], dict]:
+def _sets(opened: OpenedBundle, samples: int | None, work: Path) -> tuple[list[GoldenSet], dict]:
+    """The golden sets as checked when the bundle was opened, copied to scratch space: workers read
+    what was checked, not the bundle's files again."""
     sets, references = [], {}
-    for name, info in manifest.golden.sets.items():
-        inputs, ref = npz.load(bundle_dir / info.inputs), npz.load(bundle_dir / info.reference)
+    for name, info in opened.manifest.golden.sets.items():
+        inputs, ref = opened.inputs[name], opened.references[name]
         if name == MAIN and samples is not None:
             if not 1 <= samples <= info.samples:
                 raise UsageError(f"--samples {samples}: the bundle holds {info.samples} golden samples")
             inputs = {k: v[:samples] for k, v in inputs.items()}
             ref = {k: v[:samples] for k, v in ref.items()}
-            npz.save(work / "main.inputs.npz", inputs)
-            path = work / "main.inputs.npz"
-        else:
-            path = bundle_dir / info.inputs
-        sets.append(GoldenSet(name, path, bundle_dir / info.reference, info.dims, len(next(iter(inputs.values())))))
+        npz.save(work / f"{name}.inputs.npz", inputs)
+        npz.save(work / f"{name}.reference.npz", ref)
+        sets.append(GoldenSet(name, work / f"{name}.inputs.npz", work / f"{name}.reference.npz", info.dims,
+                              len(next(iter(inputs.values())))))
         references[name] = ref
-    if not sets:
-        raise BundleError(f"bundle {bundle_dir}: manifest lists no golden sets")
     return sets, references
 
 
-def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Path, work: Path):
+def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Path, work: Path, timeout: float):
     """The user's own inputs: names as in the contract, each array [samples, *shape] or, where the
     first dim is dynamic, [N, ...] rows taken as N samples of batch 1. The source model, on
     its own runtime (torch eager, onnxruntime, Keras, TensorFlow), computes their reference outputs
@@ -167,7 +177,7 @@ def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Pa
     inputs = work / "data.inputs.npz"
     npz.save(inputs, shaped)
     runtime, source_file, ref_contract = source_artifact(manifest.model.source, contract, work)
-    pool = RunPool(_logs(bundle_dir, work), work)
+    pool = RunPool(_logs(bundle_dir, work), work, timeout=timeout)
     s = GoldenSet(DATA, inputs, work / "data.reference.npz", dims, n)
     pool.submit("reference", runtime, source_file, ref_contract, [s])
     reply = pool.results()["reference"]
@@ -176,7 +186,12 @@ def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Pa
         raise DeployToolError(f"--data needs the source model to compute reference outputs, and it is not "
                               f"available: {reply.error}", code)
     shutil.copyfile(reply.outputs[DATA], s.reference)
-    return s, npz.load(s.reference)
+    refs = npz.load(s.reference)
+    bad = nonfinite_sample(refs)
+    if bad is not None:
+        raise UsageError(f"--data {path}: the source model's output {bad[0]!r} is NaN/Inf on sample {bad[1]} "
+                         f"({describe_sample(shaped, bad[1])}); nothing can be checked against it")
+    return s, refs
 
 
 __all__ = ["run", "ValidateOutcome", "select_formats"]

@@ -2,8 +2,6 @@
 and a repro folder per failing artifact. Renders what judging computed; computes nothing new."""
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +21,13 @@ def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, check
                   json_path: Path | None = None, junit_path: Path | None = None) -> dict[str, Path]:
     """validation.json (schema-versioned, every metric and verdict), JUnit XML, and a repro
     folder per failing artifact."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
+    reports_dir.mkdir(parents=True, exist_ok=True)  # a real directory (the caller checked one inside a bundle)
     json_path = json_path or reports_dir / "validation.json"
     junit_path = junit_path or reports_dir / "validation.junit.xml"
     repros = {}
     for name, chk in checks.items():
         if chk.status == CheckStatus.FAIL:
-            repros[name] = write_repro(bundle_dir, reports_dir / "repro" / name, manifest, chk, sets, references,
-                                       tolerances)
+            repros[name] = write_repro(bundle_dir, reports_dir, name, manifest, chk, sets, references, tolerances)
     data = {
         "schema_version": SCHEMA_VERSION,
         "created": bundle.now_utc(),
@@ -40,18 +37,17 @@ def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, check
         "artifacts": {n: {**c.to_dict(), "repro": str(repros[n]) if n in repros else None} for n, c in checks.items()},
     }
     bundle.write_json(json_path, data)
-    junit_path.parent.mkdir(parents=True, exist_ok=True)
-    junit_path.write_text(junit.render(manifest.model.name, checks))
+    bundle.write_text(junit_path, junit.render(manifest.model.name, checks))
     return {"json": json_path, "junit": junit_path, **{f"repro:{k}": v for k, v in repros.items()}}
 
 
-def write_repro(bundle_dir: Path, dest: Path, manifest: Manifest, chk: ArtifactCheck, sets: list[GoldenSet],
-                references: dict[str, dict[str, np.ndarray]], tolerances: dict) -> Path:
+def write_repro(bundle_dir: Path, reports_dir: Path, name: str, manifest: Manifest, chk: ArtifactCheck,
+                sets: list[GoldenSet], references: dict[str, dict[str, np.ndarray]], tolerances: dict) -> Path:
     """Everything a converter bug report needs: inputs, expected and actual outputs, the worst
     sample alone, artifact hashes, versions and tolerances."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    # A stale folder is removed and a fresh one made, never through a link (bundle.real_dir).
+    bundle.remove_tree(reports_dir, reports_dir / "repro" / name)
+    dest = bundle.real_dir(reports_dir, f"repro/{name}")
     worst = worst_sample(chk)
     by_name = {s.name: s for s in sets}
     for set_name, out_path in chk.outputs.items():
@@ -75,8 +71,9 @@ def write_repro(bundle_dir: Path, dest: Path, manifest: Manifest, chk: ArtifactC
         "verdicts": chk.sets, "per_hop": chk.hop, "tolerance_overrides": tolerances,
         "contract": records.dump(rec.contract),
     }
-    (dest / "repro.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-    (dest / "README.txt").write_text(
+    bundle.write_json(dest / "repro.json", info)
+    bundle.write_text(
+        dest / "README.txt",
         f"deploytool parity failure: {manifest.model.name}/{chk.format} on {chk.runtime}\n{chk.reason}\n\n"
         "inputs.SET.npz    golden inputs, [samples, *shape] per input (source layout, e.g. NCHW)\n"
         "expected.SET.npz  reference outputs (the source model on its own runtime)\n"

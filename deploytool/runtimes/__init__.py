@@ -1,7 +1,8 @@
 """The runtime registry: one file per runtime in this package, each defining ``RUNTIME``.
 
-A runtime loads an artifact and runs feeds -> outputs. Nothing else: no timing, no comparing,
-no layout adaptation (the worker does those), so each file stays small (Polygraphy's habit).
+A runtime loads an artifact, runs feeds -> outputs and says what I/O the artifact declares.
+Nothing else: no timing, no comparing, no layout adaptation (the worker does those), so each file
+stays small (Polygraphy's habit).
 """
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ class Runtime:
     run: Callable[[Any, dict], dict]  # (session, {artifact input name: array}) -> {artifact output name: array}
     version: Callable[[], str]
     settings: Callable[[Any], dict] = lambda session: {}  # what the runtime is set to, as it reports it
+    # The artifact's own view of its I/O: {"inputs": [{"name", "dtype", "shape"}], "outputs": [...],
+    # "ordered": bool}; None where the format does not declare it (a TorchScript module: its
+    # outputs are checked by count when it runs). Checked against the contract before any run.
+    describe: Callable[[Any], dict | None] = lambda session: None
 
     def missing_packages(self) -> list[str]:
         missing = []

@@ -21,6 +21,21 @@ def run(session, feeds):
     return session["runner"](**feeds)
 
 
+def describe(session):
+    import numpy as np
+
+    runner = session["runner"]
+
+    def specs(details: dict) -> list[dict]:
+        return [{"name": name, "dtype": np.dtype(d["dtype"]).name,
+                 "shape": [int(x) if x >= 0 else None for x in d.get("shape_signature", d["shape"])]}
+                for name, d in details.items()]
+
+    # A signature maps tensors by name; it has no order to honour.
+    return {"inputs": specs(runner.get_input_details()), "outputs": specs(runner.get_output_details()),
+            "ordered": False}
+
+
 def version():
     from importlib.metadata import version as v
 
@@ -33,4 +48,4 @@ def settings(session):
 
 
 RUNTIME = Runtime("litert", "LiteRT interpreter (ai-edge-litert), no TensorFlow", ("ai_edge_litert.interpreter",),
-                  "pip install ai-edge-litert", load, run, version, settings)
+                  "pip install ai-edge-litert", load, run, version, settings, describe)

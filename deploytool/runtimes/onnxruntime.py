@@ -27,6 +27,21 @@ def run(sess, feeds):
     return dict(zip(names, sess.run(names, feeds)))
 
 
+def describe(sess):
+    def spec(v):
+        dtype = v.type[len("tensor("):-1] if v.type.startswith("tensor(") else v.type
+        return {"name": v.name, "dtype": _DTYPES.get(dtype, dtype),
+                "shape": [d if isinstance(d, int) else None for d in v.shape]}
+
+    return {"inputs": [spec(v) for v in sess.get_inputs()], "outputs": [spec(v) for v in sess.get_outputs()],
+            "ordered": True}
+
+
+_DTYPES = {"float": "float32", "double": "float64", "float16": "float16", "int64": "int64", "int32": "int32",
+           "int16": "int16", "int8": "int8", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
+           "uint64": "uint64", "bool": "bool"}
+
+
 def version():
     import onnxruntime
 
@@ -35,4 +50,4 @@ def version():
 
 RUNTIME = Runtime("onnxruntime", "onnxruntime CPU execution provider", ("onnxruntime",),
                   "pip install 'deploytool[onnx]'", load, run, version,
-                  lambda sess: dict(sess._deploytool_settings))
+                  lambda sess: dict(sess._deploytool_settings), describe)

@@ -18,5 +18,11 @@ def run(session, feeds):
     return tf_io.signature_call(fn, feeds)
 
 
+def describe(session):
+    _, fn = session
+    return tf_io.signature_io(fn)
+
+
 RUNTIME = Runtime("tensorflow", "TensorFlow (SavedModel serving signature)", ("tensorflow",),
-                  "pip install 'deploytool[tensorflow]'", load, run, tf_io.version, tf_io.thread_settings)
+                  "pip install 'deploytool[tensorflow]'", load, run, tf_io.version, tf_io.thread_settings,
+                  describe)

@@ -1,0 +1,175 @@
+"""Opening a bundle: the trust boundary every command that reads one goes through.
+
+A bundle may have travelled through artifact stores, other machines and other people's hands;
+``open_bundle`` trusts nothing in it and refuses (``BundleError``, exit 8, one line naming the
+field or file), before anything is loaded into a runtime:
+
+- a link, FIFO, socket or device anywhere in it (no link is followed, inside or out);
+- a signature that does not verify (with ``verify_key``: ``signing.verify``);
+- a malformed manifest (``manifest.load``: types, statuses, finite non-negative tolerances);
+- a path that is absolute, not normalised, or outside the bundle; an artifact path its hashed
+  ``files`` do not cover; an exported artifact or golden data without hash records;
+- a file under ``artifacts/`` or ``golden/`` that no manifest entry accounts for (``reports/``
+  and ``logs/`` are deploytool's own output and ignored);
+- golden data whose hashes differ, whose arrays do not match the contract (names, dtypes,
+  shapes at the set's dims) and the manifest (``samples``, ``dims``), or whose references are
+  not finite; an artifact's stored outputs that do not match the reference's names and shapes.
+
+Each artifact's own files are hashed later, per artifact (a mismatch refuses that artifact,
+exit 8, while the others are still checked).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from deploytool import bundle, npz
+from deploytool import manifest as manifest_io
+from deploytool.errors import BundleError
+from deploytool.golden import DATA, MAIN
+from deploytool.jobs import ArtifactStatus
+from deploytool.manifest import Manifest
+
+OWN_OUTPUT = ("reports", "logs")  # written by deploytool's commands after export; never read as input
+
+
+@dataclass
+class OpenedBundle:
+    root: Path
+    manifest: Manifest
+    inputs: dict[str, dict[str, np.ndarray]]  # set -> golden inputs, checked
+    references: dict[str, dict[str, np.ndarray]]  # set -> reference outputs, checked
+
+
+def open_bundle(path: Path | str, verify_key: Path | str | None = None) -> OpenedBundle:
+    root = Path(path)
+    if not root.exists():
+        raise BundleError(f"bundle {root}: no such directory")
+    if not root.is_dir():
+        raise BundleError(f"bundle {root}: not a directory")
+    entries = bundle.scan(root)
+    if verify_key is not None:
+        from deploytool import signing
+
+        signing.verify(root, Path(verify_key))
+    m = manifest_io.read(root)
+    _check_paths(root, m, entries)
+    bundle.verify_files(root, m.golden.files, f"bundle {root}: golden data")
+    inputs, references = _check_golden(root, m)
+    _check_contracts(root, m)
+    return OpenedBundle(root, m, inputs, references)
+
+
+def _check_contracts(root: Path, m: Manifest) -> None:
+    """Each artifact's contract describes the bundle's tensors: the same names, order, dtypes and shapes
+    (its own artifact-side fields say how it takes them; a runtime checks those against the artifact)."""
+    def view(specs) -> list[tuple]:
+        return [(s.name, s.dtype, list(s.shape)) for s in specs]
+
+    for name, rec in m.artifacts.items():
+        if rec.contract is None:
+            continue
+        for group in ("inputs", "outputs"):
+            mine, theirs = view(getattr(rec.contract, group)), view(getattr(m.contract, group))
+            if mine != theirs:
+                raise BundleError(f"bundle {root}: manifest.json: artifact {name}'s contract {group} {mine} "
+                                  f"disagrees with the bundle's contract {theirs}")
+
+
+def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
+    where = f"bundle {root}: manifest.json"
+    listed: set[str] = set()
+    for name, rec in m.artifacts.items():
+        what = f"{where}: artifact {name}"
+        files = [bundle.contained(f.path, what) for f in rec.files]
+        if rec.status != ArtifactStatus.OK:
+            if files:
+                raise BundleError(f"{what}: status {rec.status} but it lists files")
+            continue
+        path = bundle.contained(rec.path, what)
+        if not path.startswith(f"{bundle.ARTIFACTS}/"):
+            raise BundleError(f"{what}: path {path!r} is not under {bundle.ARTIFACTS}/")
+        if not all(f == path or f.startswith(path + "/") for f in files):
+            raise BundleError(f"{what}: its files are not all under its path {path!r}")
+        if len(set(files)) != len(files) or set(files) & listed:
+            raise BundleError(f"{what}: a file is listed twice")
+        if entries.get(path) == "file" and files != [path]:
+            raise BundleError(f"{what}: its path {path!r} is a file, its hashed files are {files}")
+        listed.update(files)
+        for set_name, rel in rec.golden_outputs.items():
+            bundle.contained(rel, f"{what}: golden_outputs.{set_name}")
+    golden_files = [bundle.contained(f.path, f"{where}: golden.files") for f in m.golden.files]
+    if not golden_files:
+        raise BundleError(f"{where}: golden.files is empty: the golden data is not hashed")
+    for f in golden_files:
+        if not f.startswith("golden/"):
+            raise BundleError(f"{where}: golden file {f!r} is not under golden/")
+    listed.update(golden_files)
+    needed = [(f"golden.sets.{s}.inputs", info.inputs) for s, info in m.golden.sets.items()] + \
+        [(f"golden.sets.{s}.reference", info.reference) for s, info in m.golden.sets.items()] + \
+        [(f"artifacts.{n}.golden_outputs.{s}", p) for n, rec in m.artifacts.items()
+         for s, p in rec.golden_outputs.items()]
+    for field, rel in needed:
+        if bundle.contained(rel, f"{where}: {field}") not in golden_files:
+            raise BundleError(f"{where}: {field} {rel!r} is not among the hashed golden files")
+    for rel, kind in entries.items():
+        top = PurePosixPath(rel).parts[0]
+        if kind == "file" and top in (bundle.ARTIFACTS, bundle.GOLDEN) and rel not in listed:
+            raise BundleError(f"bundle {root}: {rel} is not accounted for by the manifest (refused: every file "
+                              "under artifacts/ and golden/ must be listed and hashed)")
+
+
+def _check_golden(root: Path, m: Manifest) -> tuple[dict, dict]:
+    where = f"bundle {root}: golden data"
+    contract = m.contract
+    if MAIN not in m.golden.sets:
+        raise BundleError(f"{where}: no {MAIN!r} set")
+    inputs_by_set, refs_by_set = {}, {}
+    for set_name, info in m.golden.sets.items():
+        what = f"{where}: set {set_name!r}"
+        if set_name == DATA:
+            raise BundleError(f"{what}: the name is reserved for --data")
+        if info.samples < 1:
+            raise BundleError(f"{what}: samples = {info.samples}")
+        missing = sorted(set(contract.dims) - set(info.dims))
+        if missing or any(v < 1 for v in info.dims.values()):
+            raise BundleError(f"{what}: dims {info.dims} do not size the contract's dims {sorted(contract.dims)}")
+        inputs, refs = _load(root, info.inputs, what), _load(root, info.reference, what)
+        for kind, arrays, specs in (("input", inputs, contract.inputs), ("reference", refs, contract.outputs)):
+            names = [s.name for s in specs]
+            if sorted(arrays) != sorted(names):
+                raise BundleError(f"{what}: {kind} arrays {sorted(arrays)}, the contract names {names}")
+            for spec in specs:
+                a = arrays[spec.name]
+                expected = (info.samples, *spec.concrete_shape({**info.dims, **contract.fixed_dims}))
+                if str(a.dtype) != spec.dtype or tuple(a.shape) != expected:
+                    raise BundleError(f"{what}: {kind} {spec.name!r} is {a.dtype}{list(a.shape)}, the contract and "
+                                      f"manifest say {spec.dtype}{list(expected)}")
+                if kind == "reference" and a.dtype.kind in "fc" and not np.isfinite(a).all():
+                    bad = int(np.argwhere(~np.isfinite(a.reshape(len(a), -1)))[0][0])
+                    raise BundleError(f"{what}: reference {spec.name!r} holds NaN/Inf (sample {bad}); a comparison "
+                                      "against it would be vacuous")
+        inputs_by_set[set_name], refs_by_set[set_name] = inputs, refs
+    for name, rec in m.artifacts.items():
+        for set_name, rel in rec.golden_outputs.items():
+            what = f"{where}: artifact {name}'s stored outputs ({set_name})"
+            if set_name not in refs_by_set:
+                raise BundleError(f"{what}: no such golden set")
+            stored = _load(root, rel, what)
+            ref = refs_by_set[set_name]
+            if sorted(stored) != sorted(ref) or any(stored[k].shape != ref[k].shape for k in ref):
+                raise BundleError(f"{what}: names/shapes {_shapes(stored)} differ from the reference's {_shapes(ref)}")
+    return inputs_by_set, refs_by_set
+
+
+def _load(root: Path, rel: str, what: str) -> dict[str, np.ndarray]:
+    try:
+        return npz.load(root / rel)
+    except npz.NpzError as e:
+        raise BundleError(f"{what}: {e}") from None
+
+
+def _shapes(arrays: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in arrays.items()}
