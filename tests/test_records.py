@@ -88,7 +88,8 @@ MALFORMED = [
     ("golden", KeyError, "manifest: missing 'golden'"),
     ("contract.outputs", [], "manifest.contract: invalid Contract"),
     ("model.source.kind", 3, "manifest.model.source.kind: expected a string"),
-    ("tolerances", {"onnx:*": {"atol": float("nan")}}, "manifest.tolerances: onnx:* atol = nan: must be a finite number >= 0"),
+    ("tolerances", {"onnx:*": {"atol": float("nan")}},
+     "manifest.tolerances: onnx:* atol = nan: must be a finite number >= 0"),
     ("schema_version", 99, "schema_version 99 is not supported"),
     ("seed", True, "manifest.seed: expected an integer"),
 ]
