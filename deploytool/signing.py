@@ -56,6 +56,6 @@ def verify(root: Path, public_key: Path) -> None:
             _hashing(ms)).verify(root, signature)
     except Exception as e:  # noqa: BLE001 - any verification failure refuses the bundle
         text = " ".join(str(e).split())
-        changed = re.findall(r"Hash mismatch for '([^']+)'", text)
+        changed = re.findall(r"Hash mismatch for \\*'([^'\\]+)", text)  # quoted as in a list's repr, or not
         why = f"changed since signing: {', '.join(changed)}" if changed else f"{type(e).__name__}: {text[:300]}"
         raise BundleError(f"bundle {root}: signature does not verify with {public_key}: {why}") from None

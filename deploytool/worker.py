@@ -199,10 +199,11 @@ def run_artifact(job: jobs.RunArtifact, env: dict) -> jobs.ArtifactRan:
                 raw = run(session, feeds)
                 if reply.first_inference_s is None:
                     reply.first_inference_s = time.perf_counter() - t1
-                    extra = sorted(set(raw) - {s.feed_name for s in contract.outputs})
-                    if extra:
+                    named = [s.feed_name for s in contract.outputs]
+                    extra, missing = sorted(set(raw) - set(named)), [n for n in named if n not in raw]
+                    if extra or missing:  # e.g. a TorchScript module returning another number of outputs
                         reply.status = jobs.RunStatus.CONTRACT_MISMATCH
-                        reply.error = f"the artifact returns outputs {extra} that its contract does not name"
+                        reply.error = f"the artifact returns outputs {sorted(raw)}, its contract names {named}"
                         return reply
                 got = C.from_artifact(contract, raw)
                 for name in contract.output_names:
