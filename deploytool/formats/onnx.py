@@ -76,6 +76,16 @@ def _by_names(values, names: list[str]) -> list:
     return [found[n] for n in names]
 
 
+def _order_io(graph, inputs: list[str], outputs: list[str]) -> None:
+    """Reorder the graph's inputs and outputs to these names (others, e.g. initializers, after them)."""
+    for field, names in ((graph.input, inputs), (graph.output, outputs)):
+        values = list(field)
+        rank = {n: i for i, n in enumerate(names)}
+        values.sort(key=lambda v: rank.get(v.name, len(names)))  # stable: unnamed ones keep their order
+        del field[:]
+        field.extend(values)
+
+
 def _rename_outputs(graph, mapping: dict[str, str]) -> None:
     """Rename graph outputs; an internal value already holding a wanted name is renamed first."""
     taken = {o for n in graph.node for o in n.output} | {i.name for i in graph.initializer} | \
@@ -176,9 +186,13 @@ def from_savedmodel(ctx: ExportContext) -> ExportResult:
                       not onnx.defs.has(n.op_type)})
     if unknown:
         raise RuntimeError(f"tf2onnx has no ONNX mapping for TF op(s) {', '.join(unknown)}")
+    # tf2onnx lists a signature's inputs and outputs by name (a signature is a dict); the graph must
+    # list them in the contract's order, which positional consumers rely on (validate checks it).
+    parent = ctx.parent()[1]
+    _order_io(model.graph, [s.feed_name for s in parent.inputs], [s.feed_name for s in parent.outputs])
     onnx.save(model, str(ctx.out_path))
     onnx.checker.check_model(str(ctx.out_path), full_check=True)
-    contract = _onnx_contract(ctx, ctx.out_path, by_name=ctx.parent_contract)
+    contract = _onnx_contract(ctx, ctx.out_path, by_name=parent)
     return ExportResult(contract=contract, exporter_version=f"tf2onnx {tf2onnx.__version__}, onnx {onnx.__version__}",
                         options={"from": "saved_model", "signature": "serving_default", "opset_version": TF2ONNX_OPSET},
                         notes=[f"fixed dim {d!r} = {v}" for d, v in contract.fixed_dims.items()])
