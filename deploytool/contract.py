@@ -32,6 +32,8 @@ class TensorSpec:
     artifact_dtype: str | None = None
     perm: list | None = None  # source axes -> artifact axes (np.transpose argument)
     artifact_shape: list | None = None  # the shape as the artifact sees it (after perm)
+    # [scale, zero_point] of an integer-quantized artifact tensor: real = (q - zero_point) * scale
+    quant: list | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> TensorSpec:
@@ -168,6 +170,24 @@ def generate_inputs(contract: Contract, samples: int, seed: int, dims: dict[str,
     return out
 
 
+def as_samples(contract: Contract, arrays: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
+    """User data (``--data``, ``--calib-data``): arrays named as the contract's inputs, each
+    [samples, *shape], or, where the first dim is dynamic, [N, ...] rows taken as N samples of
+    batch 1. Other keys (``labels``) are left out; a mismatch is a ValueError naming the key."""
+    shaped = {}
+    for spec in contract.inputs:
+        a = arrays.get(spec.name)
+        if a is not None and spec.shape and isinstance(spec.shape[0], str) and a.ndim == len(spec.shape):
+            a = a[:, None]  # rows -> samples of batch 1
+        if a is not None:
+            shaped[spec.name] = a
+    extra = {k: v for k, v in arrays.items() if k not in shaped and not k.startswith("labels")}
+    check_inputs(contract, {**shaped, **extra}, what)
+    if not len(next(iter(shaped.values()))):
+        raise ValueError(f"{what}: holds 0 samples")
+    return shaped
+
+
 def check_inputs(contract: Contract, arrays: dict[str, np.ndarray], what: str) -> None:
     """Refuse sample arrays whose names, dtypes or ranks do not match the contract (one clear line)."""
     missing = [n for n in contract.input_names if n not in arrays]
@@ -202,6 +222,10 @@ def to_artifact(contract: Contract, feeds: dict[str, np.ndarray]) -> dict[str, n
         if spec.perm:
             x = np.transpose(x, spec.perm)
         dtype = spec.artifact_dtype or spec.dtype
+        if spec.quant:  # a quantized input takes integers: q = round(x / scale) + zero_point, saturated
+            scale, zero = spec.quant
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(np.asarray(x, np.float64) / scale) + zero, info.min, info.max)
         out[spec.feed_name] = np.ascontiguousarray(x.astype(dtype, copy=False))
     return out
 
@@ -215,6 +239,9 @@ def from_artifact(contract: Contract, outputs: dict[str, np.ndarray]) -> dict[st
         y = np.asarray(outputs[spec.feed_name])
         if spec.perm:
             y = np.transpose(y, inverse(spec.perm))
+        if spec.quant:  # back to the contract's real values and dtype
+            scale, zero = spec.quant
+            y = ((y.astype(np.float64) - zero) * scale).astype(spec.dtype)
         result[spec.name] = y
     return result
 

@@ -38,6 +38,7 @@ class ArtifactStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # not attempted: a parent it is converted from failed
     NOT_APPLICABLE = "not_applicable"  # cannot be made from this kind of source (TorchScript from .onnx)
+    NEEDS_DATA = "needs_data"  # needs calibration data the source does not have (--calib-data); not a failure
 
 
 class RunStatus(StrEnum):
@@ -61,6 +62,7 @@ class CheckStatus(StrEnum):
     NOT_EXPORTED = "not_exported"
     CORRUPT = "corrupt"  # refused before loading (hash mismatch)
     NOT_APPLICABLE = "not_applicable"
+    NEEDS_DATA = "needs_data"  # not made: needs calibration data (not a failure)
 
 
 class RowStatus(StrEnum):
@@ -96,6 +98,9 @@ class WriteGolden(Job["GoldenWritten"]):
     MODE: ClassVar[str] = "golden"
     root: str  # the bundle (staging) directory the plan's relative paths are under
     sets: list[GoldenSetPlan]
+    calibration: str | None = None  # write the source's own calibration inputs here (relative to root)
+    calibration_samples: int = 0
+    calibration_seed: int = 0
 
 
 @dataclass
@@ -109,6 +114,7 @@ class ExportFormat(Job["FormatExported"]):
     workdir: str  # scratch
     parent_path: str | None = None
     parent_contract: Contract | None = None
+    calibration: str | None = None  # calibration inputs (.npz, source layout), for the formats that need them
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,6 +167,8 @@ class SourceLoaded(Reply):
     contract: Contract | None = None
     description: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    labelled: bool = False  # the source ships labelled data (task accuracy)
+    calibration: bool = False  # the source has calibration data of its own (int8 formats)
     error: str | None = None  # one line
     exit_code: int = 3
     traceback: str | None = None
@@ -174,6 +182,8 @@ class SourceLoaded(Reply):
 class GoldenWritten(Reply):
     ok: bool
     samples: dict[str, int] = field(default_factory=dict)  # set -> samples written
+    calibration_samples: int = 0  # written to WriteGolden.calibration (0: none)
+    labelled_output: str | None = None  # the output the labelled set's labels are for
     error: str | None = None
     exit_code: int = 3
     traceback: str | None = None

@@ -36,6 +36,7 @@ class ArtifactCheck:
     runtime_version: str | None = None
     outputs: dict = field(default_factory=dict)  # set -> path of the artifact's outputs
     overrides: dict = field(default_factory=dict)  # output -> tolerance overrides applied instead of the tier's
+    accuracy: dict | None = None  # task accuracy on a labelled set, against the source's
 
     def overrides_text(self) -> str:
         """The overrides applied, for a table's note (empty when the tier's defaults were used)."""
@@ -50,7 +51,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
           sets: list[GoldenSet], references: dict[str, dict[str, np.ndarray]], tolerances: dict | None = None,
           stored_outputs: Callable[[str, str], dict | None] = lambda fmt, set_name: None,
           framework: str = DEFAULT_FRAMEWORK, refused: dict[str, str] | None = None,
-          skipped_sets: dict[str, dict[str, str]] | None = None) -> dict[str, ArtifactCheck]:
+          skipped_sets: dict[str, dict[str, str]] | None = None,
+          max_drop: dict[str, float] | None = None) -> dict[str, ArtifactCheck]:
     """Verdicts per artifact, set and output, against the reference and against the parent artifact.
 
     ``records``: manifest artifact records of the artifacts to judge (in registry order).
@@ -60,6 +62,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
     ``framework``: the source's, which decides each artifact's parent (``formats.plan``).
     ``refused``: artifacts refused before loading (hash mismatch), with the reason.
     ``skipped_sets``: per artifact, the golden sets its run was not given (a converter fixed a dim).
+    ``max_drop``: {format or "*": points} accuracy gates on a labelled set (else the tier's default);
+    an ``accuracy_gated`` tier (int8) is then judged on accuracy, its tensor metrics reported only.
     """
     checks: dict[str, ArtifactCheck] = {}
     produced: dict[str, dict[str, dict[str, np.ndarray]]] = {}
@@ -76,6 +80,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
             chk.reason = rec.error or "not exported"
             if rec.status == ArtifactStatus.NOT_APPLICABLE:
                 chk.status = CheckStatus.NOT_APPLICABLE
+            elif rec.status == ArtifactStatus.NEEDS_DATA:
+                chk.status = CheckStatus.NEEDS_DATA
             continue
         if run is None:
             chk.status, chk.reason = CheckStatus.SKIPPED, "not run"
@@ -96,6 +102,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
             continue
         failures = []
         produced[name] = {}
+        base_tier = parity.TIERS[fmt.tier]
+        accuracy_gate = base_tier.accuracy_gated and any(s.labels is not None for s in sets if s.name in run.outputs)
         for set_name, out_path in run.outputs.items():
             got = npz.load(out_path)
             produced[name][set_name] = got
@@ -113,13 +121,19 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
                 verdict = parity.check(got[spec.name], ref[spec.name], tier, classifier)
                 if verdict.passed and str(got[spec.name].dtype) != spec.dtype:
                     verdict.passed, verdict.reason = False, f"dtype {got[spec.name].dtype}, contract says {spec.dtype}"
-                chk.sets[set_name][spec.name] = verdict.to_dict()
-                if not verdict.passed:
+                chk.sets[set_name][spec.name] = {**verdict.to_dict(), "gating": not accuracy_gate}
+                if not verdict.passed and not accuracy_gate:
                     failures.append(f"{spec.name}{'' if set_name == 'main' else f' ({set_name} set)'}: "
                                     f"{verdict.reason}")
                 if parent_out is not None and spec.name in parent_out:
                     chk.hop[set_name][spec.name] = parity.check(got[spec.name], parent_out[spec.name], tier,
                                                                 classifier).to_dict()
+        labelled = next((s for s in sets if s.labels is not None and s.name in run.outputs), None)
+        if labelled is not None and labelled.labelled_output:
+            failure = _accuracy(chk, name, labelled, produced[name][labelled.name], references[labelled.name],
+                                (max_drop or {}).get(name, (max_drop or {}).get("*", base_tier.max_accuracy_drop)))
+            if failure:
+                failures.append(failure)
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")
@@ -128,6 +142,23 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
             chk.hop_blamed = blame(name, checks, framework)
             chk.reason = f"{chk.reason} [error appears at hop {chk.hop_blamed}]"
     return checks
+
+
+def _accuracy(chk: ArtifactCheck, name: str, s: GoldenSet, got: dict, ref: dict, limit: float | None) -> str | None:
+    """Task accuracy of the artifact and of the source on a labelled set; the failure line when the
+    drop exceeds ``limit`` points."""
+    out = s.labelled_output or ""
+    labels = npz.load(s.labels)["labels"] if s.labels else np.zeros(0, np.int64)
+    acc, src = parity.accuracy(got[out], labels), parity.accuracy(ref[out], labels)
+    drop = (src - acc) * 100
+    passed = limit is None or drop <= limit + 1e-9
+    chk.accuracy = {"set": s.name, "output": out, "samples": int(len(labels)), "accuracy": acc, "source_accuracy": src,
+                    "drop_points": drop, "top1_agreement": parity.top1_agreement(got[out], ref[out]),
+                    "max_drop_points": limit, "passed": passed}
+    if passed:
+        return None
+    return (f"accuracy {acc:.2%} on the {s.name} set is {drop:.2f} points below the source's {src:.2%} "
+            f"(max drop {limit:g} points)")
 
 
 def blame(name: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_FRAMEWORK) -> str:

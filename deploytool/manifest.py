@@ -75,6 +75,18 @@ class GoldenSetRecord:
     reference: str
     dims: dict[str, int]
     samples: int
+    labels: str | None = None  # a labelled set: its labels (.npz, key "labels"), for task accuracy
+    labelled_output: str | None = None
+
+
+@dataclass
+class CalibrationRecord:
+    """The calibration inputs the int8 formats were made from (also hashed in golden.files)."""
+
+    path: str
+    sha256: str
+    samples: int
+    origin: str  # "the source's own calibration data" or "--calib-data FILE"
 
 
 @dataclass
@@ -83,6 +95,7 @@ class GoldenData:
     sets: dict[str, GoldenSetRecord]
     files: list[FileRecord]
     reference_runtime: str | None = None
+    calibration: CalibrationRecord | None = None
 
 
 @dataclass

@@ -25,6 +25,10 @@ class Tier:
     min_cosine: float | None = None
     min_sqnr_db: float | None = None
     min_top1: float | None = None
+    # With labelled data: the largest drop in task accuracy (points) from the source's; for a tier that
+    # is ``accuracy_gated``, that gate replaces the tensor metrics' (which are still reported).
+    max_accuracy_drop: float | None = None
+    accuracy_gated: bool = False
 
     def with_overrides(self, atol: float | None = None, rtol: float | None = None) -> Tier:
         # An explicit atol/rtol turns the check elementwise: that is what the user asked for.
@@ -41,7 +45,8 @@ TIERS = {
     "exact": Tier("exact", "elementwise", atol=1e-6, rtol=1e-6),
     "fp32": Tier("fp32", "elementwise", atol=1e-4, rtol=1e-4),
     "fp16": Tier("fp16", "statistical", atol=1e-2, rtol=1e-2, min_cosine=0.999, min_sqnr_db=30.0, min_top1=0.9),
-    "int8": Tier("int8", "statistical", atol=1e-1, rtol=1e-1, min_cosine=0.98, min_sqnr_db=15.0, min_top1=0.8),
+    "int8": Tier("int8", "statistical", atol=1e-1, rtol=1e-1, min_cosine=0.98, min_sqnr_db=15.0, min_top1=0.8,
+                 max_accuracy_drop=1.0, accuracy_gated=True),
 }
 
 
@@ -205,6 +210,30 @@ def check_overrides(overrides: object, what: str) -> dict[str, dict[str, float]]
                     or value < 0:
                 raise ValueError(f"{what}: {key} {name} = {value!r}: must be a finite number >= 0")
     return overrides
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy of [samples, (1,) classes] outputs against one label per sample."""
+    pred = np.argmax(np.asarray(logits).reshape(len(labels), -1), axis=-1)
+    return float(np.mean(pred == labels)) if len(labels) else 0.0
+
+
+def top1_agreement(actual: np.ndarray, expected: np.ndarray) -> float:
+    a = np.argmax(np.asarray(actual).reshape(len(actual), -1), axis=-1)
+    b = np.argmax(np.asarray(expected).reshape(len(expected), -1), axis=-1)
+    return float(np.mean(a == b)) if len(a) else 0.0
+
+
+def parse_drop(spec: str) -> tuple[str, float]:
+    """"1.5" | "tflite_int8=1.5" -> (format or "*", points)."""
+    target, _, value = spec.rpartition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--max-accuracy-drop {spec!r}: {value!r} is not a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"--max-accuracy-drop {spec!r}: must be a finite number of points >= 0")
+    return target or "*", number
 
 
 def check(actual: np.ndarray, expected: np.ndarray, tier: Tier, classifier: bool = False) -> Verdict:

@@ -25,8 +25,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from deploytool import bundle, npz
+from deploytool import bundle, golden, npz
 from deploytool import manifest as manifest_io
+from deploytool.contract import check_inputs
 from deploytool.errors import BundleError
 from deploytool.golden import DATA, MAIN
 from deploytool.jobs import ArtifactStatus
@@ -41,6 +42,7 @@ class OpenedBundle:
     manifest: Manifest
     inputs: dict[str, dict[str, np.ndarray]]  # set -> golden inputs, checked
     references: dict[str, dict[str, np.ndarray]]  # set -> reference outputs, checked
+    labels: dict[str, np.ndarray]  # labelled set -> its labels, checked
 
 
 def open_bundle(path: Path | str, verify_key: Path | str | None = None) -> OpenedBundle:
@@ -57,9 +59,9 @@ def open_bundle(path: Path | str, verify_key: Path | str | None = None) -> Opene
     m = manifest_io.read(root)
     _check_paths(root, m, entries)
     bundle.verify_files(root, m.golden.files, f"bundle {root}: golden data")
-    inputs, references = _check_golden(root, m)
+    inputs, references, labels = _check_golden(root, m)
     _check_contracts(root, m)
-    return OpenedBundle(root, m, inputs, references)
+    return OpenedBundle(root, m, inputs, references, labels)
 
 
 def _check_contracts(root: Path, m: Manifest) -> None:
@@ -107,7 +109,9 @@ def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
         if not f.startswith("golden/"):
             raise BundleError(f"{where}: golden file {f!r} is not under golden/")
     listed.update(golden_files)
-    needed = [(f"golden.sets.{s}.inputs", info.inputs) for s, info in m.golden.sets.items()] + \
+    needed = [(f"golden.sets.{s}.labels", info.labels) for s, info in m.golden.sets.items() if info.labels] + \
+        ([("golden.calibration.path", m.golden.calibration.path)] if m.golden.calibration is not None else []) + \
+        [(f"golden.sets.{s}.inputs", info.inputs) for s, info in m.golden.sets.items()] + \
         [(f"golden.sets.{s}.reference", info.reference) for s, info in m.golden.sets.items()] + \
         [(f"artifacts.{n}.golden_outputs.{s}", p) for n, rec in m.artifacts.items()
          for s, p in rec.golden_outputs.items()]
@@ -121,12 +125,12 @@ def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
                               "under artifacts/ and golden/ must be listed and hashed)")
 
 
-def _check_golden(root: Path, m: Manifest) -> tuple[dict, dict]:
+def _check_golden(root: Path, m: Manifest) -> tuple[dict, dict, dict]:
     where = f"bundle {root}: golden data"
     contract = m.contract
     if MAIN not in m.golden.sets:
         raise BundleError(f"{where}: no {MAIN!r} set")
-    inputs_by_set, refs_by_set = {}, {}
+    inputs_by_set, refs_by_set, labels_by_set = {}, {}, {}
     for set_name, info in m.golden.sets.items():
         what = f"{where}: set {set_name!r}"
         if set_name == DATA:
@@ -152,6 +156,23 @@ def _check_golden(root: Path, m: Manifest) -> tuple[dict, dict]:
                     raise BundleError(f"{what}: reference {spec.name!r} holds NaN/Inf (sample {bad}); a comparison "
                                       "against it would be vacuous")
         inputs_by_set[set_name], refs_by_set[set_name] = inputs, refs
+        if info.labels:
+            try:
+                labels_by_set[set_name] = golden.check_labels(
+                    contract, _load(root, info.labels, what).get("labels"), info.labelled_output or "",
+                    info.samples, f"{what}: {info.labels}")
+            except (ValueError, StopIteration) as e:
+                raise BundleError(f"{what}: labels: {e}" if isinstance(e, StopIteration) else str(e)) from None
+    if m.golden.calibration is not None:
+        what = f"{where}: calibration data"
+        calib = _load(root, m.golden.calibration.path, what)
+        try:
+            check_inputs(contract, calib, what)
+        except ValueError as e:
+            raise BundleError(str(e)) from None
+        if len(next(iter(calib.values()))) != m.golden.calibration.samples:
+            raise BundleError(f"{what}: {len(next(iter(calib.values())))} samples, the manifest says "
+                              f"{m.golden.calibration.samples}")
     for name, rec in m.artifacts.items():
         for set_name, rel in rec.golden_outputs.items():
             what = f"{where}: artifact {name}'s stored outputs ({set_name})"
@@ -161,7 +182,7 @@ def _check_golden(root: Path, m: Manifest) -> tuple[dict, dict]:
             ref = refs_by_set[set_name]
             if sorted(stored) != sorted(ref) or any(stored[k].shape != ref[k].shape for k in ref):
                 raise BundleError(f"{what}: names/shapes {_shapes(stored)} differ from the reference's {_shapes(ref)}")
-    return inputs_by_set, refs_by_set
+    return inputs_by_set, refs_by_set, labels_by_set
 
 
 def _load(root: Path, rel: str, what: str) -> dict[str, np.ndarray]:

@@ -79,23 +79,33 @@ def load_source(job: jobs.LoadSource, env: dict) -> jobs.SourceLoaded:
         return jobs.SourceLoaded(ok=False, error=f"model {name!r}: {short_error(e)}", traceback=traceback.format_exc())
     _State.loaded = loaded
     return jobs.SourceLoaded(ok=True, contract=loaded.contract, description=loaded.description,
-                             versions=dict(loaded.versions or {}))
+                             versions=dict(loaded.versions or {}), labelled=loaded.labelled is not None,
+                             calibration=loaded.calibration is not None)
 
 
 def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     """Draw each planned set's inputs, run the source on them, write both."""
     from deploytool import contract as C
-    from deploytool import npz
+    from deploytool import golden, npz
     from deploytool.contract import check_inputs, generate_inputs
 
     loaded = _State.loaded
     if loaded is None:
         return jobs.GoldenWritten(ok=False, error="golden job before the source was loaded", exit_code=1)
-    written = {}
+    written, labelled_output = {}, None
+    root = Path(job.root)
     for plan in job.sets:
         try:
+            labels = None
             if plan.generator == "source":
                 inputs = loaded.golden(plan.samples, plan.seed, plan.dims)
+            elif plan.generator == "labelled":
+                inputs, labels, labelled_output = loaded.labelled()
+                labelled_output = labelled_output or golden.labelled_output(loaded.contract)
+                labels = golden.check_labels(loaded.contract, labels, labelled_output,
+                                             len(next(iter(inputs.values()))), "the source's labelled data")
+            elif plan.generator == "given":  # written by the coordinator from --data
+                inputs = npz.load(root / plan.inputs)
             else:
                 inputs = generate_inputs(loaded.contract, plan.samples, plan.seed, plan.dims)
             check_inputs(loaded.contract, inputs, f"the {plan.name} golden inputs")
@@ -111,10 +121,24 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
             return jobs.GoldenWritten(ok=False, error=f"model {_State.model_name!r}: the source model's output "
                                       f"{output!r} is NaN/Inf on {plan.name} golden sample {sample} (inputs: "
                                       f"{C.describe_sample(inputs, sample)}); nothing can be checked against it")
-        npz.save(Path(job.root) / plan.inputs, inputs)
-        npz.save(Path(job.root) / plan.reference, refs)
+        npz.save(root / plan.inputs, inputs)
+        npz.save(root / plan.reference, refs)
+        if labels is not None and plan.labels:
+            npz.save(root / plan.labels, {"labels": labels})
         written[plan.name] = len(next(iter(inputs.values())))
-    return jobs.GoldenWritten(ok=True, samples=written)
+    calibration_samples = 0
+    if job.calibration and loaded.calibration is not None:
+        dims = loaded.contract.dim_sizes("example", batch_one=True)
+        try:
+            calib = loaded.calibration(job.calibration_samples, job.calibration_seed, dims)
+            check_inputs(loaded.contract, calib, "the source's calibration data")
+        except Exception as e:  # noqa: BLE001 - the module's calibration_inputs() failing is a model error
+            return jobs.GoldenWritten(ok=False, error=f"model {_State.model_name!r}: calibration data: "
+                                      f"{short_error(e)}", traceback=traceback.format_exc())
+        npz.save(root / job.calibration, calib)
+        calibration_samples = len(next(iter(calib.values())))
+    return jobs.GoldenWritten(ok=True, samples=written, calibration_samples=calibration_samples,
+                              labelled_output=labelled_output)
 
 
 def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:
@@ -127,7 +151,8 @@ def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:
         parent_path=Path(job.parent_path) if job.parent_path else None, parent_contract=job.parent_contract,
         options=job.options, model=loaded.module if loaded else None,
         example_inputs=loaded.example_inputs if loaded else (), alt_inputs=loaded.alt_inputs if loaded else (),
-        source_path=loaded.path if loaded else None)
+        source_path=loaded.path if loaded else None,
+        calibration=Path(job.calibration) if job.calibration else None)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     log_start = _log_size(env.get("log"))
     print(f"=== deploytool: exporting {fmt.name} ({fmt.exporter}) ===", flush=True)

@@ -81,5 +81,18 @@ def golden_inputs(n: int, seed: int) -> dict[str, np.ndarray]:
     return {"image": x_test[idx][:, None]}
 
 
+def calibration_inputs(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Training digits for int8 calibration: never the held-out digits used for golden data and accuracy."""
+    x_train, _, _, _ = load_split()
+    idx = np.random.default_rng(seed).choice(len(x_train), size=min(n, len(x_train)), replace=False)
+    return {"image": x_train[idx][:, None]}
+
+
+def labelled_data() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """All held-out digits with their labels (samples of batch 1): task accuracy per artifact."""
+    _, _, x_test, y_test = load_split()
+    return {"image": x_test[:, None]}, y_test
+
+
 def recorded_accuracy() -> dict:
     return json.loads(METRICS.read_text())

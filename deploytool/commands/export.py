@@ -29,6 +29,7 @@ from deploytool.manifest import FILENAME as MANIFEST
 from deploytool.manifest import (
     SCHEMA_VERSION,
     ArtifactRecord,
+    CalibrationRecord,
     CheckSummary,
     ExporterInfo,
     GoldenData,
@@ -42,6 +43,9 @@ from deploytool.report.validation import write_reports
 from deploytool.sources import FRAMEWORKS, SourceRef, reference_runtime
 from deploytool.sources import resolve as resolve_source
 from deploytool.spawn import Worker
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+INT8_IO = ("float32", "int8", "uint8")
 
 
 @dataclass
@@ -58,11 +62,17 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         samples: int = golden.DEFAULT_SAMPLES, seed: int = golden.DEFAULT_SEED, keep_layout: bool = False,
         strict: bool = False, inputs: list[str] | None = None, input_ranges: list[str] | None = None,
         weights: str | None = None, tolerances: dict | None = None, sign: Path | str | None = None,
-        timeout: float = EXPORT_TIMEOUT_S, progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
+        timeout: float = EXPORT_TIMEOUT_S, calib_data: Path | str | None = None, data: Path | str | None = None,
+        calib_method: str = "minmax", int8_io: str = "float32", max_accuracy_drop: dict[str, float] | None = None,
+        progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
     """``tolerances``: overrides as parity.tier_for takes them ({"FMT:OUTPUT": {"atol": x}}); they are
     stored in the manifest, and later validate runs of the bundle start from them (shown as overrides).
     ``sign``: an EC private key (PEM); the bundle is signed before it is published (``signing.py``).
-    ``timeout``: the limit for each worker step (source, golden data, one format, one check)."""
+    ``timeout``: the limit for each worker step (source, golden data, one format, one check).
+    ``calib_data``: calibration inputs for the int8 formats (else the source's own, else needs_data);
+    ``calib_method``: onnx_int8's calibration (minmax, entropy, percentile); ``int8_io``: tflite_int8's
+    input/output type (float32, int8, uint8). ``data``: labelled data (a ``labels`` array) for task
+    accuracy; ``max_accuracy_drop``: {format or "*": points} gates (int8 tier default: parity.TIERS)."""
     t_start = time.perf_counter()
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
@@ -89,8 +99,18 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         staging = bundle.staging_dir(out, source.name)
     except OSError as e:
         raise UsageError(f"cannot write bundles under {out}: {e.strerror or e}") from None
+    if calib_method not in CALIB_METHODS or int8_io not in INT8_IO:
+        raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)} and --int8-io one of "
+                         f"{', '.join(INT8_IO)}")
+    for option, path in (("--calib-data", calib_data), ("--data", data)):
+        if path is not None and not Path(path).is_file():
+            raise UsageError(f"{option} {path}: no such file")
     pipeline = _Pipeline(source, names, added, staging, samples, seed, keep_layout, tolerances or {}, timeout,
                          progress)
+    pipeline.calib_data = Path(calib_data) if calib_data else None
+    pipeline.data = Path(data) if data else None
+    pipeline.options = {"calib_method": calib_method, "int8_io": int8_io}
+    pipeline.max_drop = dict(max_accuracy_drop or {})
     try:
         manifest, checks = pipeline.run()
         if sign is not None:
@@ -127,6 +147,11 @@ class _Pipeline:
         self.description = ""
         self.versions: dict = {}
         self.sets: list[GoldenSet] = []
+        self.calibration: CalibrationRecord | None = None
+        self.calib_data: Path | None = None
+        self.data: Path | None = None
+        self.options: dict = {}
+        self.max_drop: dict[str, float] = {}
         self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=timeout)
         self.plan = plan(source.framework)  # each format as made from this kind of source
         self.records: dict[str, ArtifactRecord] = {
@@ -165,7 +190,8 @@ class _Pipeline:
             raise RuntimeError("no source contract")
         references = {s.name: npz.load(s.reference) for s in self.sets}
         checks = judge.judge(self.contract, self.records, runs, self.sets, references, self.tolerances,
-                             framework=self.source.framework, skipped_sets=self.runs.skipped_sets)
+                             framework=self.source.framework, skipped_sets=self.runs.skipped_sets,
+                             max_drop=self.max_drop)
         self._keep_outputs(checks)
         for name, chk in checks.items():
             self.records[name].check = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed,
@@ -181,16 +207,17 @@ class _Pipeline:
         """Export one stage's formats in its worker; the source's stage first loads the source and
         writes the golden data. What to skip is decided here, before each job."""
         worker, holds_source = self.workers[index], index == 0
+        if holds_source:  # what can be made depends on what the source has (calibration data)
+            self.progress(f"loading the source, writing golden data ({stage} worker)")
+            self._load_source(worker)
         runnable = [n for n in group if self._exportable(n)]
-        if not runnable and not holds_source:
+        if not runnable:
             worker.close()
             return
         if not holds_source:
             for name in runnable:
                 self.runs.prestart(name, self.plan[name].runtime)
-        self.progress(f"exporting {', '.join(runnable) or 'reference outputs'} ({stage} worker)")
-        if holds_source:
-            self._load_source(worker, last=not runnable)
+        self.progress(f"exporting {', '.join(runnable)} ({stage} worker)")
         attempt = 1
         for i, name in enumerate(runnable):
             if i and not self._exportable(name):  # its parent failed earlier in this stage
@@ -199,7 +226,7 @@ class _Pipeline:
                 attempt += 1
                 worker = self.workers[index] = self._worker(index, stage, group, attempt).start()
                 if holds_source:
-                    self._load_source(worker, last=False, golden_too=False)
+                    self._load_source(worker, golden_too=False)
             self._take_format(name, worker.run(self._job(name), last=i == len(runnable) - 1, timeout=self.timeout))
         worker.close()  # a worker left waiting because the formats after a failure were skipped
 
@@ -215,28 +242,69 @@ class _Pipeline:
                                                   error=f"not exported: its parent {fmt.parent} failed")
                 return False
             return True  # its parent is made earlier in this same stage
+        if fmt.needs_calibration and self.calibration is None:
+            self.records[name] = self._record(name, ArtifactStatus.NEEDS_DATA, error=(
+                "needs calibration data: this source has none of its own; pass --calib-data FILE.npz (inputs "
+                f"named as in the contract, rows are samples, >= {golden.CALIB_RECOMMENDED} recommended; never the "
+                "data you validate on)"))
+            return False
         if fmt.missing_packages():
             self.records[name] = self._record(name, ArtifactStatus.FAILED, error=f"exporter needs "
                                               f"{', '.join(fmt.missing_packages())} (pip install deploytool)")
             return False
         return True
 
-    def _load_source(self, worker: Worker, last: bool, golden_too: bool = True) -> None:
+    def _load_source(self, worker: Worker, golden_too: bool = True) -> None:
         """Phase 1: the worker loads the source and reports its contract. Phase 2: the golden sets
-        are planned here from it, and the worker draws them and runs the source on them."""
-        loaded = worker.run(LoadSource(self.source.to_dict()), last=last and not golden_too, timeout=self.timeout)
+        (and calibration data) are planned here from it, and the worker draws them and runs the source."""
+        loaded = worker.run(LoadSource(self.source.to_dict()), last=False, timeout=self.timeout)
         if not loaded.ok or loaded.contract is None:
             raise ModelError(_named(self.source.name, loaded.error), loaded.exit_code, detail=loaded.traceback)
         self.contract, self.description = loaded.contract, loaded.description
         self.versions.update(loaded.versions)
         if not golden_too:
             return
-        plans = golden.plan_sets(self.contract, self.samples, self.seed)
-        written = worker.run(WriteGolden(str(self.staging), plans), last=last, timeout=self.timeout)
+        labelled_output = self._user_data(self.contract)
+        labelled = "given" if labelled_output else ("source" if loaded.labelled else None)
+        plans = golden.plan_sets(self.contract, self.samples, self.seed, labelled=labelled)
+        job = WriteGolden(str(self.staging), plans)
+        if self.calibration is None and loaded.calibration:
+            job.calibration, job.calibration_samples = golden.CALIBRATION, golden.CALIB_SAMPLES
+            job.calibration_seed = self.seed + golden.CALIB_SEED_OFFSET
+        written = worker.run(job, last=False, timeout=self.timeout)
         if not written.ok:
             raise ModelError(_named(self.source.name, written.error), written.exit_code, detail=written.traceback)
+        if written.calibration_samples:
+            self.calibration = CalibrationRecord(golden.CALIBRATION, "", written.calibration_samples,
+                                                 "the source's own calibration data")
+        labelled_output = labelled_output or written.labelled_output
         self.sets = [GoldenSet(p.name, self.staging / p.inputs, self.staging / p.reference, p.dims,
-                               written.samples.get(p.name, p.samples)) for p in plans]
+                               written.samples.get(p.name, p.samples),
+                               self.staging / p.labels if p.labels else None,
+                               labelled_output if p.labels else None) for p in plans]
+
+    def _user_data(self, contract: Contract) -> str | None:
+        """--calib-data and export --data (labelled), checked against the contract and copied into the
+        bundle's golden data; returns the labelled output when --data was given."""
+        from deploytool.golden import read_user_data
+
+        try:
+            if self.calib_data is not None:
+                inputs, _, _ = read_user_data(contract, self.calib_data, "--calib-data")
+                npz.save(self.staging / golden.CALIBRATION, inputs)
+                self.calibration = CalibrationRecord(golden.CALIBRATION, "", len(next(iter(inputs.values()))),
+                                                     f"--calib-data {self.calib_data.name}")
+            if self.data is None:
+                return None
+            inputs, labels, output = read_user_data(contract, self.data, "--data")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if labels is None or output is None:
+            raise UsageError(f"--data {self.data}: at export, --data is labelled data for task accuracy: add a "
+                             "'labels' array (one class per sample), or 'labels:OUTPUT' naming the output")
+        npz.save(self.staging / "golden/labelled.npz", inputs)
+        npz.save(self.staging / golden.LABELS_FILE, {"labels": labels})
+        return output
 
     def _job(self, name: str) -> ExportFormat:
         fmt = self.plan[name]
@@ -248,7 +316,9 @@ class _Pipeline:
                             workdir=str(self.work / f"scratch-{fmt.stage}"),
                             parent_path=str(self.staging / parent.path) if parent and parent.path else None,
                             parent_contract=parent.contract if parent else None,
-                            options={"keep_layout": self.keep_layout})
+                            calibration=str(self.staging / self.calibration.path)
+                            if self.calibration and fmt.needs_calibration else None,
+                            options={"keep_layout": self.keep_layout, **self.options})
 
     def _take_format(self, name: str, reply: FormatExported) -> None:
         fmt = self.plan[name]
@@ -305,9 +375,14 @@ class _Pipeline:
         data = GoldenData(
             seed=self.seed, reference_runtime=reference_runtime(self.source.to_dict()),
             sets={s.name: GoldenSetRecord(s.inputs.relative_to(self.staging).as_posix(),
-                                          s.reference.relative_to(self.staging).as_posix(), s.dims, s.samples)
+                                          s.reference.relative_to(self.staging).as_posix(), s.dims, s.samples,
+                                          s.labels.relative_to(self.staging).as_posix() if s.labels else None,
+                                          s.labelled_output)
                   for s in self.sets},
             files=bundle.file_records(self.staging, self.staging / bundle.GOLDEN))
+        if self.calibration is not None:  # its sha256 is in golden.files; repeated here with its origin
+            data.calibration = self.calibration
+            self.calibration.sha256 = bundle.sha256_file(self.staging / self.calibration.path)
         return Manifest(
             schema_version=SCHEMA_VERSION, created=bundle.now_utc(),
             tool={"name": "deploytool", "version": bundle.package_versions()["deploytool"]},

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploytool import bundle, errors, judge, npz
-from deploytool.contract import Contract, check_inputs, describe_sample, nonfinite_sample
+from deploytool.contract import Contract, describe_sample, nonfinite_sample
 from deploytool.errors import BundleError, DeployToolError, UsageError
 from deploytool.formats import FORMATS
-from deploytool.golden import DATA, MAIN, GoldenSet
+from deploytool.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.jobs import CHECK_TIMEOUT_S, ArtifactStatus, RunStatus
 from deploytool.judge import ArtifactCheck
 from deploytool.manifest import Manifest
@@ -145,8 +145,12 @@ def _sets(opened: OpenedBundle, samples: int | None, work: Path) -> tuple[list[G
             ref = {k: v[:samples] for k, v in ref.items()}
         npz.save(work / f"{name}.inputs.npz", inputs)
         npz.save(work / f"{name}.reference.npz", ref)
+        labels = None
+        if name in opened.labels:
+            labels = work / f"{name}.labels.npz"
+            npz.save(labels, {"labels": opened.labels[name]})
         sets.append(GoldenSet(name, work / f"{name}.inputs.npz", work / f"{name}.reference.npz", info.dims,
-                              len(next(iter(inputs.values())))))
+                              len(next(iter(inputs.values()))), labels, info.labelled_output if labels else None))
         references[name] = ref
     return sets, references
 
@@ -157,18 +161,7 @@ def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Pa
     its own runtime (torch eager, onnxruntime, Keras, TensorFlow), computes their reference outputs
     in its own worker."""
     try:
-        arrays = npz.load(path)
-    except npz.NpzError as e:
-        raise UsageError(f"--data {e}") from None
-    shaped = {}
-    for spec in contract.inputs:
-        a = arrays.get(spec.name)
-        if a is not None and isinstance(spec.shape[0], str) and a.ndim == len(spec.shape):
-            a = a[:, None]  # rows -> samples of batch 1
-        if a is not None:
-            shaped[spec.name] = a
-    try:
-        check_inputs(contract, {**arrays, **shaped}, f"--data {path}")
+        shaped, labels, labelled_output = read_user_data(contract, path, "--data")
     except ValueError as e:
         raise UsageError(str(e)) from None
     n = len(next(iter(shaped.values())))
@@ -178,7 +171,11 @@ def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Pa
     npz.save(inputs, shaped)
     runtime, source_file, ref_contract = source_artifact(manifest.model.source, contract, work)
     pool = RunPool(_logs(bundle_dir, work), work, timeout=timeout)
-    s = GoldenSet(DATA, inputs, work / "data.reference.npz", dims, n)
+    labels_path = None
+    if labels is not None:
+        labels_path = work / "data.labels.npz"
+        npz.save(labels_path, {"labels": labels})
+    s = GoldenSet(DATA, inputs, work / "data.reference.npz", dims, n, labels_path, labelled_output)
     pool.submit("reference", runtime, source_file, ref_contract, [s])
     reply = pool.results()["reference"]
     if reply.status != RunStatus.OK:

@@ -40,12 +40,24 @@ class ExportContext:
     parent_path: Path | None = None
     parent_contract: Contract | None = None
     options: dict = field(default_factory=dict)  # export options from the command line (keep_layout, ...)
+    calibration: Path | None = None  # calibration inputs (.npz, source names and layout) for quantization
 
     def parent(self) -> tuple[Path, Contract]:
         """The parent artifact's path and contract (a format converted from a parent always gets both)."""
         if self.parent_path is None or self.parent_contract is None:
             raise RuntimeError("this format is converted from a parent artifact, and none was given")
         return self.parent_path, self.parent_contract
+
+    def calibration_feeds(self, contract: Contract) -> list[dict]:
+        """The calibration samples as feeds for an artifact of ``contract`` (its names, layout, dtypes)."""
+        from deploytool import npz
+        from deploytool.contract import to_artifact
+
+        if self.calibration is None:
+            raise RuntimeError("this format needs calibration data, and none was given")
+        arrays = npz.load(self.calibration)
+        n = len(next(iter(arrays.values())))
+        return [to_artifact(contract, {k: v[i] for k, v in arrays.items()}) for i in range(n)]
 
     def source_file(self) -> Path:
         """The source model's file (for routes that start from a model file)."""
@@ -95,6 +107,8 @@ class Format:
     # (exception, the worker's log since this export began, the context) -> one line naming the cause
     explain: Callable[[BaseException, str, ExportContext], str] | None = None
     is_dir: bool = False
+    needs_calibration: bool = False  # made from calibration data (int8 activations); needs_data without it
+    compare_to: str | None = None  # the full-precision sibling bench compares its speed and size with
     routes: dict[str, Route] = field(default_factory=dict)  # other source framework -> how it is made there
     # Set by plan(): why this format cannot be made from that plan's kind of source.
     not_applicable: str | None = None

@@ -13,5 +13,6 @@ FORMAT = Format(
     exporter="tf.lite.TFLiteConverter",
     requires=("tensorflow",),
     convert=lambda ctx: _tflite.convert(ctx, "fp16"),
+    compare_to="tflite_fp32",
     explain=_tflite.explain,
 )

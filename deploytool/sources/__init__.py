@@ -54,6 +54,10 @@ class LoadedModel:
     reference: Callable[[dict], dict[str, np.ndarray]]  # inputs -> reference outputs
     path: Path | None = None  # the source file, for sources that are files (.onnx, .keras, SavedModel)
     versions: dict | None = None
+    # (samples, seed, dims) -> calibration inputs, for the int8 formats; None: the source has none of its own
+    calibration: Callable[[int, int, dict], dict[str, np.ndarray]] | None = None
+    # () -> (inputs [samples, *shape], labels [samples], labelled output or None): data to measure task accuracy on
+    labelled: Callable[[], tuple[dict[str, np.ndarray], np.ndarray, str | None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -99,9 +99,25 @@ def load(source: dict) -> LoadedModel:
             return {k: np.ascontiguousarray(v) for k, v in golden_fn(n, seed).items()}
         return generate_inputs(contract, n, seed, dims)
 
+    calib_fn = getattr(mod, "calibration_inputs", None) if source["kind"] != "factory" else None
+    labelled_fn = getattr(mod, "labelled_data", None) if source["kind"] != "factory" else None
+
+    def calibration(n: int, seed: int, dims: dict) -> dict[str, np.ndarray]:
+        if calib_fn is not None:  # the module's own calibration data (digits: training digits)
+            return {k: np.ascontiguousarray(v) for k, v in calib_fn(n, seed).items()}
+        return generate_inputs(contract, n, seed, dims)  # a synthetic zoo model: its own generator, another seed
+
+    def labelled():
+        inputs, labels = labelled_fn()  # type: ignore[misc]  # only called when the module defines it
+        return {k: np.ascontiguousarray(v) for k, v in inputs.items()}, np.asarray(labels), None
+
+    # Calibration only from the module's own data, or from a reference-zoo model's own (synthetic by
+    # design) generator: a user's model is never calibrated on noise it was not made for.
+    has_calibration = calib_fn is not None or source["kind"] == "zoo"
     return LoadedModel(module, contract, example, alt, golden, description,
                        reference=lambda inputs: reference_outputs(module, contract, inputs),
-                       versions={"torch": torch.__version__})
+                       versions={"torch": torch.__version__}, calibration=calibration if has_calibration else None,
+                       labelled=labelled if labelled_fn is not None else None)
 
 
 def _load_weights(name: str, module, path: str) -> None:
