@@ -8,6 +8,7 @@ import click
 
 from deploytool import __version__
 from deploytool.errors import EXIT_CODES, DeployToolError, UsageError, exit_codes_help
+from deploytool.golden import CALIB_RECOMMENDED
 from deploytool.jobs import BENCH_MARGIN_S, CHECK_TIMEOUT_S, EXPORT_TIMEOUT_S, ArtifactStatus, CheckStatus, RowStatus
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -74,6 +75,13 @@ def _config_option(f):
                              "option names; the command line wins; paths are relative to the file).")(f)
 
 
+def _accuracy_option(f):
+    return click.option("--max-accuracy-drop", multiple=True, metavar="[FMT=]POINTS",
+                        help="With labelled data: fail an artifact whose task accuracy is more than POINTS below the "
+                             "source's (repeatable, per format). The int8 tier defaults to 1.0 and is judged on it "
+                             "instead of cosine/SQNR/top-1 when labels exist.")(f)
+
+
 def _tolerance_options(f):
     f = click.option("--rtol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE",
                      help="Relative tolerance override, as --atol.")(f)
@@ -117,6 +125,18 @@ def main() -> None:
               help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")
 @_tolerance_options
 @click.option("--strict", is_flag=True, help="Treat a check skipped for a missing runtime as a failure (exit 7).")
+@click.option("--calib-data", type=click.Path(dir_okay=False), metavar="FILE.npz",
+              help="Calibration inputs for the int8 formats (names as in the contract, rows are samples; "
+                   f">= {CALIB_RECOMMENDED} recommended; never the data you validate on). Zoo models bring their own; "
+                   "without any, tflite_int8/onnx_int8 are reported NEEDS_DATA (not a failure).")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="onnx_int8's activation calibration (onnxruntime.quantization).")
+@click.option("--int8-io", type=click.Choice(["float32", "int8", "uint8"]), default="float32", show_default=True,
+              help="tflite_int8's input/output type; integer I/O records its scale and zero point in the contract.")
+@click.option("--data", type=click.Path(dir_okay=False), metavar="FILE.npz",
+              help="Labelled data for task accuracy: inputs as in the contract plus 'labels' (one class per "
+                   "sample; 'labels:OUTPUT' names the output). Kept in the bundle; digits_cnn brings its own.")
+@_accuracy_option
 @click.option("--sign", type=click.Path(dir_okay=False), metavar="KEY.pem",
               help="Sign the bundle's content (manifest, artifacts, golden data) with this EC private key "
                    "(OpenSSF model-signing, offline) into BUNDLE/signature.sig; check with validate --verify.")
@@ -127,7 +147,7 @@ def main() -> None:
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and where the worker logs are.")
 def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict,
-                   sign, timeout, as_json, debug):
+                   calib_data, calib_method, int8_io, data, max_accuracy_drop, sign, timeout, as_json, debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -143,7 +163,9 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout, strict=strict,
                          inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
-                         tolerances=_tolerances(atol, rtol), sign=sign, timeout=timeout, progress=progress)
+                         tolerances=_tolerances(atol, rtol), sign=sign, timeout=timeout, calib_data=calib_data,
+                         data=data, calib_method=calib_method, int8_io=int8_io,
+                         max_accuracy_drop=_drops(max_accuracy_drop), progress=progress)
     if as_json:
         click.echo(json.dumps(outcome.manifest.to_json(), indent=2, default=str))
     else:
@@ -163,6 +185,15 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
     if debug and outcome.exit_code:
         click.echo(f"[deploytool] worker logs: {outcome.bundle / 'logs'}", err=True)
     sys.exit(outcome.exit_code)
+
+
+def _drops(specs: tuple[str, ...]) -> dict[str, float]:
+    from deploytool.parity import parse_drop
+
+    try:
+        return dict(parse_drop(s) for s in specs)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
@@ -189,6 +220,7 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @_tolerance_options
 @click.option("--strict", is_flag=True,
               help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
+@_accuracy_option
 @click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
               "(they are shown as overrides in the table and report otherwise).")
 @click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
@@ -202,8 +234,8 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
-def validate_command(bundle, formats, data, samples, atol, rtol, strict, tier_defaults, verify_key, timeout, reports,
-                     json_path, junit_path, debug):
+def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_accuracy_drop, tier_defaults, verify_key,
+                     timeout, reports, json_path, junit_path, debug):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -221,7 +253,7 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, tier_de
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.validate(bundle, list(formats) or None, data, samples, _tolerances(atol, rtol), strict, reports,
                            json_path, junit_path, progress, verify_key=verify_key, tier_defaults=tier_defaults,
-                           timeout=timeout)
+                           timeout=timeout, max_accuracy_drop=_drops(max_accuracy_drop))
     stored = outcome.manifest.tolerances
     if stored:
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"

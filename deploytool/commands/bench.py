@@ -18,6 +18,7 @@ from deploytool import timing as B  # noqa: N812
 from deploytool.commands.validate import select_formats
 from deploytool.contract import Contract
 from deploytool.errors import BundleError, UsageError
+from deploytool.formats import FORMATS
 from deploytool.golden import MAIN
 from deploytool.jobs import BENCH_MARGIN_S, ArtifactStatus, RowStatus, RunStatus, TimeArtifact
 from deploytool.manifest import Manifest
@@ -171,11 +172,27 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
         reports = write_bench_reports(manifest, rows, comparison, protocol, threshold, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _relate(rows)
     codes = [errors.RUNTIME if r["status"] == RowStatus.FAILED else errors.BUNDLE if r["status"] == RowStatus.CORRUPT
              else errors.SKIPPED if r["status"] == RowStatus.SKIPPED and strict else errors.OK for r in rows]
     if comparison and any(c["regression"] for c in comparison):
         codes.append(errors.REGRESSION)
     return BenchOutcome(bundle_dir, manifest, rows, comparison, reports, errors.worst(codes))
+
+
+def _relate(rows: list[dict]) -> None:
+    """Each row of a format that has a full-precision sibling (``Format.compare_to``: tflite_int8 ->
+    tflite_fp32, onnx_int8 -> onnx) gets its p50 and size as ratios of the sibling's at the same
+    threads and batch: the speed-up and the size a quantization buys, side by side in one run."""
+    ok = {(r["format"], r["threads"], r["batch"]): r for r in rows if r["status"] == RowStatus.OK}
+    for r in rows:
+        sibling = FORMATS[r["format"]].compare_to if r["format"] in FORMATS else None
+        base = ok.get((sibling, r["threads"], r["batch"])) if sibling else None
+        if base is None or r["status"] != RowStatus.OK:
+            continue
+        r["relative"] = {"to": sibling, "p50_ratio": r["p50_ms"] / base["p50_ms"],
+                         "size_ratio": (r["size_bytes"] / base["size_bytes"]) if r.get("size_bytes") and
+                         base.get("size_bytes") else None}
 
 
 def _main_inputs(opened: OpenedBundle, work: Path) -> Path:

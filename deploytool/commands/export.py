@@ -334,6 +334,12 @@ class _Pipeline:
             rec.files = bundle.file_records(self.staging, path)
             rec.size_bytes = sum(f.size for f in rec.files)
             rec.exporter = ExporterInfo(reply.exporter or fmt.exporter, reply.exporter_version, reply.options)
+            if fmt.needs_calibration and self.calibration is not None:
+                rec.exporter.options["calibration"] = {"samples": self.calibration.samples,
+                                                       "origin": self.calibration.origin}
+                if self.calibration.samples < golden.CALIB_RECOMMENDED:
+                    rec.notes.append(f"calibrated on only {self.calibration.samples} samples "
+                                     f"(>= {golden.CALIB_RECOMMENDED} recommended)")
         self.records[name] = rec
         if rec.status != ArtifactStatus.OK and path.is_dir():  # no half-written artifact stays in the bundle
             shutil.rmtree(path)

@@ -59,7 +59,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
         reports_dir: Path | str | None = None, json_path: Path | str | None = None,
         junit_path: Path | str | None = None, progress: Callable[[str], None] = lambda m: None,
         verify_key: Path | str | None = None, tier_defaults: bool = False,
-        timeout: float = CHECK_TIMEOUT_S) -> ValidateOutcome:
+        timeout: float = CHECK_TIMEOUT_S, max_accuracy_drop: dict[str, float] | None = None) -> ValidateOutcome:
     """``tolerances``: this run's overrides, on top of those stored in the bundle (``tier_defaults``:
     ignore the stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
     ``timeout``: the limit for each artifact's run."""
@@ -108,7 +108,8 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
             return npz.load(bundle_dir / rel) if rel and (bundle_dir / rel).is_file() else None
 
         checks = judge.judge(contract, records, replies, sets, references, tolerances, stored,
-                             framework=manifest.model.framework, refused=refused, skipped_sets=runs.skipped_sets)
+                             framework=manifest.model.framework, refused=refused, skipped_sets=runs.skipped_sets,
+                             max_drop=max_accuracy_drop)
         try:
             # The bundle's own reports/ only through real directories inside it; --reports is the user's.
             reports_dir = Path(reports_dir) if reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)

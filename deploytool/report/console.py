@@ -26,6 +26,22 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def accuracy_text(chk) -> str:
+    """``98.66% (-0.22)``: task accuracy on the labelled set and its change from the source's, in points."""
+    a = getattr(chk, "accuracy", None) if chk else None
+    if not a:
+        return "-"
+    return f"{a['accuracy']:.2%} ({-a['drop_points']:+.2f})"
+
+
+def _with_accuracy(headers: list[str], rows: list[list], checks: list, at: int) -> tuple[list[str], list[list]]:
+    """Insert the accuracy column at ``at`` when any artifact was measured on labelled data."""
+    if not any(getattr(c, "accuracy", None) for c in checks if c):
+        return headers, rows
+    return headers[:at] + ["accuracy"] + headers[at:], [r[:at] + [accuracy_text(c)] + r[at:]
+                                                         for r, c in zip(rows, checks)]
+
+
 def export_table(manifest: Manifest, checks: dict) -> str:
     rows = []
     for name, rec in manifest.artifacts.items():
@@ -36,7 +52,9 @@ def export_table(manifest: Manifest, checks: dict) -> str:
         rows.append([name, rec.runtime, status, fmt_err(chk.max_abs if chk else None), rec.tier,
                      human_size(rec.size_bytes),
                      f"{rec.export_seconds:.1f}" if rec.export_seconds is not None else "-", note])
-    return table(["format", "runtime", "status", "max_abs_err", "tier", "size", "export_s", "note"], rows)
+    headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "tier", "size", "export_s", "note"],
+                                   rows, [checks.get(n) for n in manifest.artifacts], 4)
+    return table(headers, rows)
 
 
 def _skipped(chk) -> str:
@@ -66,8 +84,9 @@ def validate_table(manifest: Manifest, checks: dict) -> str:
                      "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
                      hop, rec.tier, ",".join(chk.sets) or "-",
                      "; ".join(filter(None, [chk.reason or _skipped(chk), chk.overrides_text()]))])
-    return table(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db", "vs_parent", "tier",
-                  "sets", "note"], rows)
+    headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db",
+                                    "vs_parent", "tier", "sets", "note"], rows, list(checks.values()), 7)
+    return table(headers, rows)
 
 
 def _ms(x) -> str:
@@ -83,10 +102,19 @@ def bench_table(rows: list[dict]) -> str:
                     f"{r['cv']:.3f}" if ok else "-", f"{r['throughput_per_s']:.0f}" if ok else "-",
                     r.get("n", "-"), f"{r['import_s']:.2f}" if ok else "-", f"{r['load_s'] * 1e3:.0f}" if ok else "-",
                     _ms(r.get("first_inference_ms")), f"{r['rss_peak_mb']:.0f}" if ok else "-",
-                    human_size(r.get("size_bytes")),
+                    human_size(r.get("size_bytes")), _relative(r),
                     r.get("reason") or "; ".join(r.get("warnings", []))])
     return table(["format", "runtime", "thr", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "cv", "items/s", "n",
-                  "import_s", "load_ms", "first_ms", "rss_mb", "size", "note"], out)
+                  "import_s", "load_ms", "first_ms", "rss_mb", "size", "vs_full_precision", "note"], out)
+
+
+def _relative(r: dict) -> str:
+    """``0.48x time, 0.30x size of tflite_fp32``."""
+    rel = r.get("relative")
+    if not rel:
+        return "-"
+    size = f", {rel['size_ratio']:.2f}x size" if rel.get("size_ratio") else ""
+    return f"{rel['p50_ratio']:.2f}x time{size} of {rel['to']}"
 
 
 def compare_table(comparison: list[dict], threshold: float) -> str:

@@ -28,6 +28,18 @@ def render(model: str, checks: dict) -> str:
                 counts["errors"] += 1
                 el = ET.SubElement(case, "error", message=chk.reason[:500], type=chk.status)
                 el.text = chk.reason
+        if chk.accuracy:  # task accuracy on labelled data: a case of its own
+            a = chk.accuracy
+            counts["tests"] += 1
+            case = ET.SubElement(suite, "testcase", classname=f"{model}.{name}", name=f"accuracy ({a['set']} set)")
+            ET.SubElement(case, "system-out").text = (
+                f"accuracy {a['accuracy']:.4f}, source {a['source_accuracy']:.4f}, drop {a['drop_points']:.2f} points, "
+                f"top-1 agreement {a['top1_agreement']:.4f} over {a['samples']} samples")
+            if not a["passed"]:
+                counts["failures"] += 1
+                ET.SubElement(case, "failure", type="AccuracyDrop",
+                              message=f"accuracy dropped {a['drop_points']:.2f} points "
+                                      f"(max {a['max_drop_points']:g})")
     for k, v in counts.items():
         suite.set(k, str(v))
     ET.indent(suite)
