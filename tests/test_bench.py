@@ -13,6 +13,7 @@ from conftest import HERE, manifest_of
 
 from deploytool import bundle as B
 from deploytool import errors, records
+from deploytool.formats import FORMATS
 from deploytool.report import bench_files
 
 FAST = ["--min-time", "0.2", "--min-runs", "30", "--warmup-runs", "2", "--warmup-time", "0"]
@@ -39,8 +40,7 @@ def test_bench_rows_have_every_field(digits_bench):
     assert report["schema_version"] == bench_files.SCHEMA_VERSION
     assert report["protocol"]["percentile_method"] == "linear" and report["protocol"]["min_runs"] == 30
     rows = report["rows"]
-    assert {(r["format"], r["threads"]) for r in rows} == {
-        (f, t) for f in ("source", "onnx", "torchscript", "savedmodel", "tflite_fp32", "tflite_fp16") for t in (1, 2)}
+    assert {(r["format"], r["threads"]) for r in rows} == {(f, t) for f in ("source", *FORMATS) for t in (1, 2)}
     for r in rows:
         assert r["status"] == "ok", r
         for key in ROW_FIELDS:

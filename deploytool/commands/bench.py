@@ -169,10 +169,10 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
         except OSError as e:
             raise UsageError(f"cannot write reports to {bundle_dir / bundle.REPORTS}: {e.strerror or e} "
                              "(use --reports DIR)") from None
+        _relate(rows)
         reports = write_bench_reports(manifest, rows, comparison, protocol, threshold, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    _relate(rows)
     codes = [errors.RUNTIME if r["status"] == RowStatus.FAILED else errors.BUNDLE if r["status"] == RowStatus.CORRUPT
              else errors.SKIPPED if r["status"] == RowStatus.SKIPPED and strict else errors.OK for r in rows]
     if comparison and any(c["regression"] for c in comparison):
