@@ -24,8 +24,8 @@ def test_manifest_schema(zoo_bundles):
     assert m["golden"]["seed"] == 0
     assert m["golden"]["sets"]["main"]["samples"] == 16 and m["golden"]["sets"]["main"]["dims"] == {"batch": 1}
     assert m["golden"]["sets"]["alt"]["dims"] == {"batch": 3}
-    assert m["artifacts"]["onnx"]["golden_outputs"] == {"main": "golden/outputs/onnx.main.npz",
-                                                        "alt": "golden/outputs/onnx.alt.npz"}
+    assert m["artifacts"]["onnx"]["golden_outputs"] == {s: f"golden/outputs/onnx.{s}.npz"
+                                                        for s in ("main", "alt", "labelled")}
     B.verify_files(bundle, M.read(bundle).golden.files, "golden")
     inputs = m["contract"]["inputs"]
     assert inputs[0]["shape"] == ["batch", 1, 8, 8] and inputs[0]["dtype"] == "float32"
