@@ -53,7 +53,7 @@ def main() -> None:
         print(f"  {q} / {base}: p50 {med[q] / med[base]:.3f}x, size {sizes[q] / sizes[base]:.3f}x")
     report = json.loads((out / "digits_cnn/reports/validation.json").read_text())["artifacts"]
     print("\ndigits_cnn task accuracy on the 449 held-out digits")
-    for f in FORMATS:
+    for f in (f for f in FORMATS if (report.get(f) or {}).get("accuracy")):
         a = report[f]["accuracy"]
         print(f"  {f:<15} {a['accuracy']:.2%}  ({-a['drop_points']:+.2f} points vs the torch source)")
 
