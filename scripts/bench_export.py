@@ -36,7 +36,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
-    tool = [sys.executable, "-m", "deploytool", "export", "--model", "digits_cnn", "--out", str(work / "tool")]
+    # The five formats bare_export.py makes (the int8 formats have no bare counterpart there).
+    tool = [sys.executable, "-m", "deploytool", "export", "--model", "digits_cnn", "--formats",
+            "onnx,torchscript,savedmodel,tflite_fp32,tflite_fp16", "--out", str(work / "tool")]
     bare = [sys.executable, str(HERE / "bare_export.py"), str(work / "bare")]
     a_times, b_times = [], []
     try:
