@@ -14,8 +14,14 @@ from deploytool.commands.bench import BenchOutcome
 from deploytool.commands.bench import run as bench
 from deploytool.commands.export import ExportOutcome
 from deploytool.commands.export import run as export
+from deploytool.commands.recommend import Budget, RecommendOutcome
+from deploytool.commands.recommend import run as recommend
+from deploytool.commands.report import ReportOutcome
+from deploytool.commands.report import run as report
 from deploytool.commands.validate import ValidateOutcome
 from deploytool.commands.validate import run as validate
 from deploytool.manifest import read as read_manifest
 
-__all__ = ["export", "ExportOutcome", "validate", "ValidateOutcome", "bench", "BenchOutcome", "read_manifest"]
+__all__ = ["export", "ExportOutcome", "validate", "ValidateOutcome", "bench", "BenchOutcome", "report", "ReportOutcome",
+           "recommend", "Budget", "RecommendOutcome",
+           "read_manifest"]

@@ -75,6 +75,11 @@ def _config_option(f):
                              "option names; the command line wins; paths are relative to the file).")(f)
 
 
+def _machine_option(f):
+    return click.option("--machine-name", metavar="NAME", help="A label for this machine in the results (default: "
+                        "a fingerprint of CPU, cores, OS and runtime versions); report and recommend use it.")(f)
+
+
 def _accuracy_option(f):
     return click.option("--max-accuracy-drop", multiple=True, metavar="[FMT=]POINTS",
                         help="With labelled data: fail an artifact whose task accuracy is more than POINTS below the "
@@ -230,12 +235,13 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
               help="Time limit for each artifact's run; a run still going is killed and reported as an error.")
 @click.option("--reports", type=click.Path(file_okay=False), help="Where reports and repro folders go "
               "(default: BUNDLE/reports).")
+@_machine_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
 def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_accuracy_drop, tier_defaults, verify_key,
-                     timeout, reports, json_path, junit_path, debug):
+                     timeout, reports, machine_name, json_path, junit_path, debug):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -253,7 +259,7 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.validate(bundle, list(formats) or None, data, samples, _tolerances(atol, rtol), strict, reports,
                            json_path, junit_path, progress, verify_key=verify_key, tier_defaults=tier_defaults,
-                           timeout=timeout, max_accuracy_drop=_drops(max_accuracy_drop))
+                           timeout=timeout, max_accuracy_drop=_drops(max_accuracy_drop), machine_name=machine_name)
     stored = outcome.manifest.tolerances
     if stored:
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
@@ -306,10 +312,11 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
               f"--max-time + {BENCH_MARGIN_S:g} s); a row still running is killed and reported as failed.")
 @click.option("--reports", type=click.Path(file_okay=False),
               help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
+@_machine_option
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
 def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source,
-                  compare, threshold, rounds, strict, verify_key, timeout, reports, debug):
+                  compare, threshold, rounds, strict, verify_key, timeout, reports, machine_name, debug):
     """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
 
     Each (artifact, threads, batch) row runs in a fresh process fed the bundle's golden inputs;
@@ -330,7 +337,8 @@ def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_ru
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.bench(bundle, list(formats) or None, parse_int_list(threads, "threads"),
                         parse_int_list(batch, "batch"), protocol, compare, threshold, rounds, strict,
-                        not no_source, reports, progress, verify_key=verify_key, timeout=timeout)
+                        not no_source, reports, progress, verify_key=verify_key, timeout=timeout,
+                        machine_name=machine_name)
     click.echo(f"model {outcome.manifest.model.name}: bundle {outcome.bundle}")
     click.echo(bench_table(sorted_rows(outcome.rows)))
     if outcome.compare is not None:
@@ -345,6 +353,77 @@ def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_ru
         if c["regression"]:
             click.echo(f"deploytool: error: {c['format']} (threads={c['threads']}, batch={c['batch']}): p50 "
                        f"{c['ratio']:.2f}x the baseline's (threshold {threshold:g})", err=True)
+    sys.exit(outcome.exit_code)
+
+
+@main.command("report", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
+@click.argument("results", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Where report.md / report.html go (default: "
+              "BUNDLE/reports).")
+@_config_option
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def report_command(bundle, results, out, debug):
+    """One page per model: report.md and report.html from BUNDLE's manifest, validation.json and
+    bench.json, plus RESULTS (validation.json / bench.json files made elsewhere from the same
+    bundle: one column group per machine). Computes nothing new; plots need matplotlib."""
+    from deploytool import api
+
+    outcome = api.report(bundle, list(results), out)
+    click.echo(f"report: {outcome.files['md']}, {outcome.files['html']}  (machines: "
+               f"{', '.join(outcome.results.machines()) or 'none'})")
+    if not outcome.plots:
+        click.echo("note: no plots in the HTML: matplotlib is not installed (pip install 'deploytool[report]')")
+
+
+@main.command("recommend", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
+@click.argument("results", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--max-p90-ms", type=float, help="Latency budget: p90 per call, in ms.")
+@click.option("--max-size-mb", type=float, help="Artifact size budget, MiB.")
+@click.option("--max-accuracy-drop", type=float, help="Task accuracy budget: points below the source's (as the "
+              "export/validate gate; needs labelled data).")
+@click.option("--max-rss-mb", type=float, help="Peak resident memory budget of the runtime process, MB.")
+@click.option("--runtime", help="Only artifacts for this runtime (e.g. litert on a device).")
+@click.option("--machine", help="Rank on the latency measured on this machine (its --machine-name or fingerprint).")
+@click.option("--threads", type=click.IntRange(1), help="Only rows measured at this thread count.")
+@click.option("--allow-other-machine", is_flag=True, help="Rank on the only benchmarked machine even when --machine "
+              "names another.")
+@click.option("--json", "as_json", is_flag=True, help="Print the recommendation as JSON.")
+@_config_option
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def recommend_command(bundle, results, max_p90_ms, max_size_mb, max_accuracy_drop, max_rss_mb, runtime, machine,
+                      threads, allow_other_machine, as_json, debug):
+    """Pick the artifact to deploy: those that passed their checks, filtered by the budget, ranked
+    (Pareto set on p90 latency and size first, then by p90), with every excluded artifact's broken
+    limit and by how much, and the command to confirm the choice on the device. Exit 10 when no
+    artifact meets the budget."""
+    import json
+
+    from deploytool import api
+    from deploytool.commands.recommend import Budget
+    from deploytool.report.console import table
+
+    budget = Budget(max_p90_ms, max_size_mb, max_accuracy_drop, max_rss_mb, runtime, machine, threads,
+                    allow_other_machine)
+    outcome = api.recommend(bundle, budget, list(results))
+    if as_json:
+        click.echo(json.dumps(outcome.to_json(), indent=2))
+        sys.exit(outcome.exit_code)
+    click.echo(f"bundle {outcome.bundle}: latency measured on {outcome.machine}")
+    rows = [[str(i + 1), c.format, c.runtime, "yes" if c.pareto else "", str(c.threads), f"{c.p90_ms:.3f}",
+             f"{c.p50_ms:.3f}", f"{c.size_mb:.2f}", f"{c.rss_mb:.0f}",
+             "-" if c.accuracy is None else f"{c.accuracy:.2%} ({-(c.accuracy_drop or 0):+.2f})"]
+            for i, c in enumerate(outcome.ranked)]
+    if rows:
+        click.echo(table(["rank", "format", "runtime", "pareto", "thr", f"p90_ms@{outcome.machine}", "p50_ms",
+                          "size_mb", "rss_mb", "accuracy"], rows))
+    for name, reasons in outcome.excluded.items():
+        click.echo(f"excluded {name}: {'; '.join(reasons)}")
+    if outcome.confirm:
+        click.echo(f"recommended: {outcome.ranked[0].format}; confirm on the device: {outcome.confirm}")
+    else:
+        click.echo("deploytool: error: no artifact meets the budget", err=True)
     sys.exit(outcome.exit_code)
 
 

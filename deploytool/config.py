@@ -20,6 +20,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+TABLES = ("export", "validate", "bench", "report", "recommend")
 PATH_KEYS = {"weights", "out", "data", "reports", "json_path", "junit_path", "compare"}
 
 
@@ -38,9 +39,10 @@ def load(path: str | Path, command: str, params: dict[str, tuple[str, bool]]) ->
         raise ValueError(f"config {path}: cannot read it ({e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config {path}: not valid TOML ({e})") from None
-    unknown_tables = sorted(k for k in data if k not in ("export", "validate", "bench"))
+    unknown_tables = sorted(k for k in data if k not in TABLES)
     if unknown_tables:
-        raise ValueError(f"config {path}: unknown table(s) {unknown_tables} (expected [export], [validate], [bench])")
+        raise ValueError(f"config {path}: unknown table(s) {unknown_tables} (expected "
+                         f"{', '.join(f'[{t}]' for t in TABLES)})")
     section = data.get(command, {})
     if not isinstance(section, dict):
         raise ValueError(f"config {path}: [{command}] must be a table")

@@ -16,6 +16,7 @@ RUNTIME = 6
 SKIPPED = 7
 BUNDLE = 8
 REGRESSION = 9
+NO_MATCH = 10
 
 EXIT_CODES = {
     OK: "success: every requested artifact exported and matched the reference",
@@ -28,9 +29,10 @@ EXIT_CODES = {
     SKIPPED: "a runtime was not installed and its check was skipped (only with --strict)",
     BUNDLE: "the bundle is missing, unreadable, of an unknown schema, or corrupt",
     REGRESSION: "bench --compare: a row's p50 latency is slower than the baseline beyond the threshold",
+    NO_MATCH: "recommend: no artifact meets the budget",
 }
 # When several outcomes apply, the exit code is the first of these that occurred.
-PRECEDENCE = (MODEL, BUNDLE, PARITY, RUNTIME, REGRESSION, EXPORT, SKIPPED)
+PRECEDENCE = (MODEL, BUNDLE, PARITY, RUNTIME, REGRESSION, NO_MATCH, EXPORT, SKIPPED)
 
 
 def exit_codes_help() -> str:

@@ -21,6 +21,7 @@ from deploytool.errors import BundleError, UsageError
 from deploytool.formats import FORMATS
 from deploytool.golden import MAIN
 from deploytool.jobs import BENCH_MARGIN_S, ArtifactStatus, RowStatus, RunStatus, TimeArtifact
+from deploytool.manifest import FILENAME as MANIFEST
 from deploytool.manifest import Manifest
 from deploytool.reader import OpenedBundle, open_bundle
 from deploytool.report.bench_files import write_bench_reports
@@ -130,7 +131,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
         compare: Path | str | None = None, threshold: float = 1.10, rounds: int = 3, strict: bool = False,
         with_source: bool = True, reports_dir: Path | str | None = None,
         progress: Callable[[str], None] = lambda m: None, verify_key: Path | str | None = None,
-        timeout: float | None = None) -> BenchOutcome:
+        timeout: float | None = None, machine_name: str | None = None) -> BenchOutcome:
     """``timeout``: the limit for each row's worker (default: --max-time + BENCH_MARGIN_S).
     ``verify_key``: refuse the bundle unless it is signed with its private key."""
     protocol = protocol or B.Protocol()
@@ -170,7 +171,8 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
             raise UsageError(f"cannot write reports to {bundle_dir / bundle.REPORTS}: {e.strerror or e} "
                              "(use --reports DIR)") from None
         _relate(rows)
-        reports = write_bench_reports(manifest, rows, comparison, protocol, threshold, out_dir)
+        reports = write_bench_reports(manifest, rows, comparison, protocol, threshold, out_dir,
+                                      bundle.sha256_file(bundle_dir / MANIFEST), machine_name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     codes = [errors.RUNTIME if r["status"] == RowStatus.FAILED else errors.BUNDLE if r["status"] == RowStatus.CORRUPT

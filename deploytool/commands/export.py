@@ -197,10 +197,10 @@ class _Pipeline:
             self.records[name].check = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed,
                                                     chk.skipped_sets)
         manifest = self._manifest()
+        bundle.write_json(self.staging / MANIFEST, manifest.to_json())  # first: the reports record its sha256
         write_reports(self.staging, self.staging / bundle.REPORTS, manifest, checks, self.sets, self.tolerances,
                       references)
         shutil.rmtree(self.work, ignore_errors=True)
-        bundle.write_json(self.staging / MANIFEST, manifest.to_json())
         return manifest, checks
 
     def _stage(self, index: int, stage: str, group: list[str]) -> None:

@@ -59,7 +59,8 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
         reports_dir: Path | str | None = None, json_path: Path | str | None = None,
         junit_path: Path | str | None = None, progress: Callable[[str], None] = lambda m: None,
         verify_key: Path | str | None = None, tier_defaults: bool = False,
-        timeout: float = CHECK_TIMEOUT_S, max_accuracy_drop: dict[str, float] | None = None) -> ValidateOutcome:
+        timeout: float = CHECK_TIMEOUT_S, max_accuracy_drop: dict[str, float] | None = None,
+        machine_name: str | None = None) -> ValidateOutcome:
     """``tolerances``: this run's overrides, on top of those stored in the bundle (``tier_defaults``:
     ignore the stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
     ``timeout``: the limit for each artifact's run."""
@@ -115,7 +116,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
             reports_dir = Path(reports_dir) if reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)
             reports = write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances,
                                     references, Path(json_path) if json_path else None,
-                                    Path(junit_path) if junit_path else None)
+                                    Path(junit_path) if junit_path else None, machine_name)
         except OSError as e:
             raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
     finally:

@@ -7,18 +7,21 @@ from pathlib import Path
 
 from deploytool import bundle, timing
 from deploytool.errors import UsageError
+from deploytool.machine import fingerprint
 from deploytool.manifest import Manifest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: machine fingerprint and the sha256 of the manifest it measured
 CSV_FIELDS = ["format", "runtime", "threads", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms",
               "std_ms", "iqr_ms", "cv", "throughput_per_s", "n", "import_s", "load_s", "first_inference_ms",
               "rss_after_load_mb", "rss_peak_mb", "size_bytes", "settings", "reason", "warnings"]
 
 
 def write_bench_reports(manifest: Manifest, rows: list[dict], comparison: list[dict] | None,
-                        protocol: timing.Protocol, threshold: float, reports_dir: Path) -> dict[str, Path]:
+                        protocol: timing.Protocol, threshold: float, reports_dir: Path, manifest_sha256: str,
+                        machine_name: str | None = None) -> dict[str, Path]:
     data = {
         "schema_version": SCHEMA_VERSION, "created": bundle.now_utc(), "model": manifest.model.name,
+        "manifest_sha256": manifest_sha256, "machine": fingerprint(machine_name),
         "platform": bundle.platform_info(), "versions": bundle.package_versions(),
         "protocol": {**protocol.to_dict(), "percentile_method": timing.PERCENTILE_METHOD,
                      "timer": "time.perf_counter_ns", "memory": "peak RSS (getrusage ru_maxrss) of the worker process"},

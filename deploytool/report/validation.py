@@ -10,15 +10,18 @@ from deploytool import bundle, npz, parity, records
 from deploytool.golden import GoldenSet
 from deploytool.jobs import CheckStatus
 from deploytool.judge import ArtifactCheck, worst_sample
+from deploytool.machine import fingerprint
+from deploytool.manifest import FILENAME as MANIFEST_FILE
 from deploytool.manifest import Manifest
 from deploytool.report import junit
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: machine fingerprint and the sha256 of the manifest it checked
 
 
 def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, checks: dict[str, ArtifactCheck],
                   sets: list[GoldenSet], tolerances: dict, references: dict[str, dict[str, np.ndarray]],
-                  json_path: Path | None = None, junit_path: Path | None = None) -> dict[str, Path]:
+                  json_path: Path | None = None, junit_path: Path | None = None,
+                  machine_name: str | None = None) -> dict[str, Path]:
     """validation.json (schema-versioned, every metric and verdict), JUnit XML, and a repro
     folder per failing artifact."""
     reports_dir.mkdir(parents=True, exist_ok=True)  # a real directory (the caller checked one inside a bundle)
@@ -32,6 +35,9 @@ def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, check
         "schema_version": SCHEMA_VERSION,
         "created": bundle.now_utc(),
         "model": manifest.model.name,
+        "manifest_sha256": bundle.sha256_file(bundle_dir / MANIFEST_FILE) if (bundle_dir / MANIFEST_FILE).is_file()
+        else None,
+        "machine": fingerprint(machine_name),
         "sets": {s.name: {"dims": s.dims, "samples": s.samples} for s in sets},
         "tolerances": {"tiers": {n: t.to_dict() for n, t in parity.TIERS.items()}, "overrides": tolerances},
         "artifacts": {n: {**c.to_dict(), "repro": str(repros[n]) if n in repros else None} for n, c in checks.items()},

@@ -1,0 +1,56 @@
+"""report.html: one self-contained page (inline CSS and SVG; no script, font or image fetched from
+anywhere, so it renders offline) with the Markdown page's content and the plots (``plots.py``)."""
+from __future__ import annotations
+
+import html
+
+from deploytool.report import markdown, plots
+from deploytool.report.view import artifacts
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+th { background: #f3f3f3; }
+.pass { color: #176317; font-weight: bold; } .fail { color: #b00020; font-weight: bold; }
+figure { margin: 1.5em 0; } details { margin-top: 2em; }
+"""
+
+
+def render(results) -> tuple[str, bool]:
+    """The page, and whether it has plots (matplotlib installed)."""
+    views = artifacts(results)
+    m = results.manifest
+    headers, rows = markdown.table(results, views)
+    verdict = markdown.verdict_line(views).replace("**", "")
+    klass = "fail" if verdict.startswith("FAIL") else "pass"
+    out = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+           f"<title>deploytool report: {html.escape(m.model.name)}</title>", f"<style>{CSS}</style></head><body>",
+           f"<h1>deploytool report: {html.escape(m.model.name)}</h1>", f"<p class='{klass}'>{html.escape(verdict)}</p>",
+           "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>"]
+    for cells in rows:
+        out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    failed = [v for v in views if v.verdicts and not v.passed]
+    if failed:
+        out.append("<h2>Failures</h2><ul>")
+        for v in failed:
+            out.append(f"<li><b>{html.escape(v.name)}</b>: {html.escape(v.reason)}"
+                       + (f" (error appears at hop {html.escape(v.hop_blamed)})" if v.hop_blamed else "")
+                       + (f"; repro: <code>{html.escape(v.repro)}</code>" if v.repro else "") + "</li>")
+        out.append("</ul>")
+    has_plots = plots.available()
+    if has_plots:
+        figures = []
+        for data in results.benches:
+            name = data["machine"]["name"]
+            figures += [plots.latency(views, name), plots.latency_vs_size(views, name)]
+        figures.append(plots.hop_errors(views))
+        out += [f"<figure>{svg}</figure>" for svg in figures if svg]
+    else:
+        out.append(f"<p><i>Plots need matplotlib: {html.escape(plots.INSTALL_HINT)}</i></p>")
+    env = markdown.render(results).split("<details><summary>Environment</summary>", 1)[1].split("</details>")[0]
+    out.append("<details><summary>Environment</summary><ul>" + "".join(
+        f"<li>{html.escape(line[2:])}</li>" for line in env.splitlines() if line.startswith("- ")) + "</ul></details>")
+    out.append("</body></html>")
+    return "\n".join(out), has_plots

@@ -1,0 +1,84 @@
+"""The report's plots, drawn with matplotlib (the ``report`` extra) as inline SVG text: latency
+distribution per artifact from bench's raw samples, latency vs size with the Pareto set marked,
+and per-hop error along each export chain. ``available()`` says whether matplotlib is installed."""
+from __future__ import annotations
+
+import importlib.util
+import io
+
+from deploytool.report.view import ArtifactView, pareto
+
+INSTALL_HINT = "pip install 'deploytool[report]'"
+
+
+def available() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prologue and DOCTYPE: the SVG goes inline
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text as text: no embedded font, nothing fetched
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def latency(views: list[ArtifactView], machine: str) -> str | None:
+    rows = [(v.name, t) for v in views if (t := v.best(machine)) is not None and t.samples_ms]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    ax.boxplot([t.samples_ms for _, t in rows], vert=False, showfliers=False)
+    ax.set_yticks(range(1, len(rows) + 1), [f"{n} ({t.threads}t)" for n, t in rows])
+    lo = min(min(t.samples_ms) for _, t in rows)
+    hi = max(max(t.samples_ms) for _, t in rows)
+    if lo > 0 and hi / lo > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("latency per call, ms (box: quartiles, whiskers: 1.5 IQR)")
+    ax.set_title(f"Latency distribution @ {machine}")
+    return _svg(fig)
+
+
+def latency_vs_size(views: list[ArtifactView], machine: str) -> str | None:
+    pts = {v.name: (t.p90_ms, v.size_bytes / 2**20) for v in views
+           if v.passed and v.size_bytes and (t := v.best(machine)) is not None}
+    if not pts:
+        return None
+    front = pareto(pts)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, (x, y) in pts.items():
+        ax.scatter([x], [y], marker="*" if name in front else "o", s=120 if name in front else 40)
+        acc = next((v.accuracy for v in views if v.name == name and v.accuracy), None)
+        ax.annotate(name + (f" {acc['accuracy']:.1%}" if acc else ""), (x, y), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("p90 latency, ms")
+    ax.set_ylabel("size, MiB")
+    ax.set_title(f"Latency vs size @ {machine} (stars: Pareto-optimal)")
+    return _svg(fig)
+
+
+def hop_errors(views: list[ArtifactView]) -> str | None:
+    rows = [(" → ".join(v.chain[-2:]), max(v.hop_errors.values())) for v in views if v.hop_errors]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
+    ax.barh([r[0] for r in rows], [max(r[1], 1e-12) for r in rows])
+    ax.set_xscale("log")
+    ax.set_xlabel("largest absolute error against the parent artifact (per hop)")
+    ax.set_title("Per-hop error along each export chain")
+    return _svg(fig)
