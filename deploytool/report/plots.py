@@ -65,6 +65,9 @@ def latency_vs_size(views: list[ArtifactView], machine: str) -> str | None:
         acc = next((v.accuracy for v in views if v.name == name and v.accuracy), None)
         ax.annotate(name + (f" {acc['accuracy']:.1%}" if acc else ""), (x, y), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)
+    xs = [x for x, _ in pts.values()]
+    if min(xs) > 0 and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
     ax.set_xlabel("p90 latency, ms")
     ax.set_ylabel("size, MiB")
     ax.set_title(f"Latency vs size @ {machine} (stars: Pareto-optimal)")
