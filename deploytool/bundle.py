@@ -110,7 +110,11 @@ def scan(root: Path) -> dict[str, str]:
     """Every entry under ``root`` (bundle-relative POSIX path -> "file" or "dir"), never following a
     link; a link, FIFO, socket or device anywhere in the bundle is refused."""
     entries: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def unreadable(e: OSError) -> None:  # a directory that cannot be listed could hide anything
+        raise BundleError(f"bundle {root}: cannot read {e.filename} ({e.strerror})")
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
         for name in dirnames + filenames:
             full = Path(dirpath) / name
             rel = full.relative_to(root).as_posix()

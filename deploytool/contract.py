@@ -188,6 +188,12 @@ def as_samples(contract: Contract, arrays: dict[str, np.ndarray], what: str) -> 
     return shaped
 
 
+def dims_of(contract: Contract, samples: dict[str, np.ndarray]) -> dict[str, int]:
+    """The dynamic dims' sizes in [samples, *shape] arrays (as ``as_samples`` returns them)."""
+    return {d: int(samples[s.name].shape[1 + i]) for s in contract.inputs for i, d in enumerate(s.shape)
+            if isinstance(d, str)}
+
+
 def check_inputs(contract: Contract, arrays: dict[str, np.ndarray], what: str) -> None:
     """Refuse sample arrays whose names, dtypes or ranks do not match the contract (one clear line)."""
     missing = [n for n in contract.input_names if n not in arrays]

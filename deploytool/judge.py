@@ -103,7 +103,10 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
         failures = []
         produced[name] = {}
         base_tier = parity.TIERS[fmt.tier]
-        accuracy_gate = base_tier.accuracy_gated and any(s.labels is not None for s in sets if s.name in run.outputs)
+        labelled_set = next((s for s in sets if s.labels is not None and s.name in run.outputs), None)
+        # An accuracy-gated tier (int8) with labels is judged on accuracy for the labelled output;
+        # every other output, a user's explicit tolerance, and shape/dtype/NaN failures still gate.
+        waived_output = labelled_set.labelled_output if labelled_set and base_tier.accuracy_gated else None
         for set_name, out_path in run.outputs.items():
             got = npz.load(out_path)
             produced[name][set_name] = got
@@ -121,14 +124,18 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
                 verdict = parity.check(got[spec.name], ref[spec.name], tier, classifier)
                 if verdict.passed and str(got[spec.name].dtype) != spec.dtype:
                     verdict.passed, verdict.reason = False, f"dtype {got[spec.name].dtype}, contract says {spec.dtype}"
-                chk.sets[set_name][spec.name] = {**verdict.to_dict(), "gating": not accuracy_gate}
-                if not verdict.passed and not accuracy_gate:
+                structural = not verdict.metrics.shape_ok or bool(verdict.metrics.nonfinite_new) or \
+                    bool(verdict.metrics.nonfinite_ref) or str(got[spec.name].dtype) != spec.dtype
+                gating = structural or spec.name != waived_output or \
+                    bool(parity.overrides_for(tolerances or {}, name, spec.name))
+                chk.sets[set_name][spec.name] = {**verdict.to_dict(), "gating": gating}
+                if not verdict.passed and gating:
                     failures.append(f"{spec.name}{'' if set_name == 'main' else f' ({set_name} set)'}: "
                                     f"{verdict.reason}")
                 if parent_out is not None and spec.name in parent_out:
                     chk.hop[set_name][spec.name] = parity.check(got[spec.name], parent_out[spec.name], tier,
                                                                 classifier).to_dict()
-        labelled = next((s for s in sets if s.labels is not None and s.name in run.outputs), None)
+        labelled = labelled_set
         if labelled is not None and labelled.labelled_output:
             failure = _accuracy(chk, name, labelled, produced[name][labelled.name], references[labelled.name],
                                 (max_drop or {}).get(name, (max_drop or {}).get("*", base_tier.max_accuracy_drop)))

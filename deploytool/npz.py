@@ -18,7 +18,7 @@ def load(path: Path | str) -> dict[str, np.ndarray]:
         raise NpzError(f"{path}: not a readable .npz (not a zip archive)")
     try:
         with np.load(str(path), allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise NpzError(f"{path}: no such file") from None
     except ValueError as e:
@@ -28,6 +28,10 @@ def load(path: Path | str) -> dict[str, np.ndarray]:
         raise NpzError(f"{path}: not a readable .npz ({e})") from None
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise NpzError(f"{path}: not a readable .npz ({type(e).__name__}: {e})") from None
+    bad = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+    if bad:  # numpy hands back raw bytes for a member without an .npy header
+        raise NpzError(f"{path}: member {bad[0]!r} is not a numpy array")
+    return arrays
 
 
 def save(path: Path | str, arrays: dict[str, np.ndarray]) -> None:

@@ -20,6 +20,7 @@ exit 8, while the others are still checked).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -33,6 +34,7 @@ from deploytool.golden import DATA, MAIN
 from deploytool.jobs import ArtifactStatus
 from deploytool.manifest import Manifest
 
+SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 OWN_OUTPUT = ("reports", "logs")  # written by deploytool's commands after export; never read as input
 
 
@@ -83,6 +85,7 @@ def _check_contracts(root: Path, m: Manifest) -> None:
 def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
     where = f"bundle {root}: manifest.json"
     listed: set[str] = set()
+    paths: list[str] = []
     for name, rec in m.artifacts.items():
         what = f"{where}: artifact {name}"
         files = [bundle.contained(f.path, what) for f in rec.files]
@@ -99,8 +102,14 @@ def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
             raise BundleError(f"{what}: a file is listed twice")
         if entries.get(path) == "file" and files != [path]:
             raise BundleError(f"{what}: its path {path!r} is a file, its hashed files are {files}")
+        for other in paths:
+            if path.startswith(other + "/") or other.startswith(path + "/") or path == other:
+                raise BundleError(f"{what}: its path {path!r} overlaps another artifact's {other!r}")
+        paths.append(path)
         listed.update(files)
         for set_name, rel in rec.golden_outputs.items():
+            if not SET_NAME.fullmatch(set_name):
+                raise BundleError(f"{what}: golden_outputs set name {set_name!r} is not letters, digits, '_' and '-'")
             bundle.contained(rel, f"{what}: golden_outputs.{set_name}")
     golden_files = [bundle.contained(f.path, f"{where}: golden.files") for f in m.golden.files]
     if not golden_files:
@@ -133,6 +142,8 @@ def _check_golden(root: Path, m: Manifest) -> tuple[dict, dict, dict]:
     inputs_by_set, refs_by_set, labels_by_set = {}, {}, {}
     for set_name, info in m.golden.sets.items():
         what = f"{where}: set {set_name!r}"
+        if not SET_NAME.fullmatch(set_name):  # set names become scratch file names
+            raise BundleError(f"{what}: a set name is letters, digits, '_' and '-' only")
         if set_name == DATA:
             raise BundleError(f"{what}: the name is reserved for --data")
         if info.samples < 1:

@@ -30,6 +30,7 @@ WORKER_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
 }
 POLL_S = 0.01
+EXIT_GRACE_S = 10.0  # a worker that has replied to its last job gets this long to exit before it is killed
 
 
 def job_path(base: Path, n: int) -> Path:
@@ -87,6 +88,14 @@ class Worker:
             code = proc.poll()
             if code is not None or (not last and reply.exists()):
                 break
+            if last and reply.exists():  # done; a worker that then hangs or crashes on exit keeps its reply
+                try:
+                    code = proc.wait(timeout=EXIT_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    code = 0
+                break
             if deadline is not None and time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
@@ -95,7 +104,7 @@ class Worker:
                                           f"step: --timeout) (log: {self.log_path})")
             time.sleep(POLL_S)
         self.done = last or code is not None
-        if reply.exists() and (code in (0, None)):
+        if reply.exists():
             try:
                 return jobs.read_reply(job, json.loads(reply.read_text()))
             except (ValueError, records.RecordError) as e:  # a bug in the worker: say so, keep going

@@ -170,6 +170,12 @@ def _pickled(bundle: Path, canary: Path) -> None:
     rehash(bundle)
 
 
+def _raw_member(bundle: Path, canary: Path) -> None:
+    """A zip member without an .npy header: numpy hands back raw bytes for it."""
+    with zipfile.ZipFile(bundle / "golden/inputs.npz", "w") as z:
+        z.writestr("image", b"junk")
+
+
 def _extra(rel: str) -> Callable[[Path, Path], None]:
     def edit(bundle: Path, canary: Path) -> None:
         (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -320,6 +326,10 @@ FAULTS: list[Fault] = [
     Fault("stored-outputs-reshaped", "8 malformed", _both(
         lambda b, c: np.savez(b / "golden/outputs/onnx.main.npz", logits=np.zeros((16, 1, 3), np.float32)),
         lambda b, c: rehash(b)), BUNDLE, "stored outputs"),
+    Fault("npz-member-not-array", "8 malformed", _both(_raw_member, lambda b, c: rehash(b)), BUNDLE,
+          "is not a numpy array"),
+    Fault("set-name-traversal", "3 paths", edit_manifest(lambda m: m["golden"]["sets"].update(
+        {"../../escaped": m["golden"]["sets"].pop("alt")})), BUNDLE, "a set name is letters, digits"),
     # 9. design gaps: unaccounted files, hidden artifacts
     Fault("hidden-not-applicable", "9 unaccounted", edit_manifest(lambda m: m["artifacts"]["onnx"].update(
         status="not_applicable", files=[])), BUNDLE, "not accounted for by the manifest"),

@@ -113,3 +113,20 @@ def test_tolerance_override_applies_per_format_and_output(tmp_path):
 def test_skipped_sets_are_reported_on_the_check(tmp_path):
     checks = _judge(tmp_path, {"onnx": REF}, skipped_sets={"onnx": {"alt": "artifact fixed batch=1"}})
     assert checks["onnx"].skipped_sets == {"alt": "artifact fixed batch=1"}
+
+
+def test_an_accuracy_gated_tier_still_fails_on_nan_and_shape(tmp_path):
+    labels = tmp_path / "labels.npz"
+    npz.save(labels, {"labels": np.argmax(REF["logits"].reshape(8, -1), axis=-1)})
+    sets = [GoldenSet("labelled", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, 8, labels, "logits")]
+    records = {"onnx_int8": _record("onnx_int8")}
+    for bad, why in ((lambda a: np.where(np.arange(a.size).reshape(a.shape) == 5, np.nan, a), "NaN/Inf"),
+                     (lambda a: a + 0.5, None)):
+        path = tmp_path / "out.npz"
+        npz.save(path, {"logits": bad(REF["logits"]).astype(np.float32)})
+        run = ArtifactRan(status=RunStatus.OK, runtime="onnxruntime", outputs={"labelled": str(path)})
+        chk = judge(CONTRACT, records, {"onnx_int8": run}, sets, {"labelled": REF})["onnx_int8"]
+        if why:  # a NaN is never waived by the accuracy gate
+            assert chk.status == CheckStatus.FAIL and why in chk.reason
+        else:  # a uniform shift keeps every top-1: the int8 tier is judged on accuracy, which holds
+            assert chk.status == CheckStatus.PASS and chk.accuracy["drop_points"] == 0.0

@@ -19,7 +19,7 @@ from itertools import groupby
 from pathlib import Path
 
 from deploytool import bundle, errors, golden, judge, npz, signing
-from deploytool.contract import Contract, parse_input_spec, parse_range
+from deploytool.contract import Contract, dims_of, parse_input_spec, parse_range
 from deploytool.errors import ModelError, UsageError
 from deploytool.formats import FORMATS, Format, lineage, plan, resolve
 from deploytool.golden import GoldenSet
@@ -89,6 +89,12 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         ranges = dict(parse_range(r) for r in input_ranges or [])
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if calib_method not in CALIB_METHODS or int8_io not in INT8_IO:
+        raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)} and --int8-io one of "
+                         f"{', '.join(INT8_IO)}")
+    for option, path in (("--calib-data", calib_data), ("--data", data)):
+        if path is not None and not Path(path).is_file():
+            raise UsageError(f"{option} {path}: no such file")
     source = resolve_source(model, specs, ranges, weights)
     try:
         names, added = resolve(formats, source.framework)
@@ -99,12 +105,6 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         staging = bundle.staging_dir(out, source.name)
     except OSError as e:
         raise UsageError(f"cannot write bundles under {out}: {e.strerror or e}") from None
-    if calib_method not in CALIB_METHODS or int8_io not in INT8_IO:
-        raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)} and --int8-io one of "
-                         f"{', '.join(INT8_IO)}")
-    for option, path in (("--calib-data", calib_data), ("--data", data)):
-        if path is not None and not Path(path).is_file():
-            raise UsageError(f"{option} {path}: no such file")
     pipeline = _Pipeline(source, names, added, staging, samples, seed, keep_layout, tolerances or {}, timeout,
                          progress)
     pipeline.calib_data = Path(calib_data) if calib_data else None
@@ -150,6 +150,7 @@ class _Pipeline:
         self.calibration: CalibrationRecord | None = None
         self.calib_data: Path | None = None
         self.data: Path | None = None
+        self.labelled_dims: dict[str, int] | None = None
         self.options: dict = {}
         self.max_drop: dict[str, float] = {}
         self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=timeout)
@@ -267,6 +268,9 @@ class _Pipeline:
         labelled_output = self._user_data(self.contract)
         labelled = "given" if labelled_output else ("source" if loaded.labelled else None)
         plans = golden.plan_sets(self.contract, self.samples, self.seed, labelled=labelled)
+        for p in plans:  # --data decides its own dims (any size a dynamic dim allows)
+            if p.name == golden.LABELLED and labelled == "given" and self.labelled_dims is not None:
+                p.dims = self.labelled_dims
         job = WriteGolden(str(self.staging), plans)
         if self.calibration is None and loaded.calibration:
             job.calibration, job.calibration_samples = golden.CALIBRATION, golden.CALIB_SAMPLES
@@ -302,6 +306,7 @@ class _Pipeline:
         if labels is None or output is None:
             raise UsageError(f"--data {self.data}: at export, --data is labelled data for task accuracy: add a "
                              "'labels' array (one class per sample), or 'labels:OUTPUT' naming the output")
+        self.labelled_dims = dims_of(contract, inputs)
         npz.save(self.staging / "golden/labelled.npz", inputs)
         npz.save(self.staging / golden.LABELS_FILE, {"labels": labels})
         return output
@@ -358,8 +363,14 @@ class _Pipeline:
                 continue
             try:
                 bundle.verify_files(self.staging, rec.files, name)
-            except errors.BundleError as e:
+            except errors.BundleError as e:  # no longer what was checked: removed, like any failed artifact
                 rec.status, rec.error = ArtifactStatus.FAILED, f"modified after export by a later stage ({e})"
+                path = self.staging / (rec.path or "")
+                if rec.path and path.is_dir():
+                    shutil.rmtree(path)
+                elif rec.path and path.exists():
+                    path.unlink()
+                rec.path, rec.files, rec.contract, rec.size_bytes = None, [], None, 0
 
     def _keep_outputs(self, checks: dict[str, ArtifactCheck]) -> None:
         """Each artifact's outputs go into the bundle, so a later validate on a machine without

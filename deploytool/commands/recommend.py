@@ -95,7 +95,7 @@ def run(bundle_dir: Path | str, budget: Budget, extra: list[Path | str] | None =
         if budget.runtime and v.runtime != budget.runtime:
             excluded[v.name] = [f"runtime {v.runtime}, not {budget.runtime}"]
             continue
-        t = v.best(machine, budget.threads)
+        t = v.best(machine, budget.threads, budget.max_p90_ms, budget.max_rss_mb)
         if t is None:
             excluded[v.name] = [f"not benchmarked on {machine}" + (f" at {budget.threads} threads" if budget.threads
                                                                    else "")]

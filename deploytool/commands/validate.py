@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploytool import bundle, errors, judge, npz
-from deploytool.contract import Contract, describe_sample, nonfinite_sample
+from deploytool.contract import Contract, describe_sample, dims_of, nonfinite_sample
 from deploytool.errors import BundleError, DeployToolError, UsageError
 from deploytool.formats import FORMATS
 from deploytool.golden import DATA, MAIN, GoldenSet, read_user_data
@@ -167,8 +167,7 @@ def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Pa
     except ValueError as e:
         raise UsageError(str(e)) from None
     n = len(next(iter(shaped.values())))
-    dims = {d: shaped[s.name].shape[1 + i] for s in contract.inputs for i, d in enumerate(s.shape)
-            if isinstance(d, str)}
+    dims = dims_of(contract, shaped)
     inputs = work / "data.inputs.npz"
     npz.save(inputs, shaped)
     runtime, source_file, ref_contract = source_artifact(manifest.model.source, contract, work)

@@ -31,7 +31,7 @@ def render(results) -> tuple[str, bool]:
     for cells in rows:
         out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
-    failed = [v for v in views if v.verdicts and not v.passed]
+    failed = [v for v in views if v.failed]
     if failed:
         out.append("<h2>Failures</h2><ul>")
         for v in failed:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+FAILURES = ("fail", "error", "corrupt", "not_exported")
+
 
 @dataclass
 class Timing:
@@ -39,9 +41,19 @@ class ArtifactView:
     def passed(self) -> bool:
         return bool(self.verdicts) and all(v == "pass" for v in self.verdicts.values())
 
-    def best(self, machine: str, threads: int | None = None) -> Timing | None:
+    @property
+    def failed(self) -> bool:
+        """A verdict that is a failure (not needs_data, not_applicable or a skip for a missing runtime)."""
+        return any(v in FAILURES for v in self.verdicts.values())
+
+    def best(self, machine: str, threads: int | None = None, max_p90_ms: float | None = None,
+             max_rss_mb: float | None = None) -> Timing | None:
+        """The fastest row (p90) on ``machine``, among those within the limits when any of them is; else
+        the fastest of all (so a breach can be reported with its figures)."""
         rows = [t for t in self.timings.get(machine, []) if threads is None or t.threads == threads]
-        return min(rows, key=lambda t: t.p90_ms) if rows else None
+        fits = [t for t in rows if (max_p90_ms is None or t.p90_ms <= max_p90_ms)
+                and (max_rss_mb is None or t.rss_mb <= max_rss_mb)]
+        return min(fits or rows, key=lambda t: t.p90_ms) if rows else None
 
 
 def artifacts(results) -> list[ArtifactView]:
