@@ -118,16 +118,16 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
             chk.sets[set_name], chk.hop[set_name] = {}, {}
             for spec in contract.outputs:
                 tier = parity.tier_for(parity.TIERS[fmt.tier], tolerances or {}, name, spec.name)
-                if parity.overrides_for(tolerances or {}, name, spec.name):
-                    chk.overrides[spec.name] = parity.overrides_for(tolerances or {}, name, spec.name)
+                overrides = parity.overrides_for(tolerances or {}, name, spec.name)
+                if overrides:
+                    chk.overrides[spec.name] = overrides
                 classifier = spec.kind == "classifier"
                 verdict = parity.check(got[spec.name], ref[spec.name], tier, classifier)
                 if verdict.passed and str(got[spec.name].dtype) != spec.dtype:
                     verdict.passed, verdict.reason = False, f"dtype {got[spec.name].dtype}, contract says {spec.dtype}"
                 structural = not verdict.metrics.shape_ok or bool(verdict.metrics.nonfinite_new) or \
                     bool(verdict.metrics.nonfinite_ref) or str(got[spec.name].dtype) != spec.dtype
-                gating = structural or spec.name != waived_output or \
-                    bool(parity.overrides_for(tolerances or {}, name, spec.name))
+                gating = structural or spec.name != waived_output or bool(overrides)
                 chk.sets[set_name][spec.name] = {**verdict.to_dict(), "gating": gating}
                 if not verdict.passed and gating:
                     failures.append(f"{spec.name}{'' if set_name == 'main' else f' ({set_name} set)'}: "
@@ -137,8 +137,9 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
                                                                 classifier).to_dict()
         labelled = labelled_set
         if labelled is not None and labelled.labelled_output:
-            failure = _accuracy(chk, name, labelled, produced[name][labelled.name], references[labelled.name],
-                                (max_drop or {}).get(name, (max_drop or {}).get("*", base_tier.max_accuracy_drop)))
+            failure = _accuracy(chk, labelled, produced[name][labelled.name], references[labelled.name],
+                                (max_drop or {}).get(name, (max_drop or {}).get("*", base_tier.max_accuracy_drop)),
+                                base_tier.min_top1 if waived_output else None)
             if failure:
                 failures.append(failure)
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
@@ -151,21 +152,30 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
     return checks
 
 
-def _accuracy(chk: ArtifactCheck, name: str, s: GoldenSet, got: dict, ref: dict, limit: float | None) -> str | None:
+def _accuracy(chk: ArtifactCheck, s: GoldenSet, got: dict, ref: dict, limit: float | None,
+              min_agreement: float | None) -> str | None:
     """Task accuracy of the artifact and of the source on a labelled set; the failure line when the
-    drop exceeds ``limit`` points."""
+    drop exceeds ``limit`` points. ``min_agreement``: when accuracy stands in for the closeness checks
+    (int8), the artifact's top-1 must also agree with the source's on that many samples: a source
+    near chance level would otherwise let any garbage of the same accuracy pass."""
     out = s.labelled_output or ""
     labels = npz.load(s.labels)["labels"] if s.labels else np.zeros(0, np.int64)
     acc, src = parity.accuracy(got[out], labels), parity.accuracy(ref[out], labels)
     drop = (src - acc) * 100
-    passed = limit is None or drop <= limit + 1e-9
+    agreement = parity.top1_agreement(got[out], ref[out])
+    dropped = limit is not None and drop > limit + 1e-9
+    disagrees = min_agreement is not None and agreement < min_agreement
     chk.accuracy = {"set": s.name, "output": out, "samples": int(len(labels)), "accuracy": acc, "source_accuracy": src,
-                    "drop_points": drop, "top1_agreement": parity.top1_agreement(got[out], ref[out]),
-                    "max_drop_points": limit, "passed": passed}
-    if passed:
-        return None
-    return (f"accuracy {acc:.2%} on the {s.name} set is {drop:.2f} points below the source's {src:.2%} "
-            f"(max drop {limit:g} points)")
+                    "drop_points": drop, "top1_agreement": agreement, "max_drop_points": limit,
+                    "min_top1_agreement": min_agreement, "passed": not (dropped or disagrees)}
+    problems = []
+    if dropped:
+        problems.append(f"accuracy {acc:.2%} on the {s.name} set is {drop:.2f} points below the source's {src:.2%} "
+                        f"(max drop {limit:g} points)")
+    if disagrees:
+        problems.append(f"top-1 agrees with the source's on only {agreement:.1%} of the {s.name} set "
+                        f"(< {min_agreement:g})")
+    return "; ".join(problems) or None
 
 
 def blame(name: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_FRAMEWORK) -> str:

@@ -179,15 +179,21 @@ def tier_for(base: Tier, overrides: dict, fmt: str, output: str) -> Tier:
     return base.with_overrides(values.get("atol"), values.get("rtol"))
 
 
-def parse_tolerance(spec: str, field_name: str) -> tuple[str, float]:
-    """"1e-3" | "onnx=1e-3" | "onnx:logits=1e-3" | "*:logits=1e-3" -> ("FMT:OUTPUT", value)."""
+def _target_value(spec: str, option: str, unit: str = "") -> tuple[str, float]:
+    """``[TARGET=]VALUE`` -> (TARGET, VALUE); the value finite and >= 0 (a NaN limit passes everything)."""
     target, _, value = spec.rpartition("=")
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(f"--{field_name} {spec!r}: {value!r} is not a number") from None
+        raise ValueError(f"{option} {spec!r}: {value!r} is not a number") from None
     if not math.isfinite(number) or number < 0:
-        raise ValueError(f"--{field_name} {spec!r}: must be a finite number >= 0")
+        raise ValueError(f"{option} {spec!r}: must be a finite number{unit} >= 0")
+    return target, number
+
+
+def parse_tolerance(spec: str, field_name: str) -> tuple[str, float]:
+    """"1e-3" | "onnx=1e-3" | "onnx:logits=1e-3" | "*:logits=1e-3" -> ("FMT:OUTPUT", value)."""
+    target, number = _target_value(spec, f"--{field_name}")
     fmt, _, output = target.partition(":")
     return f"{fmt or '*'}:{output or '*'}", number
 
@@ -226,14 +232,18 @@ def top1_agreement(actual: np.ndarray, expected: np.ndarray) -> float:
 
 def parse_drop(spec: str) -> tuple[str, float]:
     """"1.5" | "tflite_int8=1.5" -> (format or "*", points)."""
-    target, _, value = spec.rpartition("=")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"--max-accuracy-drop {spec!r}: {value!r} is not a number") from None
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"--max-accuracy-drop {spec!r}: must be a finite number of points >= 0")
+    target, number = _target_value(spec, "--max-accuracy-drop", " of points")
     return target or "*", number
+
+
+def check_drops(drops: object, what: str) -> dict[str, float]:
+    """Accuracy gates from anywhere (command line, API): {format or "*": finite points >= 0}."""
+    if not isinstance(drops, dict):
+        raise ValueError(f"{what}: must be a table of format -> points")
+    for key, value in drops.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{what}: {key} = {value!r}: must be a finite number of points >= 0")
+    return drops
 
 
 def check(actual: np.ndarray, expected: np.ndarray, tier: Tier, classifier: bool = False) -> Verdict:

@@ -35,7 +35,6 @@ from deploytool.jobs import ArtifactStatus
 from deploytool.manifest import Manifest
 
 SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-OWN_OUTPUT = ("reports", "logs")  # written by deploytool's commands after export; never read as input
 
 
 @dataclass

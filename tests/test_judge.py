@@ -130,3 +130,20 @@ def test_an_accuracy_gated_tier_still_fails_on_nan_and_shape(tmp_path):
             assert chk.status == CheckStatus.FAIL and why in chk.reason
         else:  # a uniform shift keeps every top-1: the int8 tier is judged on accuracy, which holds
             assert chk.status == CheckStatus.PASS and chk.accuracy["drop_points"] == 0.0
+
+
+def test_accuracy_stands_in_for_closeness_only_with_agreement_to_the_source(tmp_path):
+    # a source near chance level: garbage of the same accuracy must not pass on accuracy alone
+    garbage = np.roll(REF["logits"], 1, axis=-1)
+    src_top1 = np.argmax(REF["logits"].reshape(8, -1), axis=-1)
+    art_top1 = np.argmax(garbage.reshape(8, -1), axis=-1)
+    assert (src_top1 != art_top1).all()
+    labels = tmp_path / "labels.npz"
+    npz.save(labels, {"labels": np.concatenate([src_top1[:4], art_top1[4:]])})  # both 50 % accurate
+    sets = [GoldenSet("labelled", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, 8, labels, "logits")]
+    path = tmp_path / "out.npz"
+    npz.save(path, {"logits": garbage})
+    run = ArtifactRan(status=RunStatus.OK, runtime="onnxruntime", outputs={"labelled": str(path)})
+    chk = judge(CONTRACT, {"onnx_int8": _record("onnx_int8")}, {"onnx_int8": run}, sets, {"labelled": REF})["onnx_int8"]
+    assert chk.accuracy["drop_points"] == 0.0 and chk.accuracy["top1_agreement"] == 0.0
+    assert chk.status == CheckStatus.FAIL and "top-1 agrees with the source's on only 0.0%" in chk.reason

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from deploytool import bundle, errors, npz
 from deploytool import timing as B  # noqa: N812
+from deploytool.commands import check_run_options
 from deploytool.commands.validate import select_formats
 from deploytool.contract import Contract
 from deploytool.errors import BundleError, UsageError
@@ -135,8 +136,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
     """``timeout``: the limit for each row's worker (default: --max-time + BENCH_MARGIN_S).
     ``verify_key``: refuse the bundle unless it is signed with its private key."""
     protocol = protocol or B.Protocol()
-    if timeout is not None and not timeout > 0:
-        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
+    check_run_options(timeout, None, None)
     try:
         protocol.validate()
     except ValueError as e:

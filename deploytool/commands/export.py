@@ -19,6 +19,7 @@ from itertools import groupby
 from pathlib import Path
 
 from deploytool import bundle, errors, golden, judge, npz, signing
+from deploytool.commands import check_run_options
 from deploytool.contract import Contract, dims_of, parse_input_spec, parse_range
 from deploytool.errors import ModelError, UsageError
 from deploytool.formats import FORMATS, Format, lineage, plan, resolve
@@ -37,7 +38,6 @@ from deploytool.manifest import (
     Manifest,
     ModelInfo,
 )
-from deploytool.parity import check_overrides
 from deploytool.pool import RunPool
 from deploytool.report.validation import write_reports
 from deploytool.sources import FRAMEWORKS, SourceRef, reference_runtime
@@ -76,12 +76,7 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
     t_start = time.perf_counter()
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
-    if not timeout > 0:
-        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
-    try:
-        check_overrides(tolerances or {}, "tolerances")
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    check_run_options(timeout, tolerances, max_accuracy_drop)
     if sign is not None and not Path(sign).is_file():
         raise UsageError(f"--sign {sign}: no such key file")
     try:

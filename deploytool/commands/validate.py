@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploytool import bundle, errors, judge, npz
+from deploytool.commands import check_run_options
 from deploytool.contract import Contract, describe_sample, dims_of, nonfinite_sample
 from deploytool.errors import BundleError, DeployToolError, UsageError
 from deploytool.formats import FORMATS
@@ -22,7 +23,6 @@ from deploytool.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.jobs import CHECK_TIMEOUT_S, ArtifactStatus, RunStatus
 from deploytool.judge import ArtifactCheck
 from deploytool.manifest import Manifest
-from deploytool.parity import check_overrides
 from deploytool.pool import RunPool
 from deploytool.reader import OpenedBundle, open_bundle
 from deploytool.report.validation import write_reports
@@ -65,12 +65,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
     ignore the stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
     ``timeout``: the limit for each artifact's run."""
     t0 = time.perf_counter()
-    if not timeout > 0:
-        raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")
-    try:
-        check_overrides(tolerances or {}, "tolerances")
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    check_run_options(timeout, tolerances, max_accuracy_drop)
     opened = open_bundle(bundle_dir, verify_key)
     bundle_dir, manifest = opened.root, opened.manifest
     unknown = [n for n in manifest.artifacts if n not in FORMATS]
