@@ -75,6 +75,23 @@ def _config_option(f):
                              "option names; the command line wins; paths are relative to the file).")(f)
 
 
+def _wide_option(f):
+    return click.option("--wide", is_flag=True, help="Show every column, notes as the last one (default: the table "
+                        "fits the terminal, 100 columns in a log; notes below it).")(f)
+
+
+def _progress_options(f):
+    f = click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (default: a live display on a "
+                     "terminal, one line per stage in a log).")(f)
+    return _wide_option(f)
+
+
+def _progress(debug: bool, quiet: bool):
+    from deploytool.progress import for_stream
+
+    return for_stream(debug=debug, quiet=quiet)
+
+
 def _machine_option(f):
     return click.option("--machine-name", metavar="NAME", help="A label for this machine in the results (default: "
                         "a fingerprint of CPU, cores, OS and runtime versions); report and recommend use it.")(f)
@@ -149,10 +166,12 @@ def main() -> None:
               help="Time limit for each worker step (loading the source, one format's conversion, one check): a "
                    "step still running is killed and reported as that step's failure; the others go on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the table.")
+@_progress_options
 @_config_option
-@click.option("--debug", is_flag=True, help="Show tracebacks and where the worker logs are.")
+@click.option("--debug", is_flag=True, help="Show tracebacks, where the worker logs are, and every step.")
 def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict,
-                   calib_data, calib_method, int8_io, data, max_accuracy_drop, sign, timeout, as_json, debug):
+                   calib_data, calib_method, int8_io, data, max_accuracy_drop, sign, timeout, as_json, wide, quiet,
+                   debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -165,12 +184,12 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
     from deploytool import api
 
     requested = None if formats.strip().lower() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
-    progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
-    outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout, strict=strict,
-                         inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
-                         tolerances=_tolerances(atol, rtol), sign=sign, timeout=timeout, calib_data=calib_data,
-                         data=data, calib_method=calib_method, int8_io=int8_io,
-                         max_accuracy_drop=_drops(max_accuracy_drop), progress=progress)
+    tolerances, drops = _tolerances(atol, rtol), _drops(max_accuracy_drop)
+    with _progress(debug, quiet) as progress:
+        outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout,
+                             strict=strict, inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
+                             tolerances=tolerances, sign=sign, timeout=timeout, calib_data=calib_data, data=data,
+                             calib_method=calib_method, int8_io=int8_io, max_accuracy_drop=drops, progress=progress)
     if as_json:
         click.echo(json.dumps(outcome.manifest.to_json(), indent=2, default=str))
     else:
@@ -179,7 +198,7 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
         for msg in outcome.messages:
             click.echo(f"note: {msg}")
         click.echo(f"model {outcome.manifest.model.name}: bundle {outcome.bundle}  ({outcome.seconds:.1f} s)")
-        click.echo(export_table(outcome.manifest, outcome.checks))
+        click.echo(export_table(outcome.manifest, outcome.checks, wide))
     model = outcome.manifest.model.name
     for name, rec in outcome.manifest.artifacts.items():
         chk = outcome.checks.get(name)
@@ -238,10 +257,11 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @_machine_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
+@_progress_options
 @_config_option
-@click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
 def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_accuracy_drop, tier_defaults, verify_key,
-                     timeout, reports, machine_name, json_path, junit_path, debug):
+                     timeout, reports, machine_name, json_path, junit_path, wide, quiet, debug):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -256,10 +276,11 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     from deploytool import api
     from deploytool.report.console import validate_table
 
-    progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
-    outcome = api.validate(bundle, list(formats) or None, data, samples, _tolerances(atol, rtol), strict, reports,
-                           json_path, junit_path, progress, verify_key=verify_key, tier_defaults=tier_defaults,
-                           timeout=timeout, max_accuracy_drop=_drops(max_accuracy_drop), machine_name=machine_name)
+    tolerances, drops = _tolerances(atol, rtol), _drops(max_accuracy_drop)
+    with _progress(debug, quiet) as progress:
+        outcome = api.validate(bundle, list(formats) or None, data, samples, tolerances, strict, reports, json_path,
+                               junit_path, progress, verify_key=verify_key, tier_defaults=tier_defaults,
+                               timeout=timeout, max_accuracy_drop=drops, machine_name=machine_name)
     stored = outcome.manifest.tolerances
     if stored:
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
@@ -270,7 +291,7 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     sets = ", ".join(f"{s.name} ({s.samples} x {', '.join(f'{k}={v}' for k, v in s.dims.items()) or 'static'})"
                      for s in outcome.sets)
     click.echo(f"model {model}: bundle {outcome.bundle}  sets: {sets}  ({outcome.seconds:.1f} s)")
-    click.echo(validate_table(outcome.manifest, outcome.checks))
+    click.echo(validate_table(outcome.manifest, outcome.checks, wide))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['junit']}")
     for name, chk in outcome.checks.items():
         if chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED):
@@ -313,10 +334,11 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
 @click.option("--reports", type=click.Path(file_okay=False),
               help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
 @_machine_option
+@_progress_options
 @_config_option
-@click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
 def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source,
-                  compare, threshold, rounds, strict, verify_key, timeout, reports, machine_name, debug):
+                  compare, threshold, rounds, strict, verify_key, timeout, reports, machine_name, wide, quiet, debug):
     """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
 
     Each (artifact, threads, batch) row runs in a fresh process fed the bundle's golden inputs;
@@ -334,16 +356,16 @@ def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_ru
 
     protocol = Protocol(warmup_runs=warmup_runs, warmup_time=warmup_time, min_runs=min_runs, min_time=min_time,
                         max_time=max(max_time, min_time))
-    progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
-    outcome = api.bench(bundle, list(formats) or None, parse_int_list(threads, "threads"),
-                        parse_int_list(batch, "batch"), protocol, compare, threshold, rounds, strict,
-                        not no_source, reports, progress, verify_key=verify_key, timeout=timeout,
-                        machine_name=machine_name)
+    thread_list, batch_list = parse_int_list(threads, "threads"), parse_int_list(batch, "batch")
+    with _progress(debug, quiet) as progress:
+        outcome = api.bench(bundle, list(formats) or None, thread_list, batch_list, protocol, compare, threshold,
+                            rounds, strict, not no_source, reports, progress, verify_key=verify_key, timeout=timeout,
+                            machine_name=machine_name)
     click.echo(f"model {outcome.manifest.model.name}: bundle {outcome.bundle}")
-    click.echo(bench_table(sorted_rows(outcome.rows)))
+    click.echo(bench_table(sorted_rows(outcome.rows), wide))
     if outcome.compare is not None:
         click.echo("")
-        click.echo(compare_table(outcome.compare, threshold))
+        click.echo(compare_table(outcome.compare, threshold, wide))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['csv']}")
     for r in outcome.rows:
         if r["status"] in (RowStatus.FAILED, RowStatus.CORRUPT):
@@ -390,10 +412,11 @@ def report_command(bundle, results, out, debug):
 @click.option("--allow-other-machine", is_flag=True, help="Rank on the only benchmarked machine even when --machine "
               "names another.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recommendation as JSON.")
+@_wide_option
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def recommend_command(bundle, results, max_p90_ms, max_size_mb, max_accuracy_drop, max_rss_mb, runtime, machine,
-                      threads, allow_other_machine, as_json, debug):
+                      threads, allow_other_machine, as_json, wide, debug):
     """Pick the artifact to deploy: those that passed their checks, filtered by the budget, ranked
     (Pareto set on p90 latency and size first, then by p90), with every excluded artifact's broken
     limit and by how much, and the command to confirm the choice on the device. Exit 10 when no
@@ -402,7 +425,7 @@ def recommend_command(bundle, results, max_p90_ms, max_size_mb, max_accuracy_dro
 
     from deploytool import api
     from deploytool.commands.recommend import Budget
-    from deploytool.report.console import table
+    from deploytool.report.console import fit
 
     budget = Budget(max_p90_ms, max_size_mb, max_accuracy_drop, max_rss_mb, runtime, machine, threads,
                     allow_other_machine)
@@ -416,8 +439,8 @@ def recommend_command(bundle, results, max_p90_ms, max_size_mb, max_accuracy_dro
              "-" if c.accuracy is None else f"{c.accuracy:.2%} ({-(c.accuracy_drop or 0):+.2f})"]
             for i, c in enumerate(outcome.ranked)]
     if rows:
-        click.echo(table(["rank", "format", "runtime", "pareto", "thr", f"p90_ms@{outcome.machine}", "p50_ms",
-                          "size_mb", "rss_mb", "accuracy"], rows))
+        click.echo(fit(["rank", "format", "runtime", "pareto", "thr", f"p90_ms@{outcome.machine}", "p50_ms",
+                        "size_mb", "rss_mb", "accuracy"], rows, [], ["rss_mb", "p50_ms"], wide))
     for name, reasons in outcome.excluded.items():
         click.echo(f"excluded {name}: {'; '.join(reasons)}")
     if outcome.confirm:

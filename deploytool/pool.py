@@ -7,7 +7,8 @@ run). The pool decides, on the coordinator side, which golden sets an artifact c
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from deploytool import jobs
@@ -61,7 +62,12 @@ class RunPool:
         worker = self._worker(key, runtime)
         self.futures[key] = self.pool.submit(worker.run, job, True, self.timeout)
 
-    def results(self) -> dict[str, jobs.ArtifactRan]:
+    def results(self, on_done: Callable[[str, jobs.ArtifactRan], None] | None = None) -> dict[str, jobs.ArtifactRan]:
+        """Every run's reply, in submission order; ``on_done(key, reply)`` is told of each as it finishes."""
+        keys = {fut: key for key, fut in self.futures.items()}
+        for fut in as_completed(keys):
+            if on_done is not None:
+                on_done(keys[fut], fut.result())
         out = {key: fut.result() for key, fut in self.futures.items()}
         self.pool.shutdown()
         for key in list(self.warm):

@@ -75,5 +75,28 @@ def keras_bundle(run_cli, tmp_path_factory):
     return out / "mobilenet_v2_keras", run_cli("export", "--model", src, "--out", out), src
 
 
+def error_lines(stderr: str) -> list[str]:
+    """stderr without the progress lines (``[deploytool   1.2s] stage``): what a failure says."""
+    return [ln for ln in stderr.strip().splitlines() if ln.strip() and not ln.startswith("[deploytool ")]
+
+
+def assert_fits(stdout: str, width: int = 100) -> None:
+    """Every line of a command's tables fits ``width`` columns (the lines naming paths aside)."""
+    wide = [ln for ln in stdout.splitlines() if len(ln) > width and not ln.startswith(("model ", "reports:", "note:"))]
+    assert not wide, "\n".join(wide)
+
+
+def note_of(stdout: str, row: str) -> str:
+    """The note a console table printed for ``row`` (below the table, wrapped), unwrapped."""
+    lines = stdout.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"  {row}: "))
+    parts = [lines[start][len(row) + 4:]]
+    for ln in lines[start + 1:]:
+        if not ln.startswith("      "):
+            break
+        parts.append(ln.strip())
+    return " ".join(parts)
+
+
 def manifest_of(bundle: Path) -> dict:
     return json.loads((bundle / "manifest.json").read_text())

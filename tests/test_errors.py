@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TEST_MODELS, manifest_of
+from conftest import TEST_MODELS, error_lines, manifest_of
 
 from deploytool import errors
 
 
 def _one_line_error(proc) -> str:
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert "Traceback" not in proc.stderr, proc.stderr
-    return "\n".join(lines)
+    return "\n".join(error_lines(proc.stderr))
 
 
 def test_unknown_model(run_cli, tmp_path):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import manifest_of
+from conftest import assert_fits, manifest_of
 
 from deploytool import bundle as B
 from deploytool import manifest as M
@@ -25,6 +25,12 @@ def test_export_exits_zero_and_prints_the_table(zoo_bundles, model):
     for fmt in FORMATS:
         assert any(line.startswith(fmt) and "PASS" in line for line in proc.stdout.splitlines()), proc.stdout
     assert "Traceback" not in proc.stderr
+    assert_fits(proc.stdout)
+    # not a terminal: one progress line per stage on stderr, none per artifact (that is --debug)
+    stages = [ln for ln in proc.stderr.splitlines() if ln.startswith("[deploytool ")]
+    assert any("exporting" in ln and "(torch worker)" in ln for ln in stages), proc.stderr
+    assert any("checking artifacts on their runtimes" in ln for ln in stages), proc.stderr
+    assert not any(": exporting" in ln for ln in stages), proc.stderr
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))

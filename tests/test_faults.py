@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import note_of
 from faults import FAULTS, Fault
 from inotify import Watch
 
@@ -81,6 +82,5 @@ def test_a_stored_override_is_shown_and_tier_defaults_ignores_it(zoo_bundles, ru
     proc = run_cli("validate", bundle, "-f", "onnx")
     assert proc.returncode == 0, proc.stderr  # the bundle's own override admits it...
     assert "note: the bundle stores tolerance overrides from its export: onnx:* atol=100" in proc.stdout
-    row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("onnx "))
-    assert "tolerance override atol=100 (not the onnx tier's)" in row  # ...and says so on its row
+    assert "tolerance override atol=100 (not the onnx tier's)" in note_of(proc.stdout, "onnx")  # ...and says so
     assert run_cli("validate", bundle, "-f", "onnx", "--tier-defaults").returncode == 5

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import manifest_of
+from conftest import error_lines, manifest_of, note_of
 
 from deploytool import errors, npz
 from deploytool.formats import FORMATS
@@ -114,7 +114,7 @@ def test_bad_calibration_and_labelled_data_are_usage_errors(run_cli, tmp_path, a
     np.savez(path, **arrays)
     proc = run_cli("export", "-f", "onnx_int8", option, path, "--out", tmp_path / "out")
     assert proc.returncode == errors.USAGE, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and message in lines[0] and str(path) in lines[0], proc.stderr
     assert not (tmp_path / "out/digits_cnn").exists()
 
@@ -135,7 +135,7 @@ def test_bench_measures_int8_rows_against_their_full_precision_sibling(zoo_bundl
     rows = {r["format"]: r for r in json.loads((tmp_path / "bench.json").read_text())["rows"]}
     assert rows["tflite_int8"]["relative"]["to"] == "tflite_fp32" and rows["onnx_int8"]["relative"]["to"] == "onnx"
     assert rows["tflite_int8"]["relative"]["size_ratio"] < 0.5
-    assert "x size of tflite_fp32" in proc.stdout
+    assert "x size of tflite_fp32" in note_of(proc.stdout, "tflite_int8 (threads=1, batch=1)")
 
 
 def test_accuracy_gate_is_configurable_per_format(zoo_bundles, run_cli):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import manifest_of
+from conftest import error_lines, manifest_of
 
 from deploytool import errors
 from deploytool.formats import FORMATS
@@ -198,7 +198,7 @@ def test_module_path_factory_with_example_inputs(factory_dir, run_cli, tmp_path)
 def test_factory_errors(factory_dir, run_cli, tmp_path, args, message):
     proc = run_cli("export", "--model", *[a.format(d=factory_dir) for a in args], "--out", tmp_path)
     assert proc.returncode == errors.MODEL, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HERE, manifest_of
+from conftest import HERE, assert_fits, manifest_of
 
 from deploytool import bundle as B
 from deploytool import errors, records
@@ -40,6 +40,7 @@ def test_zero_false_failures_on_every_zoo_bundle(zoo_bundles, run_cli, model):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("PASS") == len(FORMATS)
     assert "main,alt" in proc.stdout  # every artifact also checked at the second shape
+    assert_fits(proc.stdout)
 
 
 def test_scaled_onnx_initializer_fails_at_the_onnx_hop(zoo_bundles, run_cli, tmp_path):

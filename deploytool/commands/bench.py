@@ -24,6 +24,7 @@ from deploytool.golden import MAIN
 from deploytool.jobs import BENCH_MARGIN_S, ArtifactStatus, RowStatus, RunStatus, TimeArtifact
 from deploytool.manifest import FILENAME as MANIFEST
 from deploytool.manifest import Manifest
+from deploytool.progress import Progress, as_progress
 from deploytool.reader import OpenedBundle, open_bundle
 from deploytool.report.bench_files import write_bench_reports
 from deploytool.runtimes import RUNTIMES
@@ -131,11 +132,13 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
         batches: list[int] | tuple[int, ...] = (1,), protocol: B.Protocol | None = None,
         compare: Path | str | None = None, threshold: float = 1.10, rounds: int = 3, strict: bool = False,
         with_source: bool = True, reports_dir: Path | str | None = None,
-        progress: Callable[[str], None] = lambda m: None, verify_key: Path | str | None = None,
+        progress: Progress | Callable[[str], None] | None = None, verify_key: Path | str | None = None,
         timeout: float | None = None, machine_name: str | None = None) -> BenchOutcome:
     """``timeout``: the limit for each row's worker (default: --max-time + BENCH_MARGIN_S).
-    ``verify_key``: refuse the bundle unless it is signed with its private key."""
+    ``verify_key``: refuse the bundle unless it is signed with its private key. ``progress``: where the
+    stages (one per row) are reported (``progress.py``; a callable receives each message)."""
     protocol = protocol or B.Protocol()
+    progress = as_progress(progress)
     check_run_options(timeout, None, None)
     try:
         protocol.validate()
@@ -160,7 +163,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
             for t in targets:
                 for th in threads:
                     for b in batches:
-                        progress(f"timing {t.name} on {t.runtime}, threads={th}, batch={b}")
+                        progress.stage(f"timing {t.name} on {t.runtime}, threads={th}, batch={b}")
                         rows.append(_run_row(t, th, b, protocol, inputs, work, logs, limit))
         else:
             rows, comparison = _compare(targets, Path(compare), threads, batches, protocol, threshold, rounds,
@@ -221,7 +224,7 @@ def _compare(targets, baseline_dir, threads, batches, protocol, threshold, round
             for bs in batches:
                 runs: dict[str, list[dict]] = {"candidate": [], "baseline": []}
                 for r in range(rounds):
-                    progress(f"comparing {t.name} threads={th} batch={bs}: round {r + 1}/{rounds}")
+                    progress.stage(f"comparing {t.name} threads={th} batch={bs}: round {r + 1}/{rounds}")
                     runs["candidate"].append(_run_row(t, th, bs, per_round, inputs, work, logs, limit))
                     if b_t is not None:
                         runs["baseline"].append(_run_row(b_t, th, bs, per_round, base_inputs, work, logs, limit))

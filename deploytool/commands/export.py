@@ -39,6 +39,7 @@ from deploytool.manifest import (
     ModelInfo,
 )
 from deploytool.pool import RunPool
+from deploytool.progress import Progress, as_progress
 from deploytool.report.validation import write_reports
 from deploytool.sources import FRAMEWORKS, SourceRef, reference_runtime
 from deploytool.sources import resolve as resolve_source
@@ -64,7 +65,7 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         weights: str | None = None, tolerances: dict | None = None, sign: Path | str | None = None,
         timeout: float = EXPORT_TIMEOUT_S, calib_data: Path | str | None = None, data: Path | str | None = None,
         calib_method: str = "minmax", int8_io: str = "float32", max_accuracy_drop: dict[str, float] | None = None,
-        progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
+        progress: Progress | Callable[[str], None] | None = None) -> ExportOutcome:
     """``tolerances``: overrides as parity.tier_for takes them ({"FMT:OUTPUT": {"atol": x}}); they are
     stored in the manifest, and later validate runs of the bundle start from them (shown as overrides).
     ``sign``: an EC private key (PEM); the bundle is signed before it is published (``signing.py``).
@@ -72,7 +73,8 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
     ``calib_data``: calibration inputs for the int8 formats (else the source's own, else needs_data);
     ``calib_method``: onnx_int8's calibration (minmax, entropy, percentile); ``int8_io``: tflite_int8's
     input/output type (float32, int8, uint8). ``data``: labelled data (a ``labels`` array) for task
-    accuracy; ``max_accuracy_drop``: {format or "*": points} gates (int8 tier default: parity.TIERS)."""
+    accuracy; ``max_accuracy_drop``: {format or "*": points} gates (int8 tier default: parity.TIERS).
+    ``progress``: where the stages are reported (``progress.py``; a callable receives each message)."""
     t_start = time.perf_counter()
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
@@ -101,7 +103,7 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
     except OSError as e:
         raise UsageError(f"cannot write bundles under {out}: {e.strerror or e}") from None
     pipeline = _Pipeline(source, names, added, staging, samples, seed, keep_layout, tolerances or {}, timeout,
-                         progress)
+                         as_progress(progress))
     pipeline.calib_data = Path(calib_data) if calib_data else None
     pipeline.data = Path(data) if data else None
     pipeline.options = {"calib_method": calib_method, "int8_io": int8_io}
@@ -131,7 +133,7 @@ def _named(model: str, error: str | None) -> str:
 
 class _Pipeline:
     def __init__(self, source: SourceRef, names: list[str], added: list[str], staging: Path, samples: int, seed: int,
-                 keep_layout: bool, tolerances: dict, timeout: float, progress: Callable[[str], None]) -> None:
+                 keep_layout: bool, tolerances: dict, timeout: float, progress: Progress) -> None:
         self.source, self.names, self.added, self.staging = source, names, added, staging
         self.tolerances, self.timeout = tolerances, timeout
         self.samples, self.seed, self.keep_layout, self.progress = samples, seed, keep_layout, progress
@@ -179,8 +181,8 @@ class _Pipeline:
             if index + 1 < len(self.workers):
                 self.workers[index + 1].start()
             self._stage(index, stage, group)
-        self.progress("checking artifacts on their runtimes")
-        runs = self.runs.results()
+        self.progress.stage("checking artifacts on their runtimes")
+        runs = self.runs.results(lambda name, reply: self.progress.step(name, f"checked ({reply.status})"))
         self._recheck_hashes()
         if self.contract is None:  # _load_source raised otherwise
             raise RuntimeError("no source contract")
@@ -204,7 +206,7 @@ class _Pipeline:
         writes the golden data. What to skip is decided here, before each job."""
         worker, holds_source = self.workers[index], index == 0
         if holds_source:  # what can be made depends on what the source has (calibration data)
-            self.progress(f"loading the source, writing golden data ({stage} worker)")
+            self.progress.stage(f"loading {self.source.name}, writing golden data ({stage} worker)")
             self._load_source(worker)
         runnable = [n for n in group if self._exportable(n)]
         if not runnable:
@@ -213,7 +215,7 @@ class _Pipeline:
         if not holds_source:
             for name in runnable:
                 self.runs.prestart(name, self.plan[name].runtime)
-        self.progress(f"exporting {', '.join(runnable)} ({stage} worker)")
+        self.progress.stage(f"exporting {', '.join(runnable)} ({stage} worker)")
         attempt = 1
         for i, name in enumerate(runnable):
             if i and not self._exportable(name):  # its parent failed earlier in this stage
@@ -223,6 +225,7 @@ class _Pipeline:
                 worker = self.workers[index] = self._worker(index, stage, group, attempt).start()
                 if holds_source:
                     self._load_source(worker, golden_too=False)
+            self.progress.step(name, "exporting")
             self._take_format(name, worker.run(self._job(name), last=i == len(runnable) - 1, timeout=self.timeout))
         worker.close()  # a worker left waiting because the formats after a failure were skipped
 
@@ -349,7 +352,7 @@ class _Pipeline:
             self.runs.submit(name, fmt.runtime, path, rec.contract, self.sets)
         else:
             self.runs.cancel(name)
-        self.progress(f"  {name}: {rec.status}" + (f" ({rec.error})" if rec.error else ""))
+        self.progress.step(name, rec.status + (f" ({rec.error})" if rec.error else ""))
 
     def _recheck_hashes(self) -> None:
         """An artifact must still be what it was when exported: a later converter must not touch it."""

@@ -24,6 +24,7 @@ from deploytool.jobs import CHECK_TIMEOUT_S, ArtifactStatus, RunStatus
 from deploytool.judge import ArtifactCheck
 from deploytool.manifest import Manifest
 from deploytool.pool import RunPool
+from deploytool.progress import Progress, as_progress
 from deploytool.reader import OpenedBundle, open_bundle
 from deploytool.report.validation import write_reports
 from deploytool.sources import source_artifact
@@ -57,14 +58,16 @@ def select_formats(manifest: Manifest, requested: list[str] | None) -> list[str]
 def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | str | None = None,
         samples: int | None = None, tolerances: dict | None = None, strict: bool = False,
         reports_dir: Path | str | None = None, json_path: Path | str | None = None,
-        junit_path: Path | str | None = None, progress: Callable[[str], None] = lambda m: None,
+        junit_path: Path | str | None = None, progress: Progress | Callable[[str], None] | None = None,
         verify_key: Path | str | None = None, tier_defaults: bool = False,
         timeout: float = CHECK_TIMEOUT_S, max_accuracy_drop: dict[str, float] | None = None,
         machine_name: str | None = None) -> ValidateOutcome:
     """``tolerances``: this run's overrides, on top of those stored in the bundle (``tier_defaults``:
     ignore the stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
-    ``timeout``: the limit for each artifact's run."""
+    ``timeout``: the limit for each artifact's run. ``progress``: where the stages are reported
+    (``progress.py``; a callable receives each message)."""
     t0 = time.perf_counter()
+    progress = as_progress(progress)
     check_run_options(timeout, tolerances, max_accuracy_drop)
     opened = open_bundle(bundle_dir, verify_key)
     bundle_dir, manifest = opened.root, opened.manifest
@@ -81,6 +84,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
     try:
         sets, references = _sets(opened, samples, work)
         if data is not None:
+            progress.stage(f"computing references for {data} on the source model")
             s, ref = _data_set(bundle_dir, manifest, contract, Path(data), work, timeout)
             sets.append(s)
             references[s.name] = ref
@@ -95,9 +99,10 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
             except BundleError as e:
                 refused[name] = f"refused before loading: {e}"
                 continue
-            progress(f"running {name} on {FORMATS[name].runtime}")
             runs.submit(name, FORMATS[name].runtime, bundle_dir / rec.path, rec.contract, sets)
-        replies = runs.results()
+        if runs.futures:
+            progress.stage(f"checking {len(runs.futures)} artifact(s) on their runtimes")
+        replies = runs.results(lambda name, reply: progress.step(name, f"ran on {reply.runtime} ({reply.status})"))
 
         def stored(fmt: str, set_name: str):
             rel = manifest.artifacts[fmt].golden_outputs.get(set_name) if fmt in manifest.artifacts else None

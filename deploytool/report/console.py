@@ -1,5 +1,14 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables for the terminal.
+
+By default a table fits the terminal (100 columns when stdout is not one): each row's note goes
+below the table, wrapped, and the least important columns are left out until the rest fits (a
+line says which; the Markdown/HTML report and ``--wide`` show every column, notes as the last one).
+"""
 from __future__ import annotations
+
+import shutil
+import sys
+import textwrap
 
 from deploytool.jobs import ArtifactStatus, RowStatus
 from deploytool.manifest import Manifest
@@ -20,10 +29,51 @@ def fmt_err(x: float | None) -> str:
     return "-" if x is None else f"{x:.2e}"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
+def table(headers: list[str], rows: list[list], columns: list[int] | None = None) -> str:
+    if columns is not None:
+        headers, rows = [headers[i] for i in columns], [[r[i] for i in columns] for r in rows]
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+WIDTH = 100  # what a table fits when stdout is not a terminal
+
+
+def terminal_width() -> int:
+    """The terminal's width when stdout is one (at least 60), else ``WIDTH``."""
+    if sys.stdout.isatty():
+        return max(60, shutil.get_terminal_size((WIDTH, 24)).columns)
+    return WIDTH
+
+
+def fit(headers: list[str], rows: list[list], notes: list[tuple[str, str]], optional: list[str],
+        wide: bool = False, width: int | None = None) -> str:
+    """``rows`` as a table with each row's note (``notes[i]``: the row's name, its note): with ``wide``
+    as the last column; otherwise below the table, wrapped to ``width``, with the ``optional``
+    columns left out (first named first) while the table is wider than ``width``."""
+    if wide:
+        return table(headers + ["note"], [list(r) + [n] for r, (_, n) in zip(rows, notes)])
+    width = width or terminal_width()
+    keep, dropped = list(range(len(headers))), []
+    for name in optional:
+        if name not in headers or _widest(table(headers, rows, keep)) <= width:
+            continue
+        keep.remove(headers.index(name))
+        dropped.append(name)
+    out = [table(headers, rows, keep)]
+    noted = [(k, n) for k, n in notes if n]
+    if noted:
+        out.append("notes:")
+        out += [textwrap.fill(f"{k}: {n}", width, initial_indent="  ", subsequent_indent="      ",
+                              break_on_hyphens=False) for k, n in noted]
+    if dropped:
+        out.append(f"({', '.join(dropped)} left out to fit {width} columns: --wide shows every column)")
+    return "\n".join(out)
+
+
+def _widest(text: str) -> int:
+    return max(map(len, text.splitlines()))
 
 
 def accuracy_text(chk) -> str:
@@ -42,19 +92,19 @@ def _with_accuracy(headers: list[str], rows: list[list], checks: list, at: int) 
                                                          for r, c in zip(rows, checks)]
 
 
-def export_table(manifest: Manifest, checks: dict) -> str:
-    rows = []
+def export_table(manifest: Manifest, checks: dict, wide: bool = False, width: int | None = None) -> str:
+    rows, notes = [], []
     for name, rec in manifest.artifacts.items():
         chk = checks.get(name)
         status = chk.status.upper() if rec.status == ArtifactStatus.OK and chk else rec.status.upper()
         note = (chk.reason if chk and chk.reason else "") or (rec.error or "") or _skipped(chk)
-        note = "; ".join(filter(None, [note, chk.overrides_text() if chk else ""]))
+        notes.append((name, "; ".join(filter(None, [note, chk.overrides_text() if chk else ""]))))
         rows.append([name, rec.runtime, status, fmt_err(chk.max_abs if chk else None), rec.tier,
                      human_size(rec.size_bytes),
-                     f"{rec.export_seconds:.1f}" if rec.export_seconds is not None else "-", note])
-    headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "tier", "size", "export_s", "note"],
+                     f"{rec.export_seconds:.1f}" if rec.export_seconds is not None else "-"])
+    headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "tier", "size", "export_s"],
                                    rows, [checks.get(n) for n in manifest.artifacts], 4)
-    return table(headers, rows)
+    return fit(headers, rows, notes, ["tier", "export_s"], wide, width)
 
 
 def _skipped(chk) -> str:
@@ -70,8 +120,8 @@ def _min_metric(chk, key: str):
     return min(vals) if vals else None
 
 
-def validate_table(manifest: Manifest, checks: dict) -> str:
-    rows = []
+def validate_table(manifest: Manifest, checks: dict, wide: bool = False, width: int | None = None) -> str:
+    rows, notes = [], []
     for name, chk in checks.items():
         rec = manifest.artifacts[name]
         cos, sqnr = _min_metric(chk, "cosine"), _min_metric(chk, "sqnr_db")
@@ -82,19 +132,19 @@ def validate_table(manifest: Manifest, checks: dict) -> str:
             hop = f"{max(hop_errs):.2e}"
         rows.append([name, chk.runtime, chk.status.upper(), fmt_err(chk.max_abs),
                      "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
-                     hop, rec.tier, ",".join(chk.sets) or "-",
-                     "; ".join(filter(None, [chk.reason or _skipped(chk), chk.overrides_text()]))])
+                     hop, rec.tier, ",".join(chk.sets) or "-"])
+        notes.append((name, "; ".join(filter(None, [chk.reason or _skipped(chk), chk.overrides_text()]))))
     headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db",
-                                    "vs_parent", "tier", "sets", "note"], rows, list(checks.values()), 7)
-    return table(headers, rows)
+                                    "vs_parent", "tier", "sets"], rows, list(checks.values()), 7)
+    return fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine"], wide, width)
 
 
 def _ms(x) -> str:
     return "-" if x is None else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
 
 
-def bench_table(rows: list[dict]) -> str:
-    out = []
+def bench_table(rows: list[dict], wide: bool = False, width: int | None = None) -> str:
+    out, notes = [], []
     for r in rows:
         ok = r["status"] == RowStatus.OK
         out.append([r["format"], r["runtime"], r["threads"], r["batch"], r["status"].upper(),
@@ -102,25 +152,28 @@ def bench_table(rows: list[dict]) -> str:
                     f"{r['cv']:.3f}" if ok else "-", f"{r['throughput_per_s']:.0f}" if ok else "-",
                     r.get("n", "-"), f"{r['import_s']:.2f}" if ok else "-", f"{r['load_s'] * 1e3:.0f}" if ok else "-",
                     _ms(r.get("first_inference_ms")), f"{r['rss_peak_mb']:.0f}" if ok else "-",
-                    human_size(r.get("size_bytes")), _relative(r),
-                    r.get("reason") or "; ".join(r.get("warnings", []))])
-    return table(["format", "runtime", "thr", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "cv", "items/s", "n",
-                  "import_s", "load_ms", "first_ms", "rss_mb", "size", "vs_full_precision", "note"], out)
+                    human_size(r.get("size_bytes"))])
+        notes.append((f"{r['format']} (threads={r['threads']}, batch={r['batch']})",
+                      "; ".join(filter(None, [_relative(r), r.get("reason") or "; ".join(r.get("warnings", []))]))))
+    return fit(["format", "runtime", "thr", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "cv", "items/s", "n",
+                "import_s", "load_ms", "first_ms", "rss_mb", "size"], out, notes,
+               ["items/s", "n", "import_s", "cv", "first_ms", "p99_ms", "load_ms"], wide, width)
 
 
 def _relative(r: dict) -> str:
     """``0.48x time, 0.30x size of tflite_fp32``."""
     rel = r.get("relative")
     if not rel:
-        return "-"
+        return ""
     size = f", {rel['size_ratio']:.2f}x size" if rel.get("size_ratio") else ""
     return f"{rel['p50_ratio']:.2f}x time{size} of {rel['to']}"
 
 
-def compare_table(comparison: list[dict], threshold: float) -> str:
+def compare_table(comparison: list[dict], threshold: float, wide: bool = False, width: int | None = None) -> str:
     rows = [[c["format"], c["threads"], c["batch"], _ms(c.get("candidate_p50_ms")), _ms(c.get("baseline_p50_ms")),
              "-" if c["ratio"] is None else f"{c['ratio']:.3f}",
-             "REGRESSION" if c["regression"] else ("ok" if c["ratio"] is not None else "-"), c.get("note", "")]
+             "REGRESSION" if c["regression"] else ("ok" if c["ratio"] is not None else "-")]
             for c in comparison]
-    return table(["format", "thr", "batch", "p50_ms", "baseline_p50_ms", f"ratio(>{threshold:g} flags)", "verdict",
-                  "note"], rows)
+    notes = [(f"{c['format']} (threads={c['threads']}, batch={c['batch']})", c.get("note", "")) for c in comparison]
+    return fit(["format", "thr", "batch", "p50_ms", "baseline_p50_ms", f"ratio(>{threshold:g} flags)", "verdict"],
+               rows, notes, [], wide, width)
