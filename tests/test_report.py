@@ -103,6 +103,17 @@ def test_recommend_picks_within_budget_explains_exclusions_and_has_a_no_match_co
     assert proc.returncode == errors.USAGE and "no bench results measured on 'elsewhere'" in proc.stderr
 
 
+def test_artifacts_a_partial_validation_left_out_keep_their_export_check(measured, run_cli, tmp_path):
+    bundle = tmp_path / "digits_cnn"
+    shutil.copytree(measured, bundle)
+    assert run_cli("validate", bundle, "-f", "tflite_fp32", "--machine-name", "runner-a").returncode == 0
+    proc = run_cli("recommend", bundle, "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert "onnx" in {c["format"] for c in out["ranked"]}, out["excluded"]  # it passed at export, was benched
+    assert not any("did not pass" in r for reasons in out["excluded"].values() for r in reasons), out["excluded"]
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -65,7 +65,7 @@ def test_broken_onnx_file(run_cli, tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"definitely not protobuf")
     proc = run_cli("export", "--model", tmp_path / "broken.onnx", "--out", tmp_path)
     assert proc.returncode == errors.MODEL
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and "broken.onnx: not a readable ONNX model" in lines[0]
     proc = run_cli("export", "--model", tmp_path / "missing.onnx", "--out", tmp_path)
     assert proc.returncode == errors.MODEL and "no such file" in proc.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HERE, assert_fits, manifest_of
+from conftest import HERE, assert_fits, error_lines, manifest_of
 
 from deploytool import bundle as B
 from deploytool import errors, records
@@ -179,7 +179,7 @@ def test_bad_bundles(zoo_bundles, run_cli, tmp_path, setup, message):
     setup(bundle)
     proc = run_cli("validate", bundle)
     assert proc.returncode == errors.BUNDLE
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
 
@@ -207,7 +207,7 @@ def test_bad_user_data(zoo_bundles, run_cli, tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
     proc = run_cli("validate", bundle, "--data", tmp_path / "bad.npz")
     assert proc.returncode == errors.USAGE, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
 

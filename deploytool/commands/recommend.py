@@ -89,8 +89,9 @@ def run(bundle_dir: Path | str, budget: Budget, extra: list[Path | str] | None =
     for v in artifacts(results):
         reasons = []
         if not v.passed:
-            status = ", ".join(sorted(set(v.verdicts.values()))) or v.exported
-            excluded[v.name] = [f"did not pass its checks ({status})"]
+            status = ", ".join(sorted(set(v.verdicts.values())))
+            excluded[v.name] = [f"did not pass its checks ({status})" if status else
+                                f"never checked (export status: {v.exported})"]
             continue
         if budget.runtime and v.runtime != budget.runtime:
             excluded[v.name] = [f"runtime {v.runtime}, not {budget.runtime}"]

@@ -76,6 +76,11 @@ def artifacts(results) -> list[ArtifactView]:
                             if x["metrics"].get("max_abs") is not None]
                     if errs:
                         v.hop_errors[set_name] = max(errs)
+    for name, v in views.items():  # not in any validation.json given: the check export made
+        check = m.artifacts[name].check
+        if not v.verdicts and check is not None:
+            v.verdicts["export"] = str(check.status)
+            v.max_abs, v.reason, v.hop_blamed = check.max_abs, check.reason or "", check.hop_blamed
     for data in results.benches:
         machine = data["machine"]["name"]
         for r in data["rows"]:
