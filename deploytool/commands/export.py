@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
-from deploytool import bundle, errors, golden, judge, npz, signing
+from deploytool import bundle, errors, golden, install, judge, npz, signing
 from deploytool.commands import check_run_options
 from deploytool.contract import Contract, dims_of, parse_input_spec, parse_range
 from deploytool.errors import ModelError, UsageError
@@ -246,7 +246,7 @@ class _Pipeline:
             return False
         if fmt.missing_packages():
             self.records[name] = self._record(name, ArtifactStatus.FAILED, error=f"exporter needs "
-                                              f"{', '.join(fmt.missing_packages())} (pip install deploytool)")
+                                              f"{', '.join(fmt.missing_packages())} ({install.hint('export')})")
             return False
         return True
 
