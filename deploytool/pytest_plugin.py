@@ -59,13 +59,13 @@ def failures(outcome, allow: set[str] | frozenset[str] = frozenset()) -> list[li
         if str(chk.status) in ok:
             continue
         metric = first_failing_metric(chk)
-        detail = chk.reason if not metric or metric in chk.reason else f"{metric} ({chk.reason})"
-        rows.append([name, chk.runtime, chk.status.upper(), chk.hop_blamed or "-", detail])
+        rows.append([name, chk.runtime, chk.status.upper(), chk.hop_blamed or "-", metric or chk.reason])
     return rows
 
 
 def assert_passed(outcome, allow: set[str] | frozenset[str] = frozenset()) -> None:
     """Raise ParityFailure, naming each failing artifact and metric, unless every artifact passed."""
+    __tracebackhide__ = True
     from deploytool.report.console import table
 
     rows = failures(outcome, allow)
@@ -86,6 +86,7 @@ class DeployTool:
     def export(self, model: str, formats: list[str] | None = None, allow: set[str] | frozenset[str] = frozenset(),
                out: Path | str | None = None, **options):
         """``api.export`` into the test's temporary directory (or ``out``), then ``assert_passed``."""
+        __tracebackhide__ = True
         from deploytool import api
 
         outcome = api.export(model, formats, out if out is not None else self.tmp_path / "bundles", **options)
@@ -96,6 +97,7 @@ class DeployTool:
                  allow: set[str] | frozenset[str] = frozenset(), **options):
         """``api.validate`` (reports into the test's temporary directory unless ``reports_dir`` is given), then
         ``assert_passed``."""
+        __tracebackhide__ = True
         from deploytool import api
 
         options.setdefault("reports_dir", self.tmp_path / "deploytool-reports")

@@ -53,12 +53,11 @@ def check_annotations(model: str, manifest, checks: dict) -> list[str]:
         chk = checks.get(name)
         if chk is None or chk.status not in FAILING:
             continue
-        parts = [f"{name} on {chk.runtime}: {chk.status.upper()}: {chk.reason}"]
+        parts = [f"{name} on {chk.runtime}: {chk.status.upper()}"]
         if chk.hop_blamed:
             parts.append(f"error appears at hop {chk.hop_blamed}")
         metric = first_failing_metric(chk)
-        if metric and metric not in chk.reason:
-            parts.append(f"metric {metric}")
+        parts.append(f"metric {metric}" if metric else chk.reason)  # the reason names every failing output
         out.append(error(f"deploytool {model}/{name}: {chk.status}", "; ".join(parts)))
     return out
 
