@@ -106,12 +106,12 @@ def _github_option(f):
 
 
 def _github_output(flag: bool, annotations, bundle, results=(), err: bool = False) -> None:
-    """Print the annotations and append the summary, when on (see report/github.py)."""
+    """When on (see report/github.py): print annotations(the github module) and append the step summary."""
     from deploytool.report import github
 
     if not github.enabled(flag):
         return
-    for line in annotations():
+    for line in annotations(github):
         click.echo(line, err=err)
     try:
         github.append_summary(github.summary(bundle, list(results)))
@@ -240,9 +240,7 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}", err=True)
     if debug and outcome.exit_code:
         click.echo(f"[deploytool] worker logs: {outcome.bundle / 'logs'}", err=True)
-    from deploytool.report import github as gh
-
-    _github_output(github, lambda: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
+    _github_output(github, lambda gh: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
                    err=as_json)
     sys.exit(outcome.exit_code)
 
@@ -334,9 +332,7 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}{extra}", err=True)
         elif chk.status == CheckStatus.SKIPPED:
             click.echo(f"deploytool: warning: {model}/{name}: skipped: {chk.reason}", err=True)
-    from deploytool.report import github as gh
-
-    _github_output(github, lambda: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
+    _github_output(github, lambda gh: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
                    [outcome.reports["json"]])
     sys.exit(outcome.exit_code)
 
@@ -414,10 +410,8 @@ def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_ru
         if c["regression"]:
             click.echo(f"deploytool: error: {c['format']} (threads={c['threads']}, batch={c['batch']}): p50 "
                        f"{c['ratio']:.2f}x the baseline's (threshold {threshold:g})", err=True)
-    from deploytool.report import github as gh
-
-    _github_output(github, lambda: gh.bench_annotations(outcome.manifest.model.name, outcome.rows, outcome.compare,
-                                                        threshold), outcome.bundle, [outcome.reports["json"]])
+    _github_output(github, lambda gh: gh.bench_annotations(outcome.manifest.model.name, outcome.rows, outcome.compare,
+                                                          threshold), outcome.bundle, [outcome.reports["json"]])
     sys.exit(outcome.exit_code)
 
 

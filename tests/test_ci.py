@@ -170,6 +170,15 @@ def test_doctor_without_the_export_stack_is_unusable_and_says_what_to_install():
     assert "pip install 'deploytool[litert]'" in proc.stdout
 
 
+def test_export_without_the_source_framework_names_the_extra(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "deploytool", "export", "--out", str(tmp_path)], capture_output=True,
+                          text=True, env=_blocked_env("torch"), timeout=120)
+    assert proc.returncode == errors.MODEL
+    assert proc.stderr.strip() == "deploytool: error: model 'digits_cnn': loading a torch source needs torch, not " \
+                                  "installed here (pip install 'deploytool[export]')"
+    assert not list(tmp_path.iterdir())
+
+
 def test_doctor_usage():
     result = CliRunner().invoke(main, ["doctor", "--bundle", "x"])
     assert result.exit_code == errors.USAGE and "--bundle goes with --for device" in result.output

@@ -25,8 +25,10 @@ HERE = Path(__file__).resolve().parent
 def small_bundle(run_cli, tmp_path_factory) -> Path:
     """digits_cnn as onnx, torchscript and tflite_fp32 (with savedmodel, its parent), exported once."""
     out = tmp_path_factory.mktemp("ci_bundle")
-    proc = run_cli("export", "--model", "digits_cnn", "--formats", "onnx,torchscript,tflite_fp32", "--out", out)
+    proc = run_cli("export", "--model", "digits_cnn", "--formats", "onnx,torchscript,tflite_fp32", "--out", out,
+                   "--github")  # all pass: no annotation (no $GITHUB_STEP_SUMMARY here: the summary is rendered only)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "::error" not in proc.stdout + proc.stderr and "warning" not in proc.stderr
     return out / "digits_cnn"
 
 
@@ -48,6 +50,13 @@ def test_github_annotations_and_step_summary_on_a_parity_failure(small_bundle, c
     assert "error appears at hop source -> onnx; metric main/logits: " in notes[0] and "max abs" in notes[0]
     text = summary.read_text()
     assert text.startswith("# deploytool report: digits_cnn") and "**FAIL**" in text and "`onnx`" in text
+    # bench: the summary gains the timing columns; a passing bench annotates nothing
+    proc = subprocess.run([sys.executable, "-m", "deploytool", "bench", str(bundle), "-f", "tflite_fp32", "--no-source",
+                           "--min-time", "0.1", "--min-runs", "10", "--max-time", "5"], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0 and "::error" not in proc.stdout, proc.stdout + proc.stderr
+    text = summary.read_text()
+    assert text.count("# deploytool report: digits_cnn") == 2 and "p50 / p90 ms @" in text
     # off without GITHUB_ACTIONS or --github
     proc = subprocess.run([sys.executable, "-m", "deploytool", "validate", str(bundle), "-f", "tflite"],
                           capture_output=True, text=True, env=cli_env, timeout=600)
@@ -137,6 +146,10 @@ def test_core_plus_litert_validates_and_benches_the_tflite_artifacts(small_bundl
               if ln.split() and ln.split()[0] in ("source", "onnx", "torchscript", "tflite_fp32")}
     assert status == {"tflite_fp32": "OK", "source": "SKIPPED", "onnx": "SKIPPED", "torchscript": "SKIPPED"}
     assert "pip install 'deploytool[torch]'" in proc.stdout
+
+    proc = subprocess.run([tool, "export", "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == errors.MODEL and "pip install 'deploytool[export]'" in proc.stderr, proc.stderr
 
     proc = subprocess.run([tool, "doctor", "--for", "device"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and "device: ready" in proc.stdout, proc.stdout + proc.stderr

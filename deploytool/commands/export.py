@@ -91,6 +91,10 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         if path is not None and not Path(path).is_file():
             raise UsageError(f"{option} {path}: no such file")
     source = resolve_source(model, specs, ranges, weights)
+    missing = [p for p in FRAMEWORKS.get(source.framework, ()) if not install.installed(p)]
+    if missing:  # a device-sized install: say what to install, before any worker starts
+        raise ModelError(f"model {source.name!r}: loading a {source.framework} source needs {', '.join(missing)}, "
+                         f"not installed here ({install.hint('export')})")
     try:
         names, added = resolve(formats, source.framework)
     except KeyError as e:
