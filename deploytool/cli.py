@@ -56,16 +56,40 @@ def _load_config(ctx: click.Context, _param, value):
         return None
     from deploytool import config
 
-    params = {}
-    for p in ctx.command.params:
-        longs = [o for o in getattr(p, "opts", []) if o.startswith("--")]
-        if isinstance(p, click.Option) and longs and p.name not in ("config", "debug"):
-            params[longs[0][2:].replace("-", "_")] = (p.name, p.multiple)
     try:
-        ctx.default_map = {**(ctx.default_map or {}), **config.load(value, ctx.info_name or "", params)}
+        from_file = config.load(value, ctx.info_name or "", _option_names(ctx.command))
+        ctx.default_map = {**(ctx.default_map or {}), **from_file}
     except ValueError as e:  # one line and exit 2, like every other usage error
         raise UsageError(str(e)) from None
     return value
+
+
+def _option_names(command: click.Command) -> dict[str, tuple[str, bool]]:
+    """Long option name (no dashes, '_' for '-') -> (parameter name, repeatable): what a config table may set."""
+    params = {}
+    for p in command.params:
+        longs = [o for o in getattr(p, "opts", []) if o.startswith("--")]
+        if isinstance(p, click.Option) and longs and p.name not in ("config", "debug"):
+            params[longs[0][2:].replace("-", "_")] = (p.name, p.multiple)
+    return params
+
+
+def _load_pyproject(ctx: click.Context) -> None:
+    """The invoked command's [tool.deploytool.COMMAND] table (the nearest pyproject.toml that has one) becomes
+    its defaults, under --config and the command line (click passes default_map[COMMAND] to the command)."""
+    from deploytool import config
+
+    name = ctx.invoked_subcommand
+    if name not in config.TABLES:
+        return
+    path = config.find_pyproject()
+    if path is None:
+        return
+    try:
+        defaults = config.load_pyproject(path, name, _option_names(main.commands[name]))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    ctx.default_map = {**(ctx.default_map or {}), name: defaults}
 
 
 def _config_option(f):
@@ -92,6 +116,26 @@ def _progress(debug: bool, quiet: bool):
     return for_stream(debug=debug, quiet=quiet)
 
 
+def _github_option(f):
+    return click.option("--github", is_flag=True, help="GitHub Actions output (on by itself when GITHUB_ACTIONS=true): "
+                        "an ::error annotation per failing artifact (format, hop, metric) and the Markdown report "
+                        "appended to $GITHUB_STEP_SUMMARY.")(f)
+
+
+def _github_output(flag: bool, annotations, bundle, results=(), err: bool = False) -> None:
+    """When on (see report/github.py): print annotations(the github module) and append the step summary."""
+    from deploytool.report import github
+
+    if not github.enabled(flag):
+        return
+    for line in annotations(github):
+        click.echo(line, err=err)
+    try:
+        github.append_summary(github.summary(bundle, list(results)))
+    except (OSError, DeployToolError) as e:
+        click.echo(f"deploytool: warning: no step summary written: {e}", err=True)
+
+
 def _machine_option(f):
     return click.option("--machine-name", metavar="NAME", help="A label for this machine in the results (default: "
                         "a fingerprint of CPU, cores, OS and runtime versions); report and recommend use it.")(f)
@@ -114,12 +158,18 @@ def _tolerance_options(f):
 
 @click.group(cls=_Group, context_settings=CONTEXT, epilog=exit_codes_help())
 @click.version_option(__version__, prog_name="deploytool")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """deploytool: export a model to TorchScript, ONNX, SavedModel and TFLite, and prove each artifact.
 
     Every artifact is loaded on its own runtime in its own process and compared with the
     source model's outputs; a mismatch fails the command.
+
+    Options can also come from a [tool.deploytool.COMMAND] table in the nearest pyproject.toml that has
+    one (walking up from the working directory) and from --config FILE; the command line wins, then
+    --config, then pyproject.toml. `deploytool config` shows the result.
     """
+    _load_pyproject(ctx)
 
 
 @main.command("export", context_settings=CONTEXT,
@@ -167,11 +217,12 @@ def main() -> None:
                    "step still running is killed and reported as that step's failure; the others go on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON instead of the table.")
 @_progress_options
+@_github_option
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks, where the worker logs are, and every step.")
 def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict,
                    calib_data, calib_method, int8_io, data, max_accuracy_drop, sign, timeout, as_json, wide, quiet,
-                   debug):
+                   github, debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -208,6 +259,8 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}", err=True)
     if debug and outcome.exit_code:
         click.echo(f"[deploytool] worker logs: {outcome.bundle / 'logs'}", err=True)
+    _github_output(github, lambda gh: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
+                   err=as_json)
     sys.exit(outcome.exit_code)
 
 
@@ -258,10 +311,11 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
 @_progress_options
+@_github_option
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
 def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_accuracy_drop, tier_defaults, verify_key,
-                     timeout, reports, machine_name, json_path, junit_path, wide, quiet, debug):
+                     timeout, reports, machine_name, json_path, junit_path, wide, quiet, github, debug):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -269,7 +323,8 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     reference outputs and with its parent artifact, so a failure names the conversion hop
     (torch -> onnx -> savedmodel -> tflite) where the error appears. Needs only the bundle and
     the runtime of the artifacts checked: `validate BUNDLE -f tflite` runs with numpy, click and
-    ai-edge-litert alone. Artifact files are checked against their sha256 before loading.
+    ai-edge-litert alone (pip install 'deploytool[litert]'); others are skipped, naming their extra.
+    Artifact files are checked against their sha256 before loading.
     Writes BUNDLE/reports/validation.json, validation.junit.xml and, per failing artifact,
     reports/repro/FORMAT/ (inputs, expected, actual, worst sample, hashes, versions).
     """
@@ -299,6 +354,8 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}{extra}", err=True)
         elif chk.status == CheckStatus.SKIPPED:
             click.echo(f"deploytool: warning: {model}/{name}: skipped: {chk.reason}", err=True)
+    _github_output(github, lambda gh: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
+                   [outcome.reports["json"]])
     sys.exit(outcome.exit_code)
 
 
@@ -335,10 +392,12 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
               help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
 @_machine_option
 @_progress_options
+@_github_option
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
 def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source,
-                  compare, threshold, rounds, strict, verify_key, timeout, reports, machine_name, wide, quiet, debug):
+                  compare, threshold, rounds, strict, verify_key, timeout, reports, machine_name, wide, quiet, github,
+                  debug):
     """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
 
     Each (artifact, threads, batch) row runs in a fresh process fed the bundle's golden inputs;
@@ -375,6 +434,8 @@ def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_ru
         if c["regression"]:
             click.echo(f"deploytool: error: {c['format']} (threads={c['threads']}, batch={c['batch']}): p50 "
                        f"{c['ratio']:.2f}x the baseline's (threshold {threshold:g})", err=True)
+    _github_output(github, lambda gh: gh.bench_annotations(outcome.manifest.model.name, outcome.rows, outcome.compare,
+                                                          threshold), outcome.bundle, [outcome.reports["json"]])
     sys.exit(outcome.exit_code)
 
 
@@ -395,7 +456,9 @@ def report_command(bundle, results, out, debug):
     click.echo(f"report: {outcome.files['md']}, {outcome.files['html']}  (machines: "
                f"{', '.join(outcome.results.machines()) or 'none'})")
     if not outcome.plots:
-        click.echo("note: no plots in the HTML: matplotlib is not installed (pip install 'deploytool[report]')")
+        from deploytool.install import hint
+
+        click.echo(f"note: no plots in the HTML: matplotlib is not installed ({hint('report')})")
 
 
 @main.command("recommend", context_settings=CONTEXT, epilog=exit_codes_help())
@@ -447,6 +510,111 @@ def recommend_command(bundle, results, max_p90_ms, max_size_mb, max_accuracy_dro
         click.echo(f"recommended: {outcome.ranked[0].format}; confirm on the device: {outcome.confirm}")
     else:
         click.echo("deploytool: error: no artifact meets the budget", err=True)
+    sys.exit(outcome.exit_code)
+
+
+@main.command("config", context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False},
+              epilog=exit_codes_help())
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE.toml",
+              help="A --config file to take into account, as COMMAND --config FILE would.")
+@click.option("--json", "as_json", is_flag=True, help="Print the options as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.argument("command", required=False, metavar="[COMMAND [OPTIONS]...]")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def config_command(config_file, as_json, debug, command, args):
+    """Show the options COMMAND (default: every command that reads a config) would run with, and where each
+    came from: the command line (OPTIONS given here after COMMAND), --config FILE, the [tool.deploytool.COMMAND]
+    table of the nearest pyproject.toml that has one (walking up from the working directory; set
+    DEPLOYTOOL_NO_PYPROJECT=1 to turn the search off), or the built-in default. Nothing is run.
+    Options of config itself go before COMMAND."""
+    import json
+
+    from click.core import ParameterSource
+
+    from deploytool import config
+    from deploytool.report.console import table
+
+    if command is not None and command not in config.TABLES:
+        raise UsageError(f"config: {command!r} reads no config (one of: {', '.join(config.TABLES)})")
+    if args and command is None:
+        raise UsageError("config: options given without a COMMAND")
+    pyproject = config.find_pyproject()
+    result: dict = {"pyproject": str(pyproject) if pyproject else None, "config": config_file, "commands": {}}
+    for name in [command] if command else config.TABLES:
+        cmd = main.commands[name]
+        params = _option_names(cmd)
+        try:
+            from_pyproject = config.load_pyproject(pyproject, name, params) if pyproject else {}
+            from_file = config.load(config_file, name, params) if config_file else {}
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        sub = cmd.make_context(name, list(args), default_map={**from_pyproject, **from_file}, resilient_parsing=True)
+        options = {}
+        for long_name, (param, _multiple) in params.items():
+            source = sub.get_parameter_source(param)
+            origin = "command line" if source == ParameterSource.COMMANDLINE else \
+                f"--config {config_file}" if param in from_file else \
+                f"pyproject {pyproject}" if param in from_pyproject else "default"
+            value = sub.params.get(param)
+            options[long_name.replace("_", "-")] = {"value": list(value) if isinstance(value, tuple) else value,
+                                                    "from": origin}
+        result["commands"][name] = options
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return
+    where = (f"pyproject: {pyproject}" if pyproject else f"pyproject: none ({config.NO_PYPROJECT_ENV} is set)"
+             if config.pyproject_disabled() else "pyproject: none with a [tool.deploytool] table from here up")
+    click.echo(where + (f"; --config {config_file}" if config_file else ""))
+    for name, options in result["commands"].items():
+        click.echo(f"\n[{name}]")
+        click.echo(table(["option", "value", "from"],
+                         [[k, json.dumps(v["value"], default=str), v["from"]] for k, v in options.items()]))
+
+
+@main.command("doctor", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.option("--for", "role", type=click.Choice(["export", "device"]), default="export", show_default=True,
+              help="The job to judge this machine for: export (the whole export stack: frameworks, converters, every "
+                   "runtime) or device (what validate and bench of a bundle need).")
+@click.option("--bundle", type=click.Path(file_okay=False), help="With --for device: check the runtimes this bundle's "
+              "artifacts need.")
+@click.option("--import-check", is_flag=True, help="Also import each installed package, in a subprocess of its own "
+              "(slow: seconds per framework), to catch installs that are present but broken.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def doctor_command(role, bundle, import_check, as_json, debug):
+    """Check this machine for a role: Python and platform; each framework, converter and runtime (installed or
+    not, its version, whether it is the version this release was verified with, i.e. pyproject.toml's pins);
+    the CPU features the runtimes use (AVX2, AVX-512, VNNI; NEON on ARM); whether the network guard blocks.
+    Exit 11 when the role's stack is unusable, with the pip command that fixes it. Imports no framework."""
+    import json
+
+    from deploytool import doctor
+    from deploytool.report.console import table
+
+    outcome = doctor.run(role, bundle, check_imports=import_check)
+    if as_json:
+        click.echo(json.dumps(outcome.to_json(), indent=2))
+        sys.exit(outcome.exit_code)
+    click.echo(f"deploytool {__version__} on Python {outcome.python}, {outcome.platform}")
+    rows = []
+    for c in outcome.components:
+        verified = "-" if c.verified_ok is None else ("yes" if c.verified_ok else f"no (verified {c.verified})")
+        state = ("broken" if c.import_error else "installed") if c.installed else "missing"
+        rows.append([c.kind + (f" {c.runtime}" if c.runtime else ""), c.distribution, state, c.version or "-",
+                     verified, c.extra or "core", "yes" if c.needed else ""])
+    click.echo(table(["what", "package", "state", "version", "verified", "extra", f"needed ({role})"], rows))
+    click.echo("cpu: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in outcome.cpu.items())
+               + f" ({outcome.machine})")
+    guard = outcome.network_guard
+    click.echo(f"network guard: {'works' if guard['works'] else 'NOT WORKING'} ({guard['detail']})")
+    for w in outcome.warnings:
+        click.echo(f"deploytool: warning: {w}", err=True)
+    for p in outcome.problems:
+        click.echo(f"deploytool: error: {p}", err=True)
+    if outcome.problems:
+        click.echo(f"{role}: unusable here; to fix: " + "; ".join(outcome.install or ["see the errors above"]))
+    else:
+        click.echo(f"{role}: ready")
     sys.exit(outcome.exit_code)
 
 

@@ -14,9 +14,16 @@ paths are relative to the config file's directory. Tolerances may also be writte
     [export.atol]
     tflite_fp32 = 1e-3
     "onnx:logits" = 2e-4
+
+The same tables may live in a project's pyproject.toml as ``[tool.deploytool.export]`` and so on.
+It is found by walking up from the working directory to the first pyproject.toml that has a
+``[tool.deploytool]`` table (pyproject.toml files without one are passed over, as ruff and pytest
+do); ``DEPLOYTOOL_NO_PYPROJECT=1`` turns the search off. Precedence: the command line, then
+``--config FILE``, then pyproject.toml, then the built-in defaults.
 """
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -31,27 +38,69 @@ def load(path: str | Path, command: str, params: dict[str, tuple[str, bool]]) ->
     with one line naming the file and the problem.
     """
     path = Path(path)
+    return section(_read(path), path, f"config {path}", command, params)
+
+
+def _read(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"config {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"config {path}: cannot read it ({e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config {path}: not valid TOML ({e})") from None
+
+
+NO_PYPROJECT_ENV = "DEPLOYTOOL_NO_PYPROJECT"
+
+
+def pyproject_disabled() -> bool:
+    return os.environ.get(NO_PYPROJECT_ENV, "") not in ("", "0")
+
+
+def find_pyproject(start: str | Path | None = None) -> Path | None:
+    """The first pyproject.toml with a [tool.deploytool] table from ``start`` (default: the working
+    directory) up to the filesystem root; None when there is none or the search is turned off."""
+    if pyproject_disabled():
+        return None
+    here = Path(start or os.getcwd()).resolve()
+    for d in (here, *here.parents):
+        candidate = d / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                data = tomllib.loads(candidate.read_text())
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                continue  # not ours to judge: pytest, pip and ruff report a broken pyproject.toml
+            if isinstance(data.get("tool"), dict) and "deploytool" in data["tool"]:
+                return candidate
+    return None
+
+
+def load_pyproject(path: Path, command: str, params: dict[str, tuple[str, bool]]) -> dict:
+    """The ``[tool.deploytool.COMMAND]`` table of a pyproject.toml as click default values (as ``load``)."""
+    table = _read(path)["tool"]["deploytool"]
+    where = f"{path} [tool.deploytool]"
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: must be a table")
+    return section(table, path, where, command, params)
+
+
+def section(data: dict, path: Path, where: str, command: str, params: dict[str, tuple[str, bool]]) -> dict:
+    """One command's table of ``data`` (read from ``path``; ``where`` names it in errors) as click defaults."""
     unknown_tables = sorted(k for k in data if k not in TABLES)
     if unknown_tables:
-        raise ValueError(f"config {path}: unknown table(s) {unknown_tables} (expected "
+        raise ValueError(f"{where}: unknown table(s) {unknown_tables} (expected "
                          f"{', '.join(f'[{t}]' for t in TABLES)})")
-    section = data.get(command, {})
-    if not isinstance(section, dict):
-        raise ValueError(f"config {path}: [{command}] must be a table")
+    table = data.get(command, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: [{command}] must be a table")
     base = path.resolve().parent
     out = {}
-    for key, value in section.items():
+    for key, value in table.items():
         name = key.replace("-", "_")
         if name not in params:
-            raise ValueError(f"config {path}: [{command}] has no option {key!r} "
+            raise ValueError(f"{where}: [{command}] has no option {key!r} "
                              f"(options: {', '.join(sorted(k.replace('_', '-') for k in params))})")
         param, repeatable = params[name]
         if name in ("atol", "rtol") and isinstance(value, dict):
@@ -61,7 +110,7 @@ def load(path: str | Path, command: str, params: dict[str, tuple[str, bool]]) ->
         if repeatable and not isinstance(value, list):
             value = [value]
         if not repeatable and isinstance(value, (list, dict)):
-            raise ValueError(f"config {path}: [{command}] {key} takes one value, got {value!r}")
+            raise ValueError(f"{where}: [{command}] {key} takes one value, got {value!r}")
         if param == "model":
             value = _model_path(str(value), base)
         elif param in PATH_KEYS:

@@ -17,6 +17,7 @@ SKIPPED = 7
 BUNDLE = 8
 REGRESSION = 9
 NO_MATCH = 10
+UNUSABLE = 11
 
 EXIT_CODES = {
     OK: "success: every requested artifact exported and matched the reference",
@@ -30,9 +31,11 @@ EXIT_CODES = {
     BUNDLE: "the bundle is missing, unreadable, of an unknown schema, or corrupt",
     REGRESSION: "bench --compare: a row's p50 latency is slower than the baseline beyond the threshold",
     NO_MATCH: "recommend: no artifact meets the budget",
+    UNUSABLE: "doctor: this machine's stack cannot do the role checked (a package it needs is missing or broken, "
+              "or the network guard does not work); it prints what to install",
 }
 # When several outcomes apply, the exit code is the first of these that occurred.
-PRECEDENCE = (MODEL, BUNDLE, PARITY, RUNTIME, REGRESSION, NO_MATCH, EXPORT, SKIPPED)
+PRECEDENCE = (MODEL, BUNDLE, UNUSABLE, PARITY, RUNTIME, REGRESSION, NO_MATCH, EXPORT, SKIPPED)
 
 
 def exit_codes_help() -> str:

@@ -13,10 +13,11 @@ import re
 from pathlib import Path
 
 from deploytool.errors import BundleError, UsageError, short_error
+from deploytool.install import hint
 
 SIGNATURE = "signature.sig"
 UNSIGNED = ("reports", "logs", SIGNATURE)  # deploytool's own later output, and the signature itself
-INSTALL_HINT = "pip install 'deploytool[signing]'"
+INSTALL_HINT = hint("signing")
 
 
 def _library():

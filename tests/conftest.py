@@ -30,6 +30,21 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def _isolated(env) -> None:
+    """The suite judges deploytool, not the place it runs from: no [tool.deploytool] table of an enclosing
+    pyproject.toml, no GitHub Actions output because the suite itself runs in Actions."""
+    for key in [k for k in env if k.startswith("GITHUB_")]:
+        del env[key]
+    env["DEPLOYTOOL_NO_PYPROJECT"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _no_ci_or_pyproject(monkeypatch) -> None:
+    for key in [k for k in os.environ if k.startswith("GITHUB_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DEPLOYTOOL_NO_PYPROJECT", "1")
+
+
 @pytest.fixture(scope="session")
 def netaudit_log(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("netaudit") / "attempts.log"
@@ -40,6 +55,7 @@ def cli_env(netaudit_log) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETAUDIT), env.get("PYTHONPATH")]))
     env["DEPLOYTOOL_NETAUDIT_LOG"] = str(netaudit_log)
+    _isolated(env)
     return env
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
-from deploytool import bundle, errors, golden, judge, npz, signing
+from deploytool import bundle, errors, golden, install, judge, npz, signing
 from deploytool.commands import check_run_options
 from deploytool.contract import Contract, dims_of, parse_input_spec, parse_range
 from deploytool.errors import ModelError, UsageError
@@ -93,6 +93,10 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         if path is not None and not Path(path).is_file():
             raise UsageError(f"{option} {path}: no such file")
     source = resolve_source(model, specs, ranges, weights)
+    missing = [p for p in FRAMEWORKS.get(source.framework, ()) if not install.installed(p)]
+    if missing:  # a device-sized install: say what to install, before any worker starts
+        raise ModelError(f"model {source.name!r}: loading a {source.framework} source needs {', '.join(missing)}, "
+                         f"not installed here ({install.hint('export')})")
     try:
         names, added = resolve(formats, source.framework)
     except KeyError as e:
@@ -249,7 +253,7 @@ class _Pipeline:
             return False
         if fmt.missing_packages():
             self.records[name] = self._record(name, ArtifactStatus.FAILED, error=f"exporter needs "
-                                              f"{', '.join(fmt.missing_packages())} (pip install deploytool)")
+                                              f"{', '.join(fmt.missing_packages())} ({install.hint('export')})")
             return False
         return True
 

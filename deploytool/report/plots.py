@@ -6,9 +6,10 @@ from __future__ import annotations
 import importlib.util
 import io
 
+from deploytool.install import hint
 from deploytool.report.view import ArtifactView, pareto
 
-INSTALL_HINT = "pip install 'deploytool[report]'"
+INSTALL_HINT = hint("report")
 
 
 def available() -> bool:

@@ -5,6 +5,7 @@ Outputs are keyed by the names the source contract gives them (``tf_io.keras_out
 from __future__ import annotations
 
 from deploytool import tf_io
+from deploytool.install import hint
 from deploytool.runtimes import Runtime
 
 
@@ -20,4 +21,4 @@ def run(session, feeds):
 
 
 RUNTIME = Runtime("keras", "the source Keras model, called in Keras on TensorFlow", ("tensorflow", "keras"),
-                  "pip install deploytool (tensorflow)", load, run, tf_io.version, tf_io.thread_settings)
+                  hint("tensorflow"), load, run, tf_io.version, tf_io.thread_settings)

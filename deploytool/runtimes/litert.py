@@ -5,6 +5,7 @@ and returns tensors by name and resizes dynamic inputs itself.
 """
 from __future__ import annotations
 
+from deploytool.install import hint
 from deploytool.runtimes import Runtime
 
 
@@ -48,4 +49,4 @@ def settings(session):
 
 
 RUNTIME = Runtime("litert", "LiteRT interpreter (ai-edge-litert), no TensorFlow", ("ai_edge_litert.interpreter",),
-                  "pip install ai-edge-litert", load, run, version, settings, describe)
+                  hint("litert"), load, run, version, settings, describe)

@@ -1,6 +1,7 @@
 """ONNX files on onnxruntime's CPU execution provider."""
 from __future__ import annotations
 
+from deploytool.install import hint
 from deploytool.runtimes import Runtime
 
 
@@ -49,5 +50,5 @@ def version():
 
 
 RUNTIME = Runtime("onnxruntime", "onnxruntime CPU execution provider", ("onnxruntime",),
-                  "pip install 'deploytool[onnx]'", load, run, version,
+                  hint("onnxruntime"), load, run, version,
                   lambda sess: dict(sess._deploytool_settings), describe)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from deploytool import tf_io
+from deploytool.install import hint
 from deploytool.runtimes import Runtime
 
 
@@ -24,5 +25,5 @@ def describe(session):
 
 
 RUNTIME = Runtime("tensorflow", "TensorFlow (SavedModel serving signature)", ("tensorflow",),
-                  "pip install 'deploytool[tensorflow]'", load, run, tf_io.version, tf_io.thread_settings,
+                  hint("tensorflow"), load, run, tf_io.version, tf_io.thread_settings,
                   describe)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from deploytool.install import hint
 from deploytool.runtimes import Runtime
 from deploytool.runtimes.torchscript import run, settings, version  # same calling convention
 
@@ -24,4 +25,4 @@ def load(path, settings):
 
 
 RUNTIME = Runtime("torch_eager", "the source model in PyTorch eager mode", ("torch",),
-                  "pip install deploytool (torch)", load, run, version, settings)
+                  hint("torch"), load, run, version, settings)

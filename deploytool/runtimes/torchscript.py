@@ -1,6 +1,7 @@
 """TorchScript files on libtorch (torch.jit.load)."""
 from __future__ import annotations
 
+from deploytool.install import hint
 from deploytool.runtimes import Runtime
 
 
@@ -36,4 +37,4 @@ def settings(_module):
 
 
 RUNTIME = Runtime("torchscript", "libtorch TorchScript interpreter", ("torch",),
-                  "pip install 'deploytool[torch]'", load, run, version, settings)
+                  hint("torch"), load, run, version, settings)

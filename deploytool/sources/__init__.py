@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from deploytool import install
 from deploytool.contract import Contract
 from deploytool.errors import ModelError
 
@@ -84,7 +85,7 @@ class SourceKind:
         """Why this source cannot be loaded on this machine, or None."""
         for package in FRAMEWORKS.get(self.framework, ()):
             if not _installed(package):
-                return f"{package} is not installed"
+                return f"{package} is not installed ({install.hint(install.FRAMEWORK_EXTRAS[self.framework])})"
         return self.missing(source)
 
 

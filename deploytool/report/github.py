@@ -1,0 +1,94 @@
+"""GitHub Actions output: ``::error`` workflow commands (annotations on the run) and the Markdown
+report appended to ``$GITHUB_STEP_SUMMARY``.
+
+On when ``GITHUB_ACTIONS=true`` (set by every Actions runner) or with ``--github``. One annotation
+per failing artifact names its format, runtime, the hop where the error first appears and the
+first failing metric; bench adds one per failed row and per ``--compare`` regression. The summary
+is report.md's renderer (``report/markdown.py``) on the bundle and the results just written.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deploytool.jobs import ArtifactStatus, CheckStatus, RowStatus
+
+FAILING = (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED)
+
+
+def enabled(flag: bool) -> bool:
+    return flag or os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _prop(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def error(title: str, message: str) -> str:
+    """One ``::error`` workflow command (escaped as the runner expects)."""
+    return f"::error title={_prop(title)}::{_data(message)}"
+
+
+def first_failing_metric(check) -> str | None:
+    """``set/output: reason`` of the first output that failed against the reference (or the parent)."""
+    for where in (check.sets, check.hop):
+        for set_name, outputs in (where or {}).items():
+            for output, verdict in (outputs or {}).items():
+                if isinstance(verdict, dict) and verdict.get("passed") is False:
+                    return f"{set_name}/{output}: {verdict.get('reason', 'failed')}"
+    return None
+
+
+def check_annotations(model: str, manifest, checks: dict) -> list[str]:
+    """export / validate: one annotation per artifact that failed to export or failed its check."""
+    out = []
+    for name, rec in manifest.artifacts.items():
+        if rec.status == ArtifactStatus.FAILED:
+            out.append(error(f"deploytool {model}/{name}: export failed", f"{name} ({rec.runtime}): {rec.error}"))
+            continue
+        chk = checks.get(name)
+        if chk is None or chk.status not in FAILING:
+            continue
+        parts = [f"{name} on {chk.runtime}: {chk.status.upper()}"]
+        if chk.hop_blamed:
+            parts.append(f"error appears at hop {chk.hop_blamed}")
+        metric = first_failing_metric(chk)
+        parts.append(f"metric {metric}" if metric else chk.reason)  # the reason names every failing output
+        out.append(error(f"deploytool {model}/{name}: {chk.status}", "; ".join(parts)))
+    return out
+
+
+def bench_annotations(model: str, rows: list[dict], compare: list[dict] | None, threshold: float) -> list[str]:
+    out = []
+    for r in rows:
+        if r["status"] in (RowStatus.FAILED, RowStatus.CORRUPT):
+            out.append(error(f"deploytool {model}/{r['format']}: bench {r['status']}",
+                             f"{r['format']} (threads={r['threads']}, batch={r['batch']}): {r['reason']}"))
+    for c in compare or []:
+        if c["regression"]:
+            out.append(error(f"deploytool {model}/{c['format']}: latency regression",
+                             f"{c['format']} (threads={c['threads']}, batch={c['batch']}): metric p50 "
+                             f"{c['ratio']:.2f}x the baseline's (threshold {threshold:g})"))
+    return out
+
+
+def summary(bundle: Path | str, results: list[Path | str] | None = None) -> str:
+    """report.md's text for the bundle and the result files just written."""
+    from deploytool.commands.report import collect
+    from deploytool.report import markdown
+
+    return markdown.render(collect(bundle, [p for p in results or [] if Path(p).is_file()]))
+
+
+def append_summary(text: str) -> Path | None:
+    """Append to $GITHUB_STEP_SUMMARY (None when it is not set)."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    with open(target, "a", encoding="utf-8") as f:
+        f.write(text.rstrip("\n") + "\n\n")
+    return Path(target)
