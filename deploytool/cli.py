@@ -322,7 +322,7 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     second shape where dims are dynamic, and on --data), and is compared with the stored
     reference outputs and with its parent artifact, so a failure names the conversion hop
     (torch -> onnx -> savedmodel -> tflite) where the error appears. Needs only the bundle and
-    the runtime of the artifacts checked: `validate BUNDLE -f tflite` runs with numpy, click and
+    the runtime of the artifacts checked: `validate BUNDLE -f tflite` runs with numpy, click, rich and
     ai-edge-litert alone (pip install 'deploytool[litert]'); others are skipped, naming their extra.
     Artifact files are checked against their sha256 before loading.
     Writes BUNDLE/reports/validation.json, validation.junit.xml and, per failing artifact,
