@@ -50,7 +50,7 @@ def _expand(extra: str) -> set[str]:
 # --- installs ------------------------------------------------------------------------------------------------
 
 def test_core_is_minimal_and_extras_are_the_documented_ones():
-    assert sorted(_name(r) for r in PYPROJECT["project"]["dependencies"]) == ["click", "numpy"]
+    assert sorted(_name(r) for r in PYPROJECT["project"]["dependencies"]) == ["click", "numpy", "rich"]
     assert set(EXTRAS) == set(install.EXTRAS)
     assert _expand("litert") == {"ai-edge-litert"}
     assert {"torch", "tensorflow", "onnx2tf", "ai-edge-litert", "onnxruntime"} <= _expand("export")
