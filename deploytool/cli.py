@@ -87,6 +87,13 @@ def _accuracy_option(f):
                              "instead of cosine/SQNR/top-1 when labels exist.")(f)
 
 
+def _accept_constant_option(f):
+    return click.option("--accept-constant-output", "accept_constant", multiple=True, metavar="OUTPUT|*",
+                        help="Accept a reference output that does not vary with the input across the golden samples "
+                             "(repeatable; '*': all). Otherwise such a check is VACUOUS and fails (exit 5); accepted, "
+                             "it is CONSTANT_ACCEPTED: not a failure, not a pass.")(f)
+
+
 def _tolerance_options(f):
     f = click.option("--rtol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE",
                      help="Relative tolerance override, as --atol.")(f)
@@ -142,6 +149,7 @@ def main() -> None:
               help="Labelled data for task accuracy: inputs as in the contract plus 'labels' (one class per "
                    "sample; 'labels:OUTPUT' names the output). Kept in the bundle; digits_cnn brings its own.")
 @_accuracy_option
+@_accept_constant_option
 @click.option("--sign", type=click.Path(dir_okay=False), metavar="KEY.pem",
               help="Sign the bundle's content (manifest, artifacts, golden data) with this EC private key "
                    "(OpenSSF model-signing, offline) into BUNDLE/signature.sig; check with validate --verify.")
@@ -152,7 +160,8 @@ def main() -> None:
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and where the worker logs are.")
 def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict,
-                   calib_data, calib_method, int8_io, data, max_accuracy_drop, sign, timeout, as_json, debug):
+                   calib_data, calib_method, int8_io, data, max_accuracy_drop, accept_constant, sign, timeout, as_json,
+                   debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -170,7 +179,8 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
                          inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
                          tolerances=_tolerances(atol, rtol), sign=sign, timeout=timeout, calib_data=calib_data,
                          data=data, calib_method=calib_method, int8_io=int8_io,
-                         max_accuracy_drop=_drops(max_accuracy_drop), progress=progress)
+                         max_accuracy_drop=_drops(max_accuracy_drop), accept_constant=list(accept_constant),
+                         progress=progress)
     if as_json:
         click.echo(json.dumps(outcome.manifest.to_json(), indent=2, default=str))
     else:
@@ -185,7 +195,7 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
         chk = outcome.checks.get(name)
         if rec.status == ArtifactStatus.FAILED:
             click.echo(f"deploytool: error: {model}/{name}: export failed: {rec.error}", err=True)
-        elif chk is not None and chk.status in (CheckStatus.FAIL, CheckStatus.ERROR):
+        elif chk is not None and chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.VACUOUS):
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}", err=True)
     if debug and outcome.exit_code:
         click.echo(f"[deploytool] worker logs: {outcome.bundle / 'logs'}", err=True)
@@ -226,6 +236,7 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @click.option("--strict", is_flag=True,
               help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
 @_accuracy_option
+@_accept_constant_option
 @click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
               "(they are shown as overrides in the table and report otherwise).")
 @click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
@@ -240,8 +251,8 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and progress.")
-def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_accuracy_drop, tier_defaults, verify_key,
-                     timeout, reports, machine_name, json_path, junit_path, debug):
+def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_accuracy_drop, accept_constant,
+                     tier_defaults, verify_key, timeout, reports, machine_name, json_path, junit_path, debug):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -259,7 +270,8 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     progress = (lambda msg: click.echo(f"[deploytool] {msg}", err=True)) if debug else (lambda msg: None)
     outcome = api.validate(bundle, list(formats) or None, data, samples, _tolerances(atol, rtol), strict, reports,
                            json_path, junit_path, progress, verify_key=verify_key, tier_defaults=tier_defaults,
-                           timeout=timeout, max_accuracy_drop=_drops(max_accuracy_drop), machine_name=machine_name)
+                           timeout=timeout, max_accuracy_drop=_drops(max_accuracy_drop), machine_name=machine_name,
+                           accept_constant=list(accept_constant))
     stored = outcome.manifest.tolerances
     if stored:
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
@@ -273,7 +285,8 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     click.echo(validate_table(outcome.manifest, outcome.checks))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['junit']}")
     for name, chk in outcome.checks.items():
-        if chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED):
+        if chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED,
+                          CheckStatus.VACUOUS):
             extra = f" (repro: {outcome.reports[f'repro:{name}']})" if f"repro:{name}" in outcome.reports else ""
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}{extra}", err=True)
         elif chk.status == CheckStatus.SKIPPED:
