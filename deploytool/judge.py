@@ -137,8 +137,9 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
                 chk.sets[set_name][spec.name] = {**verdict.to_dict(), "gating": gating,
                                                  "reference": refcheck[set_name][spec.name].to_dict()}
                 if verdict.basis == "absolute":
-                    _note(chk, f"{spec.name}: {verdict.reason.split(': judged')[0]}: judged on absolute error, "
-                               "not cosine/SQNR")
+                    floor = parity.resolution_floor(tier, resolution)
+                    _note(chk, f"{spec.name}: reference below the {tier.name} resolution ({floor:.2g}): judged on "
+                               "absolute error, not cosine/SQNR")
                 if not verdict.passed and gating:
                     failures.append(f"{spec.name}{'' if set_name == 'main' else f' ({set_name} set)'}: "
                                     f"{verdict.reason}")
@@ -201,6 +202,7 @@ def _vacuity(chk: ArtifactCheck, refcheck: dict, accept: list[str], inputs: Call
     """A check that passed against a reference output that does not vary is not a pass: VACUOUS (or
     CONSTANT_ACCEPTED for outputs the user accepted). A failure stays a failure."""
     vacuous: list[str] = []
+    names: list[str] = []
     accepted: list[str] = []
     seen: set[str] = set()  # outputs already named (once, on the first set where they are constant)
     for set_name in chk.sets:
@@ -216,13 +218,17 @@ def _vacuity(chk: ArtifactCheck, refcheck: dict, accept: list[str], inputs: Call
             got = inputs(given) if given is not None else None
             if got is not None and not parity.inputs_vary(got):
                 text += " (the golden inputs themselves are identical across samples)"
-            (accepted if "*" in accept or output in accept else vacuous).append(text)
+            if "*" in accept or output in accept:
+                accepted.append(text)
+            else:
+                vacuous.append(text)
+                names.append(output)
     if chk.status != CheckStatus.PASS:
         return
     if vacuous:
         chk.status = CheckStatus.VACUOUS
         chk.reason = (f"vacuous check: {'; '.join(vacuous)}: it would pass any artifact that outputs that; "
-                      f"{LIKELY_CAUSES}; --accept-constant-output NAME accepts it")
+                      f"{LIKELY_CAUSES}; --accept-constant-output {' '.join(names)} accepts it")
     elif accepted:
         chk.status = CheckStatus.CONSTANT_ACCEPTED
         chk.reason = f"not a full pass: {'; '.join(accepted)} (accepted with --accept-constant-output)"

@@ -2,9 +2,12 @@
 
 Verdict rule for elementwise tiers is numpy's ``|a - b| <= atol + rtol * |b|`` (b = reference).
 Reduced-precision tiers (fp16, int8) are gated on cosine similarity, SQNR and top-1 agreement,
-because elementwise tolerances are the wrong lens for quantisation noise. Every result also
-carries the smallest atol (at the tier's rtol) and the smallest rtol (at its atol) that would
-have passed, as Polygraphy prints.
+because elementwise tolerances are the wrong lens for quantisation noise; a reference below the
+tier's resolution (``Tier.resolution``: what the precision cannot represent) is judged on absolute
+error against it instead, since cosine/SQNR of vectors the precision flushed to zero are undefined.
+``variation`` says whether a reference varies with the input at all (judge.py makes a check against
+one that does not VACUOUS). Every result also carries the smallest atol (at the tier's rtol) and
+the smallest rtol (at its atol) that would have passed, as Polygraphy prints.
 """
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 REL_FLOOR = 1e-6  # |b| below this counts as this in relative errors (avoid dividing by ~0)
-# Magnitudes a reduced precision cannot represent: fp16's smallest normal number (below it fp16 holds
-# subnormals in steps of 6e-8, or flushes them to zero); float32's smallest normal (runtimes that
-# flush subnormals to zero, as XNNPACK and oneDNN do, lose everything below it). See Tier.resolution.
+# Magnitudes a reduced precision cannot represent (Tier.resolution). fp16: its smallest normal number;
+# below it fp16 holds subnormals in steps of 6e-8, or flushes to zero. int8: a tensor's step is relative to
+# its calibrated range, but the fixed-point rescaling of int8 kernels flushes tiny tensors (TFLite full-integer
+# returns zeros for outputs ~1e-30, measured), so the same floor applies, raised by an integer output's own
+# quantization step where the artifact's contract records it (judge.py).
 FP16_NORMAL_MIN = float(np.finfo(np.float16).tiny)  # 6.10e-05
-FLOAT32_NORMAL_MIN = float(np.finfo(np.float32).tiny)  # 1.18e-38
-INT8_RESOLUTION = FP16_NORMAL_MIN  # see the int8 tier below
+INT8_RESOLUTION = FP16_NORMAL_MIN
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,14 @@ def compare(actual: np.ndarray, expected: np.ndarray, tier: Tier, classifier: bo
     )
 
 
+def resolution_floor(tier: Tier, resolution: float | None = None) -> float:
+    """The magnitude below which a statistical tier judges on absolute error: its own resolution, or the
+    artifact's (an integer output's quantization step) when larger; 0 for an elementwise tier."""
+    if tier.gate != "statistical":
+        return 0.0
+    return max(tier.resolution or 0.0, resolution or 0.0)
+
+
 def judge(m: Metrics, tier: Tier, resolution: float | None = None) -> Verdict:
     """``resolution``: the artifact's own (its output's quantization step) when larger than the tier's."""
     if not m.shape_ok:
@@ -169,7 +181,7 @@ def judge(m: Metrics, tier: Tier, resolution: float | None = None) -> Verdict:
             return Verdict(False, f"{m.frac_out_of_tol:.2%} of elements outside atol={tier.atol:g} rtol={tier.rtol:g} "
                                   f"(max abs {m.max_abs:.3g}; would pass at atol={m.min_atol:.3g})", m, tier)
         return Verdict(True, "within tolerance", m, tier)
-    floor = max(tier.resolution or 0.0, resolution or 0.0)
+    floor = resolution_floor(tier, resolution)
     if floor and m.ref_max_abs < floor:  # cosine/SQNR of what the precision flushed are undefined here
         what = f"reference below the {tier.name} resolution (max |ref| {m.ref_max_abs:.3g} < {floor:.3g}): judged " \
                f"on absolute error"
@@ -307,8 +319,9 @@ class Variation:
         if self.status == "nonfinite":
             return f"reference output {output!r} holds no finite value on {where}"
         if self.status == "constant":
-            return (f"reference output {output!r} is the same on {where} (max |value| {self.magnitude:.3g}, largest "
-                    f"difference between samples {self.spread:.3g})")
+            differs = "no element differs" if self.spread == 0 else \
+                f"largest difference {self.spread:.3g} is float noise"
+            return f"reference output {output!r} is the same on {where} (max |value| {self.magnitude:.3g}; {differs})"
         if self.status == "one_sample":
             return f"whether reference output {output!r} varies with the input cannot be told from {where}"
         return f"reference output {output!r} varies across {where}"

@@ -1,0 +1,81 @@
+"""Trustworthy verdicts end to end (issue 13): a reference that does not vary with the input is
+refused as vacuous (and accepted only when asked, from the command line or a config file), and a
+varying near-zero output passes its fp16 and int8 artifacts on absolute error, not on the
+cosine/SQNR of vectors the precision flushed to zero."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from conftest import TEST_MODELS
+
+from deploytool import errors
+
+
+def _errors(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.startswith("deploytool: error:")]
+
+
+def test_a_constant_output_is_vacuous_until_accepted(run_cli, tmp_path):
+    model = TEST_MODELS / "constant_output.py"
+    proc = run_cli("export", "--model", model, "--formats", "onnx", "--out", tmp_path / "b")
+    assert proc.returncode == errors.PARITY, proc.stderr
+    assert "VACUOUS" in proc.stdout and "PASS" not in proc.stdout
+    (line,) = _errors(proc.stderr)  # one line: which output, the likely causes, the option
+    assert "constant_output/onnx" in line and "'y'" in line and "weights not loaded into the head" in line
+    assert "saturate" in line and "ignores its input" in line and "--accept-constant-output y" in line
+    assert "Traceback" not in proc.stderr
+    bundle = tmp_path / "b" / "constant_output"
+    data = json.loads((bundle / "reports/validation.json").read_text())
+    assert data["artifacts"]["onnx"]["status"] == "vacuous"
+    assert data["artifacts"]["onnx"]["sets"]["main"]["y"]["reference"]["status"] == "constant"
+    suite = ET.parse(bundle / "reports/validation.junit.xml").getroot()
+    assert [f.get("type") for f in suite.iter("failure")] == ["VacuousReference"]
+
+    proc = run_cli("validate", bundle)
+    assert proc.returncode == errors.PARITY and "VACUOUS" in proc.stdout
+    assert run_cli("report", bundle).returncode == 0
+    md = (bundle / "reports/report.md").read_text()
+    assert "**FAIL**" in md and "vacuous" in md and "| VACUOUS |" in md
+    assert "VACUOUS" in (bundle / "reports/report.html").read_text()
+
+    config = tmp_path / "deploy.toml"
+    config.write_text('[validate]\naccept-constant-output = ["y"]\n')
+    proc = run_cli("validate", bundle, "--config", config)
+    assert proc.returncode == 0, proc.stderr
+    assert "CONSTANT_ACCEPTED" in proc.stdout and "accepted with --accept-constant-output" in proc.stdout
+    data = json.loads((bundle / "reports/validation.json").read_text())
+    assert data["artifacts"]["onnx"]["status"] == "constant_accepted"
+    suite = ET.parse(bundle / "reports/validation.junit.xml").getroot()
+    assert suite.get("failures") == "0" and suite.get("skipped") == "1"  # not a failure, not a pass
+    assert run_cli("report", bundle).returncode == 0
+    assert "`onnx` constant_accepted" in (bundle / "reports/report.md").read_text().splitlines()[2]
+
+    proc = run_cli("validate", bundle, "--accept-constant-output", "logits")
+    assert proc.returncode == errors.USAGE and len(proc.stderr.strip().splitlines()) == 1
+    assert "no such output" in proc.stderr
+
+    proc = run_cli("export", "--model", model, "--formats", "onnx", "--out", tmp_path / "b2",
+                   "--accept-constant-output", "*")
+    assert proc.returncode == 0, proc.stderr
+    assert "CONSTANT_ACCEPTED" in proc.stdout and "PASS " not in proc.stdout
+
+
+def test_a_near_zero_output_passes_fp16_and_int8_on_absolute_error(run_cli, tmp_path):
+    proc = run_cli("export", "--model", TEST_MODELS / "tiny_output.py", "--formats",
+                   "tflite_fp16,tflite_int8,onnx_int8", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "tiny_output/reports/validation.json").read_text())
+    for fmt in ("tflite_fp16", "tflite_int8", "onnx_int8"):
+        a = data["artifacts"][fmt]
+        assert a["status"] == "pass", (fmt, a["reason"])
+        verdict = a["sets"]["main"]["y"]
+        assert verdict["basis"] == "absolute" and verdict["reference"]["status"] == "varies"
+        assert verdict["metrics"]["ref_max_abs"] < 1e-29 and verdict["metrics"]["max_abs"] < 1e-29
+        assert any("judged on absolute error" in n for n in a["notes"])
+        row = next(ln for ln in proc.stdout.splitlines() if ln.startswith(fmt + " "))
+        assert "PASS" in row and "judged on absolute error" in row
+    # what the old rule failed: the fp16 artifact flushed the reference to zero (cosine 0, SQNR 0 dB)
+    assert data["artifacts"]["tflite_fp16"]["sets"]["main"]["y"]["metrics"]["cosine"] == 0.0
+    for fmt in ("onnx", "savedmodel"):  # fp32 stays elementwise
+        assert data["artifacts"][fmt]["sets"]["main"]["y"]["basis"] == "elementwise"
