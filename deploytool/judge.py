@@ -218,6 +218,8 @@ def _vacuity(chk: ArtifactCheck, refcheck: dict, accept: list[str], inputs: Call
             got = inputs(given) if given is not None else None
             if got is not None and not parity.inputs_vary(got):
                 text += " (the golden inputs themselves are identical across samples)"
+            elif got:  # the range the inputs covered: is it the one the model expects?
+                text += f" (golden inputs: {parity.input_ranges(got)})"
             if "*" in accept or output in accept:
                 accepted.append(text)
             else:

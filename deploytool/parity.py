@@ -365,3 +365,12 @@ def inputs_vary(inputs: dict[str, np.ndarray]) -> bool:
         if a.ndim and a.shape[0] > 1 and not (a == a[:1]).all():
             return True
     return False
+
+
+def input_ranges(inputs: dict[str, np.ndarray], limit: int = 3) -> str:
+    """``x in [-0.998, 0.997], ids in [0, 1]``: what golden inputs covered, for a vacuous check's line."""
+    parts = []
+    for name, a in list(inputs.items())[:limit]:
+        a = np.asarray(a)
+        parts.append(f"{name} in [{a.min():.3g}, {a.max():.3g}]" if a.size else f"{name} empty")
+    return ", ".join(parts) + (", ..." if len(inputs) > limit else "")

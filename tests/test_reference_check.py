@@ -68,7 +68,9 @@ def test_integer_and_bool_outputs_vary_exactly():
     assert parity.variation(np.array([[True], [True]])).status == "constant"
 
 
-def test_inputs_vary():
+def test_inputs_vary_and_their_ranges():
+    assert parity.input_ranges({"x": np.array([[-1.0], [0.5]]), "ids": np.array([[0], [7]])}) == \
+        "x in [-1, 0.5], ids in [0, 7]"
     assert parity.inputs_vary({"x": RNG.normal(size=(3, 1, 2))})
     assert not parity.inputs_vary({"x": np.ones((3, 1, 2)), "ids": np.zeros((3, 1, 4), np.int64)})
 
@@ -158,7 +160,7 @@ def test_a_constant_output_makes_the_check_vacuous_and_fails_the_command(tmp_pat
     for chk in checks.values():
         assert chk.status == CheckStatus.VACUOUS
         assert "'aux'" in chk.reason and "likely causes" in chk.reason and "weights not loaded" in chk.reason
-        assert "'logits'" not in chk.reason and "\n" not in chk.reason
+        assert "'logits'" not in chk.reason and "\n" not in chk.reason and "(golden inputs: x in [" in chk.reason
         main = chk.sets["main"]
         assert main["aux"]["reference"]["vacuous"] and not main["logits"]["reference"]["vacuous"]
     assert exit_code(checks, strict=False) == errors.PARITY
