@@ -276,7 +276,8 @@ def blame(name: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_
         if c is not None and c.status == CheckStatus.FAIL:
             hop = f"{chain[i - 1] if i else 'source'} -> {fmt}"
             return hop if not unchecked else f"{hop} (not checked in this run: {', '.join(unchecked)})"
-        if c is None or c.status != CheckStatus.PASS:
+        # a vacuous ancestor did match the (constant) reference: the error appears after it
+        if c is None or c.status not in (CheckStatus.PASS, CheckStatus.VACUOUS, CheckStatus.CONSTANT_ACCEPTED):
             unchecked.append(fmt)
     return f"{chain[-2] if len(chain) > 1 else 'source'} -> {name}"
 

@@ -193,14 +193,26 @@ def test_a_failure_stays_a_failure_on_a_constant_reference(tmp_path):
     assert exit_code(checks, False) == errors.PARITY
 
 
-def _judge_with(tmp_path, ref, got):
-    f = plan()["onnx"]
-    rec = ArtifactRecord(format="onnx", status=ArtifactStatus.OK, precision=f.precision, tier=f.tier,
-                         runtime=f.runtime, path="artifacts/m.onnx", contract=CONTRACT)
-    npz.save(tmp_path / "got.npz", got)
-    run = ArtifactRan(status=RunStatus.OK, runtime=f.runtime, outputs={"main": str(tmp_path / "got.npz")})
+def test_a_failure_after_a_vacuous_parent_is_blamed_on_its_own_hop(tmp_path):
+    ref = _ref(constant_aux=True)
+    checks = _judge_with(tmp_path, ref, {**ref, "logits": ref["logits"] + 1.0}, fmt="savedmodel",
+                         also={"onnx": ref})
+    assert checks["onnx"].status == CheckStatus.VACUOUS and checks["savedmodel"].status == CheckStatus.FAIL
+    assert checks["savedmodel"].hop_blamed == "onnx -> savedmodel"
+
+
+def _judge_with(tmp_path, ref, got, fmt="onnx", also=None):
+    records, runs = {}, {}
+    for name, out in {**(also or {}), fmt: got}.items():
+        f = plan()[name]
+        records[name] = ArtifactRecord(format=name, status=ArtifactStatus.OK, precision=f.precision, tier=f.tier,
+                                       runtime=f.runtime, parent=f.parent, path=f"artifacts/m.{name}",
+                                       contract=CONTRACT)
+        npz.save(tmp_path / f"got.{name}.npz", out)
+        runs[name] = ArtifactRan(status=RunStatus.OK, runtime=f.runtime,
+                                 outputs={"main": str(tmp_path / f"got.{name}.npz")})
     sets = [GoldenSet("main", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, len(ref["logits"]))]
-    return judge(CONTRACT, {"onnx": rec}, {"onnx": run}, sets, {"main": ref})
+    return judge(CONTRACT, records, runs, sets, {"main": ref})
 
 
 def test_one_sample_passes_with_a_note_that_variation_was_not_checked(tmp_path):
