@@ -278,6 +278,9 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
         click.echo("note: the bundle stores tolerance overrides from its export: "
                    + ", ".join(f"{k} {n}={v:g}" for k, vals in stored.items() for n, v in vals.items())
                    + f" ({applied})")
+    if outcome.manifest.accepted_constant:
+        click.echo("note: the bundle accepts constant reference outputs from its export (--accept-constant-output): "
+                   + ", ".join(outcome.manifest.accepted_constant))
     model = outcome.manifest.model.name
     sets = ", ".join(f"{s.name} ({s.samples} x {', '.join(f'{k}={v}' for k, v in s.dims.items()) or 'static'})"
                      for s in outcome.sets)

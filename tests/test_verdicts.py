@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
 from conftest import TEST_MODELS
 
 from deploytool import errors
+from deploytool import manifest as M
+from deploytool.errors import BundleError
 
 
 def _errors(stderr: str) -> list[str]:
@@ -59,6 +62,16 @@ def test_a_constant_output_is_vacuous_until_accepted(run_cli, tmp_path):
                    "--accept-constant-output", "*")
     assert proc.returncode == 0, proc.stderr
     assert "CONSTANT_ACCEPTED" in proc.stdout and "PASS " not in proc.stdout
+    # the bundle keeps what its export accepted: a later validate accepts it too, and says so
+    accepted = tmp_path / "b2" / "constant_output"
+    assert M.read(accepted).accepted_constant == ["*"]
+    proc = run_cli("validate", accepted)
+    assert proc.returncode == 0 and "CONSTANT_ACCEPTED" in proc.stdout, proc.stderr
+    assert "the bundle accepts constant reference outputs from its export" in proc.stdout
+    data = json.loads((accepted / "manifest.json").read_text())
+    (accepted / "manifest.json").write_text(json.dumps({**data, "accepted_constant": ["nope"]}))
+    with pytest.raises(BundleError, match="accepted_constant.*no output"):
+        M.read(accepted)
 
 
 def test_a_near_zero_output_passes_fp16_and_int8_on_absolute_error(run_cli, tmp_path):

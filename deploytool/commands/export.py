@@ -412,6 +412,7 @@ class _Pipeline:
             formats_requested=[n for n in self.names if n not in self.added], formats_added=self.added,
             contract=self.contract, golden=data,
             tolerances=self.tolerances,  # overrides of the parity tiers the export was judged with
+            accepted_constant=self.accept_constant,
             artifacts={n: self.records[n] for n in self.plan if n in self.records})
 
     def _preload(self, framework: str | None, group: list[str]) -> tuple[str, ...]:

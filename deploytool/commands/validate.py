@@ -78,8 +78,8 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
     kept = {} if tier_defaults else manifest.tolerances
     tolerances = {k: {**kept.get(k, {}), **(tolerances or {}).get(k, {})} for k in {*kept, *(tolerances or {})}}
     contract = manifest.contract
-    try:
-        accept_constant = judge.check_accepted(contract, accept_constant)
+    try:  # the outputs export accepted as constant (stored in the bundle), and this run's
+        accept_constant = [*manifest.accepted_constant, *judge.check_accepted(contract, accept_constant)]
     except ValueError as e:
         raise UsageError(str(e)) from None
     work = Path(tempfile.mkdtemp(prefix="deploytool-validate-"))
