@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 from conftest import TEST_MODELS
 
-from deploytool import errors
+from deploytool import errors, parity
 from deploytool import manifest as M
 from deploytool.errors import BundleError
 
@@ -92,3 +93,32 @@ def test_a_near_zero_output_passes_fp16_and_int8_on_absolute_error(run_cli, tmp_
     assert data["artifacts"]["tflite_fp16"]["sets"]["main"]["y"]["metrics"]["cosine"] == 0.0
     for fmt in ("onnx", "savedmodel"):  # fp32 stays elementwise
         assert data["artifacts"][fmt]["sets"]["main"]["y"]["basis"] == "elementwise"
+
+
+@pytest.mark.slow  # imports torch and runs every zoo model in this process
+@pytest.mark.parametrize("name", sorted(p.stem for p in (TEST_MODELS.parent.parent / "models").glob("[!_]*.py")))
+def test_every_zoo_models_reference_varies_with_its_input(name):
+    """A zoo model whose outputs ignore their input would make every check of it vacuous (mobilenet_v2's
+    did, with seeded BatchNorm statistics only)."""
+    import importlib.util
+
+    import torch
+
+    from deploytool.contract import Contract, generate_inputs
+
+    path = TEST_MODELS.parent.parent / "models" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"zoo_{name}", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    contract = Contract.from_dict({"inputs": mod.INPUTS, "outputs": mod.OUTPUTS, "dims": mod.DIMS})
+    n = 6
+    inputs = mod.golden_inputs(n, 0) if hasattr(mod, "golden_inputs") else \
+        generate_inputs(contract, n, 0, contract.dim_sizes("example", batch_one=True))
+    model = mod.build().eval()
+    with torch.no_grad():
+        outs = [model(*(torch.from_numpy(inputs[s.name][i]) for s in contract.inputs)) for i in range(n)]
+    outs = [o if isinstance(o, (tuple, list)) else (o,) for o in outs]
+    for k, spec_out in enumerate(contract.outputs):
+        ref = np.stack([o[k].numpy() for o in outs])
+        assert parity.variation(ref).status == "varies", (name, spec_out.name, parity.variation(ref))
