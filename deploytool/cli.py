@@ -197,6 +197,8 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
             click.echo(f"deploytool: error: {model}/{name}: export failed: {rec.error}", err=True)
         elif chk is not None and chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.VACUOUS):
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}", err=True)
+        elif chk is not None and chk.status == CheckStatus.CONSTANT_ACCEPTED:
+            click.echo(f"deploytool: warning: {model}/{name}: {chk.reason}", err=True)
     if debug and outcome.exit_code:
         click.echo(f"[deploytool] worker logs: {outcome.bundle / 'logs'}", err=True)
     sys.exit(outcome.exit_code)
@@ -294,6 +296,8 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}{extra}", err=True)
         elif chk.status == CheckStatus.SKIPPED:
             click.echo(f"deploytool: warning: {model}/{name}: skipped: {chk.reason}", err=True)
+        elif chk.status == CheckStatus.CONSTANT_ACCEPTED:
+            click.echo(f"deploytool: warning: {model}/{name}: {chk.reason}", err=True)
     sys.exit(outcome.exit_code)
 
 
