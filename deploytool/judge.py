@@ -71,6 +71,12 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
     """
     checks: dict[str, ArtifactCheck] = {}
     refcheck = reference_check(contract, sets, references)
+    loaded: dict[str, dict | None] = {}  # each set's inputs read once, only where a reference is constant
+
+    def set_inputs(s: GoldenSet) -> dict | None:
+        if s.name not in loaded:
+            loaded[s.name] = inputs(s)
+        return loaded[s.name]
     produced: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     formats = plan(framework)
     refused = refused or {}
@@ -156,7 +162,7 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")
-        _vacuity(chk, refcheck, accept_constant or [], inputs, sets)
+        _vacuity(chk, refcheck, accept_constant or [], set_inputs, sets)
     for name, chk in checks.items():
         if chk.status == CheckStatus.FAIL:
             chk.hop_blamed = blame(name, checks, framework)
@@ -230,7 +236,7 @@ def _vacuity(chk: ArtifactCheck, refcheck: dict, accept: list[str], inputs: Call
     if vacuous:
         chk.status = CheckStatus.VACUOUS
         chk.reason = (f"vacuous check: {'; '.join(vacuous)}: it would pass any artifact that outputs that; "
-                      f"{LIKELY_CAUSES}; --accept-constant-output {' '.join(names)} accepts it")
+                      f"{LIKELY_CAUSES}; {' '.join(f'--accept-constant-output {n}' for n in names)} accepts it")
     elif accepted:
         chk.status = CheckStatus.CONSTANT_ACCEPTED
         chk.reason = f"not a full pass: {'; '.join(accepted)} (accepted with --accept-constant-output)"
