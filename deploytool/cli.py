@@ -148,6 +148,13 @@ def _accuracy_option(f):
                              "instead of cosine/SQNR/top-1 when labels exist.")(f)
 
 
+def _accept_constant_option(f):
+    return click.option("--accept-constant-output", "accept_constant", multiple=True, metavar="OUTPUT|*",
+                        help="Accept a reference output that does not vary with the input across the golden samples "
+                             "(repeatable; '*': all). Otherwise such a check is VACUOUS and fails (exit 5); accepted, "
+                             "it is CONSTANT_ACCEPTED: not a failure, not a pass.")(f)
+
+
 def _tolerance_options(f):
     f = click.option("--rtol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE",
                      help="Relative tolerance override, as --atol.")(f)
@@ -209,6 +216,7 @@ def main(ctx: click.Context) -> None:
               help="Labelled data for task accuracy: inputs as in the contract plus 'labels' (one class per "
                    "sample; 'labels:OUTPUT' names the output). Kept in the bundle; digits_cnn brings its own.")
 @_accuracy_option
+@_accept_constant_option
 @click.option("--sign", type=click.Path(dir_okay=False), metavar="KEY.pem",
               help="Sign the bundle's content (manifest, artifacts, golden data) with this EC private key "
                    "(OpenSSF model-signing, offline) into BUNDLE/signature.sig; check with validate --verify.")
@@ -221,8 +229,8 @@ def main(ctx: click.Context) -> None:
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks, where the worker logs are, and every step.")
 def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict,
-                   calib_data, calib_method, int8_io, data, max_accuracy_drop, sign, timeout, as_json, wide, quiet,
-                   github, debug):
+                   calib_data, calib_method, int8_io, data, max_accuracy_drop, accept_constant, sign, timeout, as_json,
+                   wide, quiet, github, debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -240,7 +248,8 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
         outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout,
                              strict=strict, inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
                              tolerances=tolerances, sign=sign, timeout=timeout, calib_data=calib_data, data=data,
-                             calib_method=calib_method, int8_io=int8_io, max_accuracy_drop=drops, progress=progress)
+                             calib_method=calib_method, int8_io=int8_io, max_accuracy_drop=drops,
+                             accept_constant=list(accept_constant), progress=progress)
     if as_json:
         click.echo(json.dumps(outcome.manifest.to_json(), indent=2, default=str))
     else:
@@ -255,8 +264,10 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
         chk = outcome.checks.get(name)
         if rec.status == ArtifactStatus.FAILED:
             click.echo(f"deploytool: error: {model}/{name}: export failed: {rec.error}", err=True)
-        elif chk is not None and chk.status in (CheckStatus.FAIL, CheckStatus.ERROR):
+        elif chk is not None and chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.VACUOUS):
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}", err=True)
+        elif chk is not None and chk.status == CheckStatus.CONSTANT_ACCEPTED:
+            click.echo(f"deploytool: warning: {model}/{name}: {chk.reason}", err=True)
     if debug and outcome.exit_code:
         click.echo(f"[deploytool] worker logs: {outcome.bundle / 'logs'}", err=True)
     _github_output(github, lambda gh: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
@@ -298,6 +309,7 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @click.option("--strict", is_flag=True,
               help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
 @_accuracy_option
+@_accept_constant_option
 @click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
               "(they are shown as overrides in the table and report otherwise).")
 @click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
@@ -314,8 +326,9 @@ def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
 @_github_option
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
-def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_accuracy_drop, tier_defaults, verify_key,
-                     timeout, reports, machine_name, json_path, junit_path, wide, quiet, github, debug):
+def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_accuracy_drop, accept_constant,
+                     tier_defaults, verify_key, timeout, reports, machine_name, json_path, junit_path, wide, quiet,
+                     github, debug):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -335,13 +348,17 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     with _progress(debug, quiet) as progress:
         outcome = api.validate(bundle, list(formats) or None, data, samples, tolerances, strict, reports, json_path,
                                junit_path, progress, verify_key=verify_key, tier_defaults=tier_defaults,
-                               timeout=timeout, max_accuracy_drop=drops, machine_name=machine_name)
+                               timeout=timeout, max_accuracy_drop=drops, machine_name=machine_name,
+                               accept_constant=list(accept_constant))
     stored = outcome.manifest.tolerances
     if stored:
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
         click.echo("note: the bundle stores tolerance overrides from its export: "
                    + ", ".join(f"{k} {n}={v:g}" for k, vals in stored.items() for n, v in vals.items())
                    + f" ({applied})")
+    if outcome.manifest.accepted_constant:
+        click.echo("note: the bundle accepts constant reference outputs from its export (--accept-constant-output): "
+                   + ", ".join(outcome.manifest.accepted_constant))
     model = outcome.manifest.model.name
     sets = ", ".join(f"{s.name} ({s.samples} x {', '.join(f'{k}={v}' for k, v in s.dims.items()) or 'static'})"
                      for s in outcome.sets)
@@ -349,11 +366,14 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     click.echo(validate_table(outcome.manifest, outcome.checks, wide))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['junit']}")
     for name, chk in outcome.checks.items():
-        if chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED):
+        if chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED,
+                          CheckStatus.VACUOUS):
             extra = f" (repro: {outcome.reports[f'repro:{name}']})" if f"repro:{name}" in outcome.reports else ""
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}{extra}", err=True)
         elif chk.status == CheckStatus.SKIPPED:
             click.echo(f"deploytool: warning: {model}/{name}: skipped: {chk.reason}", err=True)
+        elif chk.status == CheckStatus.CONSTANT_ACCEPTED:
+            click.echo(f"deploytool: warning: {model}/{name}: {chk.reason}", err=True)
     _github_output(github, lambda gh: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
                    [outcome.reports["json"]])
     sys.exit(outcome.exit_code)

@@ -25,7 +25,8 @@ EXIT_CODES = {
     USAGE: "usage error: bad option or argument",
     MODEL: "the model could not be loaded (unknown name, factory raised, bad inputs); nothing exported",
     EXPORT: "one or more formats failed to export (the others were exported and checked)",
-    PARITY: "an artifact's outputs do not match the reference (parity failure)",
+    PARITY: "an artifact's outputs do not match the reference (parity failure), or the check is vacuous: a reference "
+            "output does not vary with the input (see --accept-constant-output)",
     RUNTIME: "an artifact failed to load or run in its runtime",
     SKIPPED: "a runtime was not installed and its check was skipped (only with --strict)",
     BUNDLE: "the bundle is missing, unreadable, of an unknown schema, or corrupt",

@@ -63,6 +63,11 @@ class CheckStatus(StrEnum):
     CORRUPT = "corrupt"  # refused before loading (hash mismatch)
     NOT_APPLICABLE = "not_applicable"
     NEEDS_DATA = "needs_data"  # not made: needs calibration data (not a failure)
+    # A reference output does not vary with the input (constant, all zero): the comparison proves nothing.
+    # A failure (exit 5) unless accepted (--accept-constant-output), then CONSTANT_ACCEPTED: not a failure,
+    # and not a pass either.
+    VACUOUS = "vacuous"
+    CONSTANT_ACCEPTED = "constant_accepted"
 
 
 class RowStatus(StrEnum):

@@ -37,6 +37,7 @@ class ArtifactCheck:
     outputs: dict = field(default_factory=dict)  # set -> path of the artifact's outputs
     overrides: dict = field(default_factory=dict)  # output -> tolerance overrides applied instead of the tier's
     accuracy: dict | None = None  # task accuracy on a labelled set, against the source's
+    notes: list[str] = field(default_factory=list)  # how the verdict was reached, where it is not the usual way
 
     def overrides_text(self) -> str:
         """The overrides applied, for a table's note (empty when the tier's defaults were used)."""
@@ -52,7 +53,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
           stored_outputs: Callable[[str, str], dict | None] = lambda fmt, set_name: None,
           framework: str = DEFAULT_FRAMEWORK, refused: dict[str, str] | None = None,
           skipped_sets: dict[str, dict[str, str]] | None = None,
-          max_drop: dict[str, float] | None = None) -> dict[str, ArtifactCheck]:
+          max_drop: dict[str, float] | None = None, accept_constant: list[str] | None = None,
+          inputs: Callable[[GoldenSet], dict | None] = lambda s: None) -> dict[str, ArtifactCheck]:
     """Verdicts per artifact, set and output, against the reference and against the parent artifact.
 
     ``records``: manifest artifact records of the artifacts to judge (in registry order).
@@ -64,8 +66,17 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
     ``skipped_sets``: per artifact, the golden sets its run was not given (a converter fixed a dim).
     ``max_drop``: {format or "*": points} accuracy gates on a labelled set (else the tier's default);
     an ``accuracy_gated`` tier (int8) is then judged on accuracy, its tensor metrics reported only.
+    ``accept_constant``: outputs ("*": all) whose reference may be constant (``reference_check``);
+    ``inputs(set)``: a set's golden inputs, to say when they are themselves identical across samples.
     """
     checks: dict[str, ArtifactCheck] = {}
+    refcheck = reference_check(contract, sets, references)
+    loaded: dict[str, dict | None] = {}  # each set's inputs read once, only where a reference is constant
+
+    def set_inputs(s: GoldenSet) -> dict | None:
+        if s.name not in loaded:
+            loaded[s.name] = inputs(s)
+        return loaded[s.name]
     produced: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     formats = plan(framework)
     refused = refused or {}
@@ -122,19 +133,25 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
                 if overrides:
                     chk.overrides[spec.name] = overrides
                 classifier = spec.kind == "classifier"
-                verdict = parity.check(got[spec.name], ref[spec.name], tier, classifier)
+                resolution = _step(rec, spec.name) if tier.gate == "statistical" else None
+                verdict = parity.check(got[spec.name], ref[spec.name], tier, classifier, resolution)
                 if verdict.passed and str(got[spec.name].dtype) != spec.dtype:
                     verdict.passed, verdict.reason = False, f"dtype {got[spec.name].dtype}, contract says {spec.dtype}"
                 structural = not verdict.metrics.shape_ok or bool(verdict.metrics.nonfinite_new) or \
                     bool(verdict.metrics.nonfinite_ref) or str(got[spec.name].dtype) != spec.dtype
                 gating = structural or spec.name != waived_output or bool(overrides)
-                chk.sets[set_name][spec.name] = {**verdict.to_dict(), "gating": gating}
+                chk.sets[set_name][spec.name] = {**verdict.to_dict(), "gating": gating,
+                                                 "reference": refcheck[set_name][spec.name].to_dict()}
+                if verdict.basis == "absolute":
+                    floor = parity.resolution_floor(tier, resolution)
+                    _note(chk, f"{spec.name}: reference below the {tier.name} resolution ({floor:.2g}): judged on "
+                               "absolute error, not cosine/SQNR")
                 if not verdict.passed and gating:
                     failures.append(f"{spec.name}{'' if set_name == 'main' else f' ({set_name} set)'}: "
                                     f"{verdict.reason}")
                 if parent_out is not None and spec.name in parent_out:
                     chk.hop[set_name][spec.name] = parity.check(got[spec.name], parent_out[spec.name], tier,
-                                                                classifier).to_dict()
+                                                                classifier, resolution).to_dict()
         labelled = labelled_set
         if labelled is not None and labelled.labelled_output:
             failure = _accuracy(chk, labelled, produced[name][labelled.name], references[labelled.name],
@@ -145,11 +162,84 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")
+        _vacuity(chk, refcheck, accept_constant or [], set_inputs, sets)
     for name, chk in checks.items():
         if chk.status == CheckStatus.FAIL:
             chk.hop_blamed = blame(name, checks, framework)
             chk.reason = f"{chk.reason} [error appears at hop {chk.hop_blamed}]"
     return checks
+
+
+LIKELY_CAUSES = ("likely causes: weights not loaded into the head (missing keys, a zero-initialised layer), golden "
+                 "inputs out of range that saturate the model (give --input-range or --data), or a model whose "
+                 "output ignores its input")
+
+
+def reference_check(contract: Contract, sets: list[GoldenSet],
+                    references: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, parity.Variation]]:
+    """Whether each reference output varies with the input, per set: decided once per run, before any
+    artifact is judged (``parity.variation``)."""
+    return {s.name: {o.name: parity.variation(references[s.name][o.name]) for o in contract.outputs
+                     if o.name in references.get(s.name, {})} for s in sets if s.name in references}
+
+
+def check_accepted(contract: Contract, accept: list[str] | None) -> list[str]:
+    """``--accept-constant-output`` names: outputs of the contract, or "*" (ValueError otherwise)."""
+    accept = [accept] if isinstance(accept, str) else accept
+    unknown = [n for n in accept or [] if n != "*" and n not in contract.output_names]
+    if unknown:
+        raise ValueError(f"--accept-constant-output {', '.join(unknown)}: no such output (the outputs are "
+                         f"{', '.join(contract.output_names)}; '*' accepts all)")
+    return list(accept or [])
+
+
+def _note(chk: ArtifactCheck, text: str) -> None:
+    if text not in chk.notes:
+        chk.notes.append(text)
+
+
+def _step(rec: ArtifactRecord, output: str) -> float | None:
+    """The quantization step of an artifact's integer output (its contract's scale), if it has one."""
+    spec = next((o for o in rec.contract.outputs if o.name == output), None) if rec.contract else None
+    return float(spec.quant[0]) if spec is not None and spec.quant else None
+
+
+def _vacuity(chk: ArtifactCheck, refcheck: dict, accept: list[str], inputs: Callable, sets: list[GoldenSet]) -> None:
+    """A check that passed against a reference output that does not vary is not a pass: VACUOUS (or
+    CONSTANT_ACCEPTED for outputs the user accepted). A failure stays a failure."""
+    vacuous: list[str] = []
+    names: list[str] = []
+    accepted: list[str] = []
+    seen: set[str] = set()  # outputs already named (once, on the first set where they are constant)
+    for set_name in chk.sets:
+        for output in chk.sets[set_name]:
+            v = refcheck[set_name][output]
+            text = v.describe(output, set_name)
+            if v.status == "one_sample" and all(refcheck[s][output].status == "one_sample" for s in chk.sets):
+                _note(chk, text)
+            if not v.vacuous or output in seen:
+                continue
+            seen.add(output)
+            given = next((s for s in sets if s.name == set_name), None)
+            got = inputs(given) if given is not None else None
+            if got is not None and not parity.inputs_vary(got):
+                text += " (the golden inputs themselves are identical across samples)"
+            elif got:  # the range the inputs covered: is it the one the model expects?
+                text += f" (golden inputs: {parity.input_ranges(got)})"
+            if "*" in accept or output in accept:
+                accepted.append(text)
+            else:
+                vacuous.append(text)
+                names.append(output)
+    if chk.status != CheckStatus.PASS:
+        return
+    if vacuous:
+        chk.status = CheckStatus.VACUOUS
+        chk.reason = (f"vacuous check: {'; '.join(vacuous)}: it would pass any artifact that outputs that; "
+                      f"{LIKELY_CAUSES}; {' '.join(f'--accept-constant-output {n}' for n in names)} accepts it")
+    elif accepted:
+        chk.status = CheckStatus.CONSTANT_ACCEPTED
+        chk.reason = f"not a full pass: {'; '.join(accepted)} (accepted with --accept-constant-output)"
 
 
 def _accuracy(chk: ArtifactCheck, s: GoldenSet, got: dict, ref: dict, limit: float | None,
@@ -192,7 +282,8 @@ def blame(name: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_
         if c is not None and c.status == CheckStatus.FAIL:
             hop = f"{chain[i - 1] if i else 'source'} -> {fmt}"
             return hop if not unchecked else f"{hop} (not checked in this run: {', '.join(unchecked)})"
-        if c is None or c.status != CheckStatus.PASS:
+        # a vacuous ancestor did match the (constant) reference: the error appears after it
+        if c is None or c.status not in (CheckStatus.PASS, CheckStatus.VACUOUS, CheckStatus.CONSTANT_ACCEPTED):
             unchecked.append(fmt)
     return f"{chain[-2] if len(chain) > 1 else 'source'} -> {name}"
 
@@ -209,7 +300,8 @@ def worst_sample(chk: ArtifactCheck) -> tuple[str, str, int] | None:
     return None if best is None else (best[1], best[2], best[3])
 
 
-EXIT_CODE_OF = {CheckStatus.FAIL: errors.PARITY, CheckStatus.ERROR: errors.RUNTIME, CheckStatus.CORRUPT: errors.BUNDLE,
+EXIT_CODE_OF = {CheckStatus.FAIL: errors.PARITY, CheckStatus.VACUOUS: errors.PARITY, CheckStatus.ERROR: errors.RUNTIME,
+                CheckStatus.CORRUPT: errors.BUNDLE,
                 CheckStatus.NOT_EXPORTED: errors.EXPORT}
 
 

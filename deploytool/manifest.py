@@ -124,6 +124,8 @@ class Manifest:
     golden: GoldenData
     artifacts: dict[str, ArtifactRecord]
     tolerances: dict[str, dict[str, float]] = field(default_factory=dict)  # overrides export was judged with
+    # outputs export accepted as constant (--accept-constant-output); later validate runs accept them too
+    accepted_constant: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return records.dump(self)
@@ -142,6 +144,9 @@ def load(data: Any, where: str = FILENAME) -> Manifest:
         check_overrides(m.tolerances, "manifest.tolerances")
     except ValueError as e:
         raise records.RecordError(str(e)) from None
+    unknown = [n for n in m.accepted_constant if n != "*" and n not in m.contract.output_names]
+    if unknown:
+        raise records.RecordError(f"manifest.accepted_constant: {unknown} name no output of the contract")
     for name, rec in m.artifacts.items():
         where_a = f"manifest.artifacts.{name}"
         if rec.format != name:

@@ -2,9 +2,12 @@
 
 Verdict rule for elementwise tiers is numpy's ``|a - b| <= atol + rtol * |b|`` (b = reference).
 Reduced-precision tiers (fp16, int8) are gated on cosine similarity, SQNR and top-1 agreement,
-because elementwise tolerances are the wrong lens for quantisation noise. Every result also
-carries the smallest atol (at the tier's rtol) and the smallest rtol (at its atol) that would
-have passed, as Polygraphy prints.
+because elementwise tolerances are the wrong lens for quantisation noise; a reference below the
+tier's resolution (``Tier.resolution``: what the precision cannot represent) is judged on absolute
+error against it instead, since cosine/SQNR of vectors the precision flushed to zero are undefined.
+``variation`` says whether a reference varies with the input at all (judge.py makes a check against
+one that does not VACUOUS). Every result also carries the smallest atol (at the tier's rtol) and
+the smallest rtol (at its atol) that would have passed, as Polygraphy prints.
 """
 from __future__ import annotations
 
@@ -14,6 +17,13 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 REL_FLOOR = 1e-6  # |b| below this counts as this in relative errors (avoid dividing by ~0)
+# Magnitudes a reduced precision cannot represent (Tier.resolution). fp16: its smallest normal number;
+# below it fp16 holds subnormals in steps of 6e-8, or flushes to zero. int8: a tensor's step is relative to
+# its calibrated range, but the fixed-point rescaling of int8 kernels flushes tiny tensors (TFLite full-integer
+# returns zeros for outputs ~1e-30, measured), so the same floor applies, raised by an integer output's own
+# quantization step where the artifact's contract records it (judge.py).
+FP16_NORMAL_MIN = float(np.finfo(np.float16).tiny)  # 6.10e-05
+INT8_RESOLUTION = FP16_NORMAL_MIN
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,11 @@ class Tier:
     # is ``accuracy_gated``, that gate replaces the tensor metrics' (which are still reported).
     max_accuracy_drop: float | None = None
     accuracy_gated: bool = False
+    # A statistical tier's resolution: a reference whose largest magnitude is below it is judged by absolute
+    # error against it (``|a-b| <= resolution``), since the precision cannot represent it and cosine/SQNR of
+    # vectors it flushed to zero say nothing. An artifact's own output quantization step raises it (judge.py).
+    resolution: float | None = None
+
 
     def with_overrides(self, atol: float | None = None, rtol: float | None = None) -> Tier:
         # An explicit atol/rtol turns the check elementwise: that is what the user asked for.
@@ -44,9 +59,10 @@ class Tier:
 TIERS = {
     "exact": Tier("exact", "elementwise", atol=1e-6, rtol=1e-6),
     "fp32": Tier("fp32", "elementwise", atol=1e-4, rtol=1e-4),
-    "fp16": Tier("fp16", "statistical", atol=1e-2, rtol=1e-2, min_cosine=0.999, min_sqnr_db=30.0, min_top1=0.9),
+    "fp16": Tier("fp16", "statistical", atol=1e-2, rtol=1e-2, min_cosine=0.999, min_sqnr_db=30.0, min_top1=0.9,
+                 resolution=FP16_NORMAL_MIN),
     "int8": Tier("int8", "statistical", atol=1e-1, rtol=1e-1, min_cosine=0.98, min_sqnr_db=15.0, min_top1=0.8,
-                 max_accuracy_drop=1.0, accuracy_gated=True),
+                 max_accuracy_drop=1.0, accuracy_gated=True, resolution=INT8_RESOLUTION),
 }
 
 
@@ -67,6 +83,7 @@ class Metrics:
     worst_sample: int
     worst_index: list
     nonfinite_ref: int = 0  # NaN/Inf in the reference itself: nothing to compare against there
+    ref_max_abs: float = 0.0  # the reference's largest finite magnitude (below the tier's resolution: tiny)
 
     def to_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -78,10 +95,12 @@ class Verdict:
     reason: str
     metrics: Metrics
     tier: Tier
+    # "absolute": a statistical tier's reference was below its resolution, so the verdict is on absolute error
+    basis: str = ""
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "reason": self.reason, "tier": self.tier.to_dict(),
-                "metrics": self.metrics.to_dict()}
+                "metrics": self.metrics.to_dict(), "basis": self.basis or self.tier.gate}
 
 
 def _f(x) -> float:
@@ -136,10 +155,20 @@ def compare(actual: np.ndarray, expected: np.ndarray, tier: Tier, classifier: bo
         worst_sample=worst[0] if worst else 0,
         worst_index=worst,
         nonfinite_ref=int(np.sum(~finite_ref)),
+        ref_max_abs=_f(absb.max()) if absb.size else 0.0,
     )
 
 
-def judge(m: Metrics, tier: Tier) -> Verdict:
+def resolution_floor(tier: Tier, resolution: float | None = None) -> float:
+    """The magnitude below which a statistical tier judges on absolute error: its own resolution, or the
+    artifact's (an integer output's quantization step) when larger; 0 for an elementwise tier."""
+    if tier.gate != "statistical":
+        return 0.0
+    return max(tier.resolution or 0.0, resolution or 0.0)
+
+
+def judge(m: Metrics, tier: Tier, resolution: float | None = None) -> Verdict:
+    """``resolution``: the artifact's own (its output's quantization step) when larger than the tier's."""
     if not m.shape_ok:
         return Verdict(False, "shape differs from the reference", m, tier)
     if m.nonfinite_ref:  # never a silent pass: those elements would be compared against nothing
@@ -152,6 +181,13 @@ def judge(m: Metrics, tier: Tier) -> Verdict:
             return Verdict(False, f"{m.frac_out_of_tol:.2%} of elements outside atol={tier.atol:g} rtol={tier.rtol:g} "
                                   f"(max abs {m.max_abs:.3g}; would pass at atol={m.min_atol:.3g})", m, tier)
         return Verdict(True, "within tolerance", m, tier)
+    floor = resolution_floor(tier, resolution)
+    if floor and m.ref_max_abs < floor:  # cosine/SQNR of what the precision flushed are undefined here
+        what = f"reference below the {tier.name} resolution (max |ref| {m.ref_max_abs:.3g} < {floor:.3g}): judged " \
+               f"on absolute error"
+        if m.max_abs <= floor:
+            return Verdict(True, f"{what}, max abs {m.max_abs:.3g} <= {floor:.3g}", m, tier, "absolute")
+        return Verdict(False, f"{what}: max abs {m.max_abs:.3g} > {floor:.3g}", m, tier, "absolute")
     problems = []
     if tier.min_cosine is not None and m.cosine < tier.min_cosine:
         problems.append(f"cosine {m.cosine:.6f} < {tier.min_cosine}")
@@ -246,5 +282,95 @@ def check_drops(drops: object, what: str) -> dict[str, float]:
     return drops
 
 
-def check(actual: np.ndarray, expected: np.ndarray, tier: Tier, classifier: bool = False) -> Verdict:
-    return judge(compare(actual, expected, tier, classifier), tier)
+def check(actual: np.ndarray, expected: np.ndarray, tier: Tier, classifier: bool = False,
+          resolution: float | None = None) -> Verdict:
+    return judge(compare(actual, expected, tier, classifier), tier, resolution)
+
+
+
+# ---- the reference itself: does it vary with the input? ---------------------------------------
+
+NOISE_ULPS = 16  # float outputs: differences within this many ulps of their magnitude are rounding noise
+
+
+@dataclass(frozen=True)
+class Variation:
+    """Whether a reference output varies with the input across a set's golden samples.
+
+    ``status``: "varies"; "constant" (no element differs between samples beyond float noise: a
+    comparison against it passes any artifact that outputs that constant); "zero" (every element
+    exactly zero); "nonfinite" (no finite element); "one_sample" (one sample: cannot tell; a float
+    output all zero is still "zero"); "empty" (no elements). ``vacuous``: a check against it proves
+    nothing."""
+
+    status: str
+    samples: int
+    magnitude: float  # largest finite |value|
+    spread: float  # largest difference of one element between two samples
+
+    @property
+    def vacuous(self) -> bool:
+        return self.status in ("constant", "zero", "nonfinite")
+
+    def describe(self, output: str, set_name: str) -> str:
+        where = f"the {self.samples} {set_name} golden sample{'s' if self.samples != 1 else ''}"
+        if self.status == "zero":
+            return f"reference output {output!r} is all zero on {where}"
+        if self.status == "nonfinite":
+            return f"reference output {output!r} holds no finite value on {where}"
+        if self.status == "constant":
+            differs = "no element differs" if self.spread == 0 else \
+                f"largest difference {self.spread:.3g} is float noise"
+            return f"reference output {output!r} is the same on {where} (max |value| {self.magnitude:.3g}; {differs})"
+        if self.status == "one_sample":
+            return f"whether reference output {output!r} varies with the input cannot be told from {where}"
+        return f"reference output {output!r} varies across {where}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "vacuous": self.vacuous}
+
+
+def variation(reference: np.ndarray) -> Variation:
+    """How a reference output [samples, ...] varies across its samples. "Varies" means the tensor as a
+    whole differs between samples beyond float noise relative to its magnitude (``NOISE_ULPS`` ulps of
+    its dtype at its largest |value|); some elements may stay constant. Integers and bools vary when any
+    element differs. A tiny output (1e-30) that varies does vary: how small it may be is the tier's
+    concern (``Tier.resolution``), not this check's."""
+    a = np.asarray(reference)
+    n = int(a.shape[0]) if a.ndim else 1
+    if a.size == 0:
+        return Variation("empty", n, 0.0, 0.0)
+    is_float = a.dtype.kind in "fc"
+    x = a.astype(np.float64) if a.dtype.kind != "c" else np.abs(a).astype(np.float64)
+    finite = np.isfinite(x)
+    if not finite.any():
+        return Variation("nonfinite", n, float("nan"), float("nan"))
+    magnitude = float(np.abs(x[finite]).max())
+    if magnitude == 0 and (is_float or n > 1):
+        return Variation("zero", n, 0.0, 0.0)
+    if n < 2:
+        return Variation("one_sample", n, magnitude, 0.0)
+    # elements finite in every sample: NaN/Inf elsewhere are the parity check's concern (nonfinite_ref)
+    both = finite.all(axis=0)
+    rows = x.reshape(n, -1)[:, both.ravel()] if a.ndim > 1 else x[finite]
+    spread = float((rows.max(axis=0) - rows.min(axis=0)).max()) if rows.size else 0.0
+    noise = NOISE_ULPS * float(np.finfo(a.dtype).eps) * magnitude if is_float else 0.0
+    return Variation("varies" if spread > noise else "constant", n, magnitude, spread)
+
+
+def inputs_vary(inputs: dict[str, np.ndarray]) -> bool:
+    """Whether any golden input differs between samples (identical inputs explain a constant output)."""
+    for a in inputs.values():
+        a = np.asarray(a)
+        if a.ndim and a.shape[0] > 1 and not (a == a[:1]).all():
+            return True
+    return False
+
+
+def input_ranges(inputs: dict[str, np.ndarray], limit: int = 3) -> str:
+    """``x in [-0.998, 0.997], ids in [0, 1]``: what golden inputs covered, for a vacuous check's line."""
+    parts = []
+    for name, a in list(inputs.items())[:limit]:
+        a = np.asarray(a)
+        parts.append(f"{name} in [{a.min():.3g}, {a.max():.3g}]" if a.size else f"{name} empty")
+    return ", ".join(parts) + (", ..." if len(inputs) > limit else "")

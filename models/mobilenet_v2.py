@@ -80,7 +80,25 @@ class MobileNetV2(nn.Module):
 
 def build() -> nn.Module:
     torch.manual_seed(SEED)
-    return MobileNetV2().eval()
+    model = MobileNetV2()
+    # Data-dependent init: with seeded BatchNorm statistics alone, 50+ random layers and the global pool
+    # wash the input out, and the logits were the same for every image to float noise (a vacuous
+    # reference: deploytool refuses to call a check against it a pass). Running statistics measured on
+    # seeded images keep every layer's activations normalised, so the logits depend on the input. Each
+    # channel's variance is floored at its layer's mean: a channel that barely moves would otherwise be
+    # scaled up to unit variance, amplifying rounding noise as no trained network does (int8 artifacts then
+    # lost a third of the top-1 agreement).
+    g = torch.Generator().manual_seed(SEED + 1)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the calibration batch
+        model.train()
+        model(torch.rand(8, 3, 224, 224, generator=g) * 4 - 2)
+        for m in norms:
+            m.running_var.clamp_(min=float(m.running_var.mean()))
+    return model.eval()
 
 
 def example_inputs(batch: int = 2) -> tuple[torch.Tensor, ...]:

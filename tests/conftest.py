@@ -111,7 +111,9 @@ def note_of(stdout: str, row: str) -> str:
         if not ln.startswith("      "):
             break
         parts.append(ln.strip())
-    return " ".join(parts)
+    note = " ".join(parts)
+    same = note[3:] if note.startswith("as ") else None  # a note shared with an earlier row is printed once
+    return note_of(stdout, same) if same and any(ln.startswith(f"  {same}: ") for ln in lines) else note
 
 
 def manifest_of(bundle: Path) -> dict:

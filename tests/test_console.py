@@ -98,3 +98,9 @@ def test_the_api_still_takes_a_plain_callable():
     p.step("onnx", "exporting")
     assert seen == ["loading", "  onnx: exporting"]
     assert type(P.as_progress(None)) is P.Progress
+
+
+def test_a_note_several_rows_share_is_printed_once():
+    note = "vacuous check: reference output 'y' is the same on the 16 main golden samples " * 2
+    out = fit(["format"], [["onnx"], ["savedmodel"]], [("onnx", note), ("savedmodel", note)], [], width=100)
+    assert out.count("vacuous check") == 2 and "  savedmodel: as onnx" in out.splitlines()

@@ -65,6 +65,7 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         weights: str | None = None, tolerances: dict | None = None, sign: Path | str | None = None,
         timeout: float = EXPORT_TIMEOUT_S, calib_data: Path | str | None = None, data: Path | str | None = None,
         calib_method: str = "minmax", int8_io: str = "float32", max_accuracy_drop: dict[str, float] | None = None,
+        accept_constant: list[str] | None = None,
         progress: Progress | Callable[[str], None] | None = None) -> ExportOutcome:
     """``tolerances``: overrides as parity.tier_for takes them ({"FMT:OUTPUT": {"atol": x}}); they are
     stored in the manifest, and later validate runs of the bundle start from them (shown as overrides).
@@ -74,6 +75,8 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
     ``calib_method``: onnx_int8's calibration (minmax, entropy, percentile); ``int8_io``: tflite_int8's
     input/output type (float32, int8, uint8). ``data``: labelled data (a ``labels`` array) for task
     accuracy; ``max_accuracy_drop``: {format or "*": points} gates (int8 tier default: parity.TIERS).
+    ``accept_constant``: outputs ("*": all) whose reference may be constant across the golden samples
+    (else such a check is VACUOUS, exit 5; ``judge.reference_check``).
     ``progress``: where the stages are reported (``progress.py``; a callable receives each message)."""
     t_start = time.perf_counter()
     if samples < 1:
@@ -112,6 +115,7 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
     pipeline.data = Path(data) if data else None
     pipeline.options = {"calib_method": calib_method, "int8_io": int8_io}
     pipeline.max_drop = dict(max_accuracy_drop or {})
+    pipeline.accept_constant = list(accept_constant or [])
     try:
         manifest, checks = pipeline.run()
         if sign is not None:
@@ -154,6 +158,7 @@ class _Pipeline:
         self.labelled_dims: dict[str, int] | None = None
         self.options: dict = {}
         self.max_drop: dict[str, float] = {}
+        self.accept_constant: list[str] = []
         self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=timeout)
         self.plan = plan(source.framework)  # each format as made from this kind of source
         self.records: dict[str, ArtifactRecord] = {
@@ -193,7 +198,8 @@ class _Pipeline:
         references = {s.name: npz.load(s.reference) for s in self.sets}
         checks = judge.judge(self.contract, self.records, runs, self.sets, references, self.tolerances,
                              framework=self.source.framework, skipped_sets=self.runs.skipped_sets,
-                             max_drop=self.max_drop)
+                             max_drop=self.max_drop, accept_constant=self.accept_constant,
+                             inputs=lambda s: npz.load(s.inputs))
         self._keep_outputs(checks)
         for name, chk in checks.items():
             self.records[name].check = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed,
@@ -264,6 +270,10 @@ class _Pipeline:
         if not loaded.ok or loaded.contract is None:
             raise ModelError(_named(self.source.name, loaded.error), loaded.exit_code, detail=loaded.traceback)
         self.contract, self.description = loaded.contract, loaded.description
+        try:  # before anything is exported: a name that is no output is a usage error
+            judge.check_accepted(self.contract, self.accept_constant)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         self.versions.update(loaded.versions)
         if not golden_too:
             return
@@ -410,6 +420,7 @@ class _Pipeline:
             formats_requested=[n for n in self.names if n not in self.added], formats_added=self.added,
             contract=self.contract, golden=data,
             tolerances=self.tolerances,  # overrides of the parity tiers the export was judged with
+            accepted_constant=self.accept_constant,
             artifacts={n: self.records[n] for n in self.plan if n in self.records})
 
     def _preload(self, framework: str | None, group: list[str]) -> tuple[str, ...]:

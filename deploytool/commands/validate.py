@@ -61,11 +61,12 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
         junit_path: Path | str | None = None, progress: Progress | Callable[[str], None] | None = None,
         verify_key: Path | str | None = None, tier_defaults: bool = False,
         timeout: float = CHECK_TIMEOUT_S, max_accuracy_drop: dict[str, float] | None = None,
-        machine_name: str | None = None) -> ValidateOutcome:
+        machine_name: str | None = None, accept_constant: list[str] | None = None) -> ValidateOutcome:
     """``tolerances``: this run's overrides, on top of those stored in the bundle (``tier_defaults``:
     ignore the stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
-    ``timeout``: the limit for each artifact's run. ``progress``: where the stages are reported
-    (``progress.py``; a callable receives each message)."""
+    ``timeout``: the limit for each artifact's run. ``accept_constant``: outputs ("*": all) whose
+    reference may be constant across the golden samples (else such a check is VACUOUS, exit 5). ``progress``: where the
+    stages are reported (``progress.py``; a callable receives each message)."""
     t0 = time.perf_counter()
     progress = as_progress(progress)
     check_run_options(timeout, tolerances, max_accuracy_drop)
@@ -80,6 +81,10 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
     kept = {} if tier_defaults else manifest.tolerances
     tolerances = {k: {**kept.get(k, {}), **(tolerances or {}).get(k, {})} for k in {*kept, *(tolerances or {})}}
     contract = manifest.contract
+    try:  # the outputs export accepted as constant (stored in the bundle), and this run's
+        accept_constant = [*manifest.accepted_constant, *judge.check_accepted(contract, accept_constant)]
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     work = Path(tempfile.mkdtemp(prefix="deploytool-validate-"))
     try:
         sets, references = _sets(opened, samples, work)
@@ -110,7 +115,8 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
 
         checks = judge.judge(contract, records, replies, sets, references, tolerances, stored,
                              framework=manifest.model.framework, refused=refused, skipped_sets=runs.skipped_sets,
-                             max_drop=max_accuracy_drop)
+                             max_drop=max_accuracy_drop, accept_constant=accept_constant,
+                             inputs=lambda s: npz.load(s.inputs))
         try:
             # The bundle's own reports/ only through real directories inside it; --reports is the user's.
             reports_dir = Path(reports_dir) if reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)

@@ -62,7 +62,11 @@ def fit(headers: list[str], rows: list[list], notes: list[tuple[str, str]], opti
         keep.remove(headers.index(name))
         dropped.append(name)
     out = [table(headers, rows, keep)]
-    noted = [(k, n) for k, n in notes if n]
+    noted, first = [], {}  # a note several rows share (a vacuous reference) is printed once
+    for k, n in notes:
+        if n:
+            noted.append((k, f"as {first[n]}" if n in first else n))
+            first.setdefault(n, k)
     if noted:
         out.append("notes:")
         out += [textwrap.fill(f"{k}: {n}", width, initial_indent="  ", subsequent_indent="      ",
@@ -98,7 +102,8 @@ def export_table(manifest: Manifest, checks: dict, wide: bool = False, width: in
         chk = checks.get(name)
         status = chk.status.upper() if rec.status == ArtifactStatus.OK and chk else rec.status.upper()
         note = (chk.reason if chk and chk.reason else "") or (rec.error or "") or _skipped(chk)
-        notes.append((name, "; ".join(filter(None, [note, chk.overrides_text() if chk else ""]))))
+        notes.append((name, "; ".join(filter(None, [note, chk.overrides_text() if chk else "",
+                                                    *(chk.notes if chk else [])]))))
         rows.append([name, rec.runtime, status, fmt_err(chk.max_abs if chk else None), rec.tier,
                      human_size(rec.size_bytes),
                      f"{rec.export_seconds:.1f}" if rec.export_seconds is not None else "-"])
@@ -133,7 +138,7 @@ def validate_table(manifest: Manifest, checks: dict, wide: bool = False, width: 
         rows.append([name, chk.runtime, chk.status.upper(), fmt_err(chk.max_abs),
                      "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
                      hop, rec.tier, ",".join(chk.sets) or "-"])
-        notes.append((name, "; ".join(filter(None, [chk.reason or _skipped(chk), chk.overrides_text()]))))
+        notes.append((name, "; ".join(filter(None, [chk.reason or _skipped(chk), chk.overrides_text(), *chk.notes]))))
     headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db",
                                     "vs_parent", "tier", "sets"], rows, list(checks.values()), 7)
     return fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine"], wide, width)

@@ -14,10 +14,21 @@ def render(model: str, checks: dict) -> str:
         for out in outputs:
             counts["tests"] += 1
             case = ET.SubElement(suite, "testcase", classname=f"{model}.{name}", name=out)
-            if chk.status in (CheckStatus.PASS, CheckStatus.FAIL):
+            if chk.status in (CheckStatus.PASS, CheckStatus.FAIL, CheckStatus.VACUOUS, CheckStatus.CONSTANT_ACCEPTED):
                 bad = [f"[{s}] {per_set[out]['reason']}" for s, per_set in chk.sets.items()
                        if out in per_set and not per_set[out]["passed"]]
-                if bad:
+                # a reference that does not vary: the comparison proves nothing (a failure unless accepted)
+                constant = [s for s, per_set in chk.sets.items()
+                            if out in per_set and (per_set[out].get("reference") or {}).get("vacuous")]
+                if constant and not bad and chk.status == CheckStatus.CONSTANT_ACCEPTED:
+                    counts["skipped"] += 1
+                    ET.SubElement(case, "skipped", message=f"reference constant on the {constant[0]} set; accepted "
+                                                           "with --accept-constant-output: not a pass")
+                elif constant and not bad and chk.status == CheckStatus.VACUOUS:
+                    counts["failures"] += 1
+                    el = ET.SubElement(case, "failure", message=chk.reason[:500], type="VacuousReference")
+                    el.text = chk.reason
+                elif bad:
                     counts["failures"] += 1
                     el = ET.SubElement(case, "failure", message=bad[0][:500], type="ParityFailure")
                     el.text = "\n".join(bad) + (f"\nerror appears at hop {chk.hop_blamed}" if chk.hop_blamed else "")

@@ -23,7 +23,8 @@ def verdict_line(views: list[ArtifactView]) -> str:
         return "**No artifact was checked.**"
     if bad:
         return f"**FAIL**: {len(bad)} of {len(made)} checked artifacts do not match the reference: " + \
-            ", ".join(f"`{v.name}`" for v in bad)
+            ", ".join(f"`{v.name}`" + (" (vacuous: its reference does not vary)" if "vacuous" in v.verdicts.values()
+                                       else "") for v in bad)
     others = [v for v in made if not v.passed]
     note = f" ({', '.join(f'`{v.name}` {sorted(set(v.verdicts.values()))[0]}' for v in others)})" if others else ""
     return f"**PASS**: no checked artifact fails on any machine that validated them{note}"

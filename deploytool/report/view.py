@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-FAILURES = ("fail", "error", "corrupt", "not_exported")
+FAILURES = ("fail", "error", "corrupt", "not_exported", "vacuous")
 
 
 @dataclass
