@@ -1,0 +1,104 @@
+"""Localise each failing hop to its first diverging op, for ``validate`` and ``export``.
+
+After judging, every hop the judge blamed (``parent -> child``) is run again on the failing sample
+(the worst sample of the child's check): parent and child each in a worker (``jobs.ExposeTensors``)
+with their intermediate tensors exposed, under the command's time limit per step; the pure
+``localise.locate`` then names the first op of the parent whose output the child does not
+reproduce within the child's tier. The finding goes into the check (its reason, so the table's
+note, JUnit and the repro README say it; ``first_diverging`` in validation.json) and the op's two
+tensors into the repro folder. A hop that cannot be localised says why.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from deploytool import jobs, npz, parity
+from deploytool.expose import EXPOSERS
+from deploytool.formats import FORMATS
+from deploytool.golden import GoldenSet
+from deploytool.judge import ArtifactCheck, worst_sample
+from deploytool.localise import Finding, Limits, Node, locate, unavailable
+from deploytool.manifest import ArtifactRecord
+from deploytool.runtimes import RUNTIMES
+from deploytool.spawn import Worker
+
+
+def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, ArtifactRecord], root: Path,
+                      sets: list[GoldenSet], tolerances: dict | None, work: Path, logs: Path, timeout: float,
+                      limits: Limits | None = None, progress=lambda m: None) -> dict[str, dict[str, np.ndarray]]:
+    """Fill ``first_diverging`` (and the reason) of every failing check with a blamed hop; returns,
+    per failing artifact, the arrays for its repro folder (``first_diverging.npz``)."""
+    limits = limits or Limits()
+    hops: dict[str, list[str]] = {}
+    for name, chk in checks.items():
+        if chk.status == jobs.CheckStatus.FAIL and chk.hop_blamed:
+            hops.setdefault(chk.hop_blamed.split(" (")[0], []).append(name)
+    extras: dict[str, dict[str, np.ndarray]] = {}
+    for hop, failing in hops.items():
+        parent, _, child = hop.partition(" -> ")
+        chk = checks.get(child) or checks[failing[0]]
+        progress(f"localising the first diverging op of {hop}")
+        finding, arrays = _localise(hop, parent, child, chk, records, root, sets, tolerances, work, logs, timeout,
+                                    limits)
+        for name in failing:
+            checks[name].first_diverging = finding.to_dict()
+            checks[name].reason = f"{checks[name].reason} [{finding.text()}]"
+            if arrays:
+                extras[name] = arrays
+    return extras
+
+
+def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: dict[str, ArtifactRecord], root: Path,
+              sets: list[GoldenSet], tolerances: dict | None, work: Path, logs: Path, timeout: float,
+              limits: Limits) -> tuple[Finding, dict[str, np.ndarray]]:
+    if parent == "source":
+        return unavailable(hop, "the source model's intermediate tensors are not exposed (only hops between "
+                                "artifacts are localised)"), {}
+    for fmt in (parent, child):
+        rec = records.get(fmt)
+        if rec is None or rec.status != jobs.ArtifactStatus.OK or rec.path is None or rec.contract is None:
+            return unavailable(hop, f"the {fmt} artifact is not in the bundle"), {}
+        runtime = FORMATS[fmt].runtime
+        if runtime not in EXPOSERS:
+            return unavailable(hop, f"runtime {runtime} ({fmt}) gives no access to intermediate tensors"), {}
+        missing = RUNTIMES[runtime].missing_packages()
+        if missing:
+            return unavailable(hop, f"runtime {runtime} ({fmt}) is not installed here (no {', '.join(missing)})"), {}
+    worst = worst_sample(chk)
+    by_name = {s.name: s for s in sets}
+    if worst is None or worst[0] not in by_name:
+        return unavailable(hop, f"no failing sample of {chk.format} to localise on"), {}
+    set_name, _, index = worst
+    sample = {k: v[index] for k, v in npz.load(by_name[set_name].inputs).items()}
+    sample_path = work / f"localise.{parent}.{child}.inputs.npz"
+    npz.save(sample_path, sample)
+
+    def expose(fmt: str) -> jobs.TensorsExposed:
+        rec = records[fmt]
+        job = jobs.ExposeTensors(runtime=FORMATS[fmt].runtime, artifact=str(root / (rec.path or "")),
+                                 contract=rec.contract, inputs=str(sample_path),  # type: ignore[arg-type]
+                                 out=str(work / f"localise.{fmt}.tensors.npz"), limits=limits.to_dict())
+        worker = Worker(work / f"localise-{fmt}.expose", logs / f"localise-{fmt}.log",
+                        RUNTIMES[FORMATS[fmt].runtime].packages)
+        return worker.run(job, True, timeout)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        p_reply, c_reply = pool.map(expose, (parent, child))
+    for fmt, reply in ((parent, p_reply), (child, c_reply)):
+        if reply.status != jobs.RunStatus.OK or not reply.tensors:
+            return unavailable(hop, f"{fmt} on {FORMATS[fmt].runtime} could not expose its intermediate tensors: "
+                                    f"{reply.error}"), {}
+    p_tensors, c_tensors = npz.load(p_reply.tensors or ""), npz.load(c_reply.tensors or "")
+    tier = parity.tier_for(parity.TIERS[FORMATS[child].tier], tolerances or {}, child, "*")
+    finding = locate(hop, [Node.from_dict(n) for n in p_reply.nodes], p_reply.inputs, p_tensors, c_tensors, tier,
+                     limits.seconds, exposed_all=not p_reply.truncated)
+    finding.sample = {"set": set_name, "index": int(index)}
+    arrays: dict[str, np.ndarray] = {}
+    if finding.localised and finding.tensor and finding.child_tensor:
+        arrays = {**{f"input.{k}": v for k, v in sample.items()},
+                  f"{parent}.{finding.tensor}": p_tensors[finding.tensor],
+                  f"{child}.{finding.child_tensor}": c_tensors[finding.child_tensor]}
+    return finding, arrays

@@ -1,0 +1,221 @@
+"""The first diverging op: matching a parent's intermediate tensors to a child's (pure, fast), and end to
+end on a bundle whose SavedModel (or TFLite file) has one weight edited, hashes updated."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import manifest_of
+
+from deploytool import errors, parity
+from deploytool.localise import Node, input_dependent, locate, permutations, topological
+
+FP32 = parity.TIERS["fp32"]
+rng = np.random.default_rng(0)
+
+
+def _chain():
+    """A small NCHW parent: conv -> relu -> pool -> flatten -> gemm, and its tensors."""
+    nodes = [Node("node_conv", "Conv", ["x", "w"], ["conv"]), Node("node_relu", "Relu", ["conv"], ["relu"]),
+             Node("node_pool", "MaxPool", ["relu"], ["pool"]), Node("node_flat", "Flatten", ["pool"], ["flat"]),
+             Node("node_gemm", "Gemm", ["flat", "w2"], ["logits"])]
+    conv = rng.normal(size=(1, 4, 6, 6)).astype(np.float32)
+    relu = np.maximum(conv, 0)
+    pool = relu.reshape(1, 4, 3, 2, 3, 2).max(axis=(3, 5))
+    flat = pool.reshape(1, -1)
+    logits = flat @ rng.normal(size=(36, 5)).astype(np.float32)
+    return nodes, {"conv": conv, "relu": relu, "pool": pool, "flat": flat, "logits": logits}
+
+
+def _nhwc(t: dict) -> dict:
+    """The child's view: NHWC, conv fused with relu (no pre-relu tensor), names of its own."""
+    return {"fused/Relu;fused/conv": t["relu"].transpose(0, 2, 3, 1), "pool/MaxPool": t["pool"].transpose(0, 2, 3, 1),
+            "flatten/Reshape": t["flat"], "PartitionedCall:0": t["logits"]}
+
+
+def test_every_op_reproduced_is_not_localised_and_says_why():
+    nodes, t = _chain()
+    f = locate("onnx -> savedmodel", nodes, ["x"], t, _nhwc(t), FP32)
+    assert not f.localised and f.matched == 4 and "every mappable tensor matches" in f.why
+    assert f.text().startswith("could not localise: ")
+
+
+def test_first_diverging_op_found_through_layout_and_fusion():
+    nodes, t = _chain()
+    child = _nhwc(t)
+    child["pool/MaxPool"] = child["pool/MaxPool"] + np.float32(0.01)  # the pool computes differently ...
+    child["flatten/Reshape"] = child["flatten/Reshape"] + np.float32(0.01)  # ... and everything after it
+    child["PartitionedCall:0"] = child["PartitionedCall:0"] + np.float32(0.5)
+    f = locate("onnx -> savedmodel", nodes, ["x"], t, child, FP32)
+    # the fused-away "conv" has no counterpart but its consumer matches: not the divergence
+    assert f.localised and (f.op_type, f.op_name, f.tensor) == ("MaxPool", "node_pool", "pool")
+    assert f.child_tensor == "pool/MaxPool" and f.permutation == [0, 3, 1, 2]
+    assert f.max_abs == pytest.approx(0.01, rel=1e-3)
+    assert "first diverging op: MaxPool 'node_pool'" in f.text()
+
+
+def test_divergence_in_the_last_op():
+    nodes, t = _chain()
+    child = _nhwc(t)
+    child["PartitionedCall:0"] = child["PartitionedCall:0"] * np.float32(1.01)
+    f = locate("h", nodes, ["x"], t, child, FP32)
+    assert (f.op_type, f.op_name) == ("Gemm", "node_gemm")
+
+
+def test_statistical_tier_tolerates_quantisation_noise_but_not_a_broken_op():
+    nodes, t = _chain()
+    int8 = parity.TIERS["int8"]
+    child = {k: v + rng.normal(scale=0.01, size=v.shape).astype(np.float32) for k, v in _nhwc(t).items()}
+    assert not locate("h", nodes, ["x"], t, child, int8).localised
+    child["flatten/Reshape"] = -child["flatten/Reshape"]
+    child["PartitionedCall:0"] = -child["PartitionedCall:0"]
+    f = locate("h", nodes, ["x"], t, child, int8)
+    assert f.localised and f.op_name == "node_flat" and f.cosine < 0
+
+
+def test_unmappable_shapes_say_so():
+    nodes, t = _chain()
+    f = locate("h", nodes, ["x"], t, {"other": np.zeros((7, 11), np.float32)}, FP32)
+    assert not f.localised and "no intermediate tensor of the parent maps" in f.why and f.unmapped == f.compared
+
+
+def test_budgets_say_so():
+    nodes, t = _chain()
+    f = locate("h", nodes, ["x"], t, _nhwc(t), FP32, seconds=-1.0)
+    assert not f.localised and "time budget exceeded" in f.why
+    f = locate("h", nodes, ["x"], {"conv": t["conv"], "relu": t["relu"]}, _nhwc(t), FP32, exposed_all=False)
+    assert not f.localised and f.why.startswith("budget exceeded")
+    assert not locate("h", nodes, ["x"], {}, _nhwc(t), FP32).localised
+
+
+def test_constants_are_not_compared_and_order_is_topological():
+    nodes = [Node("b", "Relu", ["a"], ["b_out"]), Node("a", "Conv", ["x", "w"], ["a"]),
+             Node("k", "Mul", ["w", "w"], ["k_out"])]
+    assert [n.name for n in topological(nodes)] == ["a", "b", "k"]
+    assert input_dependent(nodes, ["x"]) == ["a", "b_out"]  # k depends on weights only
+
+
+def test_permutations_match_shapes_like_onnx2tf():
+    assert permutations((1, 8, 8, 32), (1, 32, 8, 8)) == [(0, 3, 1, 2), (0, 3, 2, 1)]
+    assert permutations((1, 512), (1, 512)) == [(0, 1)]
+    assert permutations((1, 512), (1, 256)) == [] and permutations((2, 3), (6,)) == []
+
+
+# ---- end to end --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_bundle(run_cli, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("localise")
+    proc = run_cli("export", "--model", "digits_cnn", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out / "digits_cnn"
+
+
+def _copy_edit(src: Path, dest: Path, rel: str, edit) -> Path:
+    from deploytool import bundle as B
+    from deploytool import records
+
+    shutil.copytree(src, dest)
+    path = dest / rel
+    path.write_bytes(edit(path.read_bytes()))
+    m = manifest_of(dest)
+    for rec in m["artifacts"].values():  # the edited artifact's hashes, as a converter would have written them
+        if rec.get("path") and rel.startswith(rec["path"]):
+            rec["files"] = records.dump(B.file_records(dest, dest / rec["path"]))
+    (dest / "manifest.json").write_text(json.dumps(m, indent=2))
+    return dest
+
+
+def _bump_bytes(value: np.ndarray, scale: float | None = None):
+    """An edit that adds 0.5 to the middle element of ``value`` (or scales all of it), found by its
+    bytes, which must be unique in the file."""
+    def edit(raw: bytes) -> bytes:
+        old = np.ascontiguousarray(value).tobytes()
+        assert raw.count(old) == 1
+        new = np.ascontiguousarray(value).copy()
+        if scale is None:
+            new.reshape(-1)[new.size // 2] += np.float32(0.5)
+        else:
+            new *= np.float32(scale)
+        return raw.replace(old, new.tobytes())
+    return edit
+
+
+def _conv2_kernel(bundle: Path) -> np.ndarray:
+    """The second conv's weight (ONNX ``features.2.weight``, [32, 16, 3, 3]) as TF keeps it: HWIO."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(bundle / "artifacts/digits_cnn.onnx")).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    return inits["features.2.weight"].transpose(2, 3, 1, 0)
+
+
+@pytest.mark.slow
+def test_savedmodel_with_one_weight_edited_is_localised_to_that_conv(digits_bundle, run_cli, tmp_path):
+    bundle = _copy_edit(digits_bundle, tmp_path / "digits_cnn", "artifacts/digits_cnn_saved_model/saved_model.pb",
+                        _bump_bytes(_conv2_kernel(digits_bundle)))
+    proc = run_cli("validate", bundle, "-f", "onnx", "-f", "savedmodel")
+    assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
+    assert "[error appears at hop onnx -> savedmodel] [first diverging op: Conv 'node_conv2d_1' (output " \
+           "'conv2d_1' vs PartitionedCall/model/tf.nn.convolution_1/" in proc.stdout
+    report = json.loads((bundle / "reports/validation.json").read_text())
+    found = report["artifacts"]["savedmodel"]["first_diverging"]
+    assert found["localised"] and (found["op_type"], found["op_name"]) == ("Conv", "node_conv2d_1")
+    assert found["hop"] == "onnx -> savedmodel" and found["permutation"] == [0, 3, 1, 2] and found["max_abs"] > 0.1
+    assert found["matched"] >= 2  # the first conv and its relu were reproduced
+    repro = bundle / "reports/repro/savedmodel"
+    assert json.loads((repro / "repro.json").read_text())["first_diverging"]["op_name"] == "node_conv2d_1"
+    tensors = np.load(repro / "first_diverging.npz")
+    assert tensors["onnx.conv2d_1"].shape == (1, 32, 8, 8) and tensors["input.image"].shape == (1, 1, 8, 8)
+
+
+@pytest.mark.slow
+def test_tflite_with_one_weight_edited_is_localised_on_the_savedmodel_hop(digits_bundle, run_cli, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    rel = "artifacts/digits_cnn_float32.tflite"
+    interp = Interpreter(model_path=str(digits_bundle / rel))
+    interp.allocate_tensors()
+    kernel = next(interp.get_tensor(d["index"]) for d in interp.get_tensor_details()
+                  if tuple(d["shape"]) == (32, 3, 3, 16))  # TFLite keeps conv kernels OHWI
+    bundle = _copy_edit(digits_bundle, tmp_path / "digits_cnn", rel, _bump_bytes(kernel, 1.5))
+    proc = run_cli("validate", bundle, "-f", "tflite_fp32", "-f", "savedmodel")
+    assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
+    found = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["tflite_fp32"]["first_diverging"]
+    assert found["hop"] == "savedmodel -> tflite_fp32" and found["localised"], found
+    # TensorFlow's second Conv2D (TFLite fused it with its bias add and relu into one op)
+    assert found["op_type"] == "Conv2D" and found["op_name"].endswith("model/tf.nn.convolution_1/convolution")
+    assert "first diverging op: Conv2D " in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_hop_from_the_source_says_why_it_is_not_localised(digits_bundle, run_cli, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(digits_bundle / "artifacts/digits_cnn.onnx")).graph
+    inits = [numpy_helper.to_array(i) for i in graph.initializer]
+    bundle = _copy_edit(digits_bundle, tmp_path / "digits_cnn", "artifacts/digits_cnn.onnx",
+                        _bump_bytes(max(inits, key=lambda w: w.size), 1.5))
+    proc = run_cli("validate", bundle, "-f", "onnx")
+    assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
+    assert "[error appears at hop source -> onnx] [could not localise: the source model's intermediate tensors " \
+           "are not exposed" in proc.stdout
+    found = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["onnx"]["first_diverging"]
+    assert not found["localised"] and found["why"]
+
+
+def test_the_closest_counterpart_is_reported():
+    """With zero tolerance even the right counterpart differs: it is still the one named, not the first
+    tensor of the same shape (here the conv before its bias add)."""
+    nodes = [Node("node_conv", "Conv", ["x", "w"], ["conv"])]
+    conv = rng.normal(size=(1, 3, 4, 4)).astype(np.float32)
+    child = {"conv2d/convolution": (conv - 0.3).transpose(0, 2, 3, 1),
+             "add/Add": (conv + np.float32(1e-6)).transpose(0, 2, 3, 1)}
+    f = locate("h", nodes, ["x"], {"conv": conv}, child, FP32.with_overrides(atol=0.0, rtol=0.0))
+    assert f.localised and f.child_tensor == "add/Add" and f.max_abs < 1e-5
