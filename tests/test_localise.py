@@ -219,3 +219,19 @@ def test_the_closest_counterpart_is_reported():
              "add/Add": (conv + np.float32(1e-6)).transpose(0, 2, 3, 1)}
     f = locate("h", nodes, ["x"], {"conv": conv}, child, FP32.with_overrides(atol=0.0, rtol=0.0))
     assert f.localised and f.child_tensor == "add/Add" and f.max_abs < 1e-5
+
+
+@pytest.mark.slow
+def test_export_localises_its_failing_hop_too(run_cli, tmp_path):
+    """export runs the same localisation after its check: with zero tolerance for the SavedModel, the
+    first op TensorFlow computes differently from onnxruntime (by rounding) is the first convolution."""
+    proc = run_cli("export", "--model", "digits_cnn", "--formats", "savedmodel", "--atol", "savedmodel=0",
+                   "--rtol", "savedmodel=0", "--out", tmp_path)
+    assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
+    assert "[error appears at hop onnx -> savedmodel] [first diverging op: Conv 'node_conv2d' " in proc.stdout
+    bundle = tmp_path / "digits_cnn"
+    found = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["savedmodel"]["first_diverging"]
+    assert found["localised"] and found["child_tensor"].startswith("PartitionedCall/model/")
+    assert 0 < found["max_abs"] < 1e-4  # within the fp32 tier: only a zero tolerance calls it a divergence
+    assert "first diverging op" in manifest_of(bundle)["artifacts"]["savedmodel"]["check"]["reason"]
+    assert (bundle / "reports/repro/savedmodel/first_diverging.npz").is_file()

@@ -67,7 +67,7 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
         missing = RUNTIMES[runtime].missing_packages()
         if missing:
             return unavailable(hop, f"runtime {runtime} ({fmt}) is not installed here (no {', '.join(missing)})"), {}
-    worst = worst_sample(chk)
+    worst = worst_sample(chk) or _largest_error(chk)  # an accuracy-gated failure has no failing tensor
     by_name = {s.name: s for s in sets}
     if worst is None or worst[0] not in by_name:
         return unavailable(hop, f"no failing sample of {chk.format} to localise on"), {}
@@ -102,3 +102,14 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
                   f"{parent}.{finding.tensor}": p_tensors[finding.tensor],
                   f"{child}.{finding.child_tensor}": c_tensors[finding.child_tensor]}
     return finding, arrays
+
+
+def _largest_error(chk: ArtifactCheck) -> tuple[str, str, int] | None:
+    """(set, output, sample) of the largest error against the reference, passing or not."""
+    found = [(v["metrics"]["max_abs"], set_name, out, v["metrics"]["worst_sample"])
+             for set_name, per_out in chk.sets.items() for out, v in per_out.items()
+             if v["metrics"].get("max_abs") is not None]
+    if not found:
+        return None
+    _, set_name, out, index = max(found)
+    return set_name, out, index
