@@ -162,7 +162,7 @@ def test_savedmodel_with_one_weight_edited_is_localised_to_that_conv(digits_bund
     proc = run_cli("validate", bundle, "-f", "onnx", "-f", "savedmodel")
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
     assert "[error appears at hop onnx -> savedmodel] [first diverging op: Conv 'node_conv2d_1' (output " \
-           "'conv2d_1' vs PartitionedCall/model/tf.nn.convolution_1/" in proc.stdout
+           "'conv2d_1' vs PartitionedCall/model/tf." in proc.stdout
     report = json.loads((bundle / "reports/validation.json").read_text())
     found = report["artifacts"]["savedmodel"]["first_diverging"]
     assert found["localised"] and (found["op_type"], found["op_name"]) == ("Conv", "node_conv2d_1")
