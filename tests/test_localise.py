@@ -235,3 +235,27 @@ def test_export_localises_its_failing_hop_too(run_cli, tmp_path):
     assert 0 < found["max_abs"] < 1e-4  # within the fp32 tier: only a zero tolerance calls it a divergence
     assert "first diverging op" in manifest_of(bundle)["artifacts"]["savedmodel"]["check"]["reason"]
     assert (bundle / "reports/repro/savedmodel/first_diverging.npz").is_file()
+
+
+def test_hops_that_cannot_be_localised_say_why_without_starting_a_worker(tmp_path):
+    """The coordinator's decisions before any worker: a hop from the source, an artifact missing from the
+    bundle; every failing artifact blamed at a hop gets that hop's finding."""
+    from deploytool.commands.localising import localise_failures
+    from deploytool.jobs import CheckStatus
+    from deploytool.judge import ArtifactCheck
+
+    def failing(fmt: str, hop: str) -> ArtifactCheck:
+        return ArtifactCheck(format=fmt, runtime="x", status=CheckStatus.FAIL, reason="logits: bad",
+                             hop_blamed=hop)
+
+    checks = {"onnx": failing("onnx", "source -> onnx"),
+              "savedmodel": failing("savedmodel", "onnx -> savedmodel"),
+              "tflite_fp32": failing("tflite_fp32", "onnx -> savedmodel (not checked in this run: x)"),
+              "torchscript": ArtifactCheck(format="torchscript", runtime="torchscript", status=CheckStatus.PASS)}
+    extras = localise_failures(checks, {}, tmp_path, [], None, tmp_path, tmp_path, 10.0)
+    assert extras == {} and list(tmp_path.iterdir()) == []
+    assert "[could not localise: the source model's intermediate tensors are not exposed" in checks["onnx"].reason
+    for fmt in ("savedmodel", "tflite_fp32"):
+        assert checks[fmt].first_diverging["hop"] == "onnx -> savedmodel"
+        assert checks[fmt].reason.endswith("[could not localise: the onnx artifact is not in the bundle]")
+    assert checks["torchscript"].first_diverging is None
