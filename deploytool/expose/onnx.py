@@ -32,7 +32,8 @@ def expose(path, feeds, limits: Limits) -> Exposed:
         return 4 * math.prod(dims)
 
     chosen, total = select(nodes, inputs, {t: nbytes(t) for n in nodes for t in n.outputs}, limits,
-                           lambda t: t not in types or types[t].elem_type in _FLOAT or types[t].elem_type == 0)
+                           lambda t: bool(t) and (t not in types or types[t].elem_type in _FLOAT or
+                                              types[t].elem_type == 0))  # "": an optional output left out
     have = {o.name for o in model.graph.output}
     for t in chosen:
         if t not in have:

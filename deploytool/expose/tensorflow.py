@@ -17,7 +17,8 @@ def expose(path, feeds, limits: Limits) -> Exposed:
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    fn = tf.saved_model.load(str(path)).signatures[tf_io.SIGNATURE]
+    loaded = tf.saved_model.load(str(path))  # held: its variables die with it, and the signature needs them
+    fn = loaded.signatures[tf_io.SIGNATURE]
     frozen = convert_variables_to_constants_v2(fn)
     graph_def = frozen.graph.as_graph_def()
     keys = sorted(fn.structured_input_signature[1])
