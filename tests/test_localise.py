@@ -259,3 +259,31 @@ def test_hops_that_cannot_be_localised_say_why_without_starting_a_worker(tmp_pat
         assert checks[fmt].first_diverging["hop"] == "onnx -> savedmodel"
         assert checks[fmt].reason.endswith("[could not localise: the onnx artifact is not in the bundle]")
     assert checks["torchscript"].first_diverging is None
+
+
+@pytest.mark.slow
+def test_tensorflow_exposes_a_savedmodel_with_variables(tmp_path):
+    """A SavedModel whose weights are variables (tiny_transformer's are; digits_cnn's are constants):
+    the signature is frozen while the loaded model, which owns them, is alive."""
+    import tensorflow as tf
+
+    from deploytool.expose import expose
+    from deploytool.localise import Limits
+
+    class M(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(np.arange(12, dtype=np.float32).reshape(4, 3) / 10)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.nn.relu(tf.matmul(x, self.w) - 1.0)}
+
+    m = M()
+    tf.saved_model.save(m, str(tmp_path / "sm"), signatures={"serving_default": m.serve})
+    x = np.ones((1, 4), np.float32)
+    got = expose("tensorflow", str(tmp_path / "sm"), {"x": x}, Limits())
+    assert not got.truncated and got.inputs == ["x:0"]
+    by_type = {n.op_type: n for n in got.nodes}
+    matmul = got.tensors[by_type["MatMul"].outputs[0]]
+    np.testing.assert_allclose(matmul, x @ (np.arange(12, dtype=np.float32).reshape(4, 3) / 10), rtol=1e-6)
+    assert by_type["Relu"].outputs[0] in got.tensors
