@@ -287,3 +287,20 @@ def test_tensorflow_exposes_a_savedmodel_with_variables(tmp_path):
     matmul = got.tensors[by_type["MatMul"].outputs[0]]
     np.testing.assert_allclose(matmul, x @ (np.arange(12, dtype=np.float32).reshape(4, 3) / 10), rtol=1e-6)
     assert by_type["Relu"].outputs[0] in got.tensors
+
+
+def test_the_expose_job_and_reply_round_trip_through_json():
+    from deploytool import jobs, records
+    from deploytool.contract import Contract
+    from deploytool.localise import Limits
+
+    contract = Contract.from_dict({"inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}],
+                                   "outputs": [{"name": "y", "shape": [1, 2], "dtype": "float32"}]})
+    job = jobs.ExposeTensors(runtime="onnxruntime", artifact="a.onnx", contract=contract, inputs="in.npz",
+                             out="out.npz", limits=Limits().to_dict())
+    back, env = jobs.decode(json.loads(json.dumps(jobs.encode(job, "r.json", None, True))))
+    assert back == job and env["mode"] == "expose"
+    reply = jobs.TensorsExposed(status=jobs.RunStatus.OK, nodes=[{"name": "n", "op_type": "Relu", "inputs": ["x"],
+                                                                  "outputs": ["y"]}], inputs=["x"], tensors="out.npz")
+    assert jobs.read_reply(job, json.loads(json.dumps(records.dump(reply)))) == reply
+    assert jobs.TensorsExposed.crashed("killed").status is jobs.RunStatus.CRASHED
