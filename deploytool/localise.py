@@ -19,6 +19,7 @@ first screened on a fixed subsample of elements, and the whole search has a time
 """
 from __future__ import annotations
 
+import heapq
 import itertools
 import math
 import time
@@ -102,8 +103,6 @@ def topological(nodes: list[Node]) -> list[Node]:
     waiting = [len(d) for d in deps]
     ready = [i for i, w in enumerate(waiting) if w == 0]
     order: list[int] = []
-    import heapq
-
     heapq.heapify(ready)
     while ready:
         i = heapq.heappop(ready)
