@@ -174,8 +174,8 @@ def test_savedmodel_with_one_weight_edited_is_localised_to_that_conv(digits_bund
     assert tensors["onnx.conv2d_1"].shape == (1, 32, 8, 8) and tensors["input.image"].shape == (1, 1, 8, 8)
 
 
-@pytest.mark.slow
-def test_tflite_with_one_weight_edited_is_localised_on_the_savedmodel_hop(digits_bundle, run_cli, tmp_path):
+def _tflite_edited(digits_bundle: Path, dest: Path) -> Path:
+    """The bundle with the second conv's kernel of its fp32 TFLite file scaled by 1.5 (hash updated)."""
     from ai_edge_litert.interpreter import Interpreter
 
     rel = "artifacts/digits_cnn_float32.tflite"
@@ -183,7 +183,12 @@ def test_tflite_with_one_weight_edited_is_localised_on_the_savedmodel_hop(digits
     interp.allocate_tensors()
     kernel = next(interp.get_tensor(d["index"]) for d in interp.get_tensor_details()
                   if tuple(d["shape"]) == (32, 3, 3, 16))  # TFLite keeps conv kernels OHWI
-    bundle = _copy_edit(digits_bundle, tmp_path / "digits_cnn", rel, _bump_bytes(kernel, 1.5))
+    return _copy_edit(digits_bundle, dest, rel, _bump_bytes(kernel, 1.5))
+
+
+@pytest.mark.slow
+def test_tflite_with_one_weight_edited_is_localised_on_the_savedmodel_hop(digits_bundle, run_cli, tmp_path):
+    bundle = _tflite_edited(digits_bundle, tmp_path / "digits_cnn")
     proc = run_cli("validate", bundle, "-f", "tflite_fp32", "-f", "savedmodel")
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
     found = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["tflite_fp32"]["first_diverging"]
@@ -191,6 +196,26 @@ def test_tflite_with_one_weight_edited_is_localised_on_the_savedmodel_hop(digits
     # TensorFlow's second Conv2D (TFLite fused it with its bias add and relu into one op)
     assert found["op_type"] == "Conv2D" and found["op_name"].endswith("model/tf.nn.convolution_1/convolution")
     assert "first diverging op: Conv2D " in proc.stdout
+
+
+@pytest.mark.slow
+def test_on_a_device_without_tensorflow_the_savedmodel_hop_says_why(digits_bundle, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import HERE
+
+    bundle = _tflite_edited(digits_bundle, tmp_path / "digits_cnn")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE / "blockimports"), env.get("PYTHONPATH")]))
+    env["DEPLOYTOOL_BLOCK_IMPORTS"] = "torch,tensorflow,tf_keras,onnx2tf"
+    proc = subprocess.run([sys.executable, "-m", "deploytool", "validate", str(bundle), "-f", "tflite_fp32"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
+    # the hop is still blamed (against the SavedModel's outputs stored at export), but not localised
+    assert "[could not localise: runtime tensorflow (savedmodel) is not installed here (no tensorflow)]" \
+        in proc.stdout, proc.stdout
 
 
 @pytest.mark.slow
