@@ -191,7 +191,8 @@ class _Pipeline:
                              max_drop=self.max_drop)
         self._keep_outputs(checks)
         extras = localise_failures(checks, self.records, self.staging, self.sets, self.tolerances, self.work,
-                                   self.staging / bundle.LOGS, self.timeout, progress=self.progress)
+                                   self.staging / bundle.LOGS, self.timeout, progress=self.progress,
+                                   source=self.source.to_dict(), contract=self.contract)
         for name, chk in checks.items():
             self.records[name].check = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed,
                                                     chk.skipped_sets)

@@ -4,7 +4,8 @@ After judging, every hop the judge blamed (``parent -> child``) is run again on 
 (the worst sample of the child's check): parent and child each in a worker (``jobs.ExposeTensors``)
 with their intermediate tensors exposed, under the command's time limit per step; the pure
 ``localise.locate`` then names the first op of the parent whose output the child does not
-reproduce within the child's tier. The finding goes into the check (its reason, so the table's
+reproduce within the child's tier (the parent may be the source itself where its runtime exposes
+tensors: a torch source through forward hooks). The finding goes into the check (its reason, so the table's
 note, JUnit and the repro README say it; ``first_diverging`` in validation.json) and the op's two
 tensors into the repro folder. A hop that cannot be localised says why.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from deploytool import jobs, npz, parity
+from deploytool.contract import Contract
 from deploytool.expose import EXPOSERS
 from deploytool.formats import FORMATS
 from deploytool.golden import GoldenSet
@@ -23,14 +25,18 @@ from deploytool.judge import ArtifactCheck, worst_sample
 from deploytool.localise import Finding, Limits, Node, locate, unavailable
 from deploytool.manifest import ArtifactRecord
 from deploytool.runtimes import RUNTIMES
+from deploytool.sources import source_artifact, source_loadable
 from deploytool.spawn import Worker
 
 
 def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, ArtifactRecord], root: Path,
                       sets: list[GoldenSet], tolerances: dict | None, work: Path, logs: Path, timeout: float,
-                      limits: Limits | None = None, progress=lambda m: None) -> dict[str, dict[str, np.ndarray]]:
+                      limits: Limits | None = None, progress=lambda m: None, source: dict | None = None,
+                      contract: Contract | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Fill ``first_diverging`` (and the reason) of every failing check with a blamed hop; returns,
-    per failing artifact, the arrays for its repro folder (``first_diverging.npz``)."""
+    per failing artifact, the arrays for its repro folder (``first_diverging.npz``). ``source``
+    (the manifest's source reference) and ``contract`` (the source's) let a hop from the source be
+    localised where its runtime exposes tensors (a torch source: forward hooks on its modules)."""
     limits = limits or Limits()
     hops: dict[str, list[str]] = {}
     for name, chk in checks.items():
@@ -42,7 +48,7 @@ def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, Artif
         chk = checks.get(child) or checks[failing[0]]
         progress(f"localising the first diverging op of {hop}")
         finding, arrays = _localise(hop, parent, child, chk, records, root, sets, tolerances, work, logs, timeout,
-                                    limits)
+                                    limits, source, contract)
         for name in failing:
             checks[name].first_diverging = finding.to_dict()
             checks[name].reason = f"{checks[name].reason} [{finding.text()}]"
@@ -53,15 +59,22 @@ def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, Artif
 
 def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: dict[str, ArtifactRecord], root: Path,
               sets: list[GoldenSet], tolerances: dict | None, work: Path, logs: Path, timeout: float,
-              limits: Limits) -> tuple[Finding, dict[str, np.ndarray]]:
-    if parent == "source":
-        return unavailable(hop, "the source model's intermediate tensors are not exposed (only hops between "
-                                "artifacts are localised)"), {}
+              limits: Limits, source: dict | None, contract: Contract | None) -> tuple[Finding, dict[str, np.ndarray]]:
+    runnable: dict[str, tuple[str, Path, Contract]] = {}  # what each side runs on: runtime, file, contract
     for fmt in (parent, child):
-        rec = records.get(fmt)
-        if rec is None or rec.status != jobs.ArtifactStatus.OK or rec.path is None or rec.contract is None:
-            return unavailable(hop, f"the {fmt} artifact is not in the bundle"), {}
-        runtime = FORMATS[fmt].runtime
+        if fmt == "source":
+            if source is None or contract is None:
+                return unavailable(hop, "the source model is not known"), {}
+            why = source_loadable(source)
+            if why:
+                return unavailable(hop, f"the source model cannot be loaded here: {why}"), {}
+            runnable[fmt] = source_artifact(source, contract, work)
+        else:
+            rec = records.get(fmt)
+            if rec is None or rec.status != jobs.ArtifactStatus.OK or rec.path is None or rec.contract is None:
+                return unavailable(hop, f"the {fmt} artifact is not in the bundle"), {}
+            runnable[fmt] = (FORMATS[fmt].runtime, root / rec.path, rec.contract)
+        runtime = runnable[fmt][0]
         if runtime not in EXPOSERS:
             return unavailable(hop, f"runtime {runtime} ({fmt}) gives no access to intermediate tensors"), {}
         missing = RUNTIMES[runtime].missing_packages()
@@ -77,19 +90,18 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
     npz.save(sample_path, sample)
 
     def expose(fmt: str) -> jobs.TensorsExposed:
-        rec = records[fmt]
-        job = jobs.ExposeTensors(runtime=FORMATS[fmt].runtime, artifact=str(root / (rec.path or "")),
-                                 contract=rec.contract, inputs=str(sample_path),  # type: ignore[arg-type]
-                                 out=str(work / f"localise.{fmt}.tensors.npz"), limits=limits.to_dict())
-        worker = Worker(work / f"localise-{fmt}.expose", logs / f"localise-{fmt}.log",
-                        RUNTIMES[FORMATS[fmt].runtime].packages)
+        runtime, path, artifact_contract = runnable[fmt]
+        job = jobs.ExposeTensors(runtime=runtime, artifact=str(path), contract=artifact_contract,
+                                 inputs=str(sample_path), out=str(work / f"localise.{fmt}.tensors.npz"),
+                                 limits=limits.to_dict())
+        worker = Worker(work / f"localise-{fmt}.expose", logs / f"localise-{fmt}.log", RUNTIMES[runtime].packages)
         return worker.run(job, True, timeout)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         p_reply, c_reply = pool.map(expose, (parent, child))
     for fmt, reply in ((parent, p_reply), (child, c_reply)):
         if reply.status != jobs.RunStatus.OK or not reply.tensors:
-            return unavailable(hop, f"{fmt} on {FORMATS[fmt].runtime} could not expose its intermediate tensors: "
+            return unavailable(hop, f"{fmt} on {runnable[fmt][0]} could not expose its intermediate tensors: "
                                     f"{reply.error}"), {}
     p_tensors, c_tensors = npz.load(p_reply.tensors or ""), npz.load(c_reply.tensors or "")
     tier = parity.tier_for(parity.TIERS[FORMATS[child].tier], tolerances or {}, child, "*")

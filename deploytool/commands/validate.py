@@ -108,7 +108,8 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
                              framework=manifest.model.framework, refused=refused, skipped_sets=runs.skipped_sets,
                              max_drop=max_accuracy_drop)
         extras = localise_failures(checks, manifest.artifacts, bundle_dir, sets, tolerances, work,
-                                   _logs(bundle_dir, work), timeout, progress=progress)
+                                   _logs(bundle_dir, work), timeout, progress=progress,
+                                   source=manifest.model.source, contract=contract)
         try:
             # The bundle's own reports/ only through real directories inside it; --reports is the user's.
             reports_dir = Path(reports_dir) if reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)

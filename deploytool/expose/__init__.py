@@ -18,7 +18,7 @@ from deploytool.localise import Limits, Node, input_dependent
 
 # runtime name -> module exposing its intermediate tensors
 EXPOSERS = {"onnxruntime": "deploytool.expose.onnx", "tensorflow": "deploytool.expose.tensorflow",
-            "litert": "deploytool.expose.litert"}
+            "litert": "deploytool.expose.litert", "torch_eager": "deploytool.expose.torch_eager"}
 
 
 @dataclass
