@@ -334,7 +334,9 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
     second shape where dims are dynamic, and on --data), and is compared with the stored
     reference outputs and with its parent artifact, so a failure names the conversion hop
-    (torch -> onnx -> savedmodel -> tflite) where the error appears. Needs only the bundle and
+    (torch -> onnx -> savedmodel -> tflite) where the error appears; a failing hop between two
+    artifacts is then localised to the first op of the parent whose output the child does not
+    reproduce (its type, name and error in the note, or why it could not). Needs only the bundle and
     the runtime of the artifacts checked: `validate BUNDLE -f tflite` runs with numpy, click, rich and
     ai-edge-litert alone (pip install 'deploytool[litert]'); others are skipped, naming their extra.
     Artifact files are checked against their sha256 before loading.

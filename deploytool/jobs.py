@@ -13,6 +13,7 @@ Jobs and their replies:
   ExportFormat   -> FormatExported   make one artifact (from the loaded source or a parent artifact)
   RunArtifact    -> ArtifactRan      run an artifact on golden sets, write its outputs
   TimeArtifact   -> ArtifactTimed    time an artifact (bench)
+  ExposeTensors  -> TensorsExposed   run an artifact on one sample, write its intermediate tensors (localise)
 """
 from __future__ import annotations
 
@@ -153,6 +154,17 @@ class TimeArtifact(Job["ArtifactTimed"]):
 
 
 @dataclass
+class ExposeTensors(Job["TensorsExposed"]):
+    MODE: ClassVar[str] = "expose"
+    runtime: str
+    artifact: str
+    contract: Contract  # the artifact's contract (how to feed it)
+    inputs: str  # .npz of one sample's inputs in the source layout
+    out: str  # where the intermediate tensors go (.npz, names as the runtime has them, its own layout)
+    limits: dict[str, Any] = field(default_factory=dict)  # localise.Limits fields
+
+
+@dataclass
 class Exit(Job["Reply"]):
     MODE: ClassVar[str] = "exit"
 
@@ -263,11 +275,27 @@ class ArtifactTimed(Reply):
         return cls(status=RunStatus.CRASHED, error=why)
 
 
+@dataclass
+class TensorsExposed(Reply):
+    status: RunStatus
+    nodes: list[dict[str, Any]] = field(default_factory=list)  # localise.Node fields, in graph order
+    inputs: list[str] = field(default_factory=list)  # graph input tensor names
+    tensors: str | None = None  # the .npz written
+    total: int = 0  # input-dependent tensors in the graph
+    truncated: bool = False  # the limits cut the exposure short
+    error: str | None = None
+    traceback: str | None = None
+
+    @classmethod
+    def crashed(cls, why: str) -> TensorsExposed:
+        return cls(status=RunStatus.CRASHED, error=why)
+
+
 JOBS: dict[str, type[Job[Any]]] = {cls.MODE: cls for cls in (LoadSource, WriteGolden, ExportFormat, RunArtifact,
-                                                         TimeArtifact, Exit)}
+                                                         TimeArtifact, ExposeTensors, Exit)}
 REPLY_OF: dict[type[Job[Any]], type[Reply]] = {LoadSource: SourceLoaded, WriteGolden: GoldenWritten,
                                           ExportFormat: FormatExported, RunArtifact: ArtifactRan,
-                                          TimeArtifact: ArtifactTimed}
+                                          TimeArtifact: ArtifactTimed, ExposeTensors: TensorsExposed}
 
 
 def encode(job: Job[Any], reply_path: str, log: str | None, last: bool) -> dict:

@@ -38,6 +38,7 @@ class ArtifactCheck:
     overrides: dict = field(default_factory=dict)  # output -> tolerance overrides applied instead of the tier's
     accuracy: dict | None = None  # task accuracy on a labelled set, against the source's
     notes: list[str] = field(default_factory=list)  # how the verdict was reached, where it is not the usual way
+    first_diverging: dict | None = None  # localise.Finding of the blamed hop (commands/localising.py)
 
     def overrides_text(self) -> str:
         """The overrides applied, for a table's note (empty when the tier's defaults were used)."""

@@ -279,6 +279,26 @@ def time_artifact(job: jobs.TimeArtifact, env: dict) -> jobs.ArtifactTimed:
     return reply
 
 
+def expose_tensors(job: jobs.ExposeTensors, env: dict) -> jobs.TensorsExposed:
+    """Run one sample through the artifact with every intermediate tensor it can expose kept."""
+    from dataclasses import asdict
+
+    from deploytool import contract as C
+    from deploytool import npz
+    from deploytool.expose import expose
+    from deploytool.localise import Limits
+
+    try:
+        sample = npz.load(job.inputs)
+        got = expose(job.runtime, job.artifact, C.to_artifact(job.contract, sample), Limits(**job.limits))
+    except Exception as e:  # noqa: BLE001 - a runtime that cannot expose its tensors is data
+        return jobs.TensorsExposed(status=jobs.RunStatus.RUN_FAILED, error=short_error(e),
+                                   traceback=traceback.format_exc())
+    npz.save(job.out, got.tensors)
+    return jobs.TensorsExposed(status=jobs.RunStatus.OK, nodes=[asdict(n) for n in got.nodes], inputs=got.inputs,
+                               tensors=job.out, total=got.total, truncated=got.truncated)
+
+
 def _batched_feeds(contract, inputs: dict, batch: int) -> list[dict]:
     """Artifact feeds of ``batch`` golden samples each (concatenated on the batch axis, axis 0)."""
     import numpy as np
@@ -297,7 +317,7 @@ def _batched_feeds(contract, inputs: dict, batch: int) -> list[dict]:
 
 HANDLERS: dict[type, Callable[[Any, dict], jobs.Reply]] = {
     jobs.LoadSource: load_source, jobs.WriteGolden: write_golden, jobs.ExportFormat: export_format,
-    jobs.RunArtifact: run_artifact, jobs.TimeArtifact: time_artifact,
+    jobs.RunArtifact: run_artifact, jobs.TimeArtifact: time_artifact, jobs.ExposeTensors: expose_tensors,
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from deploytool import bundle, errors, golden, install, judge, npz, signing
 from deploytool.commands import check_run_options
+from deploytool.commands.localising import localise_failures
 from deploytool.contract import Contract, dims_of, parse_input_spec, parse_range
 from deploytool.errors import ModelError, UsageError
 from deploytool.formats import FORMATS, Format, lineage, plan, resolve
@@ -201,13 +202,16 @@ class _Pipeline:
                              max_drop=self.max_drop, accept_constant=self.accept_constant,
                              inputs=lambda s: npz.load(s.inputs))
         self._keep_outputs(checks)
+        extras = localise_failures(checks, self.records, self.staging, self.sets, self.tolerances, self.work,
+                                   self.staging / bundle.LOGS, self.timeout, progress=self.progress,
+                                   source=self.source.to_dict(), contract=self.contract)
         for name, chk in checks.items():
             self.records[name].check = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed,
                                                     chk.skipped_sets)
         manifest = self._manifest()
         bundle.write_json(self.staging / MANIFEST, manifest.to_json())  # first: the reports record its sha256
         write_reports(self.staging, self.staging / bundle.REPORTS, manifest, checks, self.sets, self.tolerances,
-                      references)
+                      references, extras=extras)
         shutil.rmtree(self.work, ignore_errors=True)
         return manifest, checks
 

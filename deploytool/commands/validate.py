@@ -16,6 +16,7 @@ from pathlib import Path
 
 from deploytool import bundle, errors, judge, npz
 from deploytool.commands import check_run_options
+from deploytool.commands.localising import localise_failures
 from deploytool.contract import Contract, describe_sample, dims_of, nonfinite_sample
 from deploytool.errors import BundleError, DeployToolError, UsageError
 from deploytool.formats import FORMATS
@@ -117,12 +118,15 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
                              framework=manifest.model.framework, refused=refused, skipped_sets=runs.skipped_sets,
                              max_drop=max_accuracy_drop, accept_constant=accept_constant,
                              inputs=lambda s: npz.load(s.inputs))
+        extras = localise_failures(checks, manifest.artifacts, bundle_dir, sets, tolerances, work,
+                                   _logs(bundle_dir, work), timeout, progress=progress,
+                                   source=manifest.model.source, contract=contract)
         try:
             # The bundle's own reports/ only through real directories inside it; --reports is the user's.
             reports_dir = Path(reports_dir) if reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)
             reports = write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances,
                                     references, Path(json_path) if json_path else None,
-                                    Path(junit_path) if junit_path else None, machine_name)
+                                    Path(junit_path) if junit_path else None, machine_name, extras)
         except OSError as e:
             raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
     finally:

@@ -21,9 +21,11 @@ SCHEMA_VERSION = 2  # 2: machine fingerprint and the sha256 of the manifest it c
 def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, checks: dict[str, ArtifactCheck],
                   sets: list[GoldenSet], tolerances: dict, references: dict[str, dict[str, np.ndarray]],
                   json_path: Path | None = None, junit_path: Path | None = None,
-                  machine_name: str | None = None) -> dict[str, Path]:
+                  machine_name: str | None = None,
+                  extras: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Path]:
     """validation.json (schema-versioned, every metric and verdict), JUnit XML, and a repro
-    folder per failing artifact."""
+    folder per failing artifact. ``extras``: per artifact, the first diverging op's tensors (with
+    the sample's inputs) for its repro folder."""
     reports_dir.mkdir(parents=True, exist_ok=True)  # a real directory (the caller checked one inside a bundle)
     json_path = json_path or reports_dir / "validation.json"
     junit_path = junit_path or reports_dir / "validation.junit.xml"
@@ -31,6 +33,8 @@ def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, check
     for name, chk in checks.items():
         if chk.status == CheckStatus.FAIL:
             repros[name] = write_repro(bundle_dir, reports_dir, name, manifest, chk, sets, references, tolerances)
+            if (extras or {}).get(name):
+                npz.save(repros[name] / "first_diverging.npz", (extras or {})[name])
     data = {
         "schema_version": SCHEMA_VERSION,
         "created": bundle.now_utc(),
@@ -72,7 +76,7 @@ def write_repro(bundle_dir: Path, reports_dir: Path, name: str, manifest: Manife
         "artifact": chk.format, "files": records.dump(rec.files), "parent": rec.parent,
         "exporter": records.dump(rec.exporter), "runtime": chk.runtime, "runtime_version": chk.runtime_version,
         "versions": manifest.versions, "platform": manifest.platform, "reason": chk.reason,
-        "hop_blamed": chk.hop_blamed,
+        "hop_blamed": chk.hop_blamed, "first_diverging": chk.first_diverging,
         "worst": {"set": worst[0], "output": worst[1], "sample": worst[2]} if worst else None,
         "verdicts": chk.sets, "per_hop": chk.hop, "tolerance_overrides": tolerances,
         "contract": records.dump(rec.contract),
@@ -86,5 +90,8 @@ def write_repro(bundle_dir: Path, reports_dir: Path, name: str, manifest: Manife
         "actual.SET.npz    this artifact's outputs, mapped back to the source names and layout\n"
         "worst_sample.npz  the single sample with the largest error: its inputs, expected and actual\n"
         "repro.json        artifact files + sha256, exporter + options, runtime and package versions,\n"
-        "                  the I/O contract (names, layout permutation), metrics and tolerances\n")
+        "                  the I/O contract (names, layout permutation), metrics and tolerances, and\n"
+        "                  first_diverging: the first op of the blamed hop's parent the child does not reproduce\n"
+        "first_diverging.npz  (when localised) that sample's inputs and the op's output in the parent and\n"
+        "                  in the child (each in its runtime's layout; the permutation is in repro.json)\n")
     return dest
