@@ -157,7 +157,26 @@ def test_onnx_with_computed_weights_converts_through_the_folded_route(run_cli, t
     assert sm["route"]["failed"] == ["direct: onnx2tf failed at ONNX node 'sng_Conv_3' (Conv): onnx2tf needs a static "
                                      "shape for an input of this node, and it is computed at run time (TypeError: "
                                      "object of type 'NoneType' has no len())"]
+    assert sm["notes"][0] == ("upgraded from opset 9 (IR 3) to opset 13 (IR 7) with onnx.version_converter before "
+                              "folding")
     for fmt in ("savedmodel", "tflite_fp32"):
         assert art[fmt]["check"]["status"] == "pass", (fmt, art[fmt]["check"])
         assert not art[fmt]["check"]["skipped_sets"], fmt  # folding kept the batch dynamic: both shapes run
     assert "route folded (direct failed: onnx2tf failed at ONNX node 'sng_Conv_3' (Conv)" in proc.stdout
+
+
+def test_old_file_is_upgraded_before_folding(tmp_path):
+    import onnx
+
+    from deploytool.contract import Contract
+    src, dest = tmp_path / "old.onnx", tmp_path / "folded.onnx"
+    _computed_weights_onnx(src)
+    contract = Contract.from_dict({"inputs": [{"name": "x", "shape": ["batch", 3, 8, 8], "dtype": "float32"}],
+                                   "outputs": [{"name": "y", "shape": ["batch", 4], "dtype": "float32"}],
+                                   "dims": {"batch": {"example": 1, "alt": 3}}})
+    notes = sm_format._folded_copy(src, dest, contract, {})
+    assert notes == ["upgraded from opset 9 (IR 3) to opset 13 (IR 7) with onnx.version_converter before folding"]
+    folded = onnx.load(str(dest))
+    assert [n.op_type for n in folded.graph.node] == ["Conv", "Relu", "GlobalAveragePool", "Flatten"]  # weights folded
+    assert [i.name for i in folded.graph.input] == ["x"]  # initializers are no longer inputs
+    assert folded.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"  # the batch stays dynamic

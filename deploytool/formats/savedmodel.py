@@ -104,7 +104,35 @@ def _convert(onnx2tf, kwargs: dict) -> None:
         raise RuntimeError(f"onnx2tf exited with status {e.code} (see the log)") from None
 
 
-UPGRADE_OPSET = 13  # what a file onnxruntime cannot load for its age is upgraded to before folding
+UPGRADE_BELOW_OPSET = 11  # older files (classic ONNX-zoo ones) are upgraded before folding: onnx2tf targets 11+
+UPGRADE_OPSET = 13
+
+
+def _upgraded(model, notes: list[str]):
+    """An old file (opset < 11, often IR 3, whose initializers are also listed as graph inputs) upgraded with
+    ``onnx.version_converter`` to opset 13 and IR 7 (initializers no longer inputs); unchanged when it cannot be."""
+    import onnx
+    from onnx import version_converter
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= UPGRADE_BELOW_OPSET:
+        return model
+    try:
+        upgraded = version_converter.convert_version(model, UPGRADE_OPSET)
+        ir_before = upgraded.ir_version
+        upgraded.ir_version = max(upgraded.ir_version, 7)  # opset 13 needs IR >= 7; the converter keeps the old IR
+        inits = {i.name for i in upgraded.graph.initializer}
+        inputs = [v for v in upgraded.graph.input if v.name not in inits]
+        del upgraded.graph.input[:]
+        upgraded.graph.input.extend(inputs)
+        onnx.checker.check_model(upgraded)
+    except Exception as e:  # noqa: BLE001 - folding the file as it is is still worth a try
+        why = str(e).splitlines()[0][:150] if str(e) else type(e).__name__
+        notes.append(f"kept at opset {opset}: onnx.version_converter could not upgrade it ({why})")
+        return model
+    notes.append(f"upgraded from opset {opset} (IR {ir_before}) to opset {UPGRADE_OPSET} (IR {upgraded.ir_version}) "
+                 "with onnx.version_converter before folding")
+    return upgraded
 
 
 def _folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[str, int]) -> list[str]:
@@ -116,13 +144,14 @@ def _folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[str, int
     Conv whose kernel has no static shape), audio graphs, and the Shape -> Concat -> Expand/Reshape
     chains torch.export writes for transformers' attention masks (those need the dims fixed too).
     onnxruntime's basic optimizer (constant folding and redundant-node elimination; standard ONNX
-    ops only) turns them into constants, which onnx2tf converts. A file too old for onnxruntime
-    (an early opset) is first upgraded with ``onnx.version_converter``.
+    ops only) turns them into constants, which onnx2tf converts. Old files (opset < 11) are first
+    upgraded with ``onnx.version_converter``.
     """
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(src))
+    notes: list[str] = []
+    model = _upgraded(onnx.load(str(src)), notes)
     by_name = {s.feed_name: s for s in contract.inputs}
     for value in model.graph.input:
         spec = by_name.get(value.name)
@@ -136,21 +165,7 @@ def _folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[str, int
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.optimized_model_filepath = str(dest)
-    notes = []
-    try:
-        ort.InferenceSession(str(dest), options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - an old file is upgraded and folded again; else this error stands
-        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-        if opset is None or opset >= UPGRADE_OPSET:
-            raise
-        try:
-            upgraded = onnx.version_converter.convert_version(model, UPGRADE_OPSET)
-        except Exception:  # noqa: BLE001 - the upgrade is a second chance; onnxruntime's refusal is the cause
-            raise e from None
-        onnx.save(upgraded, str(dest))
-        ort.InferenceSession(str(dest), options, providers=["CPUExecutionProvider"])
-        notes.append(f"upgraded from opset {opset} to {UPGRADE_OPSET} (onnx.version_converter), as onnxruntime "
-                     f"could not load it: {str(e).splitlines()[0][:150]}")
+    ort.InferenceSession(str(dest), options, providers=["CPUExecutionProvider"])
     custom = sorted({n.op_type for n in onnx.load(str(dest)).graph.node if n.domain not in ("", "ai.onnx")})
     if custom:
         raise RuntimeError(f"constant folding introduced non-standard ops {custom}")
