@@ -180,3 +180,20 @@ def test_old_file_is_upgraded_before_folding(tmp_path):
     assert [n.op_type for n in folded.graph.node] == ["Conv", "Relu", "GlobalAveragePool", "Flatten"]  # weights folded
     assert [i.name for i in folded.graph.input] == ["x"]  # initializers are no longer inputs
     assert folded.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"  # the batch stays dynamic
+
+
+def test_explanations_of_what_the_architecture_survey_found():
+    """scripts/survey_architectures.py: transformers' Swin (TorchScript-exported ONNX) and exact-GELU models."""
+    from deploytool.formats import _tflite
+
+    ctx = type("Ctx", (), {"parent_path": None})()
+    exc = TypeError("Eager execution of tf.constant with unsupported shape. Tensor [0.99 1.00\n 0.96 1.02] (converted "
+                    "from [0.99 1.00\n 0.96 1.02]) has 16 elements, but got `shape` (None,) with None elements).")
+    why = sm_format.explain(exc, "onnx_op_name: wa/model/norm/LayerNormalization\n", ctx)
+    assert why == ("onnx2tf failed at ONNX node '/model/norm/LayerNormalization': onnx2tf needs a static shape for an "
+                   "input of this node, and it is computed at run time (a constant of 16 elements given shape (None,); "
+                   "TypeError)")
+    why = _tflite.explain(RuntimeError("Could not translate MLIR to FlatBuffer."), "'tf.Erf' op is neither a custom "
+                          "op nor a flex op", ctx)
+    assert why == ("TFLiteConverter: ops not supported by TFLite built-ins: tf.Erf (tf.Erf is exact GELU: a model "
+                   "using the tanh-approximate GELU converts)")

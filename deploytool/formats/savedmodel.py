@@ -274,6 +274,12 @@ def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
     # computed at run time (weights made by ConstantOfShape/arithmetic, shape chains of audio front ends).
     if re.search(r"'NoneType' object has no attribute 'shape'|object of type 'NoneType' has no len\(\)", str(exc)):
         base = f"onnx2tf needs a static shape for an input of this node, and it is computed at run time ({base})"
+    # e.g. LayerNormalization after a reshape whose shape is computed: its scale becomes tf.constant(shape=(None,))
+    unknown = re.search(r"Eager execution of tf\.constant with unsupported shape.*?has (\d+) elements, but got "
+                        r"`shape` (\([^)]*None[^)]*\))", str(exc), re.S)
+    if unknown:
+        base = (f"onnx2tf needs a static shape for an input of this node, and it is computed at run time "
+                f"(a constant of {unknown.group(1)} elements given shape {unknown.group(2)}; {type(exc).__name__})")
     return f"onnx2tf failed at ONNX node {name!r}{op}: {base}"
 
 
