@@ -108,7 +108,10 @@ def _rename_outputs(graph, mapping: dict[str, str]) -> None:
         init.name = sub(init.name)
 
 
-LEGACY_OPSET = 17  # the TorchScript-based exporter's opset: every op it emits for our zoo, and onnx2tf reads it
+# The TorchScript-based exporter's opset: the one torch.export writes in torch 2.13. At 17 it writes exact GELU
+# as Erf, which onnx2tf turns into tf.Erf, which TFLite's built-ins lack; from 20 it is an ONNX Gelu op, which
+# onnx2tf converts with built-in ops (transformers' Swin: every TFLite format failed at 17).
+LEGACY_OPSET = 20
 
 
 def from_torch(ctx: ExportContext) -> ExportResult:
