@@ -197,3 +197,18 @@ def test_explanations_of_what_the_architecture_survey_found():
                           "op nor a flex op", ctx)
     assert why == ("TFLiteConverter: ops not supported by TFLite built-ins: tf.Erf (tf.Erf is exact GELU: a model "
                    "using the tanh-approximate GELU converts)")
+
+
+def test_torchscript_route_declares_the_contracts_dynamic_dims_by_tensor_name(tmp_path):
+    from deploytool.contract import Contract
+    from deploytool.formats import ExportContext
+    from deploytool.formats import onnx as onnx_format
+
+    contract = Contract.from_dict({
+        "inputs": [{"name": "ids", "shape": ["batch", "seq"], "dtype": "int64"},
+                   {"name": "scale", "shape": [1], "dtype": "float32"}],
+        "outputs": [{"name": "logits", "shape": ["batch", 3], "dtype": "float32"}],
+        "dims": {"batch": {"example": 2, "alt": 3}, "seq": {"example": 16, "alt": 24}}})
+    ctx = ExportContext(model_name="m", contract=contract, out_path=tmp_path / "m.onnx", workdir=tmp_path)
+    assert onnx_format._dynamic_axes(ctx, ["deploytool_output_0"]) == {
+        "ids": {0: "batch", 1: "seq"}, "deploytool_output_0": {0: "batch"}}
