@@ -182,7 +182,7 @@ def test_old_file_is_upgraded_before_folding(tmp_path):
     assert folded.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"  # the batch stays dynamic
 
 
-def test_explanations_of_what_the_architecture_survey_found():
+def test_explanations_of_what_the_architecture_survey_found(tmp_path):
     """scripts/survey_architectures.py: transformers' Swin (TorchScript-exported ONNX) and exact-GELU models."""
     from deploytool.formats import _tflite
 
@@ -193,6 +193,19 @@ def test_explanations_of_what_the_architecture_survey_found():
     assert why == ("onnx2tf failed at ONNX node '/model/norm/LayerNormalization': onnx2tf needs a static shape for an "
                    "input of this node, and it is computed at run time (a constant of 16 elements given shape (None,); "
                    "TypeError)")
+    onnx_path = tmp_path / "resize.onnx"
+    import onnx
+    from onnx import helper
+    graph = helper.make_graph([helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="node_upsample")], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 2, 2]),
+                               helper.make_tensor_value_info("sizes", onnx.TensorProto.INT64, [4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph), str(onnx_path))
+    exc = ValueError('Exception encountered when calling layer "tf.image.resize" (type TFOpLambda).\n\n'
+                     "'size' must be a 1-D int32 Tensor")
+    why = sm_format.explain(exc, "onnx_op_name: node_upsample\n", type("Ctx", (), {"parent_path": onnx_path})())
+    assert why == ("onnx2tf failed at ONNX node 'node_upsample' (Resize): onnx2tf cannot convert a Resize whose "
+                   "output size is computed at run time (ValueError)")
     why = _tflite.explain(RuntimeError("Could not translate MLIR to FlatBuffer."), "'tf.Erf' op is neither a custom "
                           "op nor a flex op", ctx)
     assert why == ("TFLiteConverter: ops not supported by TFLite built-ins: tf.Erf (tf.Erf is exact GELU: a model "

@@ -270,6 +270,10 @@ def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
     if op == " (Expand)" and re.search(r"DataType bool|dtype=tf\.bool", str(exc)):
         base = f"onnx2tf converts Expand as a multiplication, which TensorFlow refuses for a bool tensor " \
                f"({type(exc).__name__})"
+    # A Resize to a size computed from the input's shape (MobileViT's interpolate at a dynamic batch): onnx2tf
+    # passes tf.image.resize a size tensor it cannot take.
+    if op == " (Resize)" and "'size' must be a 1-D int32 Tensor" in str(exc):
+        base = f"onnx2tf cannot convert a Resize whose output size is computed at run time ({type(exc).__name__})"
     # onnx2tf reads an input's static shape (kernel sizes, broadcast ranks) and crashes on None where it is
     # computed at run time (weights made by ConstantOfShape/arithmetic, shape chains of audio front ends).
     if re.search(r"'NoneType' object has no attribute 'shape'|object of type 'NoneType' has no len\(\)", str(exc)):
