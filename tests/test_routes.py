@@ -193,6 +193,11 @@ def test_explanations_of_what_the_architecture_survey_found(tmp_path):
     assert why == ("onnx2tf failed at ONNX node '/model/norm/LayerNormalization': onnx2tf needs a static shape for an "
                    "input of this node, and it is computed at run time (a constant of 16 elements given shape (None,); "
                    "TypeError)")
+    why = sm_format.explain(ValueError("Cannot take the length of shape with unknown rank."),
+                            "onnx_op_name: sng_Transpose_54\n", ctx)
+    assert why == ("onnx2tf failed at ONNX node 'sng_Transpose_54' (Transpose): onnx2tf needs the rank of this node's "
+                   "input, and it is unknown (computed at run time; ValueError: Cannot take the length of shape with "
+                   "unknown rank.)")
     onnx_path = tmp_path / "resize.onnx"
     import onnx
     from onnx import helper

@@ -278,6 +278,8 @@ def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
     # computed at run time (weights made by ConstantOfShape/arithmetic, shape chains of audio front ends).
     if re.search(r"'NoneType' object has no attribute 'shape'|object of type 'NoneType' has no len\(\)", str(exc)):
         base = f"onnx2tf needs a static shape for an input of this node, and it is computed at run time ({base})"
+    if "Cannot take the length of shape with unknown rank" in str(exc):  # SegFormer's Transpose at a dynamic batch
+        base = f"onnx2tf needs the rank of this node's input, and it is unknown (computed at run time; {base})"
     # e.g. LayerNormalization after a reshape whose shape is computed: its scale becomes tf.constant(shape=(None,))
     unknown = re.search(r"Eager execution of tf\.constant with unsupported shape.*?has (\d+) elements, but got "
                         r"`shape` (\([^)]*None[^)]*\))", str(exc), re.S)
