@@ -230,3 +230,13 @@ def test_torchscript_route_declares_the_contracts_dynamic_dims_by_tensor_name(tm
     ctx = ExportContext(model_name="m", contract=contract, out_path=tmp_path / "m.onnx", workdir=tmp_path)
     assert onnx_format._dynamic_axes(ctx, ["deploytool_output_0"]) == {
         "ids": {0: "batch", 1: "seq"}, "deploytool_output_0": {0: "batch"}}
+
+
+def test_a_worker_killed_from_outside_is_said_to_be_most_likely_out_of_memory():
+    """The survey lost BEiT's savedmodel to a SIGKILL on this shared machine; the line says what usually sends one."""
+    import signal
+
+    from deploytool import spawn
+    assert spawn._why(-signal.SIGKILL) == ("killed by SIGKILL (not by deploytool's time limit: most likely the "
+                                           "kernel's out-of-memory killer)")
+    assert spawn._why(-signal.SIGSEGV) == "killed by SIGSEGV"
