@@ -228,7 +228,7 @@ def _unexplained(line: str) -> bool:
     """A diagnosis that is only an exception type and its message, naming no op, node, hop or limit."""
     names_something = re.search(r"ONNX node|op\(s\)|\bop\b|ops |node |hop|specialised|baked|torch\.export failed|"
                                 r"tf2onnx|onnx2tf needs|parent \w+ failed|needs calibration|tolerance|cosine|sqnr|"
-                                r"accuracy|max abs|exceeds|not applicable", line, re.I)
+                                r"accuracy|max abs|exceeds|not applicable|delegate|out-of-memory|timed out", line, re.I)
     return bool(line) and not names_something
 
 
