@@ -201,7 +201,11 @@ def _export(name: str, out: Path, timeout: float, calib_samples: int) -> tuple[d
     cmd = [sys.executable, "-m", "deploytool", "export", "--model", f"{HERE}:{name}", *args,
            "--calib-data", str(calib), "--out", str(out), "--timeout", str(int(timeout))]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # Run in the output folder (converters drop temporary files into their working directory), importing
+    # this checkout's deploytool.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parents[1]),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=out, env=env,
                             start_new_session=True)  # its own process group: a timeout ends its workers too
     try:
         log, _ = proc.communicate(timeout=timeout)
@@ -244,7 +248,7 @@ def main() -> int:
     unknown = sorted(set(names) - set(MODELS))
     if unknown:
         parser.error(f"unknown model(s) {unknown}; known: {', '.join(MODELS)}")
-    root = opts.out or Path(tempfile.mkdtemp(prefix="deploytool-survey-"))
+    root = (opts.out or Path(tempfile.mkdtemp(prefix="deploytool-survey-"))).resolve()
     print(f"survey of {len(names)} transformers architectures (random init), bundles under {root}; "
           "the machine is shared, so export times are indicative only", flush=True)
     results = {}
