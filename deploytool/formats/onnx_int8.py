@@ -35,8 +35,9 @@ def convert(ctx: ExportContext) -> ExportResult:
         # onnxruntime's symbolic shape inference saves "sym_shape_infer_temp.onnx" (+ external data) into the
         # working directory when it cannot infer every shape (tools/symbolic_shape_infer.py, infer_shapes):
         # keep that in the scratch space, not wherever deploytool was started.
+        src, dest = str(parent_path.resolve()), str(pre.resolve())  # before the directory changes
         with contextlib.chdir(ctx.workdir.resolve()):
-            quant_pre_process(str(parent_path.resolve()), str(pre.resolve()))
+            quant_pre_process(src, dest)
     except Exception as e:  # noqa: BLE001 - pre-processing is an optimisation; quantize the graph as it is
         shutil.copyfile(parent_path, pre)
         notes.append(f"quant_pre_process failed ({short_error(e, 160)}); quantized the graph without it")
