@@ -192,6 +192,14 @@ def from_onnx(ctx: ExportContext) -> ExportResult:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in parent_contract.inputs
                                                            if 3 <= len(s.shape) <= 5]
     kwargs["not_use_onnxsim"] = True  # onnxsim is not a dependency; onnx2tf would shell out to it and fail
+    # onnx2tf 1.28.8, on any conversion error and without a parameter-replacement file, searches for one itself
+    # ("Attempting automatic JSON generation", utils/json_auto_generator.py combine_fixes): on transformers' BEiT
+    # it grew past 10 GB within two minutes and the kernel killed the worker. An empty replacement file turns
+    # that search off, so a failed route fails at once, naming its node, and the next route is tried.
+    no_replacements = (ctx.workdir / "onnx2tf-no-replacements.json").resolve()
+    no_replacements.write_text('{"format_version": 1, "operations": []}\n')
+    kwargs["param_replacement_file"] = str(no_replacements)
+    options["param_replacement_file"] = "(empty: onnx2tf's automatic search for one is off)"
     _place_calibration_stand_in(ctx.workdir)
     sizes = parent_contract.dim_sizes("example", batch_one=True)
     fixed = {d: sizes[d] for d in parent_contract.dynamic_dims()}
