@@ -211,6 +211,22 @@ class GoldenWritten(Reply):
 
 
 @dataclass
+class RouteTaken:
+    """Which of a format's ordered conversion routes made an artifact, and why each earlier one failed
+    (e.g. ONNX by the TorchScript-based exporter after torch.export failed). A format with a single
+    route records none."""
+
+    name: str  # the route that made it, e.g. "dynamo", "torchscript", "direct", "folded", "fixed-dims"
+    failed: list[str] = field(default_factory=list)  # "ROUTE: one-line reason", for each route tried before
+
+    def text(self) -> str:
+        """``route torchscript (dynamo failed: ...)``; empty when the first route made it."""
+        if not self.failed:
+            return ""
+        return f"route {self.name} ({'; '.join(f.replace(': ', ' failed: ', 1) for f in self.failed)})"
+
+
+@dataclass
 class FormatExported(Reply):
     status: ArtifactStatus  # OK or FAILED
     seconds: float = 0.0
@@ -221,6 +237,7 @@ class FormatExported(Reply):
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     traceback: str | None = None
+    route: RouteTaken | None = None  # which conversion route made it, for formats with fallback routes
 
     @classmethod
     def crashed(cls, why: str) -> FormatExported:

@@ -15,7 +15,7 @@ from typing import Any
 from deploytool import __version__, records
 from deploytool.contract import Contract
 from deploytool.errors import BundleError
-from deploytool.jobs import ArtifactStatus, CheckStatus
+from deploytool.jobs import ArtifactStatus, CheckStatus, RouteTaken
 from deploytool.parity import check_overrides
 
 SCHEMA_VERSION = 1
@@ -67,6 +67,7 @@ class ArtifactRecord:
     error: str | None = None
     check: CheckSummary | None = None
     golden_outputs: dict[str, str] = field(default_factory=dict)  # set -> its outputs, for per-hop checks
+    route: RouteTaken | None = None  # the fallback route that made it (absent in older bundles: the first)
 
 
 @dataclass

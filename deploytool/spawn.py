@@ -144,6 +144,8 @@ def _why(code: int | None) -> str:
     if code is None:
         return "gave no reply"
     if code < 0:
+        if -code == signal.SIGKILL:  # deploytool's own time limit is reported apart, so this came from outside
+            return "killed by SIGKILL (not by deploytool's time limit: most likely the kernel's out-of-memory killer)"
         try:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:

@@ -142,7 +142,7 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
 
 
 def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:
-    from deploytool.formats import ExportContext, plan
+    from deploytool.formats import ExportContext, RoutesFailed, plan
 
     fmt = plan(job.framework)[job.format]  # the format as made from this kind of source
     loaded = _State.loaded
@@ -161,13 +161,16 @@ def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:
         res = fmt.convert(ctx)
         return jobs.FormatExported(status=jobs.ArtifactStatus.OK, seconds=time.perf_counter() - t0,
                                    contract=res.contract, exporter=res.exporter or fmt.exporter,
-                                   exporter_version=res.exporter_version, options=res.options, notes=res.notes)
+                                   exporter_version=res.exporter_version, options=res.options, notes=res.notes,
+                                   route=res.route)
     except (Exception, SystemExit) as e:  # noqa: BLE001 - a converter failure (even a sys.exit) is data
         tb = traceback.format_exc()
         print(tb, flush=True)
         log = _log_tail(env.get("log"), log_start)
         try:
-            reason = fmt.explain(e, log, ctx) if fmt.explain else short_error(e)
+            # Every route failed: each was explained as it failed (RoutesFailed says them all).
+            reason = str(e) if isinstance(e, RoutesFailed) else fmt.explain(e, log, ctx) if fmt.explain \
+                else short_error(e)
         except Exception:  # noqa: BLE001 - an explainer must never hide the real error
             reason = short_error(e)
         return jobs.FormatExported(status=jobs.ArtifactStatus.FAILED, seconds=time.perf_counter() - t0,

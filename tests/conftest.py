@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,11 @@ def assert_fits(stdout: str, width: int = 100) -> None:
     """Every line of a command's tables fits ``width`` columns (the lines naming paths aside)."""
     wide = [ln for ln in stdout.splitlines() if len(ln) > width and not ln.startswith(("model ", "reports:", "note:"))]
     assert not wide, "\n".join(wide)
+
+
+def flat(stdout: str) -> str:
+    """A command's stdout with the table notes unwrapped (continuation lines joined to their note)."""
+    return re.sub(r"\n {6}(?=\S)", " ", stdout)
 
 
 def note_of(stdout: str, row: str) -> str:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import flat, note_of
 
 from deploytool import errors
 
@@ -129,11 +130,11 @@ def test_core_plus_litert_validates_and_benches_the_tflite_artifacts(small_bundl
     proc = subprocess.run([tool, "validate", str(bundle)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {ln.split()[0]: ln for ln in proc.stdout.splitlines() if ln.split() and ln.split()[0] in
-            ("onnx", "torchscript", "savedmodel", "tflite_fp32")}
+            ("onnx", "torchscript", "savedmodel", "tflite_fp32")}  # table rows (notes are indented)
     assert " PASS " in rows["tflite_fp32"]
-    assert "SKIPPED" in rows["onnx"] and "pip install 'deploytool[onnxruntime]'" in rows["onnx"]
-    assert "SKIPPED" in rows["torchscript"] and "pip install 'deploytool[torch]'" in rows["torchscript"]
-    assert "pip install 'deploytool[tensorflow]'" in rows["savedmodel"]
+    assert "SKIPPED" in rows["onnx"] and "pip install 'deploytool[onnxruntime]'" in note_of(proc.stdout, "onnx")
+    assert "SKIPPED" in rows["torchscript"] and "pip install 'deploytool[torch]'" in note_of(proc.stdout, "torchscript")
+    assert "pip install 'deploytool[tensorflow]'" in note_of(proc.stdout, "savedmodel")
     assert "Traceback" not in proc.stderr
     proc = subprocess.run([tool, "validate", str(bundle), "--strict"], capture_output=True, text=True, env=env,
                           timeout=600)
@@ -145,7 +146,7 @@ def test_core_plus_litert_validates_and_benches_the_tflite_artifacts(small_bundl
     status = {ln.split()[0]: ln.split()[4] for ln in proc.stdout.splitlines()
               if ln.split() and ln.split()[0] in ("source", "onnx", "torchscript", "tflite_fp32")}
     assert status == {"tflite_fp32": "OK", "source": "SKIPPED", "onnx": "SKIPPED", "torchscript": "SKIPPED"}
-    assert "pip install 'deploytool[torch]'" in proc.stdout
+    assert "pip install 'deploytool[torch]'" in flat(proc.stdout)
 
     proc = subprocess.run([tool, "export", "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env,
                           timeout=300)

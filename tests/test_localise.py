@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import manifest_of
+from conftest import flat, manifest_of
 
 from deploytool import errors, parity
 from deploytool.localise import Node, input_dependent, locate, permutations, topological
@@ -162,7 +162,7 @@ def test_savedmodel_with_one_weight_edited_is_localised_to_that_conv(digits_bund
     proc = run_cli("validate", bundle, "-f", "onnx", "-f", "savedmodel")
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
     assert "[error appears at hop onnx -> savedmodel] [first diverging op: Conv 'node_conv2d_1' (output " \
-           "'conv2d_1' vs PartitionedCall/model/tf." in proc.stdout
+           "'conv2d_1' vs PartitionedCall/model/tf." in flat(proc.stdout)
     report = json.loads((bundle / "reports/validation.json").read_text())
     found = report["artifacts"]["savedmodel"]["first_diverging"]
     assert found["localised"] and (found["op_type"], found["op_name"]) == ("Conv", "node_conv2d_1")
@@ -195,7 +195,7 @@ def test_tflite_with_one_weight_edited_is_localised_on_the_savedmodel_hop(digits
     assert found["hop"] == "savedmodel -> tflite_fp32" and found["localised"], found
     # TensorFlow's second Conv2D (TFLite fused it with its bias add and relu into one op)
     assert found["op_type"] == "Conv2D" and found["op_name"].endswith("model/tf.nn.convolution_1/convolution")
-    assert "first diverging op: Conv2D " in proc.stdout
+    assert "first diverging op: Conv2D " in flat(proc.stdout)
 
 
 @pytest.mark.slow
@@ -215,7 +215,7 @@ def test_on_a_device_without_tensorflow_the_savedmodel_hop_says_why(digits_bundl
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
     # the hop is still blamed (against the SavedModel's outputs stored at export), but not localised
     assert "[could not localise: runtime tensorflow (savedmodel) is not installed here (no tensorflow)]" \
-        in proc.stdout, proc.stdout
+        in flat(proc.stdout), proc.stdout
 
 
 @pytest.mark.slow
@@ -231,7 +231,7 @@ def test_a_hop_from_the_torch_source_is_localised_to_its_module(digits_bundle, r
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
     # the largest initializer, the first Linear's weight, scaled: forward hooks on the torch modules find it
     assert "[error appears at hop source -> onnx] [first diverging op: Linear 'classifier.1' (output " \
-           "'classifier.1' vs linear: " in proc.stdout
+           "'classifier.1' vs linear: " in flat(proc.stdout)
     found = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["onnx"]["first_diverging"]
     assert found["localised"] and found["matched"] >= 4  # the convolutions, their ReLUs, the pool
 
@@ -254,7 +254,7 @@ def test_export_localises_its_failing_hop_too(run_cli, tmp_path):
     proc = run_cli("export", "--model", "digits_cnn", "--formats", "savedmodel", "--atol", "savedmodel=0",
                    "--rtol", "savedmodel=0", "--out", tmp_path)
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
-    assert "[error appears at hop onnx -> savedmodel] [first diverging op: Conv 'node_conv2d' " in proc.stdout
+    assert "[error appears at hop onnx -> savedmodel] [first diverging op: Conv 'node_conv2d' " in flat(proc.stdout)
     bundle = tmp_path / "digits_cnn"
     found = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["savedmodel"]["first_diverging"]
     assert found["localised"] and found["child_tensor"].startswith("PartitionedCall/model/")

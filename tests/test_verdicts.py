@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from conftest import TEST_MODELS
+from conftest import TEST_MODELS, flat, note_of
 
 from deploytool import errors, parity
 from deploytool import manifest as M
@@ -24,7 +24,7 @@ def test_a_constant_output_is_vacuous_until_accepted(run_cli, tmp_path):
     model = TEST_MODELS / "constant_output.py"
     proc = run_cli("export", "--model", model, "--formats", "onnx", "--out", tmp_path / "b")
     assert proc.returncode == errors.PARITY, proc.stderr
-    assert "VACUOUS" in proc.stdout and "PASS" not in proc.stdout
+    assert "VACUOUS" in flat(proc.stdout) and "PASS" not in flat(proc.stdout)
     (line,) = _errors(proc.stderr)  # one line: which output, the likely causes, the option
     assert "constant_output/onnx" in line and "'y'" in line and "weights not loaded into the head" in line
     assert "saturate" in line and "ignores its input" in line and "--accept-constant-output y" in line
@@ -37,7 +37,7 @@ def test_a_constant_output_is_vacuous_until_accepted(run_cli, tmp_path):
     assert [f.get("type") for f in suite.iter("failure")] == ["VacuousReference"]
 
     proc = run_cli("validate", bundle)
-    assert proc.returncode == errors.PARITY and "VACUOUS" in proc.stdout
+    assert proc.returncode == errors.PARITY and "VACUOUS" in flat(proc.stdout)
     assert run_cli("report", bundle).returncode == 0
     md = (bundle / "reports/report.md").read_text()
     assert "**FAIL**" in md and "vacuous" in md and "| VACUOUS |" in md
@@ -47,7 +47,7 @@ def test_a_constant_output_is_vacuous_until_accepted(run_cli, tmp_path):
     config.write_text('[validate]\naccept-constant-output = ["y"]\n')
     proc = run_cli("validate", bundle, "--config", config)
     assert proc.returncode == 0, proc.stderr
-    assert "CONSTANT_ACCEPTED" in proc.stdout and "accepted with --accept-constant-output" in proc.stdout
+    assert "CONSTANT_ACCEPTED" in flat(proc.stdout) and "accepted with --accept-constant-output" in flat(proc.stdout)
     assert "deploytool: warning: constant_output/onnx: not a full pass" in proc.stderr
     data = json.loads((bundle / "reports/validation.json").read_text())
     assert data["artifacts"]["onnx"]["status"] == "constant_accepted"
@@ -63,13 +63,13 @@ def test_a_constant_output_is_vacuous_until_accepted(run_cli, tmp_path):
     proc = run_cli("export", "--model", model, "--formats", "onnx", "--out", tmp_path / "b2",
                    "--accept-constant-output", "*")
     assert proc.returncode == 0, proc.stderr
-    assert "CONSTANT_ACCEPTED" in proc.stdout and "PASS " not in proc.stdout
+    assert "CONSTANT_ACCEPTED" in flat(proc.stdout) and "PASS " not in flat(proc.stdout)
     # the bundle keeps what its export accepted: a later validate accepts it too, and says so
     accepted = tmp_path / "b2" / "constant_output"
     assert M.read(accepted).accepted_constant == ["*"]
     proc = run_cli("validate", accepted)
-    assert proc.returncode == 0 and "CONSTANT_ACCEPTED" in proc.stdout, proc.stderr
-    assert "the bundle accepts constant reference outputs from its export" in proc.stdout
+    assert proc.returncode == 0 and "CONSTANT_ACCEPTED" in flat(proc.stdout), proc.stderr
+    assert "the bundle accepts constant reference outputs from its export" in flat(proc.stdout)
     data = json.loads((accepted / "manifest.json").read_text())
     (accepted / "manifest.json").write_text(json.dumps({**data, "accepted_constant": ["nope"]}))
     with pytest.raises(BundleError, match="accepted_constant.*no output"):
@@ -88,8 +88,8 @@ def test_a_near_zero_output_passes_fp16_and_int8_on_absolute_error(run_cli, tmp_
         assert verdict["basis"] == "absolute" and verdict["reference"]["status"] == "varies"
         assert verdict["metrics"]["ref_max_abs"] < 1e-29 and verdict["metrics"]["max_abs"] < 1e-29
         assert any("judged on absolute error" in n for n in a["notes"])
-        row = next(ln for ln in proc.stdout.splitlines() if ln.startswith(fmt + " "))
-        assert "PASS" in row and "judged on absolute error" in row
+        row = next(ln for ln in flat(proc.stdout).splitlines() if ln.startswith(fmt + " "))
+        assert "PASS" in row and "judged on absolute error" in note_of(proc.stdout, fmt)
     # what the old rule failed: the fp16 artifact flushed the reference to zero (cosine 0, SQNR 0 dB)
     assert data["artifacts"]["tflite_fp16"]["sets"]["main"]["y"]["metrics"]["cosine"] == 0.0
     for fmt in ("onnx", "savedmodel"):  # fp32 stays elementwise

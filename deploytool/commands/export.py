@@ -352,6 +352,7 @@ class _Pipeline:
         else:
             rec = self._record(name, ArtifactStatus.OK, seconds=reply.seconds)
             rec.path, rec.contract, rec.notes = self._path(fmt), reply.contract, reply.notes
+            rec.route = reply.route
             rec.files = bundle.file_records(self.staging, path)
             rec.size_bytes = sum(f.size for f in rec.files)
             rec.exporter = ExporterInfo(reply.exporter or fmt.exporter, reply.exporter_version, reply.options)

@@ -13,6 +13,7 @@ must not import torch or TensorFlow at module level: the coordinator imports thi
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
@@ -20,9 +21,12 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from deploytool.contract import Contract
+from deploytool.jobs import RouteTaken
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -76,6 +80,80 @@ class ExportResult:
     options: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     exporter: str | None = None  # when it differs from the format's usual exporter
+    route: RouteTaken | None = None  # set by convert_by_routes: which fallback route made it
+
+
+@dataclass(frozen=True)
+class ConversionRoute:
+    """One way of making an artifact, tried in order by ``convert_by_routes`` (e.g. torch.export,
+    then the TorchScript-based exporter). Not to be confused with ``Route``: which chain a format
+    takes from another source framework."""
+
+    name: str  # recorded in the manifest, e.g. "dynamo"
+    does: str  # what this route does differently, said in the log when it is tried
+    run: Callable[[], Any]
+
+
+class RoutesFailed(Exception):
+    """Every route failed; the message is the first route's reason, then the others', one line."""
+
+    def __init__(self, failed: list[str]):
+        self.failed = failed
+        first = failed[0].split(": ", 1)[-1]
+        rest = "; ".join(f"{r.split(': ', 1)[0]}: {r.split(': ', 1)[-1][:200]}" for r in failed[1:])
+        super().__init__(f"{first} (fallback routes failed too: {rest})" if rest else first)
+
+
+@contextlib.contextmanager
+def tee_stdout():
+    """Copy what Python prints (onnx2tf reports the failing node this way) into a buffer, while it
+    still reaches the worker's log."""
+    import io
+    import sys
+
+    buffer, real = io.StringIO(), sys.stdout
+
+    class Tee(io.TextIOBase):
+        def write(self, text):
+            buffer.write(text)
+            return real.write(text)
+
+        def flush(self):
+            real.flush()
+
+    sys.stdout = Tee()
+    try:
+        yield buffer
+    finally:
+        sys.stdout = real
+
+
+def convert_by_routes(routes: list[ConversionRoute], explain: Callable[[BaseException, str], str],
+                      before_retry: Callable[[], None] = lambda: None) -> tuple[Any, RouteTaken]:
+    """The first route that succeeds: (its result, which route it was and why each earlier one failed).
+    ``explain(exception, what the route printed)`` gives a failure's one line; ``before_retry`` clears
+    what a failed route left behind. All failing raises ``RoutesFailed`` (chained to the first error)."""
+    failed: list[str] = []
+    first: BaseException | None = None
+    for i, route in enumerate(routes):
+        if i:
+            print(f"=== deploytool: route {routes[i - 1].name} failed; trying route {route.name} "
+                  f"({route.does}) ===", flush=True)
+            before_retry()
+        printed = None
+        try:
+            with tee_stdout() as printed:
+                result = route.run()
+        except Exception as e:  # noqa: BLE001 - a failed route is recorded, and the next one tried
+            first = first or e
+            try:
+                reason = explain(e, printed.getvalue() if printed is not None else "")
+            except Exception:  # noqa: BLE001 - an explainer must never hide the real error
+                reason = f"{type(e).__name__}: {e}"
+            failed.append(f"{route.name}: {' '.join(reason.split())}")
+            continue
+        return result, RouteTaken(name=route.name, failed=failed)
+    raise RoutesFailed(failed) from first
 
 
 @dataclass(frozen=True)

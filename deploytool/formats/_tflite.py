@@ -84,5 +84,8 @@ def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
     text = str(exc) + "\n" + log[-4000:]
     ops = re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text)
     if ops:
-        return f"TFLiteConverter: ops not supported by TFLite built-ins: {', '.join(sorted(set(ops)))[:250]}"
+        why = f"TFLiteConverter: ops not supported by TFLite built-ins: {', '.join(sorted(set(ops)))[:250]}"
+        if "tf.Erf" in ops:  # exact GELU (erf); the tanh approximation is built-in ops only
+            why += " (tf.Erf is exact GELU: a model using the tanh-approximate GELU converts)"
+        return why
     return f"TFLiteConverter: {short_error(exc)}"

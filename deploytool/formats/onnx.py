@@ -1,4 +1,5 @@
-"""ONNX via ``torch.onnx.export`` (the dynamo exporter), checked with ``onnx.checker``. Routes: from
+"""ONNX via ``torch.onnx.export`` (the dynamo exporter; where it fails, the TorchScript-based one),
+checked with ``onnx.checker``. Routes: from
 an ``.onnx`` source, the file itself; from a TensorFlow source, tf2onnx from the SavedModel artifact.
 
 Dynamic dims of the contract are declared with ``torch.export.Dim``; their example sizes must
@@ -12,7 +13,8 @@ import shutil
 
 from deploytool.contract import Contract
 from deploytool.errors import short_error
-from deploytool.formats import ExportContext, ExportResult, Format, Route
+from deploytool.formats import ConversionRoute, ExportContext, ExportResult, Format, Route, convert_by_routes
+from deploytool.formats.torchscript import trace_checked
 
 TWO_GB = 2 * 1024**3
 
@@ -106,13 +108,44 @@ def _rename_outputs(graph, mapping: dict[str, str]) -> None:
         init.name = sub(init.name)
 
 
+# The TorchScript-based exporter's opset: the one torch.export writes in torch 2.13. At 17 it writes exact GELU
+# as Erf, which onnx2tf turns into tf.Erf, which TFLite's built-ins lack; from 20 it is an ONNX Gelu op, which
+# onnx2tf converts with built-in ops (transformers' Swin: every TFLite format failed at 17).
+LEGACY_OPSET = 20
+
+
 def from_torch(ctx: ExportContext) -> ExportResult:
+    """torch.export (the dynamo exporter) first; where it fails (e.g. "Cannot view a tensor with shape
+    ... and strides ...": a view that eager strides allow but torch.export's decomposed attention does
+    not, as in transformers' Swin), the TorchScript-based exporter, which traces the eager strides.
+    Both declare the contract's dynamic dims, and the artifact is checked at the second shape either way."""
+    routes = [ConversionRoute("dynamo", "torch.onnx.export(dynamo=True)", lambda: _export_torch(ctx, dynamo=True)),
+              ConversionRoute("torchscript", "the TorchScript-based exporter, torch.onnx.export(dynamo=False)",
+                              lambda: _export_torch(ctx, dynamo=False))]
+    result, route = convert_by_routes(routes, lambda e, log: explain(e, log, ctx),
+                                      before_retry=lambda: ctx.out_path.unlink(missing_ok=True))
+    result.route = route
+    return result
+
+
+def _dynamic_axes(ctx: ExportContext, output_names: list[str]) -> dict[str, dict[int, str]]:
+    """The contract's dynamic dims as the TorchScript-based exporter declares them (by tensor name)."""
+    dynamic = set(ctx.contract.dynamic_dims())
+    axes = {}
+    for name, spec in [*zip(ctx.contract.input_names, ctx.contract.inputs), *zip(output_names, ctx.contract.outputs)]:
+        named = {i: d for i, d in enumerate(spec.shape) if isinstance(d, str) and d in dynamic}
+        if named:
+            axes[name] = named
+    return axes
+
+
+def _export_torch(ctx: ExportContext, dynamo: bool) -> ExportResult:
     import onnx
     import torch
 
     n_params = sum(p.numel() * p.element_size() for p in ctx.model.parameters())
     options = {
-        "dynamo": True,
+        "dynamo": dynamo,
         "opset_version": None,
         "external_data": n_params >= TWO_GB,
         "input_names": ctx.contract.input_names,
@@ -122,14 +155,26 @@ def from_torch(ctx: ExportContext) -> ExportResult:
     # The dynamo exporter writes an invalid graph when an output name equals a name it
     # generates for an internal value (e.g. an output called "embedding" next to an
     # aten.embedding node: "Graph must be in SSA form"; pytorch/pytorch#158094, #168211).
-    # Export under collision-proof placeholder names and rename afterwards.
+    # Export under collision-proof placeholder names and rename afterwards (both routes, so the
+    # renaming, and what the graph calls its outputs, is the same whichever route made it).
     placeholders = [f"deploytool_output_{i}" for i in range(len(options["output_names"]))]
-    torch.onnx.export(
-        ctx.model, ctx.example_inputs, str(ctx.out_path),
-        input_names=options["input_names"], output_names=placeholders,
-        dynamic_shapes=_dynamic_shapes(ctx), external_data=options["external_data"],
-        dynamo=True, verbose=False,
-    )
+    if dynamo:
+        torch.onnx.export(
+            ctx.model, ctx.example_inputs, str(ctx.out_path),
+            input_names=options["input_names"], output_names=placeholders,
+            dynamic_shapes=_dynamic_shapes(ctx), external_data=options["external_data"],
+            dynamo=True, verbose=False,
+        )
+    else:
+        # It traces as torch.jit.trace does, so it can freeze shape arithmetic just as silently: the
+        # same trace, checked at the second input shape, refuses such a model before exporting it.
+        options["checked_at_shapes"] = trace_checked(ctx)[2]
+        torch.onnx.export(
+            ctx.model, ctx.example_inputs, str(ctx.out_path),
+            input_names=options["input_names"], output_names=placeholders,
+            dynamic_axes=_dynamic_axes(ctx, placeholders), opset_version=LEGACY_OPSET,
+            dynamo=False, verbose=False,
+        )
     model = onnx.load(str(ctx.out_path), load_external_data=False)
     _rename_outputs(model.graph, dict(zip(placeholders, options["output_names"])))
     onnx.save(model, str(ctx.out_path))
@@ -138,11 +183,12 @@ def from_torch(ctx: ExportContext) -> ExportResult:
     contract = _onnx_contract(ctx, ctx.out_path)
     if contract.fixed_dims:
         fixed = ", ".join(f"{d!r} to {v}" for d, v in contract.fixed_dims.items())
-        raise RuntimeError(f"torch.export specialised dynamic dim {fixed} (shape-dependent Python logic, e.g. "
+        which = "torch.export" if dynamo else "the TorchScript-based exporter"
+        raise RuntimeError(f"{which} specialised dynamic dim {fixed} (shape-dependent Python logic, e.g. "
                            "int()/float() of a size, fixes it); the ONNX graph would only accept that size")
-    notes: list[str] = []
+    exporter = None if dynamo else "torch.onnx.export (TorchScript-based, dynamo=False)"
     return ExportResult(contract=contract, exporter_version=f"torch {torch.__version__}, onnx {onnx.__version__}",
-                        options=options, notes=notes)
+                        options=options, exporter=exporter)
 
 
 def from_onnx_file(ctx: ExportContext) -> ExportResult:
@@ -223,7 +269,7 @@ def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
 
 FORMAT = Format(
     name="onnx",
-    description="ONNX (torch.onnx.export, dynamo), for onnxruntime and most inference engines",
+    description="ONNX (torch.onnx.export: dynamo, else TorchScript-based), for onnxruntime and most inference engines",
     suffix=".onnx",
     parent=None,
     precision="fp32",

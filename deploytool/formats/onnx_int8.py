@@ -5,6 +5,7 @@ entropy|percentile``). The op types that were quantized are recorded. Inputs and
 float, so it takes the same feeds as the ``onnx`` artifact it is made from."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 from deploytool.contract import Contract
@@ -31,7 +32,12 @@ def convert(ctx: ExportContext) -> ExportResult:
     notes: list[str] = []
     pre = ctx.workdir / "onnx_int8-preprocessed.onnx"
     try:
-        quant_pre_process(str(parent_path), str(pre))
+        # onnxruntime's symbolic shape inference saves "sym_shape_infer_temp.onnx" (+ external data) into the
+        # working directory when it cannot infer every shape (tools/symbolic_shape_infer.py, infer_shapes):
+        # keep that in the scratch space, not wherever deploytool was started.
+        src, dest = str(parent_path.resolve()), str(pre.resolve())  # before the directory changes
+        with contextlib.chdir(ctx.workdir.resolve()):
+            quant_pre_process(src, dest)
     except Exception as e:  # noqa: BLE001 - pre-processing is an optimisation; quantize the graph as it is
         shutil.copyfile(parent_path, pre)
         notes.append(f"quant_pre_process failed ({short_error(e, 160)}); quantized the graph without it")

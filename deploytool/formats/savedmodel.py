@@ -16,7 +16,7 @@ from pathlib import Path
 
 from deploytool.contract import Contract, channels_last_perm, layout_after, shapes_match
 from deploytool.errors import short_error
-from deploytool.formats import ExportContext, ExportResult, Format, Route
+from deploytool.formats import ConversionRoute, ExportContext, ExportResult, Format, Route, convert_by_routes
 from deploytool.tf_io import SIGNATURE, signature_output_keys
 
 # onnx2tf 1.28 downloads calibration images from GitHub (utils/common_functions.py,
@@ -104,43 +104,54 @@ def _convert(onnx2tf, kwargs: dict) -> None:
         raise RuntimeError(f"onnx2tf exited with status {e.code} (see the log)") from None
 
 
-@contextlib.contextmanager
-def _tee_stdout():
-    """Copy what Python prints (onnx2tf reports the failing node this way) into a buffer, while it
-    still reaches the worker's log."""
-    import io
-    import sys
+UPGRADE_BELOW_OPSET = 11  # older files (classic ONNX-zoo ones) are upgraded before folding: onnx2tf targets 11+
+UPGRADE_OPSET = 13
 
-    buffer, real = io.StringIO(), sys.stdout
 
-    class Tee(io.TextIOBase):
-        def write(self, text):
-            buffer.write(text)
-            return real.write(text)
+def _upgraded(model, notes: list[str]):
+    """An old file (opset < 11, often IR 3, whose initializers are also listed as graph inputs) upgraded with
+    ``onnx.version_converter`` to opset 13 and IR 7 (initializers no longer inputs); unchanged when it cannot be."""
+    import onnx
+    from onnx import version_converter
 
-        def flush(self):
-            real.flush()
-
-    sys.stdout = Tee()
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= UPGRADE_BELOW_OPSET:
+        return model
     try:
-        yield buffer
-    finally:
-        sys.stdout = real
+        upgraded = version_converter.convert_version(model, UPGRADE_OPSET)
+        ir_before = upgraded.ir_version
+        upgraded.ir_version = max(upgraded.ir_version, 7)  # opset 13 needs IR >= 7; the converter keeps the old IR
+        inits = {i.name for i in upgraded.graph.initializer}
+        inputs = [v for v in upgraded.graph.input if v.name not in inits]
+        del upgraded.graph.input[:]
+        upgraded.graph.input.extend(inputs)
+        onnx.checker.check_model(upgraded)
+    except Exception as e:  # noqa: BLE001 - folding the file as it is is still worth a try
+        why = str(e).splitlines()[0][:150] if str(e) else type(e).__name__
+        notes.append(f"kept at opset {opset}: onnx.version_converter could not upgrade it ({why})")
+        return model
+    notes.append(f"upgraded from opset {opset} (IR {ir_before}) to opset {UPGRADE_OPSET} (IR {upgraded.ir_version}) "
+                 "with onnx.version_converter before folding")
+    return upgraded
 
 
-def _static_folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[str, int]) -> None:
-    """``src`` with its dynamic input dims set to ``fixed`` and constant-folded by onnxruntime.
+def _folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[str, int]) -> list[str]:
+    """``src`` constant-folded by onnxruntime's basic optimizer, with its dynamic input dims set to
+    ``fixed`` (none: kept dynamic); returns notes on what was done besides folding.
 
-    onnx2tf 1.28.8 fails on many graphs whose shapes are computed at run time (Shape -> Concat
-    -> Expand/Reshape chains, as torch.export writes for transformers' attention masks and
-    token-type buffers), and its own overwrite_input_shape does not fold those chains. With the
-    dims fixed, onnxruntime's basic optimizer (constant folding and redundant-node elimination;
-    standard ONNX ops only) turns them into constants, which onnx2tf converts.
+    onnx2tf 1.28.8 fails on graphs whose weights or shapes are computed at run time: ONNX-zoo-style
+    files whose Conv weights come out of ConstantOfShape/arithmetic ("axes don't match array", or a
+    Conv whose kernel has no static shape), audio graphs, and the Shape -> Concat -> Expand/Reshape
+    chains torch.export writes for transformers' attention masks (those need the dims fixed too).
+    onnxruntime's basic optimizer (constant folding and redundant-node elimination; standard ONNX
+    ops only) turns them into constants, which onnx2tf converts. Old files (opset < 11) are first
+    upgraded with ``onnx.version_converter``.
     """
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(src))
+    notes: list[str] = []
+    model = _upgraded(onnx.load(str(src)), notes)
     by_name = {s.feed_name: s for s in contract.inputs}
     for value in model.graph.input:
         spec = by_name.get(value.name)
@@ -158,61 +169,73 @@ def _static_folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[s
     custom = sorted({n.op_type for n in onnx.load(str(dest)).graph.node if n.domain not in ("", "ai.onnx")})
     if custom:
         raise RuntimeError(f"constant folding introduced non-standard ops {custom}")
+    return notes
 
 
 def from_onnx(ctx: ExportContext) -> ExportResult:
+    """onnx2tf on the ONNX artifact; where it fails, on a constant-folded copy; where that fails too and
+    the graph has dynamic dims, on a folded copy with those dims fixed to the golden sizes (recorded,
+    so the TFLite artifacts inherit them and the alt golden set is skipped, saying why)."""
     import onnx2tf
     import tensorflow as tf
 
     keep_layout = bool(ctx.options.get("keep_layout"))
-    options = {"output_signaturedefs": True, "non_verbose": True, "not_use_onnxsim": True, "keep_layout": keep_layout,
-               "calibration_stand_in": CALIBRATION_FILE}
+    options: dict = {"output_signaturedefs": True, "non_verbose": True, "not_use_onnxsim": True,
+                     "keep_layout": keep_layout, "calibration_stand_in": CALIBRATION_FILE}
     # onnx2tf writes a shape-inferred graph back over its input file (onnx2tf.py, "onnx.save(
     # estimated_graph, f=input_onnx_file_path)"): hand it a copy so the ONNX artifact stays
     # byte-identical to what torch.onnx wrote and what its hash in the manifest says.
     parent_path, parent_contract = ctx.parent()
-    onnx_copy = ctx.workdir / "onnx2tf-input.onnx"
-    shutil.copyfile(parent_path, onnx_copy)
-    kwargs = dict(input_onnx_file_path=str(onnx_copy.resolve()), output_folder_path=str(ctx.out_path.resolve()),
-                  output_signaturedefs=True, non_verbose=True)
+    kwargs = dict(output_folder_path=str(ctx.out_path.resolve()), output_signaturedefs=True, non_verbose=True)
     if keep_layout:
         # onnx2tf accepts only 3-5-D inputs here (an AssertionError otherwise); lower ranks are never transposed.
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in parent_contract.inputs
                                                            if 3 <= len(s.shape) <= 5]
     kwargs["not_use_onnxsim"] = True  # onnxsim is not a dependency; onnx2tf would shell out to it and fail
+    # onnx2tf 1.28.8, on any conversion error and without a parameter-replacement file, searches for one itself
+    # ("Attempting automatic JSON generation", utils/json_auto_generator.py combine_fixes): on transformers' BEiT
+    # it grew past 10 GB within two minutes and the kernel killed the worker. An empty replacement file turns
+    # that search off, so a failed route fails at once, naming its node, and the next route is tried.
+    no_replacements = (ctx.workdir / "onnx2tf-no-replacements.json").resolve()
+    no_replacements.write_text('{"format_version": 1, "operations": []}\n')
+    kwargs["param_replacement_file"] = str(no_replacements)
+    options["param_replacement_file"] = "(empty: onnx2tf's automatic search for one is off)"
     _place_calibration_stand_in(ctx.workdir)
-    notes: list[str] = []
-    fixed: dict[str, int] = {}
-    try:
-        with _cwd(ctx.workdir), _tee_stdout() as printed:
-            _convert(onnx2tf, kwargs)
-    except Exception as first:  # noqa: BLE001 - retried with fixed dims below, else re-raised
-        sizes = parent_contract.dim_sizes("example", batch_one=True)
-        fixed = {d: sizes[d] for d in parent_contract.dynamic_dims()}
-        if not fixed:
-            raise
-        reason = explain(first, printed.getvalue(), ctx)
-        print(f"=== deploytool: onnx2tf failed on the dynamic graph; retrying with dims fixed to {fixed} ===",
-              flush=True)
-        static = (ctx.workdir / "onnx2tf-input-static.onnx").resolve()
-        shutil.rmtree(ctx.out_path, ignore_errors=True)
-        try:
-            _static_folded_copy(parent_path, static, parent_contract, fixed)
-            with _cwd(ctx.workdir):
-                _convert(onnx2tf, {**kwargs, "input_onnx_file_path": str(static)})
-        except Exception:  # noqa: BLE001 - the dynamic graph's failure is the one to report
-            raise first from None
-        fixed_text = ", ".join(f"{d}={v}" for d, v in fixed.items())
+    sizes = parent_contract.dim_sizes("example", batch_one=True)
+    fixed = {d: sizes[d] for d in parent_contract.dynamic_dims()}
+
+    def convert(copy: str, fix: dict[str, int] | None = None) -> tuple[dict[str, int], list[str]]:
+        dest = (ctx.workdir / f"onnx2tf-input-{copy}.onnx").resolve()
+        notes = [] if fix is None else _folded_copy(parent_path, dest, parent_contract, fix)
+        if fix is None:
+            shutil.copyfile(parent_path, dest)
+        with _cwd(ctx.workdir):
+            _convert(onnx2tf, {**kwargs, "input_onnx_file_path": str(dest)})
+        return fix or {}, notes
+
+    # The ordered routes: each one place, each tried only where the one before failed.
+    routes = [ConversionRoute("direct", "onnx2tf on the ONNX artifact as it is", lambda: convert("direct")),
+              ConversionRoute("folded", "onnx2tf on a copy constant-folded by onnxruntime's basic optimizer",
+                              lambda: convert("folded", {}))]
+    if fixed:
+        routes.append(ConversionRoute("fixed-dims", f"onnx2tf on a folded copy with dims fixed to {fixed}",
+                                      lambda: convert("static", fixed)))
+    (fixed_by, notes), route = convert_by_routes(
+        routes, lambda e, log: explain(e, log, ctx),
+        before_retry=lambda: shutil.rmtree(ctx.out_path, ignore_errors=True))
+    if fixed_by:
+        fixed_text = ", ".join(f"{d}={v}" for d, v in fixed_by.items())
+        reason = route.failed[0].split(": ", 1)[-1]
         notes.append(f"dims fixed: {fixed_text} (onnx2tf could not convert the dynamic graph: {reason})")
-        options["fixed_dims"] = fixed
+        options["fixed_dims"] = fixed_by
     # onnx2tf also writes its own *.tflite files next to the SavedModel; the TFLite formats are
     # converted from the SavedModel itself so their lineage is exact, so drop these.
     for extra in Path(ctx.out_path).glob("*.tflite"):
         extra.unlink()
     contract = savedmodel_contract(parent_contract, ctx.out_path, keep_layout)
-    contract.fixed_dims = {**contract.fixed_dims, **fixed}
+    contract.fixed_dims = {**contract.fixed_dims, **fixed_by}
     notes += [f"{s.name}: layout {s.layout} (perm {s.perm})" for s in contract.inputs + contract.outputs if s.perm]
-    return ExportResult(contract=contract, options=options, notes=notes,
+    return ExportResult(contract=contract, options=options, notes=notes, route=route,
                         exporter_version=f"onnx2tf {onnx2tf.__version__}, tensorflow {tf.__version__}")
 
 
@@ -243,13 +266,35 @@ def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
         base = f"{base} ({detail[0][:200]})"
     if not names:
         return f"onnx2tf failed: {base}"
-    op = _op_type(ctx.parent_path, names[-1])
+    name = names[-1]
+    op = _op_type(ctx.parent_path, name)
+    unnamed = re.fullmatch(r"sng_([A-Za-z]+)_\d+", name)  # sng4onnx names an unnamed node sng_<op>_<n>
+    if not op and unnamed:
+        op = f" ({unnamed.group(1)})"
+    if not op and name.startswith("wa/"):  # onnx2tf renames a leading "/" (torch's node names) to "wa/"
+        op, name = _op_type(ctx.parent_path, "/" + name[3:]), "/" + name[3:]
     # onnx2tf 1.28.8 converts Expand as ``input * tf.ones(shape, input.dtype)`` (ops/Expand.py),
     # which TensorFlow refuses for bool tensors (transformers' attention masks are bool Expands).
     if op == " (Expand)" and re.search(r"DataType bool|dtype=tf\.bool", str(exc)):
         base = f"onnx2tf converts Expand as a multiplication, which TensorFlow refuses for a bool tensor " \
                f"({type(exc).__name__})"
-    return f"onnx2tf failed at ONNX node {names[-1]!r}{op}: {base}"
+    # A Resize to a size computed from the input's shape (MobileViT's interpolate at a dynamic batch): onnx2tf
+    # passes tf.image.resize a size tensor it cannot take.
+    if op == " (Resize)" and "'size' must be a 1-D int32 Tensor" in str(exc):
+        base = f"onnx2tf cannot convert a Resize whose output size is computed at run time ({type(exc).__name__})"
+    # onnx2tf reads an input's static shape (kernel sizes, broadcast ranks) and crashes on None where it is
+    # computed at run time (weights made by ConstantOfShape/arithmetic, shape chains of audio front ends).
+    if re.search(r"'NoneType' object has no attribute 'shape'|object of type 'NoneType' has no len\(\)", str(exc)):
+        base = f"onnx2tf needs a static shape for an input of this node, and it is computed at run time ({base})"
+    if "Cannot take the length of shape with unknown rank" in str(exc):  # SegFormer's Transpose at a dynamic batch
+        base = f"onnx2tf needs the rank of this node's input, and it is unknown (computed at run time; {base})"
+    # e.g. LayerNormalization after a reshape whose shape is computed: its scale becomes tf.constant(shape=(None,))
+    unknown = re.search(r"Eager execution of tf\.constant with unsupported shape.*?has (\d+) elements, but got "
+                        r"`shape` (\([^)]*None[^)]*\))", str(exc), re.S)
+    if unknown:
+        base = (f"onnx2tf needs a static shape for an input of this node, and it is computed at run time "
+                f"(a constant of {unknown.group(1)} elements given shape {unknown.group(2)}; {type(exc).__name__})")
+    return f"onnx2tf failed at ONNX node {name!r}{op}: {base}"
 
 
 def _op_type(onnx_path: Path | None, node_name: str) -> str:

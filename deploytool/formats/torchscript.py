@@ -16,6 +16,23 @@ from deploytool.formats import ExportContext, ExportResult, Format
 def from_torch(ctx: ExportContext) -> ExportResult:
     import torch
 
+    traced, notes, checked_at = trace_checked(ctx)
+    traced.save(str(ctx.out_path))
+    # Same names, order, layout and dtypes as the source; a traced module takes inputs by
+    # position and returns outputs by position, which the runtime names output_0..N.
+    contract = Contract.from_dict(ctx.contract.to_dict())
+    for i, spec in enumerate(contract.outputs):
+        spec.artifact_name = f"output_{i}"
+    return ExportResult(contract=contract, exporter_version=torch.__version__,
+                        options={"method": "trace", "strict": False, "checked_at_shapes": checked_at}, notes=notes)
+
+
+def trace_checked(ctx: ExportContext):
+    """``torch.jit.trace`` of the model, its tracer warnings as notes, and the second input shape it was
+    checked at against eager mode (a trace that baked in a shape raises; the TorchScript-based ONNX
+    exporter traces the same way and checks with this too)."""
+    import torch
+
     notes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -45,14 +62,7 @@ def from_torch(ctx: ExportContext) -> ExportResult:
                 f"trace baked in an input shape: at inputs {[tuple(t.shape) for t in ctx.alt_inputs]} output "
                 f"{name!r} has {diff}; the model has shape-dependent Python logic that tracing froze")
         checked_at = [list(t.shape) for t in ctx.alt_inputs]
-    traced.save(str(ctx.out_path))
-    # Same names, order, layout and dtypes as the source; a traced module takes inputs by
-    # position and returns outputs by position, which the runtime names output_0..N.
-    contract = Contract.from_dict(ctx.contract.to_dict())
-    for i, spec in enumerate(contract.outputs):
-        spec.artifact_name = f"output_{i}"
-    return ExportResult(contract=contract, exporter_version=torch.__version__,
-                        options={"method": "trace", "strict": False, "checked_at_shapes": checked_at}, notes=notes)
+    return traced, notes, checked_at
 
 
 FORMAT = Format(

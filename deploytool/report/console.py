@@ -103,7 +103,8 @@ def export_table(manifest: Manifest, checks: dict, wide: bool = False, width: in
         status = chk.status.upper() if rec.status == ArtifactStatus.OK and chk else rec.status.upper()
         note = (chk.reason if chk and chk.reason else "") or (rec.error or "") or _skipped(chk)
         notes.append((name, "; ".join(filter(None, [note, chk.overrides_text() if chk else "",
-                                                    *(chk.notes if chk else [])]))))
+                                                    *(chk.notes if chk else []),
+                                                    rec.route.text() if rec.route else ""]))))
         rows.append([name, rec.runtime, status, fmt_err(chk.max_abs if chk else None), rec.tier,
                      human_size(rec.size_bytes),
                      f"{rec.export_seconds:.1f}" if rec.export_seconds is not None else "-"])
@@ -138,7 +139,8 @@ def validate_table(manifest: Manifest, checks: dict, wide: bool = False, width: 
         rows.append([name, chk.runtime, chk.status.upper(), fmt_err(chk.max_abs),
                      "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
                      hop, rec.tier, ",".join(chk.sets) or "-"])
-        notes.append((name, "; ".join(filter(None, [chk.reason or _skipped(chk), chk.overrides_text(), *chk.notes]))))
+        notes.append((name, "; ".join(filter(None, [chk.reason or _skipped(chk), chk.overrides_text(), *chk.notes,
+                                                    rec.route.text() if rec.route else ""]))))
     headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db",
                                     "vs_parent", "tier", "sets"], rows, list(checks.values()), 7)
     return fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine"], wide, width)

@@ -47,7 +47,7 @@ def table(results, views: list[ArtifactView]) -> tuple[list[str], list[list[str]
             t = v.best(name)
             cells += ["-", "-", "-"] if t is None else [f"{_ms(t.p50_ms)} / {_ms(t.p90_ms)} ({t.threads}t)",
                                                          f"{t.load_ms:.0f} / {_ms(t.first_ms)}", f"{t.rss_mb:.0f}"]
-        cells.append(" → ".join(v.chain))
+        cells.append(" → ".join(v.chain) + (f" ({v.route})" if v.route else ""))
         rows.append(cells)
     return headers, rows
 

@@ -44,11 +44,18 @@ def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, check
         "machine": fingerprint(machine_name),
         "sets": {s.name: {"dims": s.dims, "samples": s.samples} for s in sets},
         "tolerances": {"tiers": {n: t.to_dict() for n, t in parity.TIERS.items()}, "overrides": tolerances},
-        "artifacts": {n: {**c.to_dict(), "repro": str(repros[n]) if n in repros else None} for n, c in checks.items()},
+        "artifacts": {n: {**c.to_dict(), "repro": str(repros[n]) if n in repros else None,
+                          "route": _route(manifest, n)} for n, c in checks.items()},
     }
     bundle.write_json(json_path, data)
     bundle.write_text(junit_path, junit.render(manifest.model.name, checks))
     return {"json": json_path, "junit": junit_path, **{f"repro:{k}": v for k, v in repros.items()}}
+
+
+def _route(manifest: Manifest, name: str) -> dict | None:
+    """The fallback route that made the artifact (as in the manifest), or None: its format's only route."""
+    rec = manifest.artifacts.get(name)
+    return records.dump(rec.route) if rec is not None and rec.route is not None else None
 
 
 def write_repro(bundle_dir: Path, reports_dir: Path, name: str, manifest: Manifest, chk: ArtifactCheck,
@@ -74,7 +81,8 @@ def write_repro(bundle_dir: Path, reports_dir: Path, name: str, manifest: Manife
     rec = manifest.artifacts[chk.format]
     info = {
         "artifact": chk.format, "files": records.dump(rec.files), "parent": rec.parent,
-        "exporter": records.dump(rec.exporter), "runtime": chk.runtime, "runtime_version": chk.runtime_version,
+        "exporter": records.dump(rec.exporter), "route": _route(manifest, chk.format),
+        "runtime": chk.runtime, "runtime_version": chk.runtime_version,
         "versions": manifest.versions, "platform": manifest.platform, "reason": chk.reason,
         "hop_blamed": chk.hop_blamed, "first_diverging": chk.first_diverging,
         "worst": {"set": worst[0], "output": worst[1], "sample": worst[2]} if worst else None,

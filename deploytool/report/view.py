@@ -36,6 +36,7 @@ class ArtifactView:
     repro: str | None = None
     hop_errors: dict[str, float] = field(default_factory=dict)  # set -> max abs error vs the parent
     timings: dict[str, list[Timing]] = field(default_factory=dict)  # machine -> rows at batch 1
+    route: str = ""  # the fallback route that made it and why earlier ones failed (empty: the first route)
 
     @property
     def passed(self) -> bool:
@@ -60,7 +61,8 @@ def artifacts(results) -> list[ArtifactView]:
     m = results.manifest
     views = {}
     for name, rec in m.artifacts.items():
-        views[name] = ArtifactView(name, rec.runtime, rec.precision, rec.chain, rec.size_bytes or None, str(rec.status))
+        views[name] = ArtifactView(name, rec.runtime, rec.precision, rec.chain, rec.size_bytes or None, str(rec.status),
+                                   route=rec.route.text() if rec.route else "")
     for data in results.validations:
         machine = data["machine"]["name"]
         for name, a in data["artifacts"].items():

@@ -15,11 +15,35 @@ def load(path, settings):
     threads = int(settings["threads"]) if settings.get("threads") else None
     interp = Interpreter(model_path=str(path), num_threads=threads)
     runner = interp.get_signature_runner("serving_default")
-    return {"interpreter": interp, "runner": runner, "threads": threads}
+    return {"interpreter": interp, "runner": runner, "threads": threads, "path": str(path)}
 
 
 def run(session, feeds):
-    return session["runner"](**feeds)
+    try:
+        return session["runner"](**feeds)
+    except RuntimeError as e:
+        if "XNNPACK" not in str(e):
+            raise
+        raise RuntimeError(_xnnpack_refused(session, feeds, e)) from None
+
+
+def _xnnpack_refused(session, feeds, error: RuntimeError) -> str:
+    """XNNPACK, LiteRT's default CPU delegate, can fail to prepare a model it accepted (e.g. ai-edge-litert 2.3 on
+    some full-integer ResNets: "failed to create XNNPACK runtime ... (TfLiteXNNPackDelegate) failed to prepare"),
+    naming no op. Say so, whether the model runs without the delegate, and its op types."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    first = " ".join(str(error).split())[:160]
+    try:
+        probe = Interpreter(model_path=session["path"],
+                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        ops = ", ".join(sorted({d["op_name"] for d in probe._get_ops_details()}))
+        probe.get_signature_runner("serving_default")(**feeds)
+        without = f"without the delegate it runs (ops {ops})"
+    except Exception as e:  # noqa: BLE001 - the probe only adds detail to the delegate's failure
+        without = f"without the delegate it fails too ({' '.join(str(e).split())[:120]})"
+    return (f"LiteRT's default XNNPACK delegate failed to prepare this model, so LiteRT with its defaults cannot run "
+            f"it; {without}: {first}")
 
 
 def describe(session):
