@@ -68,6 +68,12 @@ class ArtifactRecord:
     check: CheckSummary | None = None
     golden_outputs: dict[str, str] = field(default_factory=dict)  # set -> its outputs, for per-hop checks
 
+    def load_settings(self) -> dict[str, Any]:
+        """How its runtime must load it, as the exporter verified (e.g. TorchScript's
+        ``optimize_for_inference``); every load (export's check, validate, bench) passes these."""
+        value = self.exporter.options.get("load_settings")
+        return dict(value) if isinstance(value, dict) else {}
+
 
 @dataclass
 class GoldenSetRecord:
@@ -99,6 +105,15 @@ class GoldenData:
 
 
 @dataclass
+class FlopsRecord:
+    """The source model's work per sample (deploytool.flops), for achieved GFLOP/s in bench."""
+
+    per_sample: float | None  # None: not counted (method says why)
+    method: str
+    dims: dict[str, int] = field(default_factory=dict)  # the dynamic dims it was counted at (the main set's)
+
+
+@dataclass
 class ModelInfo:
     name: str
     source: dict[str, Any]  # sources.SourceRef.to_dict(): kind, ref, name, framework and the kind's details
@@ -124,6 +139,7 @@ class Manifest:
     golden: GoldenData
     artifacts: dict[str, ArtifactRecord]
     tolerances: dict[str, dict[str, float]] = field(default_factory=dict)  # overrides export was judged with
+    flops: FlopsRecord | None = None  # absent in bundles made before it was counted
 
     def to_json(self) -> dict:
         return records.dump(self)

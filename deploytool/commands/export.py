@@ -33,6 +33,7 @@ from deploytool.manifest import (
     CalibrationRecord,
     CheckSummary,
     ExporterInfo,
+    FlopsRecord,
     GoldenData,
     GoldenSetRecord,
     Manifest,
@@ -64,6 +65,7 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
         weights: str | None = None, tolerances: dict | None = None, sign: Path | str | None = None,
         timeout: float = EXPORT_TIMEOUT_S, calib_data: Path | str | None = None, data: Path | str | None = None,
         calib_method: str = "minmax", int8_io: str = "float32", max_accuracy_drop: dict[str, float] | None = None,
+        freeze: bool = True, optimize: bool = True,
         progress: Callable[[str], None] = lambda msg: None) -> ExportOutcome:
     """``tolerances``: overrides as parity.tier_for takes them ({"FMT:OUTPUT": {"atol": x}}); they are
     stored in the manifest, and later validate runs of the bundle start from them (shown as overrides).
@@ -72,7 +74,9 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
     ``calib_data``: calibration inputs for the int8 formats (else the source's own, else needs_data);
     ``calib_method``: onnx_int8's calibration (minmax, entropy, percentile); ``int8_io``: tflite_int8's
     input/output type (float32, int8, uint8). ``data``: labelled data (a ``labels`` array) for task
-    accuracy; ``max_accuracy_drop``: {format or "*": points} gates (int8 tier default: parity.TIERS)."""
+    accuracy; ``max_accuracy_drop``: {format or "*": points} gates (int8 tier default: parity.TIERS).
+    ``freeze``: save TorchScript frozen (torch.jit.freeze); ``optimize``: load it with
+    torch.jit.optimize_for_inference (each falls back, with a note, where it fails or changes outputs)."""
     t_start = time.perf_counter()
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
@@ -104,7 +108,7 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
                          progress)
     pipeline.calib_data = Path(calib_data) if calib_data else None
     pipeline.data = Path(data) if data else None
-    pipeline.options = {"calib_method": calib_method, "int8_io": int8_io}
+    pipeline.options = {"calib_method": calib_method, "int8_io": int8_io, "freeze": freeze, "optimize": optimize}
     pipeline.max_drop = dict(max_accuracy_drop or {})
     try:
         manifest, checks = pipeline.run()
@@ -148,6 +152,7 @@ class _Pipeline:
         self.labelled_dims: dict[str, int] | None = None
         self.options: dict = {}
         self.max_drop: dict[str, float] = {}
+        self.flops: FlopsRecord | None = None
         self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=timeout)
         self.plan = plan(source.framework)  # each format as made from this kind of source
         self.records: dict[str, ArtifactRecord] = {
@@ -273,6 +278,8 @@ class _Pipeline:
         written = worker.run(job, last=False, timeout=self.timeout)
         if not written.ok:
             raise ModelError(_named(self.source.name, written.error), written.exit_code, detail=written.traceback)
+        main = next((p for p in plans if p.name == golden.MAIN), None)
+        self.flops = FlopsRecord(written.flops_per_sample, written.flops_method, dict(main.dims) if main else {})
         if written.calibration_samples:
             self.calibration = CalibrationRecord(golden.CALIBRATION, "", written.calibration_samples,
                                                  "the source's own calibration data")
@@ -346,7 +353,7 @@ class _Pipeline:
         elif rec.status != ArtifactStatus.OK and path.exists():
             path.unlink()
         if rec.status == ArtifactStatus.OK and rec.contract is not None:
-            self.runs.submit(name, fmt.runtime, path, rec.contract, self.sets)
+            self.runs.submit(name, fmt.runtime, path, rec.contract, self.sets, rec.load_settings())
         else:
             self.runs.cancel(name)
         self.progress(f"  {name}: {rec.status}" + (f" ({rec.error})" if rec.error else ""))
@@ -403,6 +410,7 @@ class _Pipeline:
             formats_requested=[n for n in self.names if n not in self.added], formats_added=self.added,
             contract=self.contract, golden=data,
             tolerances=self.tolerances,  # overrides of the parity tiers the export was judged with
+            flops=self.flops,
             artifacts={n: self.records[n] for n in self.plan if n in self.records})
 
     def _preload(self, framework: str | None, group: list[str]) -> tuple[str, ...]:

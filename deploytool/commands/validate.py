@@ -96,7 +96,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
                 refused[name] = f"refused before loading: {e}"
                 continue
             progress(f"running {name} on {FORMATS[name].runtime}")
-            runs.submit(name, FORMATS[name].runtime, bundle_dir / rec.path, rec.contract, sets)
+            runs.submit(name, FORMATS[name].runtime, bundle_dir / rec.path, rec.contract, sets, rec.load_settings())
         replies = runs.results()
 
         def stored(fmt: str, set_name: str):
