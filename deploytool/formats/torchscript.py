@@ -23,14 +23,49 @@ from deploytool.formats import ExportContext, ExportResult, Format
 # Freezing and optimizing fold batch norms into convolutions: not bit-exact, so compared with
 # eager at the fp32 tier's tolerances (parity.TIERS["fp32"]).
 _ATOL, _RTOL = 1e-4, 1e-4
+# optimize_for_inference moves convolutions to oneDNN (mkldnn) tensors: faster on real images
+# (mobilenet_v2 at 224x224, 1 thread: 12.9 -> 10.3 ms), ~20x slower on tiny ones (digits_cnn, 8x8:
+# 0.05 -> 1 ms), where converting to and from the oneDNN layout costs more than the convolution.
+# Export times both on one sample of the example inputs (1 thread, interleaved) and keeps it only
+# when it is not clearly slower.
+_SLOWER = 1.2  # optimized / plain per-call time above which optimizing is dropped
+_TIMING_S = 0.4  # per module, in 5 interleaved rounds
 
 
-def _mismatch(model, candidate, inputs, atol: float, rtol: float, names: list[str]) -> str | None:
-    """Why ``candidate`` does not compute what ``model`` does on ``inputs`` (None when it does)."""
+def _per_call_ms(modules: list, inputs) -> list[float]:
+    """Median per-call time (ms) of each module on ``inputs``, interleaved, 1 thread."""
+    import statistics
+    import time
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            for m in modules:  # warm-up: the profiling executor profiles, then specialises and fuses
+                calls, t0 = 0, time.perf_counter()
+                while calls < 10 or time.perf_counter() - t0 < _TIMING_S / 4:
+                    m(*inputs)
+                    calls += 1
+            rounds: list[list[float]] = [[] for _ in modules]
+            for _ in range(5):
+                for m, sink in zip(modules, rounds):
+                    calls, t0 = 0, time.perf_counter()
+                    while calls < 2 or time.perf_counter() - t0 < _TIMING_S / 5:
+                        m(*inputs)
+                        calls += 1
+                    sink.append((time.perf_counter() - t0) / calls * 1e3)
+    finally:
+        torch.set_num_threads(threads)
+    return [statistics.median(r) for r in rounds]
+
+
+def _mismatch(expected, candidate, inputs, atol: float, rtol: float, names: list[str]) -> str | None:
+    """Why ``candidate`` does not compute ``expected`` (eager's outputs) on ``inputs`` (None when it does)."""
     import torch
 
     with torch.no_grad():
-        expected = model(*inputs)
         got = candidate(*inputs)
     exp = expected if isinstance(expected, (tuple, list)) else (expected,)
     act = got if isinstance(got, (tuple, list)) else (got,)
@@ -52,14 +87,14 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
-def _checked(ctx: ExportContext, candidate, what: str) -> str | None:
+def _checked(ctx: ExportContext, eager: list, candidate, what: str) -> str | None:
     """Why ``candidate`` (frozen / optimized) differs from eager at the example or the alt shape."""
     names = ctx.contract.output_names
-    for inputs in (ctx.example_inputs, ctx.alt_inputs):
+    for inputs, expected in zip((ctx.example_inputs, ctx.alt_inputs), eager):
         if not inputs:
             continue
         try:
-            why = _mismatch(ctx.model, candidate, inputs, _ATOL, _RTOL, names)
+            why = _mismatch(expected, candidate, inputs, _ATOL, _RTOL, names)
         except Exception as e:  # noqa: BLE001 - a failure to run is a reason to fall back
             why = f"raised {type(e).__name__}: {_first_line(e)}"
         if why:
@@ -77,10 +112,12 @@ def from_torch(ctx: ExportContext) -> ExportResult:
             traced = torch.jit.trace(ctx.model, ctx.example_inputs, check_trace=False, strict=False)
     notes += sorted({f"tracer: {str(w.message).splitlines()[0][:200]}" for w in caught
                      if issubclass(w.category, torch.jit.TracerWarning)})
+    with torch.no_grad():  # eager's outputs at both shapes, computed once for every check below
+        eager = [ctx.model(*inputs) if inputs else None for inputs in (ctx.example_inputs, ctx.alt_inputs)]
     checked_at = None
     if ctx.alt_inputs:
         try:
-            why = _mismatch(ctx.model, traced, ctx.alt_inputs, 1e-5, 1e-4, ctx.contract.output_names)
+            why = _mismatch(eager[1], traced, ctx.alt_inputs, 1e-5, 1e-4, ctx.contract.output_names)
         except Exception as e:  # noqa: BLE001 - re-raised with the reason
             raise RuntimeError(f"trace fails at a second input shape {_shapes(ctx.alt_inputs)}: "
                                f"{str(e).splitlines()[0]}") from e
@@ -92,7 +129,7 @@ def from_torch(ctx: ExportContext) -> ExportResult:
     if ctx.options.get("freeze", True):
         try:
             candidate = torch.jit.freeze(traced.eval())
-            why = _checked(ctx, candidate, "the frozen module differs from eager")
+            why = _checked(ctx, eager, candidate, "the frozen module differs from eager")
         except Exception as e:  # noqa: BLE001 - freezing rejects some modules: fall back, say why
             why = f"torch.jit.freeze failed: {_first_line(e)}"
         if why:
@@ -100,14 +137,24 @@ def from_torch(ctx: ExportContext) -> ExportResult:
         else:
             module, frozen = candidate, True
     module.save(str(ctx.out_path))
-    optimize = False
+    optimize, timing = False, None
     if ctx.options.get("optimize", True):
         # What the runtime will do at load, on the saved file itself.
         try:
             optimized = torch.jit.optimize_for_inference(torch.jit.load(str(ctx.out_path), map_location="cpu").eval())
-            why = _checked(ctx, optimized, "the optimized module differs from eager")
+            why = _checked(ctx, eager, optimized, "the optimized module differs from eager")
         except Exception as e:  # noqa: BLE001 - fall back to the plain module at load, say why
             why = f"torch.jit.optimize_for_inference failed: {_first_line(e)}"
+        if not why:
+            plain = torch.jit.load(str(ctx.out_path), map_location="cpu").eval()  # as the runtime loads it
+            # One sample, as bench and a serving process call it (a dynamic first dim is the batch).
+            sample = tuple(t[:1] if spec.shape and isinstance(spec.shape[0], str) else t
+                           for spec, t in zip(ctx.contract.inputs, ctx.example_inputs))
+            plain_ms, optimized_ms = _per_call_ms([plain, optimized], sample)
+            timing = {"plain_ms": round(plain_ms, 4), "optimized_ms": round(optimized_ms, 4)}
+            if optimized_ms > _SLOWER * plain_ms:
+                why = (f"torch.jit.optimize_for_inference made it slower here ({optimized_ms:.3g} vs {plain_ms:.3g} "
+                       "ms per call on one example sample, 1 thread)")
         if why:
             notes.append(f"not optimized at load: {why}")
         else:
@@ -119,7 +166,8 @@ def from_torch(ctx: ExportContext) -> ExportResult:
         spec.artifact_name = f"output_{i}"
     return ExportResult(contract=contract, exporter_version=torch.__version__,
                         options={"method": "trace", "strict": False, "checked_at_shapes": checked_at,
-                                 "frozen": frozen, "load_settings": {"optimize_for_inference": optimize}},
+                                 "frozen": frozen, "load_settings": {"optimize_for_inference": optimize},
+                                 "optimize_timing": timing},
                         notes=notes)
 
 
