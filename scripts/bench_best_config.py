@@ -8,9 +8,10 @@ process, in several configurations: ``exported`` is exactly what ``deploytool be
 runtime file in deploytool/runtimes/ loads it with the artifact's load_settings from the manifest
 and calls it through the same run function, on the same golden feeds); the others are documented
 options of the same runtime on the same file (below). Rounds are interleaved (the order rotates
-each round), each run reports its p50 after the same warm-up and minimum runs/time. The table gives
-each configuration's median p50 over rounds and ``exported / best`` (target <= 1.05 at 1 thread),
-where best is the fastest configuration other than ``exported``.
+each round), each run reports its p50 after the same warm-up and minimum runs/time, and the
+process's CPU time per call. The table gives each configuration's median p50 over rounds and
+``exported / best`` (target <= 1.05 at 1 thread), where best is the fastest configuration other
+than ``exported``, and the same ratio on CPU time per call (steadier on a shared machine).
 
 Configurations (besides ``exported``):
 - torchscript: ``plain`` (torch.jit.load, no optimize_for_inference), ``optimized`` (always
@@ -179,15 +180,18 @@ def child(runtime: str, config: str, bundle: Path, threads: int, min_time: float
     while i < 10 or time.perf_counter() < t_end:  # deploytool's default warm-up rule
         call(feeds[i % len(feeds)])
         i += 1
-    samples, start = [], time.perf_counter()
+    samples, start, cpu0 = [], time.perf_counter(), time.process_time_ns()
     while len(samples) < min_runs or time.perf_counter() - start < min_time:
         f = feeds[i % len(feeds)]
         t1 = time.perf_counter_ns()
         call(f)
         samples.append(time.perf_counter_ns() - t1)
         i += 1
+    # CPU time of the whole process per call: on a shared, oversubscribed machine it moves far less
+    # than wall time (waiting for a core is not counted), so configurations compare on it too.
+    cpu_ms = (time.process_time_ns() - cpu0) / len(samples) / 1e6
     return {"p50_ms": float(np.percentile(np.asarray(samples) / 1e6, 50, method="linear")), "n": len(samples),
-            "load_ms": load_ms}
+            "load_ms": load_ms, "cpu_ms": cpu_ms}
 
 
 # ---------------------------------------------------------------- parent: interleaved rounds
@@ -233,26 +237,30 @@ def main() -> None:
                     for config in configs[shift:] + configs[:shift]:
                         res = run_child(rt, config, root / m, t, args.min_time, args.min_runs)
                         results.setdefault((m, rt, t), {}).setdefault(config, []).append(res)
-                        shown = f"p50 {res['p50_ms']:.3f} ms" if "p50_ms" in res else res["error"]
+                        shown = f"p50 {res['p50_ms']:.3f} ms, cpu {res['cpu_ms']:.3f} ms/call" if "p50_ms" in res \
+                            else res["error"]
                         print(f"round {r + 1} {m:<16} {rt:<12} thr {t} {config:<14} {shown}", flush=True)
     print("\nmodel             runtime      thr  exported_ms  best config     best_ms  exported/best  "
-          "all configs (median p50 ms; load ms)")
+          "cpu: exported/best  all configs (median p50 ms; cpu ms/call; load ms)")
     table = []
     for (m, rt, t), per in results.items():
         med = {c: statistics.median(x["p50_ms"] for x in runs) for c, runs in per.items()
                if all("p50_ms" in x for x in runs)}
         load = {c: statistics.median(x["load_ms"] for x in runs) for c, runs in per.items() if c in med}
+        cpu = {c: statistics.median(x["cpu_ms"] for x in runs) for c, runs in per.items() if c in med}
         others = {c: v for c, v in med.items() if c != "exported"}
         if "exported" not in med or not others:
             print(f"{m:<17} {rt:<12} {t:<4} incomplete: {per}")
             continue
         best = min(others, key=lambda c: others[c])
         ratio = med["exported"] / others[best]
-        detail = ", ".join(f"{c} {v:.3f}; {load[c]:.0f}" for c, v in med.items())
+        cpu_best = min(v for c, v in cpu.items() if c != "exported")
+        detail = ", ".join(f"{c} {v:.3f}; {cpu[c]:.3f}; {load[c]:.0f}" for c, v in med.items())
         print(f"{m:<17} {rt:<12} {t:<4} {med['exported']:<12.3f} {best:<15} {others[best]:<8.3f} {ratio:<14.3f} "
-              f"{detail}")
+              f"{cpu['exported'] / cpu_best:<19.3f} {detail}")
         table.append({"model": m, "runtime": rt, "threads": t, "exported_ms": med["exported"], "best": best,
-                      "best_ms": others[best], "ratio": ratio, "median_p50_ms": med, "median_load_ms": load})
+                      "best_ms": others[best], "ratio": ratio, "cpu_ratio": cpu["exported"] / cpu_best,
+                      "median_p50_ms": med, "median_cpu_ms": cpu, "median_load_ms": load})
     if args.json:
         args.json.write_text(json.dumps({"table": table, "runs": {"/".join(map(str, k)): v
                                                                   for k, v in results.items()}}, indent=1))

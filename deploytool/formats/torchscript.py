@@ -29,7 +29,7 @@ _ATOL, _RTOL = 1e-4, 1e-4
 # Export times both on one sample of the example inputs (1 thread, interleaved) and keeps it only
 # when it is not clearly slower.
 _SLOWER = 1.2  # optimized / plain per-call time above which optimizing is dropped
-_TIMING_S = 0.4  # per module, in 5 interleaved rounds
+_TIMING_S = 0.2  # per module, in 5 interleaved rounds (after a warm-up of >= 10 calls)
 
 
 def _per_call_ms(modules: list, inputs) -> list[float]:
