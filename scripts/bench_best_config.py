@@ -125,7 +125,8 @@ def _tensorflow(config: str, path: Path, threads: int, feeds: list[dict]):
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    model = tf.saved_model.load(str(path))  # kept referenced: the signature uses its variables
+    fn = model.signatures["serving_default"]
     if config == "frozen_graph":
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -134,10 +135,10 @@ def _tensorflow(config: str, path: Path, threads: int, feeds: list[dict]):
         keys = list(fn.structured_input_signature[1])
         by_name = {spec.name: k for k, spec in fn.structured_input_signature[1].items()}
         args = [by_name.get(n, n) for n in order] if all(n in by_name for n in order) else keys
-        return lambda f: [o.numpy() for o in frozen(*[tf.constant(f[k]) for k in args])]
+        return lambda f, _keep=model: [o.numpy() for o in frozen(*[tf.constant(f[k]) for k in args])]
     if config == "tf_feeds":
         cache = {id(f): {k: tf.constant(v) for k, v in f.items()} for f in feeds}
-        return lambda f: {k: v.numpy() for k, v in fn(**cache[id(f)]).items()}
+        return lambda f, _keep=model: {k: v.numpy() for k, v in fn(**cache[id(f)]).items()}
     raise ValueError(config)
 
 
@@ -146,12 +147,18 @@ def _litert(config: str, path: Path, threads: int):
 
     interp = Interpreter(model_path=str(path), num_threads=threads)
     interp.allocate_tensors()
-    ins = {d["name"]: d["index"] for d in interp.get_input_details()}
-    sig = interp.get_signature_list()["serving_default"]
-    index_of = {k: ins[v] for k, v in sig["inputs"].items()}
-    outs = [d["index"] for d in interp.get_output_details()]
+    runner = interp.get_signature_runner("serving_default")  # its tensor indices, by signature name
+    index_of = {k: d["index"] for k, d in runner.get_input_details().items()}
+    outs = [d["index"] for d in runner.get_output_details().values()]
+
+    shapes: dict = {}
 
     def call(f):
+        if any(shapes.get(k) != v.shape for k, v in f.items()):  # dynamic dims: resize once per shape
+            for k, v in f.items():
+                interp.resize_tensor_input(index_of[k], v.shape)
+                shapes[k] = v.shape
+            interp.allocate_tensors()
         for k, v in f.items():
             interp.set_tensor(index_of[k], v)
         interp.invoke()
