@@ -215,6 +215,12 @@ def main(ctx: click.Context) -> None:
 @click.option("--data", type=click.Path(dir_okay=False), metavar="FILE.npz",
               help="Labelled data for task accuracy: inputs as in the contract plus 'labels' (one class per "
                    "sample; 'labels:OUTPUT' names the output). Kept in the bundle; digits_cnn brings its own.")
+@click.option("--freeze/--no-freeze", default=True, show_default=True,
+              help="Save the TorchScript artifact frozen (torch.jit.freeze; falls back to unfrozen, with a note, "
+                   "where freezing fails or changes the outputs).")
+@click.option("--optimize/--no-optimize", default=True, show_default=True,
+              help="Load the TorchScript artifact with torch.jit.optimize_for_inference (validate and bench too; "
+                   "recorded in the manifest's load_settings after export checked it).")
 @_accuracy_option
 @_accept_constant_option
 @click.option("--sign", type=click.Path(dir_okay=False), metavar="KEY.pem",
@@ -229,8 +235,8 @@ def main(ctx: click.Context) -> None:
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks, where the worker logs are, and every step.")
 def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict,
-                   calib_data, calib_method, int8_io, data, max_accuracy_drop, accept_constant, sign, timeout, as_json,
-                   wide, quiet, github, debug):
+                   calib_data, calib_method, int8_io, data, freeze, optimize, max_accuracy_drop, accept_constant,
+                   sign, timeout, as_json, wide, quiet, github, debug):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
@@ -248,7 +254,8 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
         outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout,
                              strict=strict, inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
                              tolerances=tolerances, sign=sign, timeout=timeout, calib_data=calib_data, data=data,
-                             calib_method=calib_method, int8_io=int8_io, max_accuracy_drop=drops,
+                             calib_method=calib_method, int8_io=int8_io, freeze=freeze, optimize=optimize,
+                             max_accuracy_drop=drops,
                              accept_constant=list(accept_constant), progress=progress)
     if as_json:
         click.echo(json.dumps(outcome.manifest.to_json(), indent=2, default=str))
@@ -399,6 +406,7 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
               help="Warm-up time (s, at least).")
 @click.option("--max-time", default=60.0, show_default=True, type=click.FloatRange(0), help="Hard cap per row (s).")
 @click.option("--no-source", is_flag=True, help="Do not time the source model baseline.")
+@click.option("--no-peak", is_flag=True, help="Do not probe this machine's fp32 GEMM peak (no %% of peak per row).")
 @click.option("--compare", type=click.Path(file_okay=False), help="Baseline bundle: time both interleaved (A B A B) "
               "and flag rows whose p50 is slower than the baseline's by more than --threshold (exit 9).")
 @click.option("--threshold", default=1.10, show_default=True, type=float,
@@ -418,8 +426,8 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
 @_config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
 def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time, no_source,
-                  compare, threshold, rounds, strict, verify_key, timeout, reports, machine_name, wide, quiet, github,
-                  debug):
+                  no_peak, compare, threshold, rounds, strict, verify_key, timeout, reports, machine_name, wide, quiet,
+                  github, debug):
     """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
 
     Each (artifact, threads, batch) row runs in a fresh process fed the bundle's golden inputs;
@@ -441,8 +449,12 @@ def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_ru
     with _progress(debug, quiet) as progress:
         outcome = api.bench(bundle, list(formats) or None, thread_list, batch_list, protocol, compare, threshold,
                             rounds, strict, not no_source, reports, progress, verify_key=verify_key, timeout=timeout,
-                            machine_name=machine_name)
+                            machine_name=machine_name, gemm_peak=not no_peak)
     click.echo(f"model {outcome.manifest.model.name}: bundle {outcome.bundle}")
+    if outcome.peak:
+        from deploytool.report.console import peak_line
+
+        click.echo(peak_line(outcome.manifest, outcome.peak))
     click.echo(bench_table(sorted_rows(outcome.rows), wide))
     if outcome.compare is not None:
         click.echo("")

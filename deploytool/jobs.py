@@ -201,6 +201,8 @@ class GoldenWritten(Reply):
     samples: dict[str, int] = field(default_factory=dict)  # set -> samples written
     calibration_samples: int = 0  # written to WriteGolden.calibration (0: none)
     labelled_output: str | None = None  # the output the labelled set's labels are for
+    flops_per_sample: float | None = None  # counted on the main set's first sample (deploytool.flops)
+    flops_method: str = ""  # how, or why they were not counted
     error: str | None = None
     exit_code: int = 3
     traceback: str | None = None

@@ -69,6 +69,12 @@ class ArtifactRecord:
     golden_outputs: dict[str, str] = field(default_factory=dict)  # set -> its outputs, for per-hop checks
     route: RouteTaken | None = None  # the fallback route that made it (absent in older bundles: the first)
 
+    def load_settings(self) -> dict[str, Any]:
+        """How its runtime must load it, as the exporter verified (e.g. TorchScript's
+        ``optimize_for_inference``); every load (export's check, validate, bench) passes these."""
+        value = self.exporter.options.get("load_settings")
+        return dict(value) if isinstance(value, dict) else {}
+
 
 @dataclass
 class GoldenSetRecord:
@@ -100,6 +106,15 @@ class GoldenData:
 
 
 @dataclass
+class FlopsRecord:
+    """The source model's work per sample (deploytool.flops), for achieved GFLOP/s in bench."""
+
+    per_sample: float | None  # None: not counted (method says why)
+    method: str
+    dims: dict[str, int] = field(default_factory=dict)  # the dynamic dims it was counted at (the main set's)
+
+
+@dataclass
 class ModelInfo:
     name: str
     source: dict[str, Any]  # sources.SourceRef.to_dict(): kind, ref, name, framework and the kind's details
@@ -127,6 +142,7 @@ class Manifest:
     tolerances: dict[str, dict[str, float]] = field(default_factory=dict)  # overrides export was judged with
     # outputs export accepted as constant (--accept-constant-output); later validate runs accept them too
     accepted_constant: list[str] = field(default_factory=list)
+    flops: FlopsRecord | None = None  # absent in bundles made before it was counted
 
     def to_json(self) -> dict:
         return records.dump(self)

@@ -44,8 +44,9 @@ class RunPool:
         if worker is not None:
             worker.close()
 
-    def submit(self, key: str, runtime: str, artifact: Path, contract: Contract, sets: list[GoldenSet]) -> None:
-        """Run the artifact on every set it accepts."""
+    def submit(self, key: str, runtime: str, artifact: Path, contract: Contract, sets: list[GoldenSet],
+               load_settings: dict | None = None) -> None:
+        """Run the artifact on every set it accepts (``load_settings``: the artifact's own, from its record)."""
         rt = RUNTIMES[runtime]
         sets, self.skipped_sets[key] = applicable_sets(contract, sets)
         missing = rt.missing_packages()
@@ -56,7 +57,8 @@ class RunPool:
                                                   f"{rt.install_hint}"))
             self.futures[key] = fut
             return
-        job = jobs.RunArtifact(runtime=runtime, artifact=str(artifact), contract=contract, settings=self.settings,
+        job = jobs.RunArtifact(runtime=runtime, artifact=str(artifact), contract=contract,
+                               settings={**self.settings, **(load_settings or {})},
                                sets=[jobs.RunSet(s.name, str(s.inputs), str(self.work / f"{key}.{s.name}.npz"))
                                      for s in sets])
         worker = self._worker(key, runtime)

@@ -93,6 +93,8 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     if loaded is None:
         return jobs.GoldenWritten(ok=False, error="golden job before the source was loaded", exit_code=1)
     written, labelled_output = {}, None
+    flops_per_sample: float | None = None
+    flops_method = "" if loaded.flops is not None else "not counted for this kind of source"
     root = Path(job.root)
     for plan in job.sets:
         try:
@@ -121,6 +123,11 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
             return jobs.GoldenWritten(ok=False, error=f"model {_State.model_name!r}: the source model's output "
                                       f"{output!r} is NaN/Inf on {plan.name} golden sample {sample} (inputs: "
                                       f"{C.describe_sample(inputs, sample)}); nothing can be checked against it")
+        if plan.name == golden.MAIN and loaded.flops is not None:
+            try:
+                flops_per_sample, flops_method = loaded.flops(inputs)
+            except Exception as e:  # noqa: BLE001 - a count that fails is reported, never fatal
+                flops_method = f"not counted: {short_error(e)}"
         npz.save(root / plan.inputs, inputs)
         npz.save(root / plan.reference, refs)
         if labels is not None and plan.labels:
@@ -138,7 +145,8 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
         npz.save(root / job.calibration, calib)
         calibration_samples = len(next(iter(calib.values())))
     return jobs.GoldenWritten(ok=True, samples=written, calibration_samples=calibration_samples,
-                              labelled_output=labelled_output)
+                              labelled_output=labelled_output, flops_per_sample=flops_per_sample,
+                              flops_method=flops_method)
 
 
 def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:

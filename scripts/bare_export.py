@@ -1,12 +1,13 @@
-"""The same converter calls deploytool export makes for digits_cnn, written as a plain script.
+"""The same converter calls deploytool export makes for a zoo model, written as a plain script.
 
-    python scripts/bare_export.py OUT_DIR
+    python scripts/bare_export.py OUT_DIR [MODEL]      (MODEL: digits_cnn (default) or mobilenet_v2)
 
 One process, no subprocesses, no golden data, no checks: the floor deploytool's overhead is
 measured against (scripts/bench_export.py).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -14,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deploytool.models import digits_cnn
 
-
-def main(out: Path) -> None:
+def main(out: Path, name: str = "digits_cnn") -> None:
     out.mkdir(parents=True, exist_ok=True)
-    model = digits_cnn.build()
-    example = digits_cnn.example_inputs()
+    zoo = importlib.import_module(f"deploytool.models.{name}")  # image -> logits, dynamic batch
+    model = zoo.build()
+    example = zoo.example_inputs()
     with torch.no_grad():
-        torch.jit.trace(model, example).save(str(out / "model.torchscript.pt"))
-    batch = torch.export.Dim("batch", min=1, max=1024)
+        torch.jit.freeze(torch.jit.trace(model, example).eval()).save(str(out / "model.torchscript.pt"))
+    batch = torch.export.Dim("batch", min=1, max=zoo.DIMS["batch"]["max"])
     torch.onnx.export(model, example, str(out / "model.onnx"), input_names=["image"], output_names=["logits"],
                       dynamic_shapes={"image": {0: batch}}, external_data=False, dynamo=True)
     import onnx
@@ -48,4 +48,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]).resolve())
+    main(Path(sys.argv[1]).resolve(), *sys.argv[2:3])

@@ -148,3 +148,27 @@ def test_bench_stats_units():
     capped = bench.measure(lambda i: None, bench.Protocol(warmup_runs=0, warmup_time=0, min_runs=5, min_time=0,
                                                           max_runs=5))
     assert len(capped["samples_ns"]) == 5
+
+
+def test_bench_rows_carry_gflops_and_percent_of_the_probed_peak(digits_bench):
+    bundle, proc = digits_bench
+    report = json.loads((bundle / "reports/bench.json").read_text())
+    peak = report["machine"]["gemm_peak"]
+    assert peak["fp32_gflops_1_thread"] > 1 and peak["fp32_gflops_all_threads"] > 1
+    assert peak["all_threads"] == os.cpu_count() and "numpy" in str(peak["by_library"]) and peak["library"]
+    flops = manifest_of(bundle)["flops"]["per_sample"]
+    assert report["flops_per_sample"] == flops > 0
+    for r in report["rows"]:
+        assert r["gflops_per_s"] == pytest.approx(flops * r["batch"] / (r["p50_ms"] / 1e3) / 1e9)
+        if FORMATS.get(r["format"]) is not None and FORMATS[r["format"]].precision.startswith("int8"):
+            assert "pct_of_peak" not in r and "int8" in r["peak_note"]
+        else:
+            ceiling = peak["fp32_gflops_1_thread"] if r["threads"] == 1 else peak["fp32_gflops_all_threads"]
+            assert r["peak_gflops"] == pytest.approx(min(ceiling, peak["fp32_gflops_1_thread"] * r["threads"]))
+            assert r["pct_of_peak"] == pytest.approx(100 * r["gflops_per_s"] / r["peak_gflops"])
+    header = next(ln for ln in proc.stdout.splitlines() if ln.startswith("format "))
+    assert "peak fp32 GEMM:" in proc.stdout and "GFLOP/s" in header.split()
+    # the TorchScript rows were loaded as the manifest says (optimized or not), and say so
+    wanted = manifest_of(bundle)["artifacts"]["torchscript"]["exporter"]["options"]["load_settings"]
+    ts = [r for r in report["rows"] if r["format"] == "torchscript"]
+    assert ts and all(r["settings"]["optimize_for_inference"] is wanted["optimize_for_inference"] for r in ts)

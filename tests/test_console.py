@@ -43,9 +43,10 @@ def test_bench_table_keeps_the_columns_that_decide_at_100_columns():
     out = bench_table([_bench_row("onnx"), _bench_row("tflite_fp32", runtime="litert")], width=100)
     header = out.splitlines()[0].split()
     assert header[:7] == ["format", "runtime", "thr", "batch", "status", "p50_ms", "p90_ms"]
-    assert {"p99_ms", "rss_mb", "size"} <= set(header)
+    assert {"load_ms", "rss_mb", "size", "GFLOP/s"} <= set(header)
     assert all(len(ln) <= 100 for ln in out.splitlines())
-    assert len(bench_table([_bench_row("onnx")], wide=True).splitlines()[0].split()) == 17
+    assert "p99_ms" in bench_table([_bench_row("onnx")], width=120).splitlines()[0].split()
+    assert len(bench_table([_bench_row("onnx")], wide=True).splitlines()[0].split()) == 18
 
 
 class _Stream(io.StringIO):

@@ -43,6 +43,8 @@ def test_onnx_file_exports_every_applicable_format_with_parity(onnx_bundle, onnx
     art = m["artifacts"]
     assert art["torchscript"]["status"] == "not_applicable" and "source is onnx" in art["torchscript"]["error"]
     assert art["onnx"]["exporter"]["name"] == "source file (onnx.checker)"
+    # FLOPs counted from the graph at one sample: the 3x3 conv (3 -> 8 channels, 32x32) and the 8 -> 5 Gemm
+    assert m["flops"]["per_sample"] == 2 * (32 * 32 * 8 * 3 * 9 + 8 * 5) and "ONNX graph" in m["flops"]["method"]
     assert (bundle / "artifacts/small_cnn.onnx").read_bytes() == onnx_source.read_bytes()
     for fmt in ("onnx", "savedmodel", "tflite_fp32", "tflite_fp16"):
         assert art[fmt]["status"] == "ok" and art[fmt]["check"]["status"] == "pass", (fmt, art[fmt]["check"])

@@ -10,10 +10,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploytool import bundle, errors, npz
+from deploytool import bundle, errors, npz, peak
 from deploytool import timing as B  # noqa: N812
 from deploytool.commands import check_run_options
 from deploytool.commands.validate import select_formats
@@ -45,6 +45,7 @@ class Target:
     batch_dynamic: bool
     reason: str = ""  # non-empty: cannot be measured here (skipped / failed before running)
     status: RowStatus = RowStatus.OK
+    load_settings: dict = field(default_factory=dict)  # the artifact's own (ArtifactRecord.load_settings)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class BenchOutcome:
     compare: list[dict] | None
     reports: dict[str, Path]
     exit_code: int
+    peak: dict | None = None  # this machine's GEMM peak (peak.measure), None when not probed
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -82,7 +84,8 @@ def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, wo
                               RowStatus.SKIPPED if why else RowStatus.OK))
     for name in select_formats(manifest, formats):
         rec = manifest.artifacts[name]
-        t = Target(name, rec.runtime, bundle_dir / (rec.path or ""), rec.contract, rec.size_bytes, False)
+        t = Target(name, rec.runtime, bundle_dir / (rec.path or ""), rec.contract, rec.size_bytes, False,
+                   load_settings=rec.load_settings())
         if rec.status == ArtifactStatus.NOT_APPLICABLE:
             t.status, t.reason = RowStatus.NOT_APPLICABLE, rec.error or ""
         elif rec.status != ArtifactStatus.OK or rec.contract is None:
@@ -101,7 +104,7 @@ def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, wo
 
 def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: Path, work: Path,
              logs: Path, timeout: float) -> dict:
-    requested = {"threads": threads, "inter_op_threads": 1, "spinning": False}
+    requested = {"threads": threads, "inter_op_threads": 1, "spinning": False, **t.load_settings}
     row = {"format": t.name, "runtime": t.runtime, "threads": threads, "batch": batch, "size_bytes": t.size_bytes,
            "settings_requested": requested}
     if t.status != RowStatus.OK or t.contract is None:
@@ -133,10 +136,12 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
         compare: Path | str | None = None, threshold: float = 1.10, rounds: int = 3, strict: bool = False,
         with_source: bool = True, reports_dir: Path | str | None = None,
         progress: Progress | Callable[[str], None] | None = None, verify_key: Path | str | None = None,
-        timeout: float | None = None, machine_name: str | None = None) -> BenchOutcome:
+        timeout: float | None = None, machine_name: str | None = None, gemm_peak: bool = True) -> BenchOutcome:
     """``timeout``: the limit for each row's worker (default: --max-time + BENCH_MARGIN_S).
     ``verify_key``: refuse the bundle unless it is signed with its private key. ``progress``: where the
-    stages (one per row) are reported (``progress.py``; a callable receives each message)."""
+    stages (one per row) are reported (``progress.py``; a callable receives each message).
+    ``gemm_peak``: probe this machine's fp32 GEMM peak once (deploytool.peak, ~2-10 s in fresh
+    processes) and give each row its achieved GFLOP/s and % of that peak."""
     protocol = protocol or B.Protocol()
     progress = as_progress(progress)
     check_run_options(timeout, None, None)
@@ -174,15 +179,37 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
             raise UsageError(f"cannot write reports to {bundle_dir / bundle.REPORTS}: {e.strerror or e} "
                              "(use --reports DIR)") from None
         _relate(rows)
+        machine_peak = None
+        if gemm_peak and any(r["status"] == RowStatus.OK for r in rows):
+            progress("probing this machine's fp32 GEMM peak")
+            machine_peak = peak.measure()
+        _achieved(rows, manifest, machine_peak)
         reports = write_bench_reports(manifest, rows, comparison, protocol, threshold, out_dir,
-                                      bundle.sha256_file(bundle_dir / MANIFEST), machine_name)
+                                      bundle.sha256_file(bundle_dir / MANIFEST), machine_name, machine_peak)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     codes = [errors.RUNTIME if r["status"] == RowStatus.FAILED else errors.BUNDLE if r["status"] == RowStatus.CORRUPT
              else errors.SKIPPED if r["status"] == RowStatus.SKIPPED and strict else errors.OK for r in rows]
     if comparison and any(c["regression"] for c in comparison):
         codes.append(errors.REGRESSION)
-    return BenchOutcome(bundle_dir, manifest, rows, comparison, reports, errors.worst(codes))
+    return BenchOutcome(bundle_dir, manifest, rows, comparison, reports, errors.worst(codes), machine_peak)
+
+
+def _achieved(rows: list[dict], manifest: Manifest, machine_peak: dict | None) -> None:
+    """Each measured row's achieved GFLOP/s (the manifest's FLOPs per sample x batch / p50) and its
+    share of the fp32 GEMM peak at the row's threads; int8 rows get GOP/s only (no int8 peak)."""
+    flops = manifest.flops.per_sample if manifest.flops else None
+    for r in rows:
+        if r["status"] != RowStatus.OK or not flops or not r.get("p50_ms"):
+            continue
+        r["gflops_per_s"] = flops * r["batch"] / (r["p50_ms"] / 1e3) / 1e9
+        precision = FORMATS[r["format"]].precision if r["format"] in FORMATS else "fp32"
+        if precision.startswith("int8"):
+            r["peak_note"] = peak.INT8_NOTE
+            continue
+        ceiling = peak.peak_for(machine_peak, r["threads"]) if machine_peak else None
+        if ceiling:
+            r["peak_gflops"], r["pct_of_peak"] = ceiling, 100.0 * r["gflops_per_s"] / ceiling
 
 
 def _relate(rows: list[dict]) -> None:

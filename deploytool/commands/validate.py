@@ -105,7 +105,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
             except BundleError as e:
                 refused[name] = f"refused before loading: {e}"
                 continue
-            runs.submit(name, FORMATS[name].runtime, bundle_dir / rec.path, rec.contract, sets)
+            runs.submit(name, FORMATS[name].runtime, bundle_dir / rec.path, rec.contract, sets, rec.load_settings())
         if runs.futures:
             progress.stage(f"checking {len(runs.futures)} artifact(s) on their runtimes")
         replies = runs.results(lambda name, reply: progress.step(name, f"ran on {reply.runtime} ({reply.status})"))

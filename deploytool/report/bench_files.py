@@ -13,15 +13,19 @@ from deploytool.manifest import Manifest
 SCHEMA_VERSION = 2  # 2: machine fingerprint and the sha256 of the manifest it measured
 CSV_FIELDS = ["format", "runtime", "threads", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms",
               "std_ms", "iqr_ms", "cv", "throughput_per_s", "n", "import_s", "load_s", "first_inference_ms",
-              "rss_after_load_mb", "rss_peak_mb", "size_bytes", "settings", "reason", "warnings"]
+              "rss_after_load_mb", "rss_peak_mb", "size_bytes", "gflops_per_s", "pct_of_peak", "settings", "reason",
+              "warnings"]
 
 
 def write_bench_reports(manifest: Manifest, rows: list[dict], comparison: list[dict] | None,
                         protocol: timing.Protocol, threshold: float, reports_dir: Path, manifest_sha256: str,
-                        machine_name: str | None = None) -> dict[str, Path]:
+                        machine_name: str | None = None, gemm_peak: dict | None = None) -> dict[str, Path]:
     data = {
         "schema_version": SCHEMA_VERSION, "created": bundle.now_utc(), "model": manifest.model.name,
-        "manifest_sha256": manifest_sha256, "machine": fingerprint(machine_name),
+        "manifest_sha256": manifest_sha256,
+        # gemm_peak: deploytool.peak's probe (fp32 GFLOP/s at 1 and all threads, the library); rows' pct_of_peak
+        "machine": {**fingerprint(machine_name), "gemm_peak": gemm_peak},
+        "flops_per_sample": manifest.flops.per_sample if manifest.flops else None,
         "platform": bundle.platform_info(), "versions": bundle.package_versions(),
         "protocol": {**protocol.to_dict(), "percentile_method": timing.PERCENTILE_METHOD,
                      "timer": "time.perf_counter_ns", "memory": "peak RSS (getrusage ru_maxrss) of the worker process"},

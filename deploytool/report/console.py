@@ -159,12 +159,36 @@ def bench_table(rows: list[dict], wide: bool = False, width: int | None = None) 
                     f"{r['cv']:.3f}" if ok else "-", f"{r['throughput_per_s']:.0f}" if ok else "-",
                     r.get("n", "-"), f"{r['import_s']:.2f}" if ok else "-", f"{r['load_s'] * 1e3:.0f}" if ok else "-",
                     _ms(r.get("first_inference_ms")), f"{r['rss_peak_mb']:.0f}" if ok else "-",
-                    human_size(r.get("size_bytes"))])
+                    human_size(r.get("size_bytes")), _achieved(r)])
         notes.append((f"{r['format']} (threads={r['threads']}, batch={r['batch']})",
                       "; ".join(filter(None, [_relative(r), r.get("reason") or "; ".join(r.get("warnings", []))]))))
     return fit(["format", "runtime", "thr", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "cv", "items/s", "n",
-                "import_s", "load_ms", "first_ms", "rss_mb", "size"], out, notes,
+                "import_s", "load_ms", "first_ms", "rss_mb", "size", "GFLOP/s"], out, notes,
                ["items/s", "n", "import_s", "cv", "first_ms", "p99_ms", "load_ms"], wide, width)
+
+
+def _achieved(r: dict) -> str:
+    """``27.9 (29%)``: achieved GFLOP/s and its share of the fp32 GEMM peak; ``int8`` where no int8
+    peak was measured (GOP/s then)."""
+    g = r.get("gflops_per_s")
+    if g is None:
+        return "-"
+    text = f"{g:.1f}" if g >= 1 else f"{g:.2f}"
+    if r.get("pct_of_peak") is not None:
+        return f"{text} ({r['pct_of_peak']:.0f}%)"
+    return f"{text} (int8)" if r.get("peak_note") else text
+
+
+def peak_line(manifest: Manifest, peak: dict) -> str:
+    """What the GFLOP/s column is measured against."""
+    if peak.get("error"):
+        return f"peak: {peak['error']}"
+    flops = manifest.flops.per_sample if manifest.flops else None
+    work = f"{flops / 1e9:.3g} GFLOP/sample" if flops else "FLOPs not in the manifest"
+    return textwrap.fill(f"peak fp32 GEMM: {peak['fp32_gflops_1_thread']:.1f} GFLOP/s at 1 thread, "
+                         f"{peak['fp32_gflops_all_threads']:.1f} at {peak['all_threads']} ({peak['library']}); model: "
+                         f"{work}; GFLOP/s column: achieved (% of the peak at the row's threads)",
+                         terminal_width(), subsequent_indent="  ")
 
 
 def _relative(r: dict) -> str:

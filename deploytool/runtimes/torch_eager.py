@@ -9,19 +9,20 @@ import json
 
 from deploytool.install import hint
 from deploytool.runtimes import Runtime
-from deploytool.runtimes.torchscript import run, settings, version  # same calling convention
+from deploytool.runtimes.torchscript import Session, run, set_threads, version  # same calling convention
 
 
 def load(path, settings):
-    import torch
-
     from deploytool.sources import load_source  # the registry's door, not a loader file
 
-    if settings.get("threads"):
-        torch.set_num_threads(int(settings["threads"]))
-    if settings.get("inter_op_threads"):
-        torch.set_num_interop_threads(int(settings["inter_op_threads"]))
-    return load_source(json.loads(open(path).read())).module
+    set_threads(settings)
+    return Session(load_source(json.loads(open(path).read())).module.eval())
+
+
+def settings(session):
+    import torch
+
+    return {"intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads()}
 
 
 RUNTIME = Runtime("torch_eager", "the source model in PyTorch eager mode", ("torch",),

@@ -59,6 +59,8 @@ class LoadedModel:
     calibration: Callable[[int, int, dict], dict[str, np.ndarray]] | None = None
     # () -> (inputs [samples, *shape], labels [samples], labelled output or None): data to measure task accuracy on
     labelled: Callable[[], tuple[dict[str, np.ndarray], np.ndarray, str | None]] | None = None
+    # golden inputs [samples, *shape] -> (FLOPs of one sample, how they were counted); None: not counted
+    flops: Callable[[dict[str, np.ndarray]], tuple[float, str]] | None = None
 
 
 @dataclass(frozen=True)

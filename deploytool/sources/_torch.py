@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 
 import numpy as np
 
 from deploytool.contract import Contract, generate_inputs
 from deploytool.errors import ModelError, short_error
+from deploytool.flops import TORCH_METHOD, torch_flops
 from deploytool.sources import LoadedModel
 
 
@@ -30,6 +32,9 @@ def _import(source: dict):
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot import {target}")
             mod = importlib.util.module_from_spec(spec)
+            # Registered before it runs (the importlib recipe): torch.jit.script / @torch.jit.interface and
+            # dataclasses look a class's module up in sys.modules to read its source.
+            sys.modules[spec.name] = mod
             spec.loader.exec_module(mod)
             return mod
         return importlib.import_module(target)
@@ -117,7 +122,8 @@ def load(source: dict) -> LoadedModel:
     return LoadedModel(module, contract, example, alt, golden, description,
                        reference=lambda inputs: reference_outputs(module, contract, inputs),
                        versions={"torch": torch.__version__}, calibration=calibration if has_calibration else None,
-                       labelled=labelled if labelled_fn is not None else None)
+                       labelled=labelled if labelled_fn is not None else None,
+                       flops=lambda inputs: (torch_flops(module, _tensors(inputs, contract)), TORCH_METHOD))
 
 
 def _load_weights(name: str, module, path: str) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from deploytool.contract import Contract, generate_inputs, spec_from_graph
 from deploytool.errors import ModelError, short_error
+from deploytool.flops import ONNX_METHOD, onnx_flops
 from deploytool.sources import LoadedModel, SourceKind, SourceRef, graph_contract
 
 
@@ -62,7 +63,9 @@ def load(source: dict) -> LoadedModel:
 
     return LoadedModel(module=None, contract=contract, example_inputs=(), alt_inputs=(), golden=golden,
                        description=f"ONNX file {path.name}", reference=reference, path=path,
-                       versions={"onnxruntime": ort.__version__, "onnx": onnx.__version__})
+                       versions={"onnxruntime": ort.__version__, "onnx": onnx.__version__},
+                       flops=lambda inputs: (onnx_flops(onnx.load(str(path)), {k: v[0] for k, v in inputs.items()}),
+                                             ONNX_METHOD))
 
 
 def claim(model: str) -> SourceRef | None:
