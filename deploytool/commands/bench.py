@@ -181,7 +181,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
         _relate(rows)
         machine_peak = None
         if gemm_peak and any(r["status"] == RowStatus.OK for r in rows):
-            progress("probing this machine's fp32 GEMM peak")
+            progress.stage("probing this machine's fp32 GEMM peak")
             machine_peak = peak.measure()
         _achieved(rows, manifest, machine_peak)
         reports = write_bench_reports(manifest, rows, comparison, protocol, threshold, out_dir,

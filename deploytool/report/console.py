@@ -62,7 +62,8 @@ def fit(headers: list[str], rows: list[list], notes: list[tuple[str, str]], opti
         keep.remove(headers.index(name))
         dropped.append(name)
     out = [table(headers, rows, keep)]
-    noted, first = [], {}  # a note several rows share (a vacuous reference) is printed once
+    noted: list[tuple[str, str]] = []
+    first: dict[str, str] = {}  # a note several rows share (a vacuous reference) is printed once
     for k, n in notes:
         if n:
             noted.append((k, f"as {first[n]}" if n in first else n))
