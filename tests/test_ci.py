@@ -57,6 +57,13 @@ def test_core_is_minimal_and_extras_are_the_documented_ones():
     assert _expand("all") >= _expand("export") | _expand("report") | _expand("signing")
 
 
+def test_every_package_of_the_source_tree_is_installed():
+    """An installed (not editable) deploytool has every subpackage: pyproject lists them by hand."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "deploytool").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
+
+
 def test_every_install_hint_names_an_extra_that_exists():
     from deploytool.report import plots
     from deploytool.runtimes import RUNTIMES
