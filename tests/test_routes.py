@@ -51,6 +51,18 @@ def test_every_route_failing_reports_the_first_reason_then_the_others():
     assert str(info.value.__cause__) == "first cause"
 
 
+def test_a_fallback_the_first_error_rules_out_is_not_tried():
+    from deploytool.formats.onnx import _branches_on_values
+
+    ran: list[str] = []
+    routes = [ConversionRoute("dynamo", "", _fails("Could not guard on data-dependent expression u0 > 0")),
+              ConversionRoute("torchscript", "", lambda: ran.append("traced"), ruled_out=_branches_on_values)]
+    with pytest.raises(RoutesFailed) as info:
+        convert_by_routes(routes, lambda e, log: str(e))
+    assert ran == [] and "torchscript: not tried: the model branches on tensor values" in str(info.value)
+    assert _branches_on_values(ValueError("Cannot view a tensor with shape ... and strides ...")) is None
+
+
 def test_an_explainer_that_raises_does_not_hide_the_error():
     def broken(e, log):
         raise KeyError("bug in the explainer")

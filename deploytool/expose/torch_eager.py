@@ -17,7 +17,7 @@ def expose(path, feeds, limits: Limits) -> Exposed:
 
     from deploytool.runtimes import RUNTIMES
 
-    module = RUNTIMES["torch_eager"].load(Path(path), {})
+    module = RUNTIMES["torch_eager"].load(Path(path), {}).module  # the nn.Module, whose modules take hooks
     recorded: list[tuple[str, str, np.ndarray]] = []
     calls: dict[str, int] = {}
     used = [0]

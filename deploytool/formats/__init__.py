@@ -92,6 +92,8 @@ class ConversionRoute:
     name: str  # recorded in the manifest, e.g. "dynamo"
     does: str  # what this route does differently, said in the log when it is tried
     run: Callable[[], Any]
+    # why this route must not be tried after the previous route's error (None: try it)
+    ruled_out: Callable[[BaseException], str | None] = lambda e: None
 
 
 class RoutesFailed(Exception):
@@ -135,7 +137,12 @@ def convert_by_routes(routes: list[ConversionRoute], explain: Callable[[BaseExce
     what a failed route left behind. All failing raises ``RoutesFailed`` (chained to the first error)."""
     failed: list[str] = []
     first: BaseException | None = None
+    last: BaseException | None = None
     for i, route in enumerate(routes):
+        why_not = route.ruled_out(last) if last is not None else None
+        if why_not:
+            failed.append(f"{route.name}: not tried: {why_not}")
+            continue
         if i:
             print(f"=== deploytool: route {routes[i - 1].name} failed; trying route {route.name} "
                   f"({route.does}) ===", flush=True)
@@ -145,7 +152,7 @@ def convert_by_routes(routes: list[ConversionRoute], explain: Callable[[BaseExce
             with tee_stdout() as printed:
                 result = route.run()
         except Exception as e:  # noqa: BLE001 - a failed route is recorded, and the next one tried
-            first = first or e
+            first, last = first or e, e
             try:
                 reason = explain(e, printed.getvalue() if printed is not None else "")
             except Exception:  # noqa: BLE001 - an explainer must never hide the real error

@@ -121,7 +121,7 @@ def from_torch(ctx: ExportContext) -> ExportResult:
     Both declare the contract's dynamic dims, and the artifact is checked at the second shape either way."""
     routes = [ConversionRoute("dynamo", "torch.onnx.export(dynamo=True)", lambda: _export_torch(ctx, dynamo=True)),
               ConversionRoute("torchscript", "the TorchScript-based exporter, torch.onnx.export(dynamo=False)",
-                              lambda: _export_torch(ctx, dynamo=False))]
+                              lambda: _export_torch(ctx, dynamo=False), ruled_out=_branches_on_values)]
     result, route = convert_by_routes(routes, lambda e, log: explain(e, log, ctx),
                                       before_retry=lambda: ctx.out_path.unlink(missing_ok=True))
     result.route = route
@@ -251,6 +251,16 @@ def explain_tf2onnx(exc: BaseException, log: str, ctx: ExportContext) -> str:
     if ops:
         return f"tf2onnx has no ONNX mapping for TF op(s) {', '.join(sorted(set(ops)))}: {short_error(exc)}"
     return f"tf2onnx: {short_error(exc)}"
+
+
+def _branches_on_values(dynamo_error: BaseException) -> str | None:
+    """torch.export refuses a branch on tensor values; the TorchScript-based exporter would trace it
+    instead and freeze the branch the example inputs take: an ONNX file that is wrong for other data,
+    which a check passes whenever the golden samples all take that branch. Not a fallback."""
+    if re.search(r"GuardOnDataDependentSymNode|data-dependent", str(dynamo_error)):
+        return ("the model branches on tensor values (data-dependent control flow), which tracing would freeze "
+                "into the branch the example inputs take")
+    return None
 
 
 def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
