@@ -129,8 +129,8 @@ def test_core_plus_litert_validates_and_benches_the_tflite_artifacts(small_bundl
 
     proc = subprocess.run([tool, "validate", str(bundle)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = {ln.split()[0]: ln for ln in proc.stdout.splitlines() if ln.split() and ln.split()[0] in
-            ("onnx", "torchscript", "savedmodel", "tflite_fp32")}  # table rows (notes are indented)
+    rows = {ln.split()[0]: ln for ln in proc.stdout.splitlines() if ln.split() and not ln.startswith(" ") and
+            ln.split()[0] in ("onnx", "torchscript", "savedmodel", "tflite_fp32")}  # table rows (notes are indented)
     assert " PASS " in rows["tflite_fp32"]
     assert "SKIPPED" in rows["onnx"] and "pip install 'deploytool[onnxruntime]'" in note_of(proc.stdout, "onnx")
     assert "SKIPPED" in rows["torchscript"] and "pip install 'deploytool[torch]'" in note_of(proc.stdout, "torchscript")
@@ -143,8 +143,9 @@ def test_core_plus_litert_validates_and_benches_the_tflite_artifacts(small_bundl
     proc = subprocess.run([tool, "bench", str(bundle), "--min-time", "0.2", "--min-runs", "20", "--max-time", "5"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    status = {ln.split()[0]: ln.split()[4] for ln in proc.stdout.splitlines()
-              if ln.split() and ln.split()[0] in ("source", "onnx", "torchscript", "tflite_fp32")}
+    status = {ln.split()[0]: ln.split()[4] for ln in proc.stdout.splitlines()  # table rows: notes are indented
+              if ln.split() and not ln.startswith(" ") and ln.split()[0] in ("source", "onnx", "torchscript",
+                                                                            "tflite_fp32")}
     assert status == {"tflite_fp32": "OK", "source": "SKIPPED", "onnx": "SKIPPED", "torchscript": "SKIPPED"}
     assert "pip install 'deploytool[torch]'" in flat(proc.stdout)
 
