@@ -263,8 +263,15 @@ def time_artifact(job: jobs.TimeArtifact, env: dict) -> jobs.ArtifactTimed:
     from deploytool import npz, timing
     from deploytool.runtimes import RUNTIMES
 
-    def rss_mb() -> float:  # peak resident set size of this process so far (Linux: KiB)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def rss_mb() -> float:
+        """Peak resident set size of this process so far, MiB. Linux: VmHWM, the high-water mark of this
+        program's own memory; ru_maxrss is kept across exec, so a worker started from a larger
+        coordinator would report the coordinator's size (every light runtime showed the same figure)."""
+        try:
+            with open("/proc/self/status") as f:
+                return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration, ValueError):
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
 
     reply = jobs.ArtifactTimed(status=jobs.RunStatus.OK, runtime=job.runtime,
                                worker_start_s=time.perf_counter() - T_START, rss_start_mb=rss_mb())

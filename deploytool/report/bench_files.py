@@ -28,7 +28,7 @@ def write_bench_reports(manifest: Manifest, rows: list[dict], comparison: list[d
         "flops_per_sample": manifest.flops.per_sample if manifest.flops else None,
         "platform": bundle.platform_info(), "versions": bundle.package_versions(),
         "protocol": {**protocol.to_dict(), "percentile_method": timing.PERCENTILE_METHOD,
-                     "timer": "time.perf_counter_ns", "memory": "peak RSS (getrusage ru_maxrss) of the worker process"},
+                     "timer": "time.perf_counter_ns", "memory": "peak RSS of the worker (Linux VmHWM; else ru_maxrss)"},
         "rows": rows, "compare": comparison, "threshold": threshold,
     }
     try:
