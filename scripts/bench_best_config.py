@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import time_calls
 
 FORMAT_OF = {"torchscript": "torchscript", "onnxruntime": "onnx", "tensorflow": "savedmodel", "litert": "tflite_fp32"}
 CONFIGS = {"torchscript": ["exported", "plain", "optimized", "no_grad"],
@@ -183,20 +184,9 @@ def child(runtime: str, config: str, bundle: Path, threads: int, min_time: float
     else:
         call = _litert(config, path, threads)
     load_ms = (time.perf_counter() - t0) * 1e3
-    i, t_end = 0, time.perf_counter() + 0.5
-    while i < 10 or time.perf_counter() < t_end:  # deploytool's default warm-up rule
-        call(feeds[i % len(feeds)])
-        i += 1
-    samples, start, cpu0 = [], time.perf_counter(), time.process_time_ns()
-    while len(samples) < min_runs or time.perf_counter() - start < min_time:
-        f = feeds[i % len(feeds)]
-        t1 = time.perf_counter_ns()
-        call(f)
-        samples.append(time.perf_counter_ns() - t1)
-        i += 1
     # CPU time of the whole process per call: on a shared, oversubscribed machine it moves far less
     # than wall time (waiting for a core is not counted), so configurations compare on it too.
-    cpu_ms = (time.process_time_ns() - cpu0) / len(samples) / 1e6
+    samples, cpu_ms = time_calls(call, feeds, min_runs, min_time)
     return {"p50_ms": float(np.percentile(np.asarray(samples) / 1e6, 50, method="linear")), "n": len(samples),
             "load_ms": load_ms, "cpu_ms": cpu_ms}
 

@@ -16,11 +16,10 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from _common import bundle_or_export
+from _common import bundle_or_export, time_calls
 
 from deploytool import contract as C
 from deploytool import npz
@@ -45,17 +44,7 @@ def bare_loop(fmt: str, bundle: Path, manifest: dict, min_time: float, min_runs:
 
         runner = Interpreter(model_path=path, num_threads=1).get_signature_runner("serving_default")
         call = lambda f: runner(**f)  # noqa: E731
-    i, t_end = 0, time.perf_counter() + 0.5
-    while i < 10 or time.perf_counter() < t_end:  # the same warm-up rule as deploytool's default
-        call(feeds[i % len(feeds)])
-        i += 1
-    samples, start = [], time.perf_counter()
-    while len(samples) < min_runs or time.perf_counter() - start < min_time:
-        f = feeds[i % len(feeds)]
-        t0 = time.perf_counter_ns()
-        call(f)
-        samples.append(time.perf_counter_ns() - t0)
-        i += 1
+    samples, _ = time_calls(call, feeds, min_runs, min_time)
     return float(np.percentile(np.asarray(samples) / 1e6, 50, method="linear"))
 
 
