@@ -2,16 +2,28 @@
 
     python scripts/bench_best_config.py [--models mobilenet_v2,tiny_transformer] [--threads 1,2]
                                         [--rounds 3] [--min-time 2] [--bundles DIR]
+    python scripts/bench_best_config.py --paired [--rounds 3] [--paired-rounds 30] [--round-s 0.25] ...
 
-For every (model, runtime, threads) the artifact deploytool exported is timed, each time in a fresh
-process, in several configurations: ``exported`` is exactly what ``deploytool bench`` runs (the
-runtime file in deploytool/runtimes/ loads it with the artifact's load_settings from the manifest
-and calls it through the same run function, on the same golden feeds); the others are documented
-options of the same runtime on the same file (below). Rounds are interleaved (the order rotates
+For every (model, runtime, threads) the artifact deploytool exported is timed in several
+configurations: ``exported`` is exactly what ``deploytool bench`` runs (the runtime file in
+deploytool/runtimes/ loads it with the artifact's load_settings from the manifest and calls it
+through the same run function, on the same golden feeds); the others are documented options of
+the same runtime on the same file (below). Each does the same work as deploytool's call: numpy
+arrays in, numpy arrays out (``tf_feeds`` alone skips part of it, as a floor).
+
+Default mode: each configuration in a fresh process. Rounds are interleaved (the order rotates
 each round), each run reports its p50 after the same warm-up and minimum runs/time, and the
 process's CPU time per call. The table gives each configuration's median p50 over rounds and
 ``exported / best`` (target <= 1.05 at 1 thread), where best is the fastest configuration other
 than ``exported``, and the same ratio on CPU time per call (steadier on a shared machine).
+
+``--paired``: every configuration of a runtime loaded in one process and timed in many short
+interleaved rounds (``--paired-rounds`` of ``--round-s`` each, order rotated), ``--rounds`` such
+processes. Fresh processes of one configuration differ by several per cent on this machine (where
+the weights land, what else ran that second), more than the differences being measured; pairing
+round by round takes that out. Per process the ratio exported/config is the median of the
+per-round ratios; the table gives its median over processes, per configuration, and names the one
+exported compares worst against.
 
 Configurations (besides ``exported``):
 - torchscript: ``plain`` (torch.jit.load, no optimize_for_inference), ``optimized`` (always
@@ -23,8 +35,10 @@ Configurations (besides ``exported``):
   an offline-optimized / ORT-format deployment loads), ``io_binding`` (outputs bound to
   preallocated CPU buffers).
 - tensorflow: ``frozen_graph`` (the serving signature with variables folded into constants,
-  convert_variables_to_constants_v2: TensorFlow's inference conversion), ``tf_feeds`` (feeds
-  converted to tensors once, outside the timed call).
+  convert_variables_to_constants_v2: TensorFlow's inference conversion; fed like ``exported``),
+  ``tf_constant`` (the signature fed a fresh tf.constant per input per call: how deploytool fed it
+  before tf_io.Feeder), ``tf_feeds`` (feeds converted to tensors once, outside the timed call: a
+  floor, doing less work than any numpy-in call can).
 - litert: ``invoke`` (set_tensor / invoke / get_tensor on preallocated buffers instead of the
   signature runner). XNNPACK stays on (it is LiteRT's fast CPU path for float models).
 
@@ -48,7 +62,7 @@ from _common import time_calls
 FORMAT_OF = {"torchscript": "torchscript", "onnxruntime": "onnx", "tensorflow": "savedmodel", "litert": "tflite_fp32"}
 CONFIGS = {"torchscript": ["exported", "plain", "optimized", "no_grad"],
            "onnxruntime": ["exported", "spinning", "offline_opt", "io_binding"],
-           "tensorflow": ["exported", "frozen_graph", "tf_feeds"],
+           "tensorflow": ["exported", "frozen_graph", "tf_constant", "tf_feeds"],
            "litert": ["exported", "invoke"]}
 
 
@@ -79,15 +93,17 @@ def _torchscript(config: str, path: Path, threads: int):
     import torch
 
     torch.set_num_threads(threads)
-    torch.set_num_interop_threads(1)
+    if torch.get_num_interop_threads() != 1:  # set once per process (--paired loads every configuration in one)
+        torch.set_num_interop_threads(1)
     module = torch.jit.load(str(path), map_location="cpu").eval()
     if config != "plain":
         module = torch.jit.optimize_for_inference(module)
     ctx = torch.no_grad if config == "no_grad" else torch.inference_mode
 
-    def call(f):
+    def call(f):  # numpy in, numpy out, as every runtime's call here (and deploytool's) does
         with ctx():
-            return module(*[torch.from_numpy(v) for v in f.values()])
+            out = module(*[torch.from_numpy(v) for v in f.values()])
+        return [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
     return call
 
 
@@ -131,12 +147,20 @@ def _tensorflow(config: str, path: Path, threads: int, feeds: list[dict]):
     if config == "frozen_graph":
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-        frozen = convert_variables_to_constants_v2(fn)
+        from deploytool.tf_io import Feeder
+
+        frozen, feeder = convert_variables_to_constants_v2(fn), Feeder()
         order = [t.name.split(":")[0] for t in frozen.inputs]
         keys = list(fn.structured_input_signature[1])
         by_name = {spec.name: k for k, spec in fn.structured_input_signature[1].items()}
         args = [by_name.get(n, n) for n in order] if all(n in by_name for n in order) else keys
-        return lambda f, _keep=model: [o.numpy() for o in frozen(*[tf.constant(f[k]) for k in args])]
+
+        def call(f, _keep=model):
+            tensors = feeder.tensors(f)  # the same input path as deploytool's: only the graph differs
+            return [feeder.detach(o.numpy()) for o in frozen(*[tensors[k] for k in args])]
+        return call
+    if config == "tf_constant":
+        return lambda f, _keep=model: {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in f.items()}).items()}
     if config == "tf_feeds":
         cache = {id(f): {k: tf.constant(v) for k, v in f.items()} for f in feeds}
         return lambda f, _keep=model: {k: v.numpy() for k, v in fn(**cache[id(f)]).items()}
@@ -167,22 +191,23 @@ def _litert(config: str, path: Path, threads: int):
     return call
 
 
+def _make(runtime: str, config: str, bundle: Path, path: Path, threads: int, feeds: list[dict]):
+    if config == "exported":
+        return _exported(runtime, bundle, path, threads)
+    if runtime == "torchscript":
+        return _torchscript(config, path, threads)
+    if runtime == "onnxruntime":
+        return _onnxruntime(config, path, threads, Path(tempfile.mkdtemp(prefix="best-config-")))
+    if runtime == "tensorflow":
+        return _tensorflow(config, path, threads, feeds)
+    return _litert(config, path, threads)
+
+
 def child(runtime: str, config: str, bundle: Path, threads: int, min_time: float, min_runs: int) -> dict:
     manifest = json.loads((bundle / "manifest.json").read_text())
-    fmt = FORMAT_OF[runtime]
-    feeds, rec = _feeds(bundle, manifest, fmt)
-    path = bundle / rec["path"]
+    feeds, rec = _feeds(bundle, manifest, FORMAT_OF[runtime])
     t0 = time.perf_counter()
-    if config == "exported":
-        call = _exported(runtime, bundle, path, threads)
-    elif runtime == "torchscript":
-        call = _torchscript(config, path, threads)
-    elif runtime == "onnxruntime":
-        call = _onnxruntime(config, path, threads, Path(tempfile.mkdtemp(prefix="best-config-")))
-    elif runtime == "tensorflow":
-        call = _tensorflow(config, path, threads, feeds)
-    else:
-        call = _litert(config, path, threads)
+    call = _make(runtime, config, bundle, bundle / rec["path"], threads, feeds)
     load_ms = (time.perf_counter() - t0) * 1e3
     # CPU time of the whole process per call: on a shared, oversubscribed machine it moves far less
     # than wall time (waiting for a core is not counted), so configurations compare on it too.
@@ -191,14 +216,71 @@ def child(runtime: str, config: str, bundle: Path, threads: int, min_time: float
             "load_ms": load_ms, "cpu_ms": cpu_ms}
 
 
+def child_paired(runtime: str, bundle: Path, threads: int, rounds: int, round_s: float) -> dict:
+    """Every configuration of ``runtime`` loaded in this one process, then timed in ``rounds`` short
+    interleaved rounds (order rotated): {config: [per-call ms of each round]}. Pairing the
+    configurations round by round takes out what differs between fresh processes (where the
+    weights landed in memory, what else ran on the machine that second)."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    feeds, rec = _feeds(bundle, manifest, FORMAT_OF[runtime])
+    calls = {c: _make(runtime, c, bundle, bundle / rec["path"], threads, feeds) for c in CONFIGS[runtime]}
+    for call in calls.values():
+        time_calls(call, feeds, 10, 0.0)  # the warm-up rule; the 10 timed calls are dropped
+    per_round: dict[str, list[float]] = {c: [] for c in calls}
+    order = list(calls)
+    for r in range(rounds):
+        for c in order[r % len(order):] + order[:r % len(order)]:
+            i, t0 = 0, time.perf_counter()
+            while i < 3 or time.perf_counter() - t0 < round_s:
+                calls[c](feeds[i % len(feeds)])
+                i += 1
+            per_round[c].append((time.perf_counter() - t0) / i * 1e3)
+    return per_round
+
+
 # ---------------------------------------------------------------- parent: interleaved rounds
-def run_child(runtime: str, config: str, bundle: Path, threads: int, min_time: float, min_runs: int) -> dict:
+def _spawn(flag: str, *argv) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, __file__, "--child", runtime, config, str(bundle), str(threads),
-                           str(min_time), str(min_runs)], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, __file__, flag, *map(str, argv)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_child(runtime: str, config: str, bundle: Path, threads: int, min_time: float, min_runs: int) -> dict:
+    return _spawn("--child", runtime, config, bundle, threads, min_time, min_runs)
+
+
+def paired(args, models: list[str], runtimes: list[str], threads: list[int], root: Path) -> list[dict]:
+    """--paired: ``--rounds`` fresh processes per (model, runtime, threads), each timing every
+    configuration in ``--paired-rounds`` interleaved in-process rounds. Per process, the ratio
+    exported/config is the median of the per-round ratios; the table gives the median over processes."""
+    results: dict[tuple, list[dict]] = {}
+    for r in range(args.rounds):
+        for m in models:
+            for rt in runtimes:
+                for t in threads:
+                    res = _spawn("--child-paired", rt, root / m, t, args.paired_rounds, args.round_s)
+                    results.setdefault((m, rt, t), []).append(res)
+                    shown = res.get("error") or ", ".join(f"{c} {statistics.median(v):.3f}" for c, v in res.items())
+                    print(f"process {r + 1} {m:<16} {rt:<12} thr {t} median ms per call: {shown}", flush=True)
+    print("\nmodel             runtime      thr  exported_ms  worst-for-exported  exported/config (median of "
+          "paired ratios, per config)")
+    table = []
+    for (m, rt, t), runs in results.items():
+        runs = [x for x in runs if "error" not in x]
+        if not runs:
+            print(f"{m:<17} {rt:<12} {t:<4} failed")
+            continue
+        ratios = {c: statistics.median(statistics.median(e / v for e, v in zip(x["exported"], x[c])) for x in runs)
+                  for c in CONFIGS[rt] if c != "exported"}
+        ms = {c: statistics.median(statistics.median(x[c]) for x in runs) for c in CONFIGS[rt]}
+        best = max(ratios, key=lambda c: ratios[c])
+        detail = ", ".join(f"{c} {v:.3f}" for c, v in ratios.items())
+        print(f"{m:<17} {rt:<12} {t:<4} {ms['exported']:<12.3f} {best:<19} {detail}")
+        table.append({"model": m, "runtime": rt, "threads": t, "exported_ms": ms["exported"], "best": best,
+                      "ratio": ratios[best], "ratios": ratios, "median_ms": ms, "processes": len(runs)})
+    return table
 
 
 def main() -> None:
@@ -211,11 +293,20 @@ def main() -> None:
     ap.add_argument("--min-runs", type=int, default=100)
     ap.add_argument("--bundles", type=Path, help="a directory with MODEL/ bundles (default: export them)")
     ap.add_argument("--json", type=Path, help="write every run's figures here")
+    ap.add_argument("--paired", action="store_true",
+                    help="time every configuration in one process, in short interleaved rounds (--rounds processes)")
+    ap.add_argument("--paired-rounds", type=int, default=30, help="in-process rounds per process (--paired)")
+    ap.add_argument("--round-s", type=float, default=0.25, help="seconds per configuration per round (--paired)")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--child-paired", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         rt, config, bundle, threads, min_time, min_runs = args.child
         print(json.dumps(child(rt, config, Path(bundle), int(threads), float(min_time), int(min_runs))))
+        return
+    if args.child_paired:
+        rt, bundle, threads, rounds, round_s = args.child_paired
+        print(json.dumps(child_paired(rt, Path(bundle), int(threads), int(rounds), float(round_s))))
         return
     models, threads = args.models.split(","), [int(t) for t in args.threads.split(",")]
     runtimes = args.runtimes.split(",")
@@ -224,6 +315,11 @@ def main() -> None:
         if not (root / m / "manifest.json").exists():
             subprocess.run([sys.executable, "-m", "deploytool", "export", "--model", m, "--out", str(root)],
                            check=True, stdout=subprocess.DEVNULL)
+    if args.paired:
+        table = paired(args, models, runtimes, threads, root)
+        if args.json:
+            args.json.write_text(json.dumps({"mode": "paired", "table": table}, indent=1))
+        return
     results: dict[tuple, dict[str, list[dict]]] = {}
     for r in range(args.rounds):
         for m in models:

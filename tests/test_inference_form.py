@@ -122,3 +122,66 @@ def test_onnx_graph_count_matches_the_torch_count():
         torch.onnx.export(model, sample, buf, dynamo=False)
         feeds = {"x": sample[0].numpy()}  # shapes are already fixed in this graph
         assert onnx_flops(onnx.load_from_string(buf.getvalue()), feeds) == pytest.approx(torch_flops(model, sample))
+
+
+@pytest.mark.slow  # imports TensorFlow
+def test_tensorflow_feeder_matches_tf_constant_on_any_array_and_keeps_results(tmp_path):
+    """The TensorFlow runtime hands feeds over through its own aligned buffers (DLPack), not a fresh
+    tf.constant per call: same outputs for arrays of any layout, the caller's arrays untouched, each
+    buffer 64-byte aligned (TensorFlow aborts the process on a misaligned tensor) and reused while
+    the shape holds, strings through tf.constant, and no result changed by a later call."""
+    import tensorflow as tf
+
+    from deploytool import tf_io
+
+    class Passthrough(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32), tf.TensorSpec([None], tf.string),
+                                      tf.TensorSpec([None], tf.int64)])
+        def f(self, x, s, ids):
+            return {"act": (tf.nn.relu(x) + 1.0) * 2.0, "same": x,
+                    "scattered": tf.tensor_scatter_nd_update(x, [[0, 0]], [42.0]), "s": s, "ids": ids * 2}
+
+    module = Passthrough()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.f})
+    fn = tf.saved_model.load(str(tmp_path)).signatures["serving_default"]
+    feeder = tf_io.Feeder()
+    base = np.random.default_rng(0).standard_normal(80).astype(np.float32)
+    arrays = {"unaligned view": base[1:33].reshape(4, 8), "transposed": base[:32].reshape(8, 4).T,
+              "read-only": np.frombuffer(base[:32].tobytes(), np.float32).reshape(4, 8),
+              "big-endian": base[:32].reshape(4, 8).astype(">f4"), "other rows": base[:48].reshape(6, 8)}
+    for what, x in arrays.items():
+        before = np.array(x, np.float32)
+        feeds = {"x": x, "s": np.array([b"a", b"bc"]), "ids": np.arange(3, dtype=np.int64)}
+        got = tf_io.signature_call(fn, feeds, feeder)
+        expected = {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in feeds.items()}).items()}
+        assert set(got) == set(expected)
+        for k in expected:
+            np.testing.assert_array_equal(got[k], expected[k], err_msg=f"{what}: {k}")
+        np.testing.assert_array_equal(np.asarray(x, np.float32), before, err_msg=f"{what}: the caller's array changed")
+        assert all(b.ctypes.data % 64 == 0 for b in feeder._buffers.values())
+        assert set(feeder._buffers) == {"x", "ids"}, "strings are not DLPack's: they go through tf.constant"
+        buffer = feeder._buffers["x"]
+        tf_io.signature_call(fn, {**feeds, "x": before + 5}, feeder)  # same shape: the buffer is reused
+        assert feeder._buffers["x"] is buffer
+        np.testing.assert_array_equal(got["same"], before, err_msg=f"{what}: a later call changed an earlier result")
+
+
+@pytest.mark.slow  # a fresh process: torch's inter-op thread count can be set once per process
+def test_two_torch_artifacts_load_in_one_process_with_the_same_thread_settings(tmp_path):
+    import subprocess
+    import sys
+
+    code = """
+import sys, torch
+from deploytool.runtimes import RUNTIMES
+path = sys.argv[1]
+torch.jit.save(torch.jit.trace(torch.nn.Linear(3, 2).eval(), torch.ones(1, 3)), path)
+settings = {"threads": 1, "inter_op_threads": 1}
+for _ in range(2):
+    session = RUNTIMES["torchscript"].load(path, settings)
+    RUNTIMES["torchscript"].run(session, {"x": torch.ones(1, 3).numpy()})
+print("loaded twice", torch.get_num_interop_threads())
+"""
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.pt")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "loaded twice 1" in proc.stdout

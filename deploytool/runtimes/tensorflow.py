@@ -1,9 +1,25 @@
-"""TensorFlow SavedModels, called through their ``serving_default`` signature."""
+"""TensorFlow SavedModels, called through their ``serving_default`` signature.
+
+Feeds reach TensorFlow through buffers the session keeps (``tf_io.Feeder``: copied in, handed
+over by DLPack) rather than a fresh ``tf.constant`` per call. TensorFlow's inference conversion
+(variables folded into constants, ``convert_variables_to_constants_v2``) was measured and not
+adopted: no faster here (README, "Benchmarks": best configuration).
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from deploytool import tf_io
 from deploytool.install import hint
 from deploytool.runtimes import Runtime
+
+
+@dataclass
+class Session:
+    model: Any  # kept referenced: the signature uses its variables
+    fn: Any
+    feeder: tf_io.Feeder
 
 
 def load(path, settings):
@@ -11,17 +27,15 @@ def load(path, settings):
 
     tf_io.set_threads(settings)
     model = tf.saved_model.load(str(path))
-    return model, model.signatures[tf_io.SIGNATURE]
+    return Session(model, model.signatures[tf_io.SIGNATURE], tf_io.Feeder())
 
 
 def run(session, feeds):
-    _, fn = session
-    return tf_io.signature_call(fn, feeds)
+    return tf_io.signature_call(session.fn, feeds, session.feeder)
 
 
 def describe(session):
-    _, fn = session
-    return tf_io.signature_io(fn)
+    return tf_io.signature_io(session.fn)
 
 
 RUNTIME = Runtime("tensorflow", "TensorFlow (SavedModel serving signature)", ("tensorflow",),

@@ -28,7 +28,9 @@ def set_threads(settings: dict) -> None:
 
     if settings.get("threads"):
         torch.set_num_threads(int(settings["threads"]))
-    if settings.get("inter_op_threads"):
+    # Settable once per process, before any parallel work (torch raises on a second call, even with the
+    # same value): a second artifact loaded in the same worker keeps what the first set.
+    if settings.get("inter_op_threads") and torch.get_num_interop_threads() != int(settings["inter_op_threads"]):
         torch.set_num_interop_threads(int(settings["inter_op_threads"]))
 
 

@@ -61,7 +61,7 @@ def load(source: dict) -> LoadedModel:
         outputs = [spec_from_graph(k, sig_outputs[k].shape.as_list(), sig_outputs[k].dtype.name, dims)
                    for k in signature_output_keys(sig_outputs)]
         what, versions = f"SavedModel {path.name}", {}
-        call = functools.partial(tf_io.signature_call, sig)
+        call = functools.partial(tf_io.signature_call, sig, feeder=tf_io.Feeder())
 
     contract = graph_contract(f"model {'file' if source['kind'] == 'keras' else 'directory'} {path}",
                               inputs, outputs, dims, source.get("input_ranges"))
