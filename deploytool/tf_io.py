@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from deploytool import buffers
 from deploytool.errors import ModelError, short_error
 
 SIGNATURE = "serving_default"
@@ -56,57 +57,51 @@ def keras_call(model, names: list[str], feeds: dict[str, np.ndarray]) -> dict[st
     return {n: np.asarray(o) for n, o in zip(names, out)}
 
 
-# TensorFlow's CPU allocator aligns every buffer to 64 bytes (Allocator::kAllocatorAlignment, the
-# largest EIGEN_MAX_ALIGN_BYTES); its kernels CHECK that alignment and abort the whole process on a
-# tensor that lacks it ("Check failed: IsAligned()"), which a DLPack import of an arbitrary numpy
-# array would hand them.
-_ALIGN = 64
-
-
-def _aligned_empty(shape: tuple, dtype: np.dtype) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    raw = np.empty(dtype.itemsize * int(np.prod(shape, dtype=np.int64)) + _ALIGN, np.uint8)
-    offset = (-raw.ctypes.data) % _ALIGN
-    return raw[offset:offset + raw.size - _ALIGN].view(dtype).reshape(shape)
-
-
 class Feeder:
-    """Numpy feeds -> eager tensors, through buffers kept from call to call.
+    """Numpy feeds -> eager tensors without a TensorFlow allocation per call.
 
     ``tf.constant`` allocates and copies on every call; right after a model call, with the caches
     cold and the allocation fresh, that costs far more than the copy (measured in one process on
     this project's machine: ~100 us for tiny_transformer's 16 int64 ids, ~560 us for
-    mobilenet_v2's 224x224x3 image, 6-10 % of a call; scripts/bench_best_config.py --paired
-    compares the configurations). A Feeder copies each input into its own 64-byte-aligned buffer,
-    allocated once per input name, shape and dtype, and hands it to TensorFlow through DLPack
-    (``tf.experimental.dlpack.from_dlpack``), which takes the buffer as it is. Dtypes DLPack cannot
-    carry (strings, objects) go through ``tf.constant``. One call at a time: the buffers are reused.
+    mobilenet_v2's 224x224x3 image, 5-10 % of a call; scripts/bench_best_config.py --paired
+    compares the configurations). A Feeder hands TensorFlow the caller's array itself through
+    DLPack (``tf.experimental.dlpack.from_dlpack``) where it is 64-byte aligned, C-contiguous,
+    writeable and native-order (``buffers``: TensorFlow aborts on a misaligned tensor); any other
+    array is copied into a buffer of its own, aligned, allocated once per input name, shape and
+    dtype. Dtypes DLPack cannot carry (strings, objects) and empty arrays go through
+    ``tf.constant``. One call at a time: the buffers are reused.
     """
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
+        self._passed: list[np.ndarray] = []  # the caller's arrays handed over as they are, this call
 
     def tensors(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
         import tensorflow as tf
 
-        out = {}
+        out, self._passed = {}, []
         for k, v in feeds.items():
             v = np.asarray(v)
-            if v.dtype.kind not in "biufc":
+            if v.dtype.kind not in "biufc" or v.size == 0:  # an empty view's address is not its buffer's
                 out[k] = tf.constant(v)
                 continue
-            dtype = v.dtype.newbyteorder("=")
-            buf = self._buffers.get(k)
-            if buf is None or buf.shape != v.shape or buf.dtype != dtype:
-                buf = self._buffers[k] = _aligned_empty(v.shape, dtype)
-            np.copyto(buf, v, casting="equiv")
-            out[k] = tf.experimental.dlpack.from_dlpack(buf.__dlpack__())
+            if buffers.is_aligned(v) and v.flags.c_contiguous and v.flags.writeable and v.dtype.isnative:
+                self._passed.append(v)
+            else:
+                dtype = v.dtype.newbyteorder("=")
+                buf = self._buffers.get(k)
+                if buf is None or buf.shape != v.shape or buf.dtype != dtype:
+                    buf = self._buffers[k] = buffers.empty(v.shape, dtype)
+                np.copyto(buf, v, casting="equiv")
+                v = buf
+            out[k] = tf.experimental.dlpack.from_dlpack(v.__dlpack__())
         return out
 
     def detach(self, array: np.ndarray) -> np.ndarray:
-        """``array`` itself, or a copy where it may share memory with an input buffer (a signature that
-        returns an input unchanged hands back the buffer, which the next call overwrites)."""
-        if any(np.may_share_memory(array, b) for b in self._buffers.values()):
+        """``array`` itself, or a copy where it may share memory with an input (TensorFlow 2.21 copies
+        an output that returns an input unchanged; should a version hand back the buffer instead,
+        the next call would overwrite the result, or the caller's own array would be in it)."""
+        if any(np.may_share_memory(array, b) for b in [*self._buffers.values(), *self._passed]):
             return array.copy()
         return array
 

@@ -68,14 +68,16 @@ CONFIGS = {"torchscript": ["exported", "plain", "optimized", "no_grad"],
 
 # ---------------------------------------------------------------- child: one configuration, one process
 def _feeds(bundle: Path, manifest: dict, fmt: str) -> tuple[list[dict], dict]:
+    from deploytool import buffers, npz
     from deploytool import contract as C
-    from deploytool import npz
 
     rec = manifest["artifacts"][fmt]
     contract = C.Contract.from_dict(rec["contract"])
     inputs = npz.load(bundle / manifest["golden"]["sets"]["main"]["inputs"])
     n = len(next(iter(inputs.values())))
-    return [C.to_artifact(contract, {k: v[i] for k, v in inputs.items()}) for i in range(n)], rec
+    # As deploytool bench makes them (worker._batched_feeds): 64-byte-aligned arrays, for every configuration.
+    return [{k: buffers.aligned(v) for k, v in C.to_artifact(contract, {k: v[i] for k, v in inputs.items()}).items()}
+            for i in range(n)], rec
 
 
 def _exported(runtime: str, bundle: Path, path: Path, threads: int):

@@ -132,7 +132,7 @@ def test_tensorflow_feeder_matches_tf_constant_on_any_array_and_keeps_results(tm
     the shape holds, strings through tf.constant, and no result changed by a later call."""
     import tensorflow as tf
 
-    from deploytool import tf_io
+    from deploytool import buffers, tf_io
 
     class Passthrough(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32), tf.TensorSpec([None], tf.string),
@@ -146,7 +146,8 @@ def test_tensorflow_feeder_matches_tf_constant_on_any_array_and_keeps_results(tm
     fn = tf.saved_model.load(str(tmp_path)).signatures["serving_default"]
     feeder = tf_io.Feeder()
     base = np.random.default_rng(0).standard_normal(80).astype(np.float32)
-    arrays = {"unaligned view": base[1:33].reshape(4, 8), "transposed": base[:32].reshape(8, 4).T,
+    arrays = {"aligned (passed as is)": buffers.aligned(base[1:33].reshape(4, 8)),
+              "unaligned view": base[1:33].reshape(4, 8), "transposed": base[:32].reshape(8, 4).T,
               "read-only": np.frombuffer(base[:32].tobytes(), np.float32).reshape(4, 8),
               "big-endian": base[:32].reshape(4, 8).astype(">f4"), "other rows": base[:48].reshape(6, 8)}
     for what, x in arrays.items():
@@ -159,10 +160,17 @@ def test_tensorflow_feeder_matches_tf_constant_on_any_array_and_keeps_results(tm
             np.testing.assert_array_equal(got[k], expected[k], err_msg=f"{what}: {k}")
         np.testing.assert_array_equal(np.asarray(x, np.float32), before, err_msg=f"{what}: the caller's array changed")
         assert all(b.ctypes.data % 64 == 0 for b in feeder._buffers.values())
-        assert set(feeder._buffers) == {"x", "ids"}, "strings are not DLPack's: they go through tf.constant"
-        buffer = feeder._buffers["x"]
-        tf_io.signature_call(fn, {**feeds, "x": before + 5}, feeder)  # same shape: the buffer is reused
-        assert feeder._buffers["x"] is buffer
+        assert "s" not in feeder._buffers, "strings are not DLPack's: they go through tf.constant"
+        if buffers.is_aligned(x) and x.flags.c_contiguous:
+            assert any(p is x for p in feeder._passed), f"{what}: copied, not passed as is"
+            x[...] = 0  # the caller reuses its array: no result may change with it
+            np.testing.assert_array_equal(got["same"], before, err_msg=f"{what}: a result aliases the input")
+        else:
+            assert "x" in feeder._buffers
+            buffer = feeder._buffers["x"]
+            tf_io.signature_call(fn, {**feeds, "x": before + 5}, feeder)  # same shape: the buffer is reused
+            assert feeder._buffers["x"] is buffer
+        tf_io.signature_call(fn, {**feeds, "x": before - 3}, feeder)
         np.testing.assert_array_equal(got["same"], before, err_msg=f"{what}: a later call changed an earlier result")
 
 

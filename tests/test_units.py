@@ -133,3 +133,28 @@ def test_cli_module_does_not_import_frameworks():
             "print([m for m in ('torch','tensorflow','onnx') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.arange(33, dtype=np.float32)[1:].reshape(4, 8),  # an offset view
+    lambda: np.arange(32, dtype=np.int64).reshape(8, 4).T,  # not C-contiguous
+    lambda: np.arange(12, dtype=">f4").reshape(3, 4),  # byte-swapped
+    lambda: np.frombuffer(np.ones(6, np.float16).tobytes(), np.float16),  # read-only
+    lambda: np.array(True),
+])
+def test_aligned_copies_keep_values_and_start_on_64_bytes(make):
+    from deploytool import buffers
+
+    a = make()
+    out = buffers.aligned(a)
+    assert out.ctypes.data % 64 == 0 and out.flags.c_contiguous and out.dtype.isnative
+    assert out.shape == a.shape and out.dtype == a.dtype.newbyteorder("=")
+    np.testing.assert_array_equal(out, a)
+    assert buffers.aligned(out) is out, "an array already aligned is not copied again"
+
+
+def test_aligned_leaves_strings_and_empty_arrays_alone():
+    from deploytool import buffers
+
+    for a in (np.array(["a", "bc"]), np.zeros((0, 3), np.float32)):
+        assert buffers.aligned(a) is a
