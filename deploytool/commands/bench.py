@@ -104,7 +104,10 @@ def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, wo
 
 def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: Path, work: Path,
              logs: Path, timeout: float) -> dict:
-    requested = {"threads": threads, "inter_op_threads": 1, "spinning": False, **t.load_settings}
+    # onnxruntime's intra-op spinning stays on, its default: off, its worker threads sleep and wake on
+    # every parallel section, which made mobilenet_v2 1.41x slower at 2 threads here (and cost more CPU
+    # per call; scripts/bench_best_config.py). At 1 thread it changes nothing.
+    requested = {"threads": threads, "inter_op_threads": 1, "spinning": True, **t.load_settings}
     row = {"format": t.name, "runtime": t.runtime, "threads": threads, "batch": batch, "size_bytes": t.size_bytes,
            "settings_requested": requested}
     if t.status != RowStatus.OK or t.contract is None:

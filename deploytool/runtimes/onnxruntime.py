@@ -1,8 +1,18 @@
 """ONNX files on onnxruntime's CPU execution provider."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from deploytool.install import hint
 from deploytool.runtimes import Runtime
+
+
+@dataclass
+class Session:
+    sess: Any  # onnxruntime.InferenceSession
+    outputs: list[str]  # asked once: get_outputs() builds its NodeArgs anew on every call
+    settings: dict
 
 
 def load(path, settings):
@@ -17,18 +27,17 @@ def load(path, settings):
     if "spinning" in settings:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["spinning"] else "0")
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    sess._deploytool_settings = {"intra_op_threads": opts.intra_op_num_threads,
-                                 "inter_op_threads": opts.inter_op_num_threads,
-                                 "providers": sess.get_providers()}
-    return sess
+    return Session(sess, [o.name for o in sess.get_outputs()],
+                   {"intra_op_threads": opts.intra_op_num_threads, "inter_op_threads": opts.inter_op_num_threads,
+                    "providers": sess.get_providers()})
 
 
-def run(sess, feeds):
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
+def run(session, feeds):
+    return dict(zip(session.outputs, session.sess.run(session.outputs, feeds)))
 
 
-def describe(sess):
+def describe(session):
+    sess = session.sess
     def spec(v):
         dtype = v.type[len("tensor("):-1] if v.type.startswith("tensor(") else v.type
         return {"name": v.name, "dtype": _DTYPES.get(dtype, dtype),
@@ -51,4 +60,4 @@ def version():
 
 RUNTIME = Runtime("onnxruntime", "onnxruntime CPU execution provider", ("onnxruntime",),
                   hint("onnxruntime"), load, run, version,
-                  lambda sess: dict(sess._deploytool_settings), describe)
+                  lambda session: dict(session.settings), describe)
