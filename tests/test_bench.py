@@ -64,6 +64,8 @@ def test_thread_settings_are_applied_through_each_runtimes_knob(digits_bench):
         assert r["settings"][THREAD_KNOB[r["runtime"]]] == r["threads"], r["settings"]
         if r["runtime"] == "litert":
             assert r["settings"]["xnnpack"] is True
+        if r["runtime"] == "onnxruntime":  # onnxruntime's default, which bench keeps (README "Threads")
+            assert r["settings"]["intra_op_spinning"] is True
 
 
 def test_failure_is_isolated_to_its_row_and_static_batch_is_skipped(zoo_bundles, run_cli, tmp_path):

@@ -29,6 +29,7 @@ def load(path, settings):
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     return Session(sess, [o.name for o in sess.get_outputs()],
                    {"intra_op_threads": opts.intra_op_num_threads, "inter_op_threads": opts.inter_op_num_threads,
+                    "intra_op_spinning": bool(settings["spinning"]) if "spinning" in settings else "default (on)",
                     "providers": sess.get_providers()})
 
 
