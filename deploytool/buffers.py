@@ -14,8 +14,16 @@ import numpy as np
 ALIGN = 64
 
 
-def is_aligned(array: np.ndarray) -> bool:
-    return array.ctypes.data % ALIGN == 0
+def by_address(array: np.ndarray) -> bool:
+    """Whether a runtime can take ``array`` by its address at all: numeric (no strings or objects) and
+    not empty (an empty view's address is not its buffer's)."""
+    return array.dtype.kind in "biufc" and array.size > 0
+
+
+def as_is(array: np.ndarray) -> bool:
+    """Whether ``array`` can be handed over as it is: by address, aligned, C-contiguous, native-order."""
+    return (by_address(array) and array.ctypes.data % ALIGN == 0 and array.flags.c_contiguous
+            and array.dtype.isnative)
 
 
 def empty(shape: tuple, dtype) -> np.ndarray:
@@ -31,9 +39,7 @@ def aligned(array: np.ndarray) -> np.ndarray:
     """``array`` as an aligned, C-contiguous, native-order copy (the array itself where it already is one;
     strings and objects, which no runtime takes by address, and empty arrays as they are)."""
     array = np.asarray(array)
-    if array.dtype.kind not in "biufc" or array.size == 0:  # an empty array has no data to align
-        return array
-    if is_aligned(array) and array.flags.c_contiguous and array.dtype.isnative:
+    if not by_address(array) or as_is(array):
         return array
     out = empty(array.shape, array.dtype.newbyteorder("="))
     np.copyto(out, array, casting="equiv")

@@ -82,10 +82,10 @@ class Feeder:
         out, self._passed = {}, []
         for k, v in feeds.items():
             v = np.asarray(v)
-            if v.dtype.kind not in "biufc" or v.size == 0:  # an empty view's address is not its buffer's
+            if not buffers.by_address(v):
                 out[k] = tf.constant(v)
                 continue
-            if buffers.is_aligned(v) and v.flags.c_contiguous and v.flags.writeable and v.dtype.isnative:
+            if buffers.as_is(v) and v.flags.writeable:  # numpy exports no read-only buffer to DLPack
                 self._passed.append(v)
             else:
                 dtype = v.dtype.newbyteorder("=")

@@ -1,7 +1,7 @@
 """TensorFlow SavedModels, called through their ``serving_default`` signature.
 
-Feeds reach TensorFlow through buffers the session keeps (``tf_io.Feeder``: copied in, handed
-over by DLPack) rather than a fresh ``tf.constant`` per call. TensorFlow's inference conversion
+Feeds reach TensorFlow through DLPack (``tf_io.Feeder``: an aligned array as it is, any other
+copied into a buffer the session keeps) rather than a fresh ``tf.constant`` per call. TensorFlow's inference conversion
 (variables folded into constants, ``convert_variables_to_constants_v2``) was measured and not
 adopted: no faster here (README, "Benchmarks": best configuration).
 """
