@@ -9,7 +9,15 @@ import click
 from deploytool import __version__
 from deploytool.errors import EXIT_CODES, DeployToolError, UsageError, exit_codes_help
 from deploytool.golden import CALIB_RECOMMENDED
-from deploytool.jobs import BENCH_MARGIN_S, CHECK_TIMEOUT_S, EXPORT_TIMEOUT_S, ArtifactStatus, CheckStatus, RowStatus
+from deploytool.jobs import (
+    BENCH_MARGIN_S,
+    CHECK_TIMEOUT_S,
+    EXPORT_TIMEOUT_S,
+    FAILING_CHECKS,
+    ArtifactStatus,
+    CheckStatus,
+    RowStatus,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -375,8 +383,7 @@ def validate_command(bundle, formats, data, samples, atol, rtol, strict, max_acc
     click.echo(validate_table(outcome.manifest, outcome.checks, wide))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['junit']}")
     for name, chk in outcome.checks.items():
-        if chk.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED,
-                          CheckStatus.VACUOUS):
+        if chk.status in FAILING_CHECKS:
             extra = f" (repro: {outcome.reports[f'repro:{name}']})" if f"repro:{name}" in outcome.reports else ""
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}{extra}", err=True)
         elif chk.status == CheckStatus.SKIPPED:

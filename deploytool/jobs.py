@@ -71,6 +71,12 @@ class CheckStatus(StrEnum):
     CONSTANT_ACCEPTED = "constant_accepted"
 
 
+# The checks that fail a run (each has its exit code in judge.EXIT_CODE_OF): an error line, a GitHub
+# annotation, a failure in the report.
+FAILING_CHECKS = (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED,
+                  CheckStatus.VACUOUS)
+
+
 class RowStatus(StrEnum):
     """One bench row."""
 

@@ -307,6 +307,25 @@ def test_annotations_name_format_hop_and_metric_and_are_escaped():
                      "1.30x the baseline's (threshold 1.1)"]
 
 
+@pytest.mark.parametrize("status", ["fail", "error", "corrupt", "not_exported", "vacuous"])
+def test_every_failing_check_is_annotated_and_no_other(status):
+    from deploytool.jobs import FAILING_CHECKS, ArtifactStatus, CheckStatus
+
+    manifest = SimpleNamespace(artifacts={"onnx": SimpleNamespace(status=ArtifactStatus.OK, runtime="onnxruntime",
+                                                                  error=None)})
+
+    def annotations(st):
+        chk = SimpleNamespace(status=CheckStatus(st), runtime="onnxruntime", reason="reference output is constant",
+                              hop_blamed=None, sets={}, hop={})
+        return github.check_annotations("m", manifest, {"onnx": chk})
+
+    assert CheckStatus(status) in FAILING_CHECKS
+    assert annotations(status) == [f"::error title=deploytool m/onnx%3A {status}::onnx on onnxruntime: "
+                                   f"{status.upper()}; reference output is constant"]
+    for other in set(CheckStatus) - set(FAILING_CHECKS):
+        assert annotations(other) == [], other
+
+
 def test_step_summary_is_appended(tmp_path, monkeypatch):
     target = tmp_path / "summary.md"
     target.write_text("earlier step\n")

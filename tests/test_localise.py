@@ -287,6 +287,26 @@ def test_hops_that_cannot_be_localised_say_why_without_starting_a_worker(tmp_pat
     assert checks["torchscript"].first_diverging is None
 
 
+def test_a_localisation_that_raises_leaves_the_failure_standing_with_why(tmp_path):
+    """Localising is a diagnostic: whatever it raises (here a bundle from a deploytool that knows a source
+    kind this one does not) is said in the finding; the check stays FAIL, the command goes on."""
+    from deploytool.commands.localising import localise_failures
+    from deploytool.contract import Contract
+    from deploytool.jobs import CheckStatus
+    from deploytool.judge import ArtifactCheck
+
+    chk = ArtifactCheck(format="onnx", runtime="onnxruntime", status=CheckStatus.FAIL, reason="logits: bad",
+                        hop_blamed="source -> onnx")
+    contract = Contract.from_dict({"inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}],
+                                   "outputs": [{"name": "y", "shape": [1, 2], "dtype": "float32"}]})
+    extras = localise_failures({"onnx": chk}, {}, tmp_path, [], None, tmp_path, tmp_path, 10.0,
+                               source={"kind": "from_the_future"}, contract=contract)
+    assert extras == {} and chk.status == CheckStatus.FAIL
+    assert chk.first_diverging["localised"] is False
+    assert chk.reason.startswith("logits: bad [could not localise: localising failed: ")
+    assert "unknown source kind 'from_the_future'" in chk.reason
+
+
 @pytest.mark.slow
 def test_tensorflow_exposes_a_savedmodel_with_variables(tmp_path):
     """A SavedModel whose weights are variables (tiny_transformer's are; digits_cnn's are constants):

@@ -18,6 +18,7 @@ import numpy as np
 
 from deploytool import jobs, npz, parity
 from deploytool.contract import Contract
+from deploytool.errors import short_error
 from deploytool.expose import EXPOSERS
 from deploytool.formats import FORMATS
 from deploytool.golden import GoldenSet
@@ -48,8 +49,11 @@ def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, Artif
         parent, _, child = hop.partition(" -> ")
         chk = checks.get(child) or checks[failing[0]]
         progress.stage(f"localising the first diverging op of {hop}")
-        finding, arrays = _localise(hop, parent, child, chk, records, root, sets, tolerances, work, logs, timeout,
-                                    limits, source, contract)
+        try:
+            finding, arrays = _localise(hop, parent, child, chk, records, root, sets, tolerances, work, logs,
+                                        timeout, limits, source, contract)
+        except Exception as e:  # noqa: BLE001 - a diagnostic: the parity failure stands, said plainly, never a crash
+            finding, arrays = unavailable(hop, f"localising failed: {short_error(e)}"), {}
         for name in failing:
             checks[name].first_diverging = finding.to_dict()
             checks[name].reason = f"{checks[name].reason} [{finding.text()}]"

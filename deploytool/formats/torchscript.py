@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 
 from deploytool.contract import Contract
+from deploytool.errors import short_error
 from deploytool.formats import ExportContext, ExportResult, Format
 
 # Freezing and optimizing fold batch norms into convolutions: not bit-exact, so compared with
@@ -83,10 +84,6 @@ def _shapes(inputs) -> list:
     return [tuple(t.shape) for t in inputs]
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-
-
 def _checked(ctx: ExportContext, eager: list, candidate, what: str) -> str | None:
     """Why ``candidate`` (frozen / optimized) differs from eager at the example or the alt shape."""
     names = ctx.contract.output_names
@@ -96,7 +93,7 @@ def _checked(ctx: ExportContext, eager: list, candidate, what: str) -> str | Non
         try:
             why = _mismatch(expected, candidate, inputs, _ATOL, _RTOL, names)
         except Exception as e:  # noqa: BLE001 - a failure to run is a reason to fall back
-            why = f"raised {type(e).__name__}: {_first_line(e)}"
+            why = f"raised {short_error(e, 200)}"
         if why:
             return f"{what} at inputs {_shapes(inputs)}: {why}"
     return None
@@ -112,7 +109,7 @@ def from_torch(ctx: ExportContext) -> ExportResult:
             candidate = torch.jit.freeze(traced.eval())
             why = _checked(ctx, eager, candidate, "the frozen module differs from eager")
         except Exception as e:  # noqa: BLE001 - freezing rejects some modules: fall back, say why
-            why = f"torch.jit.freeze failed: {_first_line(e)}"
+            why = f"torch.jit.freeze failed: {short_error(e, 200)}"
         if why:
             notes.append(f"not frozen (saved as traced): {why}")
         else:
@@ -125,7 +122,7 @@ def from_torch(ctx: ExportContext) -> ExportResult:
             optimized = torch.jit.optimize_for_inference(torch.jit.load(str(ctx.out_path), map_location="cpu").eval())
             why = _checked(ctx, eager, optimized, "the optimized module differs from eager")
         except Exception as e:  # noqa: BLE001 - fall back to the plain module at load, say why
-            why = f"torch.jit.optimize_for_inference failed: {_first_line(e)}"
+            why = f"torch.jit.optimize_for_inference failed: {short_error(e, 200)}"
         if not why:
             plain = torch.jit.load(str(ctx.out_path), map_location="cpu").eval()  # as the runtime loads it
             # One sample, as bench and a serving process call it (a dynamic first dim is the batch).

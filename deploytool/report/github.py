@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deploytool.jobs import ArtifactStatus, CheckStatus, RowStatus
-
-FAILING = (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.CORRUPT, CheckStatus.NOT_EXPORTED)
+from deploytool.jobs import FAILING_CHECKS as FAILING
+from deploytool.jobs import ArtifactStatus, RowStatus
 
 
 def enabled(flag: bool) -> bool:

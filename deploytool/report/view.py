@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-FAILURES = ("fail", "error", "corrupt", "not_exported", "vacuous")
+from deploytool.jobs import FAILING_CHECKS
+
+FAILURES = tuple(str(s) for s in FAILING_CHECKS)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploytool.errors import short_error
 from deploytool.install import hint
 from deploytool.runtimes import Runtime
 
@@ -45,7 +46,7 @@ def load(path, settings):
             module = torch.jit.optimize_for_inference(module)
             info["optimize_for_inference"] = True
         except Exception as e:  # noqa: BLE001 - the plain module still runs: fall back and say so
-            info["optimize_for_inference_error"] = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            info["optimize_for_inference_error"] = short_error(e, 200)
     return Session(module, info)
 
 
