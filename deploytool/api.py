@@ -20,7 +20,7 @@ from deploytool.commands.report import ReportOutcome
 from deploytool.commands.report import run as report
 from deploytool.commands.validate import ValidateOutcome
 from deploytool.commands.validate import run as validate
-from deploytool.manifest import read as read_manifest
+from deploytool.store.manifest import read as read_manifest
 
 __all__ = ["export", "ExportOutcome", "validate", "ValidateOutcome", "bench", "BenchOutcome", "report", "ReportOutcome",
            "recommend", "Budget", "RecommendOutcome",

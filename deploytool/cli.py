@@ -7,9 +7,9 @@ import traceback
 import click
 
 from deploytool import __version__
-from deploytool.errors import EXIT_CODES, DeployToolError, UsageError, exit_codes_help
-from deploytool.golden import CALIB_RECOMMENDED
-from deploytool.jobs import (
+from deploytool.checking.golden import CALIB_RECOMMENDED
+from deploytool.core.errors import EXIT_CODES, DeployToolError, UsageError, exit_codes_help
+from deploytool.running.jobs import (
     BENCH_MARGIN_S,
     CHECK_TIMEOUT_S,
     EXPORT_TIMEOUT_S,
@@ -291,7 +291,7 @@ def export_command(model, formats, out, samples, seed, inputs, input_ranges, wei
 
 
 def _drops(specs: tuple[str, ...]) -> dict[str, float]:
-    from deploytool.parity import parse_drop
+    from deploytool.checking.parity import parse_drop
 
     try:
         return dict(parse_drop(s) for s in specs)
@@ -300,7 +300,7 @@ def _drops(specs: tuple[str, ...]) -> dict[str, float]:
 
 
 def _tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
-    from deploytool.parity import parse_tolerance
+    from deploytool.checking.parity import parse_tolerance
 
     out: dict = {}
     for field_name, specs in (("atol", atol), ("rtol", rtol)):
@@ -447,8 +447,8 @@ def bench_command(bundle, formats, threads, batch, min_time, min_runs, warmup_ru
     """
     from deploytool import api
     from deploytool.commands.bench import parse_int_list, sorted_rows
+    from deploytool.measuring.timing import Protocol
     from deploytool.report.console import bench_table, compare_table
-    from deploytool.timing import Protocol
 
     protocol = Protocol(warmup_runs=warmup_runs, warmup_time=warmup_time, min_runs=min_runs, min_time=min_time,
                         max_time=max(max_time, min_time))

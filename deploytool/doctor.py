@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deploytool import install
-from deploytool.errors import OK, UNUSABLE
+from deploytool.core.errors import OK, UNUSABLE
 
 ROLES = ("export", "device")
 CORE = ("numpy", "click")
@@ -123,8 +123,8 @@ def cpu_features(cpuinfo: str | None = None, machine: str | None = None) -> dict
 
 _GUARD_PROBE = """
 import socket
-from deploytool.errors import NetworkBlocked
-from deploytool.offline import forbid_network
+from deploytool.core.errors import NetworkBlocked
+from deploytool.running.offline import forbid_network
 forbid_network()
 blocked = []
 for what, call in (("lookup", lambda: socket.getaddrinfo("pypi.org", 443)),
@@ -173,7 +173,7 @@ def import_check(items: list[Component], timeout: float = 300) -> None:
 
 def run(role: str = "export", bundle: str | Path | None = None, check_imports: bool = False,
         guard: bool = True) -> DoctorOutcome:
-    from deploytool.errors import UsageError
+    from deploytool.core.errors import UsageError
 
     if role not in ROLES:
         raise UsageError(f"doctor: unknown role {role!r} (expected one of {', '.join(ROLES)})")
@@ -223,8 +223,8 @@ def run(role: str = "export", bundle: str | Path | None = None, check_imports: b
 
 
 def _bundle_runtimes(bundle: Path) -> set[str]:
-    from deploytool import manifest
-    from deploytool.jobs import ArtifactStatus
+    from deploytool.running.jobs import ArtifactStatus
+    from deploytool.store import manifest
 
     m = manifest.read(bundle)
     return {rec.runtime for rec in m.artifacts.values() if rec.status == ArtifactStatus.OK}

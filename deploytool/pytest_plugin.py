@@ -45,8 +45,8 @@ class ParityFailure(AssertionError):
 
 def failures(outcome, allow: set[str] | frozenset[str] = frozenset()) -> list[list[str]]:
     """Rows (format, runtime, status, hop, metric or reason) of the artifacts that did not pass."""
-    from deploytool.jobs import ArtifactStatus
     from deploytool.report.github import first_failing_metric
+    from deploytool.running.jobs import ArtifactStatus
 
     ok = NOT_FAILURES | set(allow)
     rows = []

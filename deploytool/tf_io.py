@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from deploytool import buffers
-from deploytool.errors import ModelError, short_error
+from deploytool.core import buffers
+from deploytool.core.errors import ModelError, short_error
 
 SIGNATURE = "serving_default"
 

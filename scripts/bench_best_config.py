@@ -71,8 +71,8 @@ FLOORS = {"tf_feeds"}
 
 # ---------------------------------------------------------------- child: one configuration, one process
 def _feeds(bundle: Path, manifest: dict, fmt: str) -> tuple[list[dict], dict]:
-    from deploytool import buffers, npz
-    from deploytool import contract as C
+    from deploytool.core import buffers, npz
+    from deploytool.core import contract as C
 
     rec = manifest["artifacts"][fmt]
     contract = C.Contract.from_dict(rec["contract"])
@@ -84,8 +84,8 @@ def _feeds(bundle: Path, manifest: dict, fmt: str) -> tuple[list[dict], dict]:
 
 
 def _exported(runtime: str, bundle: Path, path: Path, threads: int):
-    from deploytool import manifest
     from deploytool.runtimes import RUNTIMES
+    from deploytool.store import manifest
 
     rt = RUNTIMES[runtime]
     load_settings = manifest.read(bundle).artifacts[FORMAT_OF[runtime]].load_settings()

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from _common import bundle_or_export, time_calls
 
-from deploytool import contract as C
-from deploytool import npz
+from deploytool.core import contract as C
+from deploytool.core import npz
 
 
 def bare_loop(fmt: str, bundle: Path, manifest: dict, min_time: float, min_runs: int) -> float:

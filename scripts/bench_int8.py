@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from deploytool import api
-from deploytool.timing import Protocol
+from deploytool.measuring.timing import Protocol
 
 PAIRS = [("tflite_int8", "tflite_fp32"), ("tflite_dynamic", "tflite_fp32"), ("onnx_int8", "onnx")]
 FORMATS = ["tflite_fp32", "tflite_int8", "tflite_dynamic", "onnx", "onnx_int8"]

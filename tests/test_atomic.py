@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from deploytool import bundle as B
-from deploytool import manifest as M
+from deploytool.store import bundle as B
+from deploytool.store import manifest as M
 
 
 def _start_export(out, env):

@@ -11,10 +11,10 @@ import sys
 import pytest
 from conftest import HERE, flat, manifest_of
 
-from deploytool import bundle as B
-from deploytool import errors, records
+from deploytool.core import errors, records
 from deploytool.formats import FORMATS
 from deploytool.report import bench_files
+from deploytool.store import bundle as B
 
 FAST = ["--min-time", "0.2", "--min-runs", "30", "--warmup-runs", "2", "--warmup-time", "0"]
 ROW_FIELDS = ["format", "runtime", "threads", "batch", "status", "settings_requested", "settings", "runtime_version",
@@ -137,7 +137,7 @@ def test_compare_against_itself_passes(zoo_bundles, run_cli, tmp_path):
 
 
 def test_bench_stats_units():
-    from deploytool import timing as bench
+    from deploytool.measuring import timing as bench
 
     s = bench.summarize([1_000_000] * 10 + [3_000_000] * 10, batch=2)
     assert s["min_ms"] == 1.0 and s["p50_ms"] == 2.0 and s["n"] == 20

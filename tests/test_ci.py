@@ -16,8 +16,9 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from deploytool import config, doctor, errors, install
+from deploytool import config, doctor, install
 from deploytool.cli import main
+from deploytool.core import errors
 from deploytool.report import github
 
 pytest_plugins = ["pytester"]
@@ -130,7 +131,7 @@ def test_the_core_imports_nothing_optional():
     """cli, api, commands, reader, signing, report, doctor and config import no framework, runtime or plotting
     package when imported (and work with all of them unimportable)."""
     code = ("import sys, pkgutil, importlib, deploytool\n"
-            "mods = ['deploytool.cli', 'deploytool.api', 'deploytool.reader', 'deploytool.signing',"
+            "mods = ['deploytool.cli', 'deploytool.api', 'deploytool.store.reader', 'deploytool.store.signing',"
             " 'deploytool.doctor', 'deploytool.config', 'deploytool.install', 'deploytool.report.github']\n"
             "mods += [m.name for m in pkgutil.walk_packages(deploytool.__path__, 'deploytool.')"
             " if m.name.startswith(('deploytool.commands', 'deploytool.report'))]\n"
@@ -283,7 +284,7 @@ def test_the_suite_is_isolated_from_where_it_runs():
 # --- GitHub Actions output -----------------------------------------------------------------------------------
 
 def test_annotations_name_format_hop_and_metric_and_are_escaped():
-    from deploytool.jobs import ArtifactStatus, CheckStatus
+    from deploytool.running.jobs import ArtifactStatus, CheckStatus
 
     verdict = {"passed": False, "reason": "max_abs 3.1e-02 > atol 1e-04, 5% of elements out"}
     chk = SimpleNamespace(status=CheckStatus.FAIL, runtime="tensorflow", reason="logits: max_abs 3.1e-02",
@@ -309,7 +310,7 @@ def test_annotations_name_format_hop_and_metric_and_are_escaped():
 
 @pytest.mark.parametrize("status", ["fail", "error", "corrupt", "not_exported", "vacuous"])
 def test_every_failing_check_is_annotated_and_no_other(status):
-    from deploytool.jobs import FAILING_CHECKS, ArtifactStatus, CheckStatus
+    from deploytool.running.jobs import FAILING_CHECKS, ArtifactStatus, CheckStatus
 
     manifest = SimpleNamespace(artifacts={"onnx": SimpleNamespace(status=ArtifactStatus.OK, runtime="onnxruntime",
                                                                   error=None)})

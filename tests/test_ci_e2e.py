@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import flat, note_of
 
-from deploytool import errors
+from deploytool.core import errors
 
 pytest_plugins = ["pytester"]
 

@@ -6,7 +6,8 @@ import json
 import pytest
 from conftest import manifest_of
 
-from deploytool import config, errors
+from deploytool import config
+from deploytool.core import errors
 
 EXPORT_PARAMS = {"model": ("model", False), "formats": ("formats", False), "input": ("inputs", True),
                  "input_range": ("input_ranges", True), "weights": ("weights", False), "atol": ("atol", True),

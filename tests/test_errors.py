@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from conftest import TEST_MODELS, error_lines, manifest_of
 
-from deploytool import errors
+from deploytool.core import errors
 
 
 def _one_line_error(proc) -> str:

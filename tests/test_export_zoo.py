@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 from conftest import assert_fits, manifest_of
 
-from deploytool import bundle as B
-from deploytool import manifest as M
-from deploytool.contract import Contract
+from deploytool.core.contract import Contract
 from deploytool.formats import FORMATS
 from deploytool.runtimes import RUNTIMES
 from deploytool.sources.zoo import zoo_names
+from deploytool.store import bundle as B
+from deploytool.store import manifest as M
 
 ZOO = zoo_names()
 
@@ -64,7 +64,7 @@ def test_tensorflow_artifacts_record_their_layout(zoo_bundles, model):
 
 
 def test_digits_cnn_checks_on_real_held_out_digits(zoo_bundles):
-    from deploytool import npz
+    from deploytool.core import npz
     from deploytool.models import digits_cnn
 
     bundle, _ = zoo_bundles["digits_cnn"]
@@ -78,7 +78,7 @@ def test_digits_cnn_checks_on_real_held_out_digits(zoo_bundles):
 
 
 def test_multi_io_keeps_names_and_order(zoo_bundles):
-    from deploytool import npz
+    from deploytool.core import npz
 
     bundle, _ = zoo_bundles["multi_io"]
     m = manifest_of(bundle)
@@ -95,7 +95,7 @@ def test_multi_io_keeps_names_and_order(zoo_bundles):
 def test_tiny_transformer_ids_in_vocab_and_dynamic_seq_in_onnx(zoo_bundles):
     import onnx
 
-    from deploytool import npz
+    from deploytool.core import npz
 
     bundle, _ = zoo_bundles["tiny_transformer"]
     ids = npz.load(bundle / manifest_of(bundle)["golden"]["sets"]["main"]["inputs"])["ids"]

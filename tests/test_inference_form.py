@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import TEST_MODELS, manifest_of
 
-from deploytool import manifest as M
-from deploytool import npz
+from deploytool.core import npz
 from deploytool.sources.zoo import zoo_names
+from deploytool.store import manifest as M
 
 ZOO = zoo_names()
 
@@ -112,7 +112,7 @@ def test_onnx_graph_count_matches_the_torch_count():
     import onnx
     import torch
 
-    from deploytool.flops import onnx_flops, torch_flops
+    from deploytool.measuring.flops import onnx_flops, torch_flops
     from deploytool.models import mobilenet_v2, tiny_transformer
 
     for mod in (mobilenet_v2, tiny_transformer):
@@ -137,7 +137,8 @@ def test_tensorflow_feeder_matches_tf_constant_on_any_array_and_keeps_results(tm
     the shape holds, strings through tf.constant, and no result changed by a later call."""
     import tensorflow as tf
 
-    from deploytool import buffers, tf_io
+    from deploytool import tf_io
+    from deploytool.core import buffers
 
     class Passthrough(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32), tf.TensorSpec([None], tf.string),

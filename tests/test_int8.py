@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import error_lines, manifest_of, note_of
 
-from deploytool import errors, npz
+from deploytool.checking.parity import TIERS
+from deploytool.core import errors, npz
 from deploytool.formats import FORMATS
-from deploytool.parity import TIERS
 
 INT8 = [n for n, f in FORMATS.items() if f.tier == "int8"]
 CALIBRATED = [n for n, f in FORMATS.items() if f.needs_calibration]

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploytool import errors, npz
-from deploytool.contract import Contract
+from deploytool.checking.golden import GoldenSet
+from deploytool.checking.judge import ArtifactCheck, blame, exit_code, judge, worst_sample
+from deploytool.core import errors, npz
+from deploytool.core.contract import Contract
 from deploytool.formats import lineage, plan
-from deploytool.golden import GoldenSet
-from deploytool.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
-from deploytool.judge import ArtifactCheck, blame, exit_code, judge, worst_sample
-from deploytool.manifest import ArtifactRecord
+from deploytool.running.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
+from deploytool.store.manifest import ArtifactRecord
 
 CONTRACT = Contract.from_dict({
     "inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}],

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import flat, manifest_of
 
-from deploytool import errors, parity
-from deploytool.localise import Node, input_dependent, locate, permutations, topological
+from deploytool.checking import parity
+from deploytool.checking.localise import Node, input_dependent, locate, permutations, topological
+from deploytool.core import errors
 
 FP32 = parity.TIERS["fp32"]
 rng = np.random.default_rng(0)
@@ -116,8 +117,8 @@ def digits_bundle(run_cli, tmp_path_factory) -> Path:
 
 
 def _copy_edit(src: Path, dest: Path, rel: str, edit) -> Path:
-    from deploytool import bundle as B
-    from deploytool import records
+    from deploytool.core import records
+    from deploytool.store import bundle as B
 
     shutil.copytree(src, dest)
     path = dest / rel
@@ -266,9 +267,9 @@ def test_export_localises_its_failing_hop_too(run_cli, tmp_path):
 def test_hops_that_cannot_be_localised_say_why_without_starting_a_worker(tmp_path):
     """The coordinator's decisions before any worker: a hop from the source, an artifact missing from the
     bundle; every failing artifact blamed at a hop gets that hop's finding."""
+    from deploytool.checking.judge import ArtifactCheck
     from deploytool.commands.localising import localise_failures
-    from deploytool.jobs import CheckStatus
-    from deploytool.judge import ArtifactCheck
+    from deploytool.running.jobs import CheckStatus
 
     def failing(fmt: str, hop: str) -> ArtifactCheck:
         return ArtifactCheck(format=fmt, runtime="x", status=CheckStatus.FAIL, reason="logits: bad",
@@ -290,10 +291,10 @@ def test_hops_that_cannot_be_localised_say_why_without_starting_a_worker(tmp_pat
 def test_a_localisation_that_raises_leaves_the_failure_standing_with_why(tmp_path):
     """Localising is a diagnostic: whatever it raises (here a bundle from a deploytool that knows a source
     kind this one does not) is said in the finding; the check stays FAIL, the command goes on."""
+    from deploytool.checking.judge import ArtifactCheck
     from deploytool.commands.localising import localise_failures
-    from deploytool.contract import Contract
-    from deploytool.jobs import CheckStatus
-    from deploytool.judge import ArtifactCheck
+    from deploytool.core.contract import Contract
+    from deploytool.running.jobs import CheckStatus
 
     chk = ArtifactCheck(format="onnx", runtime="onnxruntime", status=CheckStatus.FAIL, reason="logits: bad",
                         hop_blamed="source -> onnx")
@@ -313,8 +314,8 @@ def test_tensorflow_exposes_a_savedmodel_with_variables(tmp_path):
     the signature is frozen while the loaded model, which owns them, is alive."""
     import tensorflow as tf
 
+    from deploytool.checking.localise import Limits
     from deploytool.expose import expose
-    from deploytool.localise import Limits
 
     class M(tf.Module):
         def __init__(self):
@@ -336,9 +337,10 @@ def test_tensorflow_exposes_a_savedmodel_with_variables(tmp_path):
 
 
 def test_the_expose_job_and_reply_round_trip_through_json():
-    from deploytool import jobs, records
-    from deploytool.contract import Contract
-    from deploytool.localise import Limits
+    from deploytool.checking.localise import Limits
+    from deploytool.core import records
+    from deploytool.core.contract import Contract
+    from deploytool.running import jobs
 
     contract = Contract.from_dict({"inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}],
                                    "outputs": [{"name": "y", "shape": [1, 2], "dtype": "float32"}]})

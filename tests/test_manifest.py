@@ -7,9 +7,9 @@ import shutil
 import pytest
 from conftest import manifest_of
 
-from deploytool import bundle as B
-from deploytool import manifest as M
-from deploytool.errors import BundleError
+from deploytool.core.errors import BundleError
+from deploytool.store import bundle as B
+from deploytool.store import manifest as M
 
 
 def test_manifest_schema(zoo_bundles):

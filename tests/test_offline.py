@@ -22,7 +22,7 @@ def test_no_export_attempted_a_connection(zoo_bundles, netaudit_log):
 @pytest.mark.slow  # imports onnx2tf and TensorFlow in a subprocess
 def test_guard_blocks_onnx2tfs_download(tmp_path):
     code = (
-        "from deploytool.offline import forbid_network; forbid_network()\n"
+        "from deploytool.running.offline import forbid_network; forbid_network()\n"
         "from onnx2tf.utils.common_functions import download_test_image_data\n"
         "download_test_image_data()\n"
     )
@@ -33,7 +33,7 @@ def test_guard_blocks_onnx2tfs_download(tmp_path):
 
 def test_guard_allows_loopback():
     code = (
-        "from deploytool.offline import forbid_network; forbid_network()\n"
+        "from deploytool.running.offline import forbid_network; forbid_network()\n"
         "import socket\n"
         "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)\n"
         "c = socket.create_connection(srv.getsockname(), timeout=5); c.close(); print('ok')\n"

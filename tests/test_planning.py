@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from deploytool import formats as F
-from deploytool.contract import Contract
+from deploytool.checking.golden import ALT, ALT_SAMPLES, MAIN, GoldenSet, applicable_sets, plan_sets
+from deploytool.checking.parity import TIERS
+from deploytool.core.contract import Contract
 from deploytool.formats import DEFAULT_FRAMEWORK, FORMATS, lineage, plan, resolve
-from deploytool.golden import ALT, ALT_SAMPLES, MAIN, GoldenSet, applicable_sets, plan_sets
-from deploytool.parity import TIERS
 from deploytool.runtimes import RUNTIMES
 from deploytool.sources import FRAMEWORKS, SOURCE_KINDS
 

@@ -8,12 +8,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from deploytool import errors, jobs, records
-from deploytool import manifest as M
+from deploytool.checking.golden import GoldenSetPlan
 from deploytool.cli import main
-from deploytool.contract import Contract
-from deploytool.errors import BundleError
-from deploytool.golden import GoldenSetPlan
+from deploytool.core import errors, records
+from deploytool.core.contract import Contract
+from deploytool.core.errors import BundleError
+from deploytool.running import jobs
+from deploytool.store import manifest as M
 
 CONTRACT = {"inputs": [{"name": "x", "shape": ["batch", 4], "dtype": "float32"}],
             "outputs": [{"name": "y", "shape": ["batch", 2], "dtype": "float32"}],

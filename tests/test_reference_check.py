@@ -8,17 +8,18 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from deploytool import errors, npz, parity
-from deploytool.contract import Contract
+from deploytool.checking import parity
+from deploytool.checking.golden import GoldenSet
+from deploytool.checking.judge import check_accepted, exit_code, judge
+from deploytool.core import errors, npz
+from deploytool.core.contract import Contract
 from deploytool.formats import plan
-from deploytool.golden import GoldenSet
-from deploytool.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
-from deploytool.judge import check_accepted, exit_code, judge
-from deploytool.manifest import ArtifactRecord
 from deploytool.report import junit
 from deploytool.report.console import validate_table
 from deploytool.report.markdown import verdict_line
 from deploytool.report.view import ArtifactView
+from deploytool.running.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
+from deploytool.store.manifest import ArtifactRecord
 
 RNG = np.random.default_rng(0)
 FP16, INT8, FP32 = parity.TIERS["fp16"], parity.TIERS["int8"], parity.TIERS["fp32"]

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from deploytool import errors
+from deploytool.core import errors
 
 FAST = ("--min-time", "0.2", "--min-runs", "40", "--no-source")
 

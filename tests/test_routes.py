@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from conftest import TEST_MODELS, flat, manifest_of, note_of
 
-from deploytool import manifest, records
+from deploytool.core import records
 from deploytool.formats import ConversionRoute, RoutesFailed, convert_by_routes
 from deploytool.formats import savedmodel as sm_format
-from deploytool.jobs import RouteTaken
+from deploytool.running.jobs import RouteTaken
+from deploytool.store import manifest
 
 
 def _fails(msg: str):
@@ -180,7 +181,7 @@ def test_onnx_with_computed_weights_converts_through_the_folded_route(run_cli, t
 def test_old_file_is_upgraded_before_folding(tmp_path):
     import onnx
 
-    from deploytool.contract import Contract
+    from deploytool.core.contract import Contract
     src, dest = tmp_path / "old.onnx", tmp_path / "folded.onnx"
     _computed_weights_onnx(src)
     contract = Contract.from_dict({"inputs": [{"name": "x", "shape": ["batch", 3, 8, 8], "dtype": "float32"}],
@@ -230,7 +231,7 @@ def test_explanations_of_what_the_architecture_survey_found(tmp_path):
 
 
 def test_torchscript_route_declares_the_contracts_dynamic_dims_by_tensor_name(tmp_path):
-    from deploytool.contract import Contract
+    from deploytool.core.contract import Contract
     from deploytool.formats import ExportContext
     from deploytool.formats import onnx as onnx_format
 
@@ -248,7 +249,7 @@ def test_a_worker_killed_from_outside_is_said_to_be_most_likely_out_of_memory():
     """The survey lost BEiT's savedmodel to a SIGKILL on this shared machine; the line says what usually sends one."""
     import signal
 
-    from deploytool import spawn
+    from deploytool.running import spawn
     assert spawn._why(-signal.SIGKILL) == ("killed by SIGKILL (not by deploytool's time limit: most likely the "
                                            "kernel's out-of-memory killer)")
     assert spawn._why(-signal.SIGSEGV) == "killed by SIGSEGV"

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from deploytool import manifest as M
-from deploytool import npz, parity
+from deploytool.checking import parity
+from deploytool.checking.golden import MAIN, GoldenSet
+from deploytool.core import npz
 from deploytool.formats import FORMATS
-from deploytool.golden import MAIN, GoldenSet
-from deploytool.jobs import RunStatus
-from deploytool.pool import RunPool
+from deploytool.running.jobs import RunStatus
+from deploytool.running.pool import RunPool
 from deploytool.runtimes import RUNTIMES
 from deploytool.sources import kind_of, source_artifact
+from deploytool.store import manifest as M
 
 
 def _target(runtime: str, bundles: dict[str, Path], work: Path):

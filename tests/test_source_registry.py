@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deploytool.errors import ModelError
+from deploytool.core.errors import ModelError
 from deploytool.runtimes import RUNTIMES
 from deploytool.sources import FRAMEWORKS, SOURCE_KINDS, kind_of, reference_runtime, resolve, source_loadable
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import error_lines, manifest_of
 
-from deploytool import errors
+from deploytool.core import errors
 from deploytool.formats import FORMATS
 
 

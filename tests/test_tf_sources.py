@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import TEST_MODELS, manifest_of
 
-from deploytool import errors
+from deploytool.core import errors
 
 sys.path.insert(0, str(TEST_MODELS))
 import tf_sources  # noqa: E402  (tests/models/tf_sources.py)

@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import TEST_MODELS, manifest_of
 
-from deploytool import errors
+from deploytool.core import errors
 
 
 @pytest.fixture(scope="module")

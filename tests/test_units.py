@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from deploytool import contract as C
-from deploytool import npz, parity
+from deploytool.checking import parity
+from deploytool.core import contract as C
+from deploytool.core import npz
 from deploytool.formats import FORMATS, lineage, resolve
 
 
@@ -143,7 +144,7 @@ def test_cli_module_does_not_import_frameworks():
     lambda: np.array(True),
 ])
 def test_aligned_copies_keep_values_and_start_on_64_bytes(make):
-    from deploytool import buffers
+    from deploytool.core import buffers
 
     a = make()
     out = buffers.aligned(a)
@@ -154,7 +155,7 @@ def test_aligned_copies_keep_values_and_start_on_64_bytes(make):
 
 
 def test_aligned_leaves_strings_and_empty_arrays_alone():
-    from deploytool import buffers
+    from deploytool.core import buffers
 
     for a in (np.array(["a", "bc"]), np.zeros((0, 3), np.float32)):
         assert buffers.aligned(a) is a

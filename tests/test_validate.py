@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from conftest import HERE, assert_fits, error_lines, manifest_of
 
-from deploytool import bundle as B
-from deploytool import errors, records
+from deploytool.core import errors, records
 from deploytool.formats import FORMATS
 from deploytool.report import validation
 from deploytool.sources.zoo import zoo_names
+from deploytool.store import bundle as B
 
 
 def _copy(zoo_bundles, tmp_path, model="digits_cnn") -> Path:

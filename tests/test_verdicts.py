@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from conftest import TEST_MODELS, flat, note_of
 
-from deploytool import errors, parity
-from deploytool import manifest as M
-from deploytool.errors import BundleError
+from deploytool.checking import parity
+from deploytool.core import errors
+from deploytool.core.errors import BundleError
+from deploytool.store import manifest as M
 
 
 def _errors(stderr: str) -> list[str]:
@@ -105,7 +106,7 @@ def test_every_zoo_models_reference_varies_with_its_input(name):
 
     import torch
 
-    from deploytool.contract import Contract, generate_inputs
+    from deploytool.core.contract import Contract, generate_inputs
 
     path = TEST_MODELS.parent.parent / "models" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"zoo_{name}", path)

@@ -3,13 +3,13 @@
 ``deploytool.api``."""
 from __future__ import annotations
 
-from deploytool.errors import UsageError
+from deploytool.core.errors import UsageError
 
 
 def check_run_options(timeout: float | None, tolerances: dict | None, max_drop: dict | None) -> None:
     """Options every checking command takes, whether from the command line, a config file or the API:
     a positive time limit, finite non-negative tolerances and accuracy gates (one line, exit 2)."""
-    from deploytool.parity import check_drops, check_overrides
+    from deploytool.checking.parity import check_drops, check_overrides
 
     if timeout is not None and not timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {timeout}")

@@ -13,23 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploytool import bundle, errors, npz, peak
-from deploytool import timing as B  # noqa: N812
+from deploytool.checking.golden import MAIN
 from deploytool.commands import check_run_options
 from deploytool.commands.validate import select_formats
-from deploytool.contract import Contract
-from deploytool.errors import BundleError, UsageError
+from deploytool.core import errors, npz
+from deploytool.core.contract import Contract
+from deploytool.core.errors import BundleError, UsageError
 from deploytool.formats import FORMATS
-from deploytool.golden import MAIN
-from deploytool.jobs import BENCH_MARGIN_S, ArtifactStatus, RowStatus, RunStatus, TimeArtifact
-from deploytool.manifest import FILENAME as MANIFEST
-from deploytool.manifest import Manifest
+from deploytool.measuring import peak
+from deploytool.measuring import timing as B  # noqa: N812
 from deploytool.progress import Progress, as_progress
-from deploytool.reader import OpenedBundle, open_bundle
 from deploytool.report.bench_files import write_bench_reports
+from deploytool.running.jobs import BENCH_MARGIN_S, ArtifactStatus, RowStatus, RunStatus, TimeArtifact
+from deploytool.running.spawn import Worker
 from deploytool.runtimes import RUNTIMES
 from deploytool.sources import kind_of, source_artifact, source_loadable
-from deploytool.spawn import Worker
+from deploytool.store import bundle
+from deploytool.store.manifest import FILENAME as MANIFEST
+from deploytool.store.manifest import Manifest
+from deploytool.store.reader import OpenedBundle, open_bundle
 
 SOURCE = "source"  # row name of the source-model baseline
 
@@ -143,7 +145,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
     """``timeout``: the limit for each row's worker (default: --max-time + BENCH_MARGIN_S).
     ``verify_key``: refuse the bundle unless it is signed with its private key. ``progress``: where the
     stages (one per row) are reported (``progress.py``; a callable receives each message).
-    ``gemm_peak``: probe this machine's fp32 GEMM peak once (deploytool.peak, ~2-10 s in fresh
+    ``gemm_peak``: probe this machine's fp32 GEMM peak once (deploytool.measuring.peak, ~2-10 s in fresh
     processes) and give each row its achieved GFLOP/s and % of that peak."""
     protocol = protocol or B.Protocol()
     progress = as_progress(progress)

@@ -18,17 +18,33 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
-from deploytool import bundle, errors, golden, install, judge, npz, signing
+from deploytool import install
+from deploytool.checking import golden, judge
+from deploytool.checking.golden import GoldenSet
+from deploytool.checking.judge import ArtifactCheck
 from deploytool.commands import check_run_options
 from deploytool.commands.localising import localise_failures
-from deploytool.contract import Contract, dims_of, parse_input_spec, parse_range
-from deploytool.errors import ModelError, UsageError
+from deploytool.core import errors, npz
+from deploytool.core.contract import Contract, dims_of, parse_input_spec, parse_range
+from deploytool.core.errors import ModelError, UsageError
 from deploytool.formats import FORMATS, Format, lineage, plan, resolve
-from deploytool.golden import GoldenSet
-from deploytool.jobs import EXPORT_TIMEOUT_S, ArtifactStatus, ExportFormat, FormatExported, LoadSource, WriteGolden
-from deploytool.judge import ArtifactCheck
-from deploytool.manifest import FILENAME as MANIFEST
-from deploytool.manifest import (
+from deploytool.progress import Progress, as_progress
+from deploytool.report.validation import write_reports
+from deploytool.running.jobs import (
+    EXPORT_TIMEOUT_S,
+    ArtifactStatus,
+    ExportFormat,
+    FormatExported,
+    LoadSource,
+    WriteGolden,
+)
+from deploytool.running.pool import RunPool
+from deploytool.running.spawn import Worker
+from deploytool.sources import FRAMEWORKS, SourceRef, reference_runtime
+from deploytool.sources import resolve as resolve_source
+from deploytool.store import bundle, signing
+from deploytool.store.manifest import FILENAME as MANIFEST
+from deploytool.store.manifest import (
     SCHEMA_VERSION,
     ArtifactRecord,
     CalibrationRecord,
@@ -40,12 +56,6 @@ from deploytool.manifest import (
     Manifest,
     ModelInfo,
 )
-from deploytool.pool import RunPool
-from deploytool.progress import Progress, as_progress
-from deploytool.report.validation import write_reports
-from deploytool.sources import FRAMEWORKS, SourceRef, reference_runtime
-from deploytool.sources import resolve as resolve_source
-from deploytool.spawn import Worker
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 INT8_IO = ("float32", "int8", "uint8")
@@ -315,7 +325,7 @@ class _Pipeline:
     def _user_data(self, contract: Contract) -> str | None:
         """--calib-data and export --data (labelled), checked against the contract and copied into the
         bundle's golden data; returns the labelled output when --data was given."""
-        from deploytool.golden import read_user_data
+        from deploytool.checking.golden import read_user_data
 
         try:
             if self.calib_data is not None:

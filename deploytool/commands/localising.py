@@ -16,19 +16,21 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool import jobs, npz, parity
-from deploytool.contract import Contract
-from deploytool.errors import short_error
+from deploytool.checking import parity
+from deploytool.checking.golden import GoldenSet
+from deploytool.checking.judge import ArtifactCheck, worst_sample
+from deploytool.checking.localise import Finding, Limits, Node, locate, unavailable
+from deploytool.core import npz
+from deploytool.core.contract import Contract
+from deploytool.core.errors import short_error
 from deploytool.expose import EXPOSERS
 from deploytool.formats import FORMATS
-from deploytool.golden import GoldenSet
-from deploytool.judge import ArtifactCheck, worst_sample
-from deploytool.localise import Finding, Limits, Node, locate, unavailable
-from deploytool.manifest import ArtifactRecord
 from deploytool.progress import Progress, as_progress
+from deploytool.running import jobs
+from deploytool.running.spawn import Worker
 from deploytool.runtimes import RUNTIMES
 from deploytool.sources import source_artifact, source_loadable
-from deploytool.spawn import Worker
+from deploytool.store.manifest import ArtifactRecord
 
 
 def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, ArtifactRecord], root: Path,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deploytool import errors
 from deploytool.commands.report import collect
-from deploytool.errors import UsageError
+from deploytool.core import errors
+from deploytool.core.errors import UsageError
 from deploytool.report.view import artifacts, pareto
 
 

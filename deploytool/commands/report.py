@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploytool import bundle
-from deploytool import manifest as manifest_io
-from deploytool.errors import UsageError
-from deploytool.manifest import FILENAME, Manifest
+from deploytool.core.errors import UsageError
 from deploytool.report import bench_files, validation
+from deploytool.store import bundle
+from deploytool.store import manifest as manifest_io
+from deploytool.store.manifest import FILENAME, Manifest
 
 
 @dataclass

@@ -14,21 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploytool import bundle, errors, judge, npz
+from deploytool.checking import judge
+from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
+from deploytool.checking.judge import ArtifactCheck
 from deploytool.commands import check_run_options
 from deploytool.commands.localising import localise_failures
-from deploytool.contract import Contract, describe_sample, dims_of, nonfinite_sample
-from deploytool.errors import BundleError, DeployToolError, UsageError
+from deploytool.core import errors, npz
+from deploytool.core.contract import Contract, describe_sample, dims_of, nonfinite_sample
+from deploytool.core.errors import BundleError, DeployToolError, UsageError
 from deploytool.formats import FORMATS
-from deploytool.golden import DATA, MAIN, GoldenSet, read_user_data
-from deploytool.jobs import CHECK_TIMEOUT_S, ArtifactStatus, RunStatus
-from deploytool.judge import ArtifactCheck
-from deploytool.manifest import Manifest
-from deploytool.pool import RunPool
 from deploytool.progress import Progress, as_progress
-from deploytool.reader import OpenedBundle, open_bundle
 from deploytool.report.validation import write_reports
+from deploytool.running.jobs import CHECK_TIMEOUT_S, ArtifactStatus, RunStatus
+from deploytool.running.pool import RunPool
 from deploytool.sources import source_artifact
+from deploytool.store import bundle
+from deploytool.store.manifest import Manifest
+from deploytool.store.reader import OpenedBundle, open_bundle
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from deploytool.localise import Limits, Node, input_dependent
+from deploytool.checking.localise import Limits, Node, input_dependent
 
 # runtime name -> module exposing its intermediate tensors
 EXPOSERS = {"onnxruntime": "deploytool.expose.onnx", "tensorflow": "deploytool.expose.tensorflow",

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from deploytool.checking.localise import Limits, Node
 from deploytool.expose import Exposed, select
-from deploytool.localise import Limits, Node
 
 
 def expose(path, feeds, limits: Limits) -> Exposed:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
+from deploytool.checking.localise import Limits, Node
 from deploytool.expose import Exposed, select
-from deploytool.localise import Limits, Node
 
 _FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 
 from deploytool import tf_io
+from deploytool.checking.localise import Limits, Node
 from deploytool.expose import Exposed, select
-from deploytool.localise import Limits, Node
 
 _SKIP = {"Const", "Placeholder", "Identity", "NoOp", "IdentityN"}  # no computation of their own
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deploytool.checking.localise import Limits, Node
 from deploytool.expose import Exposed
-from deploytool.localise import Limits, Node
 
 
 def expose(path, feeds, limits: Limits) -> Exposed:

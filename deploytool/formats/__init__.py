@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deploytool.contract import Contract
-from deploytool.jobs import RouteTaken
+from deploytool.core.contract import Contract
+from deploytool.running.jobs import RouteTaken
 
 T = TypeVar("T")
 
@@ -54,8 +54,8 @@ class ExportContext:
 
     def calibration_feeds(self, contract: Contract) -> list[dict]:
         """The calibration samples as feeds for an artifact of ``contract`` (its names, layout, dtypes)."""
-        from deploytool import npz
-        from deploytool.contract import to_artifact
+        from deploytool.core import npz
+        from deploytool.core.contract import to_artifact
 
         if self.calibration is None:
             raise RuntimeError("this format needs calibration data, and none was given")

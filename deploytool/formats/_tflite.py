@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from deploytool.contract import Contract
-from deploytool.errors import short_error
+from deploytool.core.contract import Contract
+from deploytool.core.errors import short_error
 from deploytool.formats import ExportContext, ExportResult
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import shutil
 
-from deploytool.contract import Contract
-from deploytool.errors import short_error
+from deploytool.core.contract import Contract
+from deploytool.core.errors import short_error
 from deploytool.formats import ConversionRoute, ExportContext, ExportResult, Format, Route, convert_by_routes
 from deploytool.formats.torchscript import trace_checked
 

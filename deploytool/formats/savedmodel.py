@@ -14,8 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
-from deploytool.contract import Contract, channels_last_perm, layout_after, shapes_match
-from deploytool.errors import short_error
+from deploytool.core.contract import Contract, channels_last_perm, layout_after, shapes_match
+from deploytool.core.errors import short_error
 from deploytool.formats import ConversionRoute, ExportContext, ExportResult, Format, Route, convert_by_routes
 from deploytool.tf_io import SIGNATURE, signature_output_keys
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import warnings
 
-from deploytool.contract import Contract
-from deploytool.errors import short_error
+from deploytool.core.contract import Contract
+from deploytool.core.errors import short_error
 from deploytool.formats import ExportContext, ExportResult, Format
 
 # Freezing and optimizing fold batch norms into convolutions: not bit-exact, so compared with

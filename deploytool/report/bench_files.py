@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from deploytool import bundle, timing
-from deploytool.errors import UsageError
-from deploytool.machine import fingerprint
-from deploytool.manifest import Manifest
+from deploytool.core.errors import UsageError
+from deploytool.measuring import timing
+from deploytool.measuring.machine import fingerprint
+from deploytool.store import bundle
+from deploytool.store.manifest import Manifest
 
 SCHEMA_VERSION = 2  # 2: machine fingerprint and the sha256 of the manifest it measured
 CSV_FIELDS = ["format", "runtime", "threads", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms",
@@ -23,7 +24,8 @@ def write_bench_reports(manifest: Manifest, rows: list[dict], comparison: list[d
     data = {
         "schema_version": SCHEMA_VERSION, "created": bundle.now_utc(), "model": manifest.model.name,
         "manifest_sha256": manifest_sha256,
-        # gemm_peak: deploytool.peak's probe (fp32 GFLOP/s at 1 and all threads, the library); rows' pct_of_peak
+        # gemm_peak: deploytool.measuring.peak's probe (fp32 GFLOP/s at 1 and all threads, the library);
+        # rows' pct_of_peak
         "machine": {**fingerprint(machine_name), "gemm_peak": gemm_peak},
         "flops_per_sample": manifest.flops.per_sample if manifest.flops else None,
         "platform": bundle.platform_info(), "versions": bundle.package_versions(),

@@ -10,8 +10,8 @@ import shutil
 import sys
 import textwrap
 
-from deploytool.jobs import ArtifactStatus, RowStatus
-from deploytool.manifest import Manifest
+from deploytool.running.jobs import ArtifactStatus, RowStatus
+from deploytool.store.manifest import Manifest
 
 
 def human_size(n: float | None) -> str:

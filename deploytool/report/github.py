@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deploytool.jobs import FAILING_CHECKS as FAILING
-from deploytool.jobs import ArtifactStatus, RowStatus
+from deploytool.running.jobs import FAILING_CHECKS as FAILING
+from deploytool.running.jobs import ArtifactStatus, RowStatus
 
 
 def enabled(flag: bool) -> bool:

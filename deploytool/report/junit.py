@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from deploytool.jobs import CheckStatus
+from deploytool.running.jobs import CheckStatus
 
 
 def render(model: str, checks: dict) -> str:

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool import bundle, npz, parity, records
-from deploytool.golden import GoldenSet
-from deploytool.jobs import CheckStatus
-from deploytool.judge import ArtifactCheck, worst_sample
-from deploytool.machine import fingerprint
-from deploytool.manifest import FILENAME as MANIFEST_FILE
-from deploytool.manifest import Manifest
+from deploytool.checking import parity
+from deploytool.checking.golden import GoldenSet
+from deploytool.checking.judge import ArtifactCheck, worst_sample
+from deploytool.core import npz, records
+from deploytool.measuring.machine import fingerprint
 from deploytool.report import junit
+from deploytool.running.jobs import CheckStatus
+from deploytool.store import bundle
+from deploytool.store.manifest import FILENAME as MANIFEST_FILE
+from deploytool.store.manifest import Manifest
 
 SCHEMA_VERSION = 2  # 2: machine fingerprint and the sha256 of the manifest it checked
 

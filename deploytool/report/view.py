@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deploytool.jobs import FAILING_CHECKS
+from deploytool.running.jobs import FAILING_CHECKS
 
 FAILURES = tuple(str(s) for s in FAILING_CHECKS)
 

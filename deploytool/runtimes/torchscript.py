@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deploytool.errors import short_error
+from deploytool.core.errors import short_error
 from deploytool.install import hint
 from deploytool.runtimes import Runtime
 

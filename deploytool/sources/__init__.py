@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from deploytool import install
-from deploytool.contract import Contract
-from deploytool.errors import ModelError
+from deploytool.core.contract import Contract
+from deploytool.core.errors import ModelError
 
 # What each source framework's worker imports (preloaded while other work runs).
 FRAMEWORKS: dict[str, tuple[str, ...]] = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime"),

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from deploytool import tf_io  # the source runs through the same calls as the keras/tensorflow runtimes
-from deploytool.contract import generate_inputs, spec_from_graph
-from deploytool.errors import ModelError, short_error
+from deploytool.core.contract import generate_inputs, spec_from_graph
+from deploytool.core.errors import ModelError, short_error
 from deploytool.sources import LoadedModel, SourceRef, graph_contract
 from deploytool.tf_io import SIGNATURE, keras_output_tensors, load_keras, signature_output_keys
 

@@ -15,9 +15,9 @@ import sys
 
 import numpy as np
 
-from deploytool.contract import Contract, generate_inputs
-from deploytool.errors import ModelError, short_error
-from deploytool.flops import TORCH_METHOD, torch_flops
+from deploytool.core.contract import Contract, generate_inputs
+from deploytool.core.errors import ModelError, short_error
+from deploytool.measuring.flops import TORCH_METHOD, torch_flops
 from deploytool.sources import LoadedModel
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool.contract import Contract, generate_inputs, spec_from_graph
-from deploytool.errors import ModelError, short_error
-from deploytool.flops import ONNX_METHOD, onnx_flops
+from deploytool.core.contract import Contract, generate_inputs, spec_from_graph
+from deploytool.core.errors import ModelError, short_error
+from deploytool.measuring.flops import ONNX_METHOD, onnx_flops
 from deploytool.sources import LoadedModel, SourceKind, SourceRef, graph_contract
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploytool.errors import ModelError
+from deploytool.core.errors import ModelError
 from deploytool.sources import SourceKind, SourceRef, _torch, torch_runnable
 
 

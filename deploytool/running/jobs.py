@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from deploytool import records
-from deploytool.contract import Contract
-from deploytool.golden import GoldenSetPlan
+from deploytool.checking.golden import GoldenSetPlan
+from deploytool.core import records
+from deploytool.core.contract import Contract
 
 # Default time limits per worker job, in seconds (--timeout sets them). A worker still busy when its
 # limit runs out is killed and that step reported as failed with the limit it hit.
@@ -207,7 +207,7 @@ class GoldenWritten(Reply):
     samples: dict[str, int] = field(default_factory=dict)  # set -> samples written
     calibration_samples: int = 0  # written to WriteGolden.calibration (0: none)
     labelled_output: str | None = None  # the output the labelled set's labels are for
-    flops_per_sample: float | None = None  # counted on the main set's first sample (deploytool.flops)
+    flops_per_sample: float | None = None  # counted on the main set's first sample (deploytool.measuring.flops)
     flops_method: str = ""  # how, or why they were not counted
     error: str | None = None
     exit_code: int = 3

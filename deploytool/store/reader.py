@@ -26,13 +26,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from deploytool import bundle, golden, npz
-from deploytool import manifest as manifest_io
-from deploytool.contract import check_inputs
-from deploytool.errors import BundleError
-from deploytool.golden import DATA, MAIN
-from deploytool.jobs import ArtifactStatus
-from deploytool.manifest import Manifest
+from deploytool.checking import golden
+from deploytool.checking.golden import DATA, MAIN
+from deploytool.core import npz
+from deploytool.core.contract import check_inputs
+from deploytool.core.errors import BundleError
+from deploytool.running.jobs import ArtifactStatus
+from deploytool.store import bundle
+from deploytool.store import manifest as manifest_io
+from deploytool.store.manifest import Manifest
 
 SET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -54,7 +56,7 @@ def open_bundle(path: Path | str, verify_key: Path | str | None = None) -> Opene
         raise BundleError(f"bundle {root}: not a directory")
     entries = bundle.scan(root)
     if verify_key is not None:
-        from deploytool import signing
+        from deploytool.store import signing
 
         signing.verify(root, Path(verify_key))
     m = manifest_io.read(root)

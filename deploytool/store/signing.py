@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from deploytool.errors import BundleError, UsageError, short_error
+from deploytool.core.errors import BundleError, UsageError, short_error
 from deploytool.install import hint
 
 SIGNATURE = "signature.sig"

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from deploytool import jobs
-from deploytool.contract import Contract
-from deploytool.golden import GoldenSet, applicable_sets
+from deploytool.checking.golden import GoldenSet, applicable_sets
+from deploytool.core.contract import Contract
+from deploytool.running import jobs
+from deploytool.running.spawn import Worker
 from deploytool.runtimes import RUNTIMES
-from deploytool.spawn import Worker
 
 
 class RunPool:

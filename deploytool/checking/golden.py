@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool.contract import Contract
+from deploytool.core.contract import Contract
 
 MAIN, ALT, DATA, LABELLED = "main", "alt", "data", "labelled"
 DEFAULT_SAMPLES = 16
@@ -117,8 +117,8 @@ def read_user_data(contract: Contract, path: Path, option: str) -> tuple[dict[st
                                                                           str | None]:
     """``--data`` / ``--calib-data`` FILE.npz -> (inputs as samples, labels or None, labelled output or
     None). Raises ValueError with one line naming the file and the key."""
-    from deploytool import npz
-    from deploytool.contract import as_samples
+    from deploytool.core import npz
+    from deploytool.core.contract import as_samples
 
     what = f"{option} {path}"
     try:

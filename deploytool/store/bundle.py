@@ -25,8 +25,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from deploytool import __version__
-from deploytool.errors import BundleError
-from deploytool.manifest import FileRecord
+from deploytool.core.errors import BundleError
+from deploytool.store.manifest import FileRecord
 
 ARTIFACTS = "artifacts"
 GOLDEN = "golden"

@@ -1,4 +1,4 @@
-"""Subprocess entry point: ``python -m deploytool.worker BASE [--preload PKG,...]``.
+"""Subprocess entry point: ``python -m deploytool.running.worker BASE [--preload PKG,...]``.
 
 One process per framework or runtime: the coordinator never imports torch or TensorFlow. The
 worker takes typed jobs (``jobs.py``) from the numbered files ``BASE.<n>.job.json`` one at a time
@@ -21,9 +21,9 @@ from typing import Any
 
 T_START = time.perf_counter()
 
-from deploytool import jobs  # noqa: E402
-from deploytool.errors import DeployToolError, short_error  # noqa: E402
-from deploytool.offline import forbid_network  # noqa: E402
+from deploytool.core.errors import DeployToolError, short_error  # noqa: E402
+from deploytool.running import jobs  # noqa: E402
+from deploytool.running.offline import forbid_network  # noqa: E402
 
 forbid_network()
 
@@ -39,7 +39,7 @@ class _State:
 
 
 def _write(path: str, reply: jobs.Reply) -> None:
-    from deploytool import records
+    from deploytool.core import records
 
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
@@ -85,9 +85,10 @@ def load_source(job: jobs.LoadSource, env: dict) -> jobs.SourceLoaded:
 
 def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     """Draw each planned set's inputs, run the source on them, write both."""
-    from deploytool import contract as C
-    from deploytool import golden, npz
-    from deploytool.contract import check_inputs, generate_inputs
+    from deploytool.checking import golden
+    from deploytool.core import contract as C
+    from deploytool.core import npz
+    from deploytool.core.contract import check_inputs, generate_inputs
 
     loaded = _State.loaded
     if loaded is None:
@@ -206,8 +207,8 @@ def _open(runtime_name: str, artifact: str, settings: dict, reply: Any) -> Any:
 def run_artifact(job: jobs.RunArtifact, env: dict) -> jobs.ArtifactRan:
     import numpy as np
 
-    from deploytool import contract as C
-    from deploytool import npz
+    from deploytool.core import contract as C
+    from deploytool.core import npz
     from deploytool.runtimes import RUNTIMES
 
     reply = jobs.ArtifactRan(status=jobs.RunStatus.OK, runtime=job.runtime,
@@ -259,8 +260,9 @@ def time_artifact(job: jobs.TimeArtifact, env: dict) -> jobs.ArtifactTimed:
     """Time one artifact on one runtime at one (threads, batch) setting, from a cold import."""
     import resource
 
-    from deploytool import contract as C
-    from deploytool import npz, timing
+    from deploytool.core import contract as C
+    from deploytool.core import npz
+    from deploytool.measuring import timing
     from deploytool.runtimes import RUNTIMES
 
     def rss_mb() -> float:
@@ -301,10 +303,10 @@ def expose_tensors(job: jobs.ExposeTensors, env: dict) -> jobs.TensorsExposed:
     """Run one sample through the artifact with every intermediate tensor it can expose kept."""
     from dataclasses import asdict
 
-    from deploytool import contract as C
-    from deploytool import npz
+    from deploytool.checking.localise import Limits
+    from deploytool.core import contract as C
+    from deploytool.core import npz
     from deploytool.expose import expose
-    from deploytool.localise import Limits
 
     try:
         sample = npz.load(job.inputs)
@@ -322,8 +324,8 @@ def _batched_feeds(contract, inputs: dict, batch: int) -> list[dict]:
     array 64-byte aligned (``buffers``), made once before timing."""
     import numpy as np
 
-    from deploytool import buffers
-    from deploytool import contract as C
+    from deploytool.core import buffers
+    from deploytool.core import contract as C
 
     n = len(next(iter(inputs.values())))
     feeds = []
@@ -365,7 +367,7 @@ def _wait_for(path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from deploytool.spawn import job_path
+    from deploytool.running.spawn import job_path
 
     argv = sys.argv[1:] if argv is None else argv
     base = Path(argv[0])

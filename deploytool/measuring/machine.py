@@ -8,7 +8,7 @@ import json
 import os
 import platform
 
-from deploytool import bundle
+from deploytool.store import bundle
 
 RUNTIME_PACKAGES = ("onnxruntime", "tensorflow", "torch", "ai-edge-litert")
 

@@ -12,12 +12,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from deploytool import errors, npz, parity
-from deploytool.contract import Contract
+from deploytool.checking import parity
+from deploytool.checking.golden import GoldenSet
+from deploytool.core import errors, npz
+from deploytool.core.contract import Contract
 from deploytool.formats import DEFAULT_FRAMEWORK, lineage, plan
-from deploytool.golden import GoldenSet
-from deploytool.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
-from deploytool.manifest import ArtifactRecord
+from deploytool.running.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
+from deploytool.store.manifest import ArtifactRecord
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import sys
 
-from deploytool.errors import NetworkBlocked
+from deploytool.core.errors import NetworkBlocked
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "", None}
 _installed = False

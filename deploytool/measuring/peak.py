@@ -1,6 +1,6 @@
 """This machine's fp32 GEMM peak, the ceiling bench rows are compared with.
 
-``measure()`` runs a short probe in fresh processes (``python -m deploytool.peak``): a ``float32``
+``measure()`` runs a short probe in fresh processes (``python -m deploytool.measuring.peak``): a ``float32``
 matmul of square matrices, best of several runs, once with one thread and once with every core,
 with numpy (always installed; its BLAS is named) and with torch where installed (its CPU build
 uses oneDNN/MKL, ~30 % faster than numpy's OpenBLAS on this project's AVX-512 machine); the
@@ -66,8 +66,8 @@ def _library() -> str:
 
 def _run(threads: int, timeout: float) -> dict:
     env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}}
-    proc = subprocess.run([sys.executable, "-m", "deploytool.peak", str(threads)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    proc = subprocess.run([sys.executable, "-m", "deploytool.measuring.peak", str(threads)], capture_output=True,
+                          text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError((proc.stderr.strip().splitlines() or ["no output"])[-1])
     return json.loads(proc.stdout)

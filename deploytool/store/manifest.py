@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploytool import __version__, records
-from deploytool.contract import Contract
-from deploytool.errors import BundleError
-from deploytool.jobs import ArtifactStatus, CheckStatus, RouteTaken
-from deploytool.parity import check_overrides
+from deploytool import __version__
+from deploytool.checking.parity import check_overrides
+from deploytool.core import records
+from deploytool.core.contract import Contract
+from deploytool.core.errors import BundleError
+from deploytool.running.jobs import ArtifactStatus, CheckStatus, RouteTaken
 
 SCHEMA_VERSION = 1
 FILENAME = "manifest.json"
@@ -107,7 +108,7 @@ class GoldenData:
 
 @dataclass
 class FlopsRecord:
-    """The source model's work per sample (deploytool.flops), for achieved GFLOP/s in bench."""
+    """The source model's work per sample (deploytool.measuring.flops), for achieved GFLOP/s in bench."""
 
     per_sample: float | None  # None: not counted (method says why)
     method: str

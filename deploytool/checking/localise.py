@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from deploytool import parity
+from deploytool.checking import parity
 
 SCREEN = 256  # elements compared first, before a candidate gets the full check
 

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploytool import jobs, records
+from deploytool.core import records
+from deploytool.running import jobs
 
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's C++ INFO/WARNING lines
@@ -56,7 +57,7 @@ class Worker:
         if self.proc is None:
             self.base.parent.mkdir(parents=True, exist_ok=True)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "deploytool.worker", str(self.base)]
+            cmd = [sys.executable, "-m", "deploytool.running.worker", str(self.base)]
             if self.preload:
                 cmd += ["--preload", ",".join(self.preload)]
             # Never through a link: a log inside a bundle must not write outside it.
