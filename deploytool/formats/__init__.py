@@ -184,7 +184,10 @@ class Format:
     parent: str | None  # format this one is converted from; None = the source model
     precision: str
     tier: str  # key into parity.TIERS
-    runtime: str  # key into runtimes.RUNTIMES
+    # runtimes.RUNTIMES keys that run it; the first is its default (the one export checks it on and a
+    # bare format name means). A runtime can also add itself to a format (``Runtime.runs``): the targets
+    # of an artifact are both together (``deploytool.targets``).
+    runtimes: tuple[str, ...]
     stage: str  # which worker family exports it: "torch" or "tensorflow"
     exporter: str  # what does the conversion, as shown to users
     requires: tuple[str, ...]  # import names needed to convert it
@@ -197,6 +200,11 @@ class Format:
     routes: dict[str, Route] = field(default_factory=dict)  # other source framework -> how it is made there
     # Set by plan(): why this format cannot be made from that plan's kind of source.
     not_applicable: str | None = None
+
+    @property
+    def runtime(self) -> str:
+        """The default runtime."""
+        return self.runtimes[0]
 
     def artifact_name(self, model: str) -> str:
         return f"{model}{self.suffix}"

@@ -29,6 +29,9 @@ class Runtime:
     # "ordered": bool}; None where the format does not declare it (a TorchScript module: its
     # outputs are checked by count when it runs). Checked against the contract before any run.
     describe: Callable[[Any], dict | None] = lambda session: None
+    # Formats this runtime runs besides those that list it in ``Format.runtimes`` (a runtime added
+    # for existing artifacts, e.g. OpenVINO for ``onnx``, is one file, not an edit of each format).
+    runs: tuple[str, ...] = ()
 
     def missing_packages(self) -> list[str]:
         missing = []
