@@ -13,10 +13,12 @@
         deploytool.validate("bundles/my_model")
 
 The ``deploytool`` fixture exports into the test's temporary directory (or validates a bundle),
-then asserts every artifact passed its check on its runtime: an artifact that failed, errored,
-was corrupt, was not exported, or was skipped because its runtime is not installed (``allow``
-names statuses to accept, e.g. ``{"skipped"}``) fails the test with one table row per failing
-artifact: format, runtime, status, the hop where the error appears, and the failing metric.
+then asserts every target (an artifact on a runtime) passed its check: the statuses that fail the CLI
+(``FAILING_CHECKS``: failed, errored, vacuous, corrupt, not exported), and, as ``--strict`` does, a
+check skipped because the artifact's default runtime is not installed (``allow`` names statuses to
+accept, e.g. ``{"skipped"}``), fail the test with one table row per failing target: format,
+runtime, status, the hop where the error appears, and the failing metric. A further runtime that
+is not installed (OpenVINO for an ``onnx`` artifact) is a skip, as on the command line.
 ``assert_passed(outcome)`` is the same assertion for an outcome of ``deploytool.api``.
 
 The marker is ``deploytool_export`` (not ``slow``, so it cannot collide with a suite's own markers).
@@ -29,9 +31,6 @@ from pathlib import Path
 import pytest
 
 MARKER = "deploytool_export"
-# Statuses that are not failures: a format that cannot be made from this source kind, or an int8
-# format left unmade for want of calibration data, was never promised.
-NOT_FAILURES = {"pass", "not_applicable", "needs_data"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,22 +43,28 @@ class ParityFailure(AssertionError):
 
 
 def failures(outcome, allow: set[str] | frozenset[str] = frozenset()) -> list[list[str]]:
-    """Rows (format, runtime, status, hop, metric or reason) of the artifacts that did not pass."""
+    """Rows (format, runtime, status, hop, metric or reason) of the targets that failed: the statuses that fail
+    the CLI (``FAILING_CHECKS``: the same list everywhere), a default runtime skipped (as ``--strict``), and
+    artifacts that failed to export; less the statuses in ``allow``."""
+    from deploytool.formats import plan
     from deploytool.report.github import first_failing_metric
-    from deploytool.running.jobs import ArtifactStatus
+    from deploytool.running.jobs import FAILING_CHECKS, ArtifactStatus, CheckStatus
 
-    ok = NOT_FAILURES | set(allow)
+    failing = {str(s) for s in FAILING_CHECKS} - set(allow)
+    formats = plan()
     rows = []
     for name, rec in outcome.manifest.artifacts.items():
-        chk = outcome.checks.get(name)
-        if chk is None:
-            if rec.status == ArtifactStatus.FAILED and "export_failed" not in ok:
-                rows.append([name, rec.runtime, "EXPORT_FAILED", "-", rec.error or ""])
+        if rec.status == ArtifactStatus.FAILED and "export_failed" not in allow:
+            rows.append([name, rec.runtime, "EXPORT_FAILED", "-", rec.error or ""])
+    for chk in outcome.checks.values():
+        if outcome.manifest.artifacts[chk.format].status == ArtifactStatus.FAILED:
             continue
-        if str(chk.status) in ok:
+        skipped_default = chk.status == CheckStatus.SKIPPED and "skipped" not in allow and \
+            chk.format in formats and chk.runtime == formats[chk.format].runtime
+        if str(chk.status) not in failing and not skipped_default:
             continue
         metric = first_failing_metric(chk)
-        rows.append([name, chk.runtime, chk.status.upper(), chk.hop_blamed or "-", metric or chk.reason])
+        rows.append([chk.format, chk.target.where, chk.status.upper(), chk.hop_blamed or "-", metric or chk.reason])
     return rows
 
 
@@ -69,10 +74,11 @@ def assert_passed(outcome, allow: set[str] | frozenset[str] = frozenset()) -> No
     from deploytool.report.console import table
 
     rows = failures(outcome, allow)
-    if rows or not outcome.checks:
+    passed = any(str(c.status) == "pass" for c in outcome.checks.values())
+    if rows or not passed:
         model = outcome.manifest.model.name
-        head = f"deploytool: {len(rows)} artifact(s) of {model} did not pass (bundle {outcome.bundle})" if rows else \
-            f"deploytool: no artifact of {model} was checked (bundle {outcome.bundle})"
+        head = f"deploytool: {len(rows)} target(s) of {model} did not pass (bundle {outcome.bundle})" if rows else \
+            f"deploytool: no artifact of {model} passed a check (bundle {outcome.bundle})"
         body = table(["format", "runtime", "status", "hop", "metric / reason"], rows) if rows else ""
         raise ParityFailure(f"{head}\n{body}".rstrip())
 

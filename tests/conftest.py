@@ -124,3 +124,10 @@ def note_of(stdout: str, row: str) -> str:
 
 def manifest_of(bundle: Path) -> dict:
     return json.loads((bundle / "manifest.json").read_text())
+
+
+def result_of(report: dict, fmt: str, runtime: str | None = None) -> dict:
+    """A validation.json's result for artifact ``fmt`` on ``runtime`` (default: its format's default runtime)."""
+    from deploytool.formats import FORMATS
+
+    return report["targets"][f"{fmt}@{runtime or FORMATS[fmt].runtime}"]

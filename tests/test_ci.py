@@ -284,28 +284,29 @@ def test_the_suite_is_isolated_from_where_it_runs():
 # --- GitHub Actions output -----------------------------------------------------------------------------------
 
 def test_annotations_name_format_hop_and_metric_and_are_escaped():
+    from deploytool.results import ArtifactCheck
     from deploytool.running.jobs import ArtifactStatus, CheckStatus
 
     verdict = {"passed": False, "reason": "max_abs 3.1e-02 > atol 1e-04, 5% of elements out"}
-    chk = SimpleNamespace(status=CheckStatus.FAIL, runtime="tensorflow", reason="logits: max_abs 3.1e-02",
-                          hop_blamed="onnx -> savedmodel", sets={"main": {"logits": verdict}}, hop={})
+    chk = ArtifactCheck("savedmodel", "tensorflow", CheckStatus.FAIL, reason="logits: max_abs 3.1e-02",
+                        hop_blamed="onnx -> savedmodel", sets={"main": {"logits": verdict}}, hop={})
     manifest = SimpleNamespace(artifacts={
         "savedmodel": SimpleNamespace(status=ArtifactStatus.OK, runtime="tensorflow", error=None),
         "onnx": SimpleNamespace(status=ArtifactStatus.OK, runtime="onnxruntime", error=None),
         "tflite_fp16": SimpleNamespace(status=ArtifactStatus.FAILED, runtime="litert", error="line 1\nline 2, 50%"),
     })
-    ok = SimpleNamespace(status=CheckStatus.PASS, runtime="onnxruntime", reason="", hop_blamed=None, sets={}, hop={})
-    lines = github.check_annotations("m", manifest, {"savedmodel": chk, "onnx": ok})
+    ok = ArtifactCheck("onnx", "onnxruntime", CheckStatus.PASS)
+    lines = github.check_annotations("m", manifest, {"savedmodel@tensorflow": chk, "onnx@onnxruntime": ok})
     assert len(lines) == 2
-    assert lines[0] == "::error title=deploytool m/savedmodel%3A fail::savedmodel on tensorflow: FAIL; error " \
-                       "appears at hop onnx -> savedmodel; metric main/logits: max_abs 3.1e-02 > atol 1e-04, 5%25 " \
-                       "of elements out"
-    assert lines[1] == "::error title=deploytool m/tflite_fp16%3A export failed::tflite_fp16 (litert): line 1%0Aline " \
+    assert lines[0] == "::error title=deploytool m/tflite_fp16%3A export failed::tflite_fp16 (litert): line 1%0Aline " \
                        "2, 50%25"
-    bench = github.bench_annotations("m", [], [{"format": "onnx", "threads": 1, "batch": 1, "ratio": 1.3,
-                                                "regression": True}], 1.1)
-    assert bench == ["::error title=deploytool m/onnx%3A latency regression::onnx (threads=1, batch=1): metric p50 "
-                     "1.30x the baseline's (threshold 1.1)"]
+    assert lines[1] == "::error title=deploytool m/savedmodel@tensorflow%3A fail::savedmodel on tensorflow: FAIL; " \
+                       "error appears at hop onnx -> savedmodel; metric main/logits: max_abs 3.1e-02 > atol 1e-04, " \
+                       "5%25 of elements out"
+    bench = github.bench_annotations("m", [], [{"format": "onnx", "runtime": "openvino", "threads": 1, "batch": 1,
+                                                "ratio": 1.3, "regression": True}], 1.1)
+    assert bench == ["::error title=deploytool m/onnx@openvino%3A latency regression::onnx on openvino (threads=1, "
+                     "batch=1): metric p50 1.30x the baseline's (threshold 1.1)"]
 
 
 @pytest.mark.parametrize("status", ["fail", "error", "corrupt", "not_exported", "vacuous"])
@@ -316,12 +317,13 @@ def test_every_failing_check_is_annotated_and_no_other(status):
                                                                   error=None)})
 
     def annotations(st):
-        chk = SimpleNamespace(status=CheckStatus(st), runtime="onnxruntime", reason="reference output is constant",
-                              hop_blamed=None, sets={}, hop={})
-        return github.check_annotations("m", manifest, {"onnx": chk})
+        from deploytool.results import ArtifactCheck
+
+        chk = ArtifactCheck("onnx", "onnxruntime", CheckStatus(st), reason="reference output is constant")
+        return github.check_annotations("m", manifest, {chk.key: chk})
 
     assert CheckStatus(status) in FAILING_CHECKS
-    assert annotations(status) == [f"::error title=deploytool m/onnx%3A {status}::onnx on onnxruntime: "
+    assert annotations(status) == [f"::error title=deploytool m/onnx@onnxruntime%3A {status}::onnx on onnxruntime: "
                                    f"{status.upper()}; reference output is constant"]
     for other in set(CheckStatus) - set(FAILING_CHECKS):
         assert annotations(other) == [], other

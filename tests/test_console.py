@@ -33,7 +33,7 @@ def test_notes_go_below_the_table_wrapped_to_the_width():
     out = bench_table(rows, width=100)
     lines = out.splitlines()
     assert all(len(ln) <= 100 for ln in lines), out
-    assert lines[3] == "notes:" and lines[4].startswith("  onnx (threads=1, batch=1): dims fixed: seq=16")
+    assert lines[3] == "notes:" and lines[4].startswith("  onnx on onnxruntime (threads=1, batch=1): dims fixed")
     unwrapped = " ".join(ln.strip() for ln in lines[4:] if ln.startswith("  "))
     assert " ".join(note.split()) in unwrapped
     assert "note" not in lines[0].split()

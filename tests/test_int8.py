@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import error_lines, manifest_of, note_of
+from conftest import error_lines, manifest_of, note_of, result_of
 
 from deploytool.checking.parity import TIERS
 from deploytool.core import errors, npz
@@ -30,10 +30,10 @@ def test_int8_formats_pass_on_digits_within_one_point_of_fp32(zoo_bundles, fmt):
     bundle, proc = zoo_bundles["digits_cnn"]
     rec = manifest_of(bundle)["artifacts"][fmt]
     assert rec["status"] == "ok" and rec["check"]["status"] == "pass", rec["check"]
-    acc = _report(bundle)["artifacts"][fmt]["accuracy"]
+    acc = result_of(_report(bundle), fmt)["accuracy"]
     assert acc["set"] == "labelled" and acc["samples"] == 449  # every held-out digit, not the 16 golden ones
     assert acc["drop_points"] <= 1.0 and acc["max_drop_points"] == TIERS["int8"].max_accuracy_drop
-    fp32 = _report(bundle)["artifacts"]["tflite_fp32"]["accuracy"]
+    fp32 = result_of(_report(bundle), "tflite_fp32")["accuracy"]
     assert fp32["accuracy"] - acc["accuracy"] <= 0.01
     assert f"{acc['accuracy']:.2%}" in proc.stdout  # the export table shows accuracy per artifact
 
@@ -55,7 +55,7 @@ def test_calibration_data_is_recorded_and_disjoint_from_validation_data(zoo_bund
 def test_int8_on_random_weights_is_judged_on_the_int8_tier(zoo_bundles, fmt):
     # multi_io has no labels: the int8 tier's tensor gates decide; the verdict must agree with them
     bundle, _ = zoo_bundles["multi_io"]
-    art = _report(bundle)["artifacts"][fmt]
+    art = result_of(_report(bundle), fmt)
     assert art["accuracy"] is None
     tier = TIERS["int8"]
     meets = all(v["metrics"]["cosine"] >= tier.min_cosine and v["metrics"]["sqnr_db"] >= tier.min_sqnr_db
@@ -140,7 +140,7 @@ def test_bench_measures_int8_rows_against_their_full_precision_sibling(zoo_bundl
 
 def test_accuracy_gate_is_configurable_per_format(zoo_bundles, run_cli):
     bundle = zoo_bundles["digits_cnn"][0]
-    report = _report(bundle)["artifacts"]["tflite_int8"]["accuracy"]
+    report = result_of(_report(bundle), "tflite_int8")["accuracy"]
     strict = run_cli("validate", bundle, "-f", "tflite_int8", "-f", "tflite_fp32", "--max-accuracy-drop",
                      f"tflite_int8={max(report['drop_points'] - 0.01, 0) if report['drop_points'] > 0 else 0}",
                      "--max-accuracy-drop", "tflite_fp32=0", "--reports", bundle.parent / "gate-reports")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import flat, manifest_of
+from conftest import flat, manifest_of, result_of
 
 from deploytool.checking import parity
 from deploytool.checking.localise import Node, input_dependent, locate, permutations, topological
@@ -165,7 +165,7 @@ def test_savedmodel_with_one_weight_edited_is_localised_to_that_conv(digits_bund
     assert "[error appears at hop onnx -> savedmodel] [first diverging op: Conv 'node_conv2d_1' (output " \
            "'conv2d_1' vs PartitionedCall/model/tf." in flat(proc.stdout)
     report = json.loads((bundle / "reports/validation.json").read_text())
-    found = report["artifacts"]["savedmodel"]["first_diverging"]
+    found = result_of(report, "savedmodel")["first_diverging"]
     assert found["localised"] and (found["op_type"], found["op_name"]) == ("Conv", "node_conv2d_1")
     assert found["hop"] == "onnx -> savedmodel" and found["permutation"] == [0, 3, 1, 2] and found["max_abs"] > 0.1
     assert found["matched"] >= 2  # the first conv and its relu were reproduced
@@ -192,7 +192,7 @@ def test_tflite_with_one_weight_edited_is_localised_on_the_savedmodel_hop(digits
     bundle = _tflite_edited(digits_bundle, tmp_path / "digits_cnn")
     proc = run_cli("validate", bundle, "-f", "tflite_fp32", "-f", "savedmodel")
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
-    found = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["tflite_fp32"]["first_diverging"]
+    found = result_of(json.loads((bundle / "reports/validation.json").read_text()), "tflite_fp32")["first_diverging"]
     assert found["hop"] == "savedmodel -> tflite_fp32" and found["localised"], found
     # TensorFlow's second Conv2D (TFLite fused it with its bias add and relu into one op)
     assert found["op_type"] == "Conv2D" and found["op_name"].endswith("model/tf.nn.convolution_1/convolution")
@@ -233,7 +233,7 @@ def test_a_hop_from_the_torch_source_is_localised_to_its_module(digits_bundle, r
     # the largest initializer, the first Linear's weight, scaled: forward hooks on the torch modules find it
     assert "[error appears at hop source -> onnx] [first diverging op: Linear 'classifier.1' (output " \
            "'classifier.1' vs linear: " in flat(proc.stdout)
-    found = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["onnx"]["first_diverging"]
+    found = result_of(json.loads((bundle / "reports/validation.json").read_text()), "onnx")["first_diverging"]
     assert found["localised"] and found["matched"] >= 4  # the convolutions, their ReLUs, the pool
 
 
@@ -257,7 +257,7 @@ def test_export_localises_its_failing_hop_too(run_cli, tmp_path):
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
     assert "[error appears at hop onnx -> savedmodel] [first diverging op: Conv 'node_conv2d' " in flat(proc.stdout)
     bundle = tmp_path / "digits_cnn"
-    found = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["savedmodel"]["first_diverging"]
+    found = result_of(json.loads((bundle / "reports/validation.json").read_text()), "savedmodel")["first_diverging"]
     assert found["localised"] and found["child_tensor"].startswith("PartitionedCall/model/")
     assert 0 < found["max_abs"] < 1e-4  # within the fp32 tier: only a zero tolerance calls it a divergence
     assert "first diverging op" in manifest_of(bundle)["artifacts"]["savedmodel"]["check"]["reason"]
@@ -271,13 +271,14 @@ def test_hops_that_cannot_be_localised_say_why_without_starting_a_worker(tmp_pat
     from deploytool.commands.localising import localise_failures
     from deploytool.running.jobs import CheckStatus
 
-    def failing(fmt: str, hop: str) -> ArtifactCheck:
+    def failing(fmt: str, hop: str, hop_from: str, hop_to: str) -> ArtifactCheck:
         return ArtifactCheck(format=fmt, runtime="x", status=CheckStatus.FAIL, reason="logits: bad",
-                             hop_blamed=hop)
+                             hop_blamed=hop, hop_from=hop_from, hop_to=hop_to)
 
-    checks = {"onnx": failing("onnx", "source -> onnx"),
-              "savedmodel": failing("savedmodel", "onnx -> savedmodel"),
-              "tflite_fp32": failing("tflite_fp32", "onnx -> savedmodel (not checked in this run: x)"),
+    checks = {"onnx": failing("onnx", "source -> onnx", "source", "onnx@x"),
+              "savedmodel": failing("savedmodel", "onnx -> savedmodel", "onnx@x", "savedmodel@x"),
+              "tflite_fp32": failing("tflite_fp32", "onnx -> savedmodel (not checked in this run: x)", "onnx@x",
+                                     "savedmodel@x"),
               "torchscript": ArtifactCheck(format="torchscript", runtime="torchscript", status=CheckStatus.PASS)}
     extras = localise_failures(checks, {}, tmp_path, [], None, tmp_path, tmp_path, 10.0)
     assert extras == {} and list(tmp_path.iterdir()) == []
@@ -297,7 +298,7 @@ def test_a_localisation_that_raises_leaves_the_failure_standing_with_why(tmp_pat
     from deploytool.running.jobs import CheckStatus
 
     chk = ArtifactCheck(format="onnx", runtime="onnxruntime", status=CheckStatus.FAIL, reason="logits: bad",
-                        hop_blamed="source -> onnx")
+                        hop_blamed="source -> onnx", hop_from="source", hop_to="onnx@onnxruntime")
     contract = Contract.from_dict({"inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}],
                                    "outputs": [{"name": "y", "shape": [1, 2], "dtype": "float32"}]})
     extras = localise_failures({"onnx": chk}, {}, tmp_path, [], None, tmp_path, tmp_path, 10.0,

@@ -257,5 +257,5 @@ def test_junit_and_the_report_never_count_vacuous_as_passed(tmp_path):
 
 def _manifest(checks):
     class M:  # validate_table reads each artifact's tier only
-        artifacts = {n: type("R", (), {"tier": plan()[n].tier, "route": None})() for n in checks}
+        artifacts = {c.format: type("R", (), {"tier": plan()[c.format].tier, "route": None})() for c in checks.values()}
     return M()

@@ -8,6 +8,7 @@ import subprocess
 from html.parser import HTMLParser
 
 import pytest
+from conftest import result_of
 
 from deploytool.core import errors
 
@@ -43,7 +44,7 @@ def test_markdown_tables_parse_and_match_the_json(measured, run_cli):
         p50, p90 = (float(x) for x in cell.split(" (")[0].split(" / "))
         assert p50 == pytest.approx(r["p50_ms"], rel=0.01, abs=1e-3) and p90 == pytest.approx(r["p90_ms"], rel=0.01,
                                                                                                  abs=1e-3)
-    acc = validation["artifacts"]["tflite_int8"]["accuracy"]
+    acc = result_of(validation, "tflite_int8")["accuracy"]
     assert rows["tflite_int8"]["accuracy (drop)"] == f"{acc['accuracy']:.2%} ({-acc['drop_points']:+.2f})"
     assert "<details><summary>Environment</summary>" in md
 

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TEST_MODELS, flat, manifest_of, note_of
+from conftest import TEST_MODELS, flat, manifest_of, note_of, result_of
 
 from deploytool.core import records
 from deploytool.formats import ConversionRoute, RoutesFailed, convert_by_routes
@@ -123,8 +123,8 @@ def test_route_is_shown_by_validate_its_json_and_the_report(window_bundle, run_c
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "route torchscript (dynamo failed: torch.export failed" in flat(proc.stdout)
     data = json.loads((tmp_path / "reports/validation.json").read_text())
-    assert data["artifacts"]["onnx"]["route"]["name"] == "torchscript"
-    assert data["artifacts"]["torchscript"]["route"] is None
+    assert result_of(data, "onnx")["route"]["name"] == "torchscript"
+    assert result_of(data, "torchscript")["route"] is None
     out = tmp_path / "report"
     proc = run_cli("report", bundle, tmp_path / "reports/validation.json", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HERE, assert_fits, error_lines, manifest_of
+from conftest import HERE, assert_fits, error_lines, manifest_of, result_of
 
 from deploytool.core import errors, records
 from deploytool.formats import FORMATS
@@ -60,7 +60,7 @@ def test_scaled_onnx_initializer_fails_at_the_onnx_hop(zoo_bundles, run_cli, tmp
     assert "digits_cnn/onnx: logits:" in proc.stderr and "[error appears at hop source -> onnx]" in proc.stderr
     report = json.loads((tmp_path / "reports/validation.json").read_text())
     assert report["schema_version"] == validation.SCHEMA_VERSION
-    onnx_res = report["artifacts"]["onnx"]
+    onnx_res = result_of(report, "onnx")
     assert onnx_res["status"] == "fail" and onnx_res["hop_blamed"] == "source -> onnx"
     metrics = onnx_res["sets"]["main"]["logits"]["metrics"]
     for key in ("max_abs", "max_rel", "mean_abs", "rmse", "cosine", "sqnr_db", "frac_out_of_tol", "nonfinite_new",
@@ -68,7 +68,7 @@ def test_scaled_onnx_initializer_fails_at_the_onnx_hop(zoo_bundles, run_cli, tmp
         assert key in metrics
     assert metrics["min_atol"] > 1e-4
     for other in (f for f in FORMATS if f != "onnx"):  # onnx_int8 was made from the original onnx at export
-        assert report["artifacts"][other]["status"] == "pass"
+        assert result_of(report, other)["status"] == "pass"
     # JUnit: parses, one test case per artifact x output, one failure per failing output
     suite = ET.parse(tmp_path / "reports/validation.junit.xml").getroot()
     cases = suite.findall("testcase")
@@ -123,7 +123,7 @@ def test_tflite_validates_without_torch_or_tensorflow(zoo_bundles, tmp_path):
     assert len(rows) == len([f for f in FORMATS if f.startswith("tflite")]) and all("PASS" in r for r in rows)
     # the per-hop comparison still works, against the SavedModel outputs stored at export time
     report = json.loads((bundle / "reports/validation.json").read_text())
-    assert report["artifacts"]["tflite_fp32"]["hop"]["main"]["logits"]["passed"]
+    assert result_of(report, "tflite_fp32")["hop"]["main"]["logits"]["passed"]
 
 
 def test_missing_runtime_is_a_skip_and_strict_makes_it_fail(zoo_bundles, tmp_path):
@@ -193,7 +193,7 @@ def test_user_data_runs_the_source_model_for_references(zoo_bundles, run_cli, tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "data (5 x batch=1)" in proc.stdout
     report = json.loads((bundle / "reports/validation.json").read_text())
-    assert report["artifacts"]["onnx"]["sets"]["data"]["logits"]["passed"]
+    assert result_of(report, "onnx")["sets"]["data"]["logits"]["passed"]
 
 
 @pytest.mark.parametrize("arrays, message", [

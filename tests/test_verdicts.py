@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from conftest import TEST_MODELS, flat, note_of
+from conftest import TEST_MODELS, flat, note_of, result_of
 
 from deploytool.checking import parity
 from deploytool.core import errors
@@ -32,8 +32,8 @@ def test_a_constant_output_is_vacuous_until_accepted(run_cli, tmp_path):
     assert "Traceback" not in proc.stderr
     bundle = tmp_path / "b" / "constant_output"
     data = json.loads((bundle / "reports/validation.json").read_text())
-    assert data["artifacts"]["onnx"]["status"] == "vacuous"
-    assert data["artifacts"]["onnx"]["sets"]["main"]["y"]["reference"]["status"] == "constant"
+    assert result_of(data, "onnx")["status"] == "vacuous"
+    assert result_of(data, "onnx")["sets"]["main"]["y"]["reference"]["status"] == "constant"
     suite = ET.parse(bundle / "reports/validation.junit.xml").getroot()
     assert [f.get("type") for f in suite.iter("failure")] == ["VacuousReference"]
 
@@ -51,7 +51,7 @@ def test_a_constant_output_is_vacuous_until_accepted(run_cli, tmp_path):
     assert "CONSTANT_ACCEPTED" in flat(proc.stdout) and "accepted with --accept-constant-output" in flat(proc.stdout)
     assert "deploytool: warning: constant_output/onnx: not a full pass" in proc.stderr
     data = json.loads((bundle / "reports/validation.json").read_text())
-    assert data["artifacts"]["onnx"]["status"] == "constant_accepted"
+    assert result_of(data, "onnx")["status"] == "constant_accepted"
     suite = ET.parse(bundle / "reports/validation.junit.xml").getroot()
     assert suite.get("failures") == "0" and suite.get("skipped") == "1"  # not a failure, not a pass
     assert run_cli("report", bundle).returncode == 0
@@ -83,7 +83,7 @@ def test_a_near_zero_output_passes_fp16_and_int8_on_absolute_error(run_cli, tmp_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((tmp_path / "tiny_output/reports/validation.json").read_text())
     for fmt in ("tflite_fp16", "tflite_int8", "onnx_int8"):
-        a = data["artifacts"][fmt]
+        a = result_of(data, fmt)
         assert a["status"] == "pass", (fmt, a["reason"])
         verdict = a["sets"]["main"]["y"]
         assert verdict["basis"] == "absolute" and verdict["reference"]["status"] == "varies"
@@ -92,9 +92,9 @@ def test_a_near_zero_output_passes_fp16_and_int8_on_absolute_error(run_cli, tmp_
         row = next(ln for ln in flat(proc.stdout).splitlines() if ln.startswith(fmt + " "))
         assert "PASS" in row and "judged on absolute error" in note_of(proc.stdout, fmt)
     # what the old rule failed: the fp16 artifact flushed the reference to zero (cosine 0, SQNR 0 dB)
-    assert data["artifacts"]["tflite_fp16"]["sets"]["main"]["y"]["metrics"]["cosine"] == 0.0
+    assert result_of(data, "tflite_fp16")["sets"]["main"]["y"]["metrics"]["cosine"] == 0.0
     for fmt in ("onnx", "savedmodel"):  # fp32 stays elementwise
-        assert data["artifacts"][fmt]["sets"]["main"]["y"]["basis"] == "elementwise"
+        assert result_of(data, fmt)["sets"]["main"]["y"]["basis"] == "elementwise"
 
 
 @pytest.mark.slow  # imports torch and runs every zoo model in this process

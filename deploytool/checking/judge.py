@@ -8,7 +8,6 @@ with its parent artifact, so a failure names the conversion hop where the error 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -16,38 +15,11 @@ from deploytool.checking import parity
 from deploytool.checking.golden import GoldenSet
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract
+from deploytool.core.target import NATIVE, Target
 from deploytool.formats import DEFAULT_FRAMEWORK, lineage, plan
+from deploytool.results import ArtifactCheck, Checks, worst_sample  # noqa: F401 - worst_sample: re-exported
 from deploytool.running.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
 from deploytool.store.manifest import ArtifactRecord
-
-
-@dataclass
-class ArtifactCheck:
-    format: str
-    runtime: str
-    status: CheckStatus
-    reason: str = ""
-    sets: dict = field(default_factory=dict)  # set -> output -> verdict vs reference
-    hop: dict = field(default_factory=dict)  # set -> output -> verdict vs parent artifact
-    hop_blamed: str | None = None  # "onnx -> savedmodel": where the error first appears
-    skipped_sets: dict = field(default_factory=dict)  # set -> why not run
-    max_abs: float | None = None
-    timings: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
-    runtime_version: str | None = None
-    outputs: dict = field(default_factory=dict)  # set -> path of the artifact's outputs
-    overrides: dict = field(default_factory=dict)  # output -> tolerance overrides applied instead of the tier's
-    accuracy: dict | None = None  # task accuracy on a labelled set, against the source's
-    notes: list[str] = field(default_factory=list)  # how the verdict was reached, where it is not the usual way
-    first_diverging: dict | None = None  # localise.Finding of the blamed hop (commands/localising.py)
-
-    def overrides_text(self) -> str:
-        """The overrides applied, for a table's note (empty when the tier's defaults were used)."""
-        seen = sorted({f"{k}={v:g}" for values in self.overrides.values() for k, v in values.items()})
-        return f"tolerance override {', '.join(seen)} (not the {self.format} tier's)" if seen else ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str, ArtifactRan],
@@ -56,22 +28,29 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
           framework: str = DEFAULT_FRAMEWORK, refused: dict[str, str] | None = None,
           skipped_sets: dict[str, dict[str, str]] | None = None,
           max_drop: dict[str, float] | None = None, accept_constant: list[str] | None = None,
-          inputs: Callable[[GoldenSet], dict | None] = lambda s: None) -> dict[str, ArtifactCheck]:
-    """Verdicts per artifact, set and output, against the reference and against the parent artifact.
+          inputs: Callable[[GoldenSet], dict | None] = lambda s: None,
+          targets: list[Target] | None = None) -> Checks:
+    """Verdicts per target (artifact x runtime), set and output, against the reference and against the
+    parent artifact. Keyed by ``Target.key`` (``onnx@openvino``), in registry order of the formats.
 
     ``records``: manifest artifact records of the artifacts to judge (in registry order).
-    ``runs``: each run artifact's reply (skipped runs included, with their reason).
+    ``targets``: the targets to judge (default: each record on its format's default runtime).
+    ``runs``: each target's run reply, by target key (skipped runs included, with their reason).
     ``stored_outputs(fmt, set)``: a parent's outputs saved in the bundle at export time, used for
     the hop comparison when the parent is not run now (e.g. on a device without TensorFlow).
     ``framework``: the source's, which decides each artifact's parent (``formats.plan``).
-    ``refused``: artifacts refused before loading (hash mismatch), with the reason.
-    ``skipped_sets``: per artifact, the golden sets its run was not given (a converter fixed a dim).
-    ``max_drop``: {format or "*": points} accuracy gates on a labelled set (else the tier's default);
-    an ``accuracy_gated`` tier (int8) is then judged on accuracy, its tensor metrics reported only.
+    ``refused``: artifacts (by format) refused before loading (hash mismatch), with the reason.
+    ``skipped_sets``: per target key, the golden sets its run was not given (a converter fixed a dim).
+    ``max_drop``: {format, target key or "*": points} accuracy gates on a labelled set (else the tier's
+    default); an ``accuracy_gated`` tier (int8) is then judged on accuracy, its tensor metrics reported only.
     ``accept_constant``: outputs ("*": all) whose reference may be constant (``reference_check``);
     ``inputs(set)``: a set's golden inputs, to say when they are themselves identical across samples.
+
+    The hop comparison of a target takes its parent artifact on the same runtime where that target is
+    judged too (so a fault only one runtime sees is blamed on that runtime's hop), else the parent on
+    its default runtime, else the parent's outputs stored at export.
     """
-    checks: dict[str, ArtifactCheck] = {}
+    checks = Checks()
     refcheck = reference_check(contract, sets, references)
     loaded: dict[str, dict | None] = {}  # each set's inputs read once, only where a reference is constant
 
@@ -79,13 +58,25 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
         if s.name not in loaded:
             loaded[s.name] = inputs(s)
         return loaded[s.name]
-    produced: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    produced: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # target key -> set -> outputs
     formats = plan(framework)
     refused = refused or {}
-    for name in [n for n in formats if n in records]:
-        fmt, rec, run = formats[name], records[name], runs.get(name)
-        chk = ArtifactCheck(format=name, runtime=fmt.runtime, status=CheckStatus.NOT_EXPORTED)
-        checks[name] = chk
+    if targets is None:
+        targets = [Target(n, formats[n].runtime) for n in formats if n in records]
+    order = {n: i for i, n in enumerate(formats)}
+    targets = sorted(targets, key=lambda t: (order.get(t.format, len(order)), t.runtime != formats[t.format].runtime,
+                                             t.runtime, t.platform))
+    keys = {t.key for t in targets}
+    drops = max_drop or {}
+    for target in targets:
+        name, key = target.format, target.key
+        fmt, rec = formats[name], records[name]
+        # a run keyed by its bare format name is that format's on its default runtime
+        run = runs.get(key) or (runs.get(name) if target.runtime == fmt.runtime and target.platform == NATIVE
+                                else None)
+        chk = ArtifactCheck(format=name, runtime=target.runtime, platform=target.platform,
+                            status=CheckStatus.NOT_EXPORTED)
+        checks[key] = chk
         if name in refused:
             chk.status, chk.reason = CheckStatus.CORRUPT, refused[name]
             continue
@@ -101,7 +92,7 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
             continue
         chk.timings = run.timings()
         chk.settings, chk.runtime_version = run.settings, run.version
-        chk.skipped_sets = dict((skipped_sets or {}).get(name, {}))
+        chk.skipped_sets = dict((skipped_sets or {}).get(key, (skipped_sets or {}).get(name, {})))
         if run.status == RunStatus.SKIPPED:
             chk.status, chk.reason = CheckStatus.SKIPPED, run.error or "skipped"
             continue
@@ -111,27 +102,29 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
         if run.status != RunStatus.OK:
             chk.status = CheckStatus.ERROR
             where = "load" if run.status == RunStatus.LOAD_FAILED else "run"
-            chk.reason = f"failed to {where} in {fmt.runtime}: {run.error or 'worker died'}"
+            chk.reason = f"failed to {where} in {target.where}: {run.error or 'worker died'}"
             continue
         failures = []
-        produced[name] = {}
+        produced[key] = {}
         base_tier = parity.TIERS[fmt.tier]
         labelled_set = next((s for s in sets if s.labels is not None and s.name in run.outputs), None)
         # An accuracy-gated tier (int8) with labels is judged on accuracy for the labelled output;
         # every other output, a user's explicit tolerance, and shape/dtype/NaN failures still gate.
         waived_output = labelled_set.labelled_output if labelled_set and base_tier.accuracy_gated else None
+        parent_keys = _parent_keys(target, fmt.parent, formats, keys)
         for set_name, out_path in run.outputs.items():
             got = npz.load(out_path)
-            produced[name][set_name] = got
+            produced[key][set_name] = got
             chk.outputs[set_name] = out_path
             ref = references[set_name]
             parent_out = None
             if fmt.parent:
-                parent_out = produced.get(fmt.parent, {}).get(set_name) or stored_outputs(fmt.parent, set_name)
+                parent_out = next((produced[k][set_name] for k in parent_keys
+                                   if set_name in produced.get(k, {})), None) or stored_outputs(fmt.parent, set_name)
             chk.sets[set_name], chk.hop[set_name] = {}, {}
             for spec in contract.outputs:
-                tier = parity.tier_for(parity.TIERS[fmt.tier], tolerances or {}, name, spec.name)
-                overrides = parity.overrides_for(tolerances or {}, name, spec.name)
+                tier = parity.tier_for(parity.TIERS[fmt.tier], tolerances or {}, name, spec.name, key)
+                overrides = parity.overrides_for(tolerances or {}, name, spec.name, key)
                 if overrides:
                     chk.overrides[spec.name] = overrides
                 classifier = spec.kind == "classifier"
@@ -156,20 +149,31 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
                                                                 classifier, resolution).to_dict()
         labelled = labelled_set
         if labelled is not None and labelled.labelled_output:
-            failure = _accuracy(chk, labelled, produced[name][labelled.name], references[labelled.name],
-                                (max_drop or {}).get(name, (max_drop or {}).get("*", base_tier.max_accuracy_drop)),
-                                base_tier.min_top1 if waived_output else None)
+            limit = drops.get(key, drops.get(name, drops.get("*", base_tier.max_accuracy_drop)))
+            failure = _accuracy(chk, labelled, produced[key][labelled.name], references[labelled.name],
+                                limit, base_tier.min_top1 if waived_output else None)
             if failure:
                 failures.append(failure)
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")
         _vacuity(chk, refcheck, accept_constant or [], set_inputs, sets)
-    for name, chk in checks.items():
+    for chk in checks.values():
         if chk.status == CheckStatus.FAIL:
-            chk.hop_blamed = blame(name, checks, framework)
+            chk.hop_from, chk.hop_to = blame_targets(chk.target, checks, framework)
+            chk.hop_blamed = hop_text(chk.hop_from, chk.hop_to, checks, framework)
             chk.reason = f"{chk.reason} [error appears at hop {chk.hop_blamed}]"
     return checks
+
+
+def _parent_keys(target: Target, parent: str | None, formats: dict, keys: set[str]) -> list[str]:
+    """Where a target's parent outputs come from, in order of preference: the parent on the same
+    runtime (and platform), then on its default runtime natively."""
+    if parent is None:
+        return []
+    same = Target(parent, target.runtime, target.platform).key
+    default = Target(parent, formats[parent].runtime).key
+    return [k for k in dict.fromkeys([same, default]) if k in keys]
 
 
 LIKELY_CAUSES = ("likely causes: weights not loaded into the head (missing keys, a zero-initialised layer), golden "
@@ -270,36 +274,63 @@ def _accuracy(chk: ArtifactCheck, s: GoldenSet, got: dict, ref: dict, limit: flo
     return "; ".join(problems) or None
 
 
-def blame(name: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_FRAMEWORK) -> str:
-    """The hop into the first artifact of the lineage that fails against the reference.
+def blame_targets(target: Target, checks: dict[str, ArtifactCheck],
+                  framework: str = DEFAULT_FRAMEWORK) -> tuple[str, str]:
+    """The hop into the first target of the lineage that fails against the reference, as
+    (parent target key or "source", child target key).
 
-    An ancestor that was not checked in this run cannot be cleared; then the hop into ``name``
-    is named together with the unchecked ancestors. When the parent passes against the
-    reference but this artifact does not, the error appeared at this hop.
+    Each ancestor format is taken on the same runtime as ``target`` where it was checked there, else
+    on whichever runtime it was checked on (its default first). An ancestor not checked in this run
+    cannot be cleared; then the hop into ``target`` is named. When the parent passes against the
+    reference but this target does not, the error appeared at this hop.
     """
-    chain = lineage(name, framework)
-    unchecked: list[str] = []
-    for i, fmt in enumerate(chain):
-        c = checks.get(fmt)
+    chain = lineage(target.format, framework)
+    formats = plan(framework)
+
+    def checked(fmt: str) -> ArtifactCheck | None:
+        same = checks.get(Target(fmt, target.runtime, target.platform).key)
+        if same is not None:
+            return same
+        mine = [c for c in checks.values() if c.format == fmt]
+        return next((c for c in mine if c.runtime == formats[fmt].runtime and c.platform == NATIVE),
+                    mine[0] if mine else None)
+
+    prev = "source"
+    for fmt in chain[:-1]:
+        c = checked(fmt)
         if c is not None and c.status == CheckStatus.FAIL:
-            hop = f"{chain[i - 1] if i else 'source'} -> {fmt}"
-            return hop if not unchecked else f"{hop} (not checked in this run: {', '.join(unchecked)})"
-        # a vacuous ancestor did match the (constant) reference: the error appears after it
-        if c is None or c.status not in (CheckStatus.PASS, CheckStatus.VACUOUS, CheckStatus.CONSTANT_ACCEPTED):
-            unchecked.append(fmt)
-    return f"{chain[-2] if len(chain) > 1 else 'source'} -> {name}"
+            return prev, c.key
+        prev = c.key if c is not None else Target(fmt, formats[fmt].runtime).key
+    return prev, target.key
 
 
-def worst_sample(chk: ArtifactCheck) -> tuple[str, str, int] | None:
-    """(set, output, sample index) of the largest out-of-tolerance error among failing outputs."""
-    best = None
-    for set_name, per_out in chk.sets.items():
-        for out, v in per_out.items():
-            if not v["passed"]:
-                m = v["metrics"]["max_abs"] or 0.0
-                if best is None or m > best[0]:
-                    best = (m, set_name, out, v["metrics"]["worst_sample"])
-    return None if best is None else (best[1], best[2], best[3])
+def hop_text(parent: str, child: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_FRAMEWORK) -> str:
+    """``onnx -> savedmodel``; a target is named with its runtime (``onnx@openvino``) when it is not the
+    format's default one, or when its artifact is judged on several runtimes in this run. Ancestors not
+    checked in this run are named after it."""
+    formats = plan(framework)
+
+    def label(key: str) -> str:
+        if key == "source":
+            return "source"
+        t = Target.parse(key)
+        several = sum(1 for c in checks.values() if c.format == t.format) > 1
+        return t.key if several else t.label(formats[t.format].runtime if t.format in formats else None)
+
+    text = f"{label(parent)} -> {label(child)}"
+    cleared = (CheckStatus.PASS, CheckStatus.VACUOUS, CheckStatus.CONSTANT_ACCEPTED, CheckStatus.FAIL)
+    chain = lineage(Target.parse(child).format, framework)
+    stop = chain.index(Target.parse(parent).format) + 1 if parent != "source" else 0
+    unchecked = [f for f in chain[:stop] if not any(c.format == f and c.status in cleared for c in checks.values())]
+    return f"{text} (not checked in this run: {', '.join(unchecked)})" if unchecked else text
+
+
+def blame(name: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_FRAMEWORK) -> str:
+    """The blamed hop of the check keyed ``name`` (a target key, or a format on its default runtime), as text."""
+    chk = checks.get(name) or next((c for c in checks.values() if c.format == name), None)
+    target = chk.target if chk is not None else Target.parse(name, plan(framework)[name].runtime)
+    parent, child = blame_targets(target, checks, framework)
+    return hop_text(parent, child, checks, framework)
 
 
 EXIT_CODE_OF = {CheckStatus.FAIL: errors.PARITY, CheckStatus.VACUOUS: errors.PARITY, CheckStatus.ERROR: errors.RUNTIME,
@@ -307,6 +338,16 @@ EXIT_CODE_OF = {CheckStatus.FAIL: errors.PARITY, CheckStatus.VACUOUS: errors.PAR
                 CheckStatus.NOT_EXPORTED: errors.EXPORT}
 
 
-def exit_code(checks: dict[str, ArtifactCheck], strict: bool) -> int:
-    codes = {**EXIT_CODE_OF, CheckStatus.SKIPPED: errors.SKIPPED if strict else errors.OK}
-    return errors.worst(codes.get(c.status, errors.OK) for c in checks.values())
+def exit_code(checks: dict[str, ArtifactCheck], strict: bool, runtimes: list[str] | None = None) -> int:
+    """The worst exit code of the checks. ``strict``: a target skipped for a missing runtime fails (exit 7)
+    when that runtime is its artifact's default one or was asked for (``runtimes``); a further runtime
+    that is merely not installed here (OpenVINO for an ``onnx`` artifact) stays a skip."""
+    formats = plan()
+
+    def code(c: ArtifactCheck) -> int:
+        if c.status == CheckStatus.SKIPPED:
+            required = c.runtime in (runtimes or []) or (c.format in formats and c.runtime == formats[c.format].runtime)
+            return errors.SKIPPED if strict and required else errors.OK
+        return EXIT_CODE_OF.get(c.status, errors.OK)
+
+    return errors.worst(code(c) for c in checks.values())

@@ -200,18 +200,22 @@ def judge(m: Metrics, tier: Tier, resolution: float | None = None) -> Verdict:
     return Verdict(True, "cosine/SQNR/top-1 within tier", m, tier)
 
 
-def overrides_for(overrides: dict, fmt: str, output: str) -> dict[str, float]:
-    """The override values that apply to one output of one format: keys "FMT:OUTPUT", "FMT:*",
-    "*:OUTPUT", "*:*" (most specific wins, per field)."""
+def overrides_for(overrides: dict, fmt: str, output: str, target: str | None = None) -> dict[str, float]:
+    """The override values that apply to one output of one format (on one target, ``onnx@openvino``):
+    keys "TARGET:OUTPUT", "TARGET:*", "FMT:OUTPUT", "FMT:*", "*:OUTPUT", "*:*" (most specific wins,
+    per field)."""
     values: dict[str, float] = {}
-    for key in ("*:*", f"*:{output}", f"{fmt}:*", f"{fmt}:{output}"):
+    keys = ["*:*", f"*:{output}", f"{fmt}:*", f"{fmt}:{output}"]
+    if target is not None and target != fmt:
+        keys += [f"{target}:*", f"{target}:{output}"]
+    for key in keys:
         values.update(overrides.get(key, {}))
     return values
 
 
-def tier_for(base: Tier, overrides: dict, fmt: str, output: str) -> Tier:
+def tier_for(base: Tier, overrides: dict, fmt: str, output: str, target: str | None = None) -> Tier:
     """Apply user tolerances (``overrides_for``) to a tier."""
-    values = overrides_for(overrides, fmt, output)
+    values = overrides_for(overrides, fmt, output, target)
     return base.with_overrides(values.get("atol"), values.get("rtol"))
 
 
@@ -228,7 +232,8 @@ def _target_value(spec: str, option: str, unit: str = "") -> tuple[str, float]:
 
 
 def parse_tolerance(spec: str, field_name: str) -> tuple[str, float]:
-    """"1e-3" | "onnx=1e-3" | "onnx:logits=1e-3" | "*:logits=1e-3" -> ("FMT:OUTPUT", value)."""
+    """"1e-3" | "onnx=1e-3" | "onnx:logits=1e-3" | "onnx@openvino=1e-3" | "*:logits=1e-3" -> ("FMT:OUTPUT", value)
+    (FMT a format, or a target FORMAT@RUNTIME)."""
     target, number = _target_value(spec, f"--{field_name}")
     fmt, _, output = target.partition(":")
     return f"{fmt or '*'}:{output or '*'}", number

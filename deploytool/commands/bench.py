@@ -15,7 +15,7 @@ from pathlib import Path
 
 from deploytool.checking.golden import MAIN
 from deploytool.commands import check_run_options
-from deploytool.commands.validate import select_formats
+from deploytool.commands.validate import select_formats, select_targets
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract
 from deploytool.core.errors import BundleError, UsageError
@@ -32,6 +32,7 @@ from deploytool.store import bundle
 from deploytool.store.manifest import FILENAME as MANIFEST
 from deploytool.store.manifest import Manifest
 from deploytool.store.reader import OpenedBundle, open_bundle
+from deploytool.targets import check_runtimes
 
 SOURCE = "source"  # row name of the source-model baseline
 
@@ -72,7 +73,9 @@ def parse_int_list(text: str, what: str) -> list[int]:
 
 
 def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, work: Path,
-             with_source: bool) -> list[Target]:
+             with_source: bool, runtimes: list[str] | None = None) -> list[Target]:
+    """The source baseline (unless ``with_source`` is off), then every target of the chosen artifacts: each on
+    every runtime that runs it (or those of ``runtimes``)."""
     contract = manifest.contract
     batch_axis0 = all(isinstance(s.shape[0], str) and s.shape[0] == contract.inputs[0].shape[0]
                       for s in contract.inputs) if contract.inputs[0].shape else False
@@ -84,9 +87,10 @@ def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, wo
         runtime, path, c = source_artifact(source, contract, work)
         targets.append(Target(SOURCE, runtime, path, c, None, batch_axis0, why or "",
                               RowStatus.SKIPPED if why else RowStatus.OK))
-    for name in select_formats(manifest, formats):
+    for target in select_targets(manifest, select_formats(manifest, formats), runtimes):
+        name = target.format
         rec = manifest.artifacts[name]
-        t = Target(name, rec.runtime, bundle_dir / (rec.path or ""), rec.contract, rec.size_bytes, False,
+        t = Target(name, target.runtime, bundle_dir / (rec.path or ""), rec.contract, rec.size_bytes, False,
                    load_settings=rec.load_settings())
         if rec.status == ArtifactStatus.NOT_APPLICABLE:
             t.status, t.reason = RowStatus.NOT_APPLICABLE, rec.error or ""
@@ -121,7 +125,7 @@ def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: 
                           f"{RUNTIMES[t.runtime].install_hint}"}
     if batch > 1 and not t.batch_dynamic:
         return {**row, "status": RowStatus.SKIPPED, "reason": "batch dim is static in this artifact's contract"}
-    key = f"bench-{t.name}-t{threads}-b{batch}"
+    key = f"bench-{t.name}@{t.runtime}-t{threads}-b{batch}"
     job = TimeArtifact(runtime=t.runtime, artifact=str(t.artifact), contract=t.contract, inputs=str(inputs),
                        batch=batch, settings=dict(requested), protocol=protocol.to_dict())
     res = Worker(work / key, logs / f"{key}.log").run(job, timeout=timeout)
@@ -141,12 +145,14 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
         compare: Path | str | None = None, threshold: float = 1.10, rounds: int = 3, strict: bool = False,
         with_source: bool = True, reports_dir: Path | str | None = None,
         progress: Progress | Callable[[str], None] | None = None, verify_key: Path | str | None = None,
-        timeout: float | None = None, machine_name: str | None = None, gemm_peak: bool = True) -> BenchOutcome:
+        timeout: float | None = None, machine_name: str | None = None, gemm_peak: bool = True,
+        runtimes: list[str] | None = None) -> BenchOutcome:
     """``timeout``: the limit for each row's worker (default: --max-time + BENCH_MARGIN_S).
     ``verify_key``: refuse the bundle unless it is signed with its private key. ``progress``: where the
     stages (one per row) are reported (``progress.py``; a callable receives each message).
     ``gemm_peak``: probe this machine's fp32 GEMM peak once (deploytool.measuring.peak, ~2-10 s in fresh
-    processes) and give each row its achieved GFLOP/s and % of that peak."""
+    processes) and give each row its achieved GFLOP/s and % of that peak. ``runtimes``: time only the targets on
+    these runtimes (default: every runtime that runs each artifact; one not installed here is a SKIPPED row)."""
     protocol = protocol or B.Protocol()
     progress = as_progress(progress)
     check_run_options(timeout, None, None)
@@ -167,7 +173,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[
     try:
         (work / "a").mkdir()
         inputs = _main_inputs(opened, work / "a")
-        targets = _targets(bundle_dir, manifest, formats, work / "a", with_source)
+        targets = _targets(bundle_dir, manifest, formats, work / "a", with_source, check_runtimes(runtimes))
         rows, comparison = [], None
         if compare is None:
             for t in targets:
@@ -221,10 +227,10 @@ def _relate(rows: list[dict]) -> None:
     """Each row of a format that has a full-precision sibling (``Format.compare_to``: tflite_int8 ->
     tflite_fp32, onnx_int8 -> onnx) gets its p50 and size as ratios of the sibling's at the same
     threads and batch: the speed-up and the size a quantization buys, side by side in one run."""
-    ok = {(r["format"], r["threads"], r["batch"]): r for r in rows if r["status"] == RowStatus.OK}
-    for r in rows:
+    ok = {(r["format"], r["runtime"], r["threads"], r["batch"]): r for r in rows if r["status"] == RowStatus.OK}
+    for r in rows:  # the sibling on the same runtime: onnx_int8 on OpenVINO against onnx on OpenVINO
         sibling = FORMATS[r["format"]].compare_to if r["format"] in FORMATS else None
-        base = ok.get((sibling, r["threads"], r["batch"])) if sibling else None
+        base = ok.get((sibling, r["runtime"], r["threads"], r["batch"])) if sibling else None
         if base is None or r["status"] != RowStatus.OK:
             continue
         r["relative"] = {"to": sibling, "p50_ratio": r["p50_ms"] / base["p50_ms"],
@@ -245,31 +251,33 @@ def _compare(targets, baseline_dir, threads, batches, protocol, threshold, round
     """Rows of both bundles, measured A B A B ... so drift of a noisy machine hits both alike."""
     baseline = open_bundle(baseline_dir)
     (work / "b").mkdir()
-    base_targets = {t.name: t for t in _targets(baseline.root, baseline.manifest, None, work / "b", with_source)}
+    base_targets = {(t.name, t.runtime): t for t in _targets(baseline.root, baseline.manifest, None, work / "b",
+                                                              with_source)}
     base_inputs = _main_inputs(baseline, work / "b")
     per_round = B.Protocol(**{**protocol.to_dict(), "min_time": protocol.min_time / rounds,
                               "min_runs": max(1, protocol.min_runs // rounds)})
     rows, comparison = [], []
     for t in targets:
-        b_t = base_targets.get(t.name)
+        b_t = base_targets.get((t.name, t.runtime))
         for th in threads:
             for bs in batches:
                 runs: dict[str, list[dict]] = {"candidate": [], "baseline": []}
                 for r in range(rounds):
-                    progress.stage(f"comparing {t.name} threads={th} batch={bs}: round {r + 1}/{rounds}")
+                    progress.stage(f"comparing {t.name} on {t.runtime} threads={th} batch={bs}: round "
+                                   f"{r + 1}/{rounds}")
                     runs["candidate"].append(_run_row(t, th, bs, per_round, inputs, work, logs, limit))
                     if b_t is not None:
                         runs["baseline"].append(_run_row(b_t, th, bs, per_round, base_inputs, work, logs, limit))
                 cand = _pool(runs["candidate"], bs)
                 rows.append(cand)
                 if b_t is None:
-                    comparison.append({"format": t.name, "threads": th, "batch": bs, "ratio": None,
-                                       "regression": False, "note": "not in the baseline bundle"})
+                    comparison.append({"format": t.name, "runtime": t.runtime, "threads": th, "batch": bs,
+                                       "ratio": None, "regression": False, "note": "not in the baseline bundle"})
                     continue
                 base = _pool(runs["baseline"], bs)
                 ok = cand["status"] == RowStatus.OK and base["status"] == RowStatus.OK
                 ratio = cand["p50_ms"] / base["p50_ms"] if ok else None
-                comparison.append({"format": t.name, "threads": th, "batch": bs,
+                comparison.append({"format": t.name, "runtime": t.runtime, "threads": th, "batch": bs,
                                    "candidate_p50_ms": cand.get("p50_ms"), "baseline_p50_ms": base.get("p50_ms"),
                                    "ratio": ratio, "regression": bool(ratio is not None and ratio > threshold),
                                    "note": "" if ok else (cand.get("reason") or base.get("reason"))})

@@ -21,15 +21,16 @@ from pathlib import Path
 from deploytool import install
 from deploytool.checking import golden, judge
 from deploytool.checking.golden import GoldenSet
-from deploytool.checking.judge import ArtifactCheck
 from deploytool.commands import check_run_options
 from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, dims_of, parse_input_spec, parse_range
 from deploytool.core.errors import ModelError, UsageError
+from deploytool.core.target import NATIVE, Target
 from deploytool.formats import FORMATS, Format, lineage, plan, resolve
 from deploytool.progress import Progress, as_progress
 from deploytool.report.validation import write_reports
+from deploytool.results import ArtifactCheck
 from deploytool.running.jobs import (
     EXPORT_TIMEOUT_S,
     ArtifactStatus,
@@ -56,6 +57,7 @@ from deploytool.store.manifest import (
     Manifest,
     ModelInfo,
 )
+from deploytool.targets import targets_of
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 INT8_IO = ("float32", "int8", "uint8")
@@ -175,6 +177,7 @@ class _Pipeline:
         self.accept_constant: list[str] = []
         self.flops: FlopsRecord | None = None
         self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=timeout)
+        self.targets: list[Target] = []  # every target submitted for checking, in export order
         self.plan = plan(source.framework)  # each format as made from this kind of source
         self.records: dict[str, ArtifactRecord] = {
             n: self._record(n, ArtifactStatus.NOT_APPLICABLE, error=self.plan[n].not_applicable)
@@ -206,7 +209,7 @@ class _Pipeline:
                 self.workers[index + 1].start()
             self._stage(index, stage, group)
         self.progress.stage("checking artifacts on their runtimes")
-        runs = self.runs.results(lambda name, reply: self.progress.step(name, f"checked ({reply.status})"))
+        runs = self.runs.results(lambda key, reply: self.progress.step(key, f"checked ({reply.status})"))
         self._recheck_hashes()
         if self.contract is None:  # _load_source raised otherwise
             raise RuntimeError("no source contract")
@@ -214,14 +217,17 @@ class _Pipeline:
         checks = judge.judge(self.contract, self.records, runs, self.sets, references, self.tolerances,
                              framework=self.source.framework, skipped_sets=self.runs.skipped_sets,
                              max_drop=self.max_drop, accept_constant=self.accept_constant,
-                             inputs=lambda s: npz.load(s.inputs))
+                             inputs=lambda s: npz.load(s.inputs), targets=self.targets)
         self._keep_outputs(checks)
         extras = localise_failures(checks, self.records, self.staging, self.sets, self.tolerances, self.work,
                                    self.staging / bundle.LOGS, self.timeout, progress=self.progress,
                                    source=self.source.to_dict(), contract=self.contract)
-        for name, chk in checks.items():
-            self.records[name].check = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed,
-                                                    chk.skipped_sets)
+        for key, chk in checks.items():  # every target's summary; the default runtime's is also `check`
+            summary = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed, chk.skipped_sets)
+            rec = self.records[chk.format]
+            rec.checks[key] = summary
+            if chk.runtime == self.plan[chk.format].runtime and chk.platform == NATIVE:
+                rec.check = summary
         manifest = self._manifest()
         bundle.write_json(self.staging / MANIFEST, manifest.to_json())  # first: the reports record its sha256
         write_reports(self.staging, self.staging / bundle.REPORTS, manifest, checks, self.sets, self.tolerances,
@@ -242,7 +248,8 @@ class _Pipeline:
             return
         if not holds_source:
             for name in runnable:
-                self.runs.prestart(name, self.plan[name].runtime)
+                for target in targets_of(name):
+                    self.runs.prestart(target.key, target.runtime)
         self.progress.stage(f"exporting {', '.join(runnable)} ({stage} worker)")
         attempt = 1
         for i, name in enumerate(runnable):
@@ -387,9 +394,12 @@ class _Pipeline:
         elif rec.status != ArtifactStatus.OK and path.exists():
             path.unlink()
         if rec.status == ArtifactStatus.OK and rec.contract is not None:
-            self.runs.submit(name, fmt.runtime, path, rec.contract, self.sets, rec.load_settings())
+            for target in targets_of(name):  # checked on every runtime that runs it
+                self.targets.append(target)
+                self.runs.submit(target.key, target.runtime, path, rec.contract, self.sets, rec.load_settings())
         else:
-            self.runs.cancel(name)
+            for target in targets_of(name):
+                self.runs.cancel(target.key)
         self.progress.step(name, rec.status + (f" ({rec.error})" if rec.error else ""))
 
     def _recheck_hashes(self) -> None:
@@ -409,9 +419,12 @@ class _Pipeline:
                 rec.path, rec.files, rec.contract, rec.size_bytes = None, [], None, 0
 
     def _keep_outputs(self, checks: dict[str, ArtifactCheck]) -> None:
-        """Each artifact's outputs go into the bundle, so a later validate on a machine without
-        the parent's runtime can still compare an artifact with its parent (per-hop)."""
-        for name, chk in checks.items():
+        """Each artifact's outputs on its default runtime go into the bundle, so a later validate on a
+        machine without the parent's runtime can still compare an artifact with its parent (per-hop)."""
+        for chk in checks.values():
+            name = chk.format
+            if chk.runtime != self.plan[name].runtime or chk.platform != NATIVE:
+                continue
             for set_name, path in chk.outputs.items():
                 dest = self.staging / bundle.golden_outputs_path(name, set_name)
                 dest.parent.mkdir(parents=True, exist_ok=True)

@@ -18,14 +18,15 @@ import numpy as np
 
 from deploytool.checking import parity
 from deploytool.checking.golden import GoldenSet
-from deploytool.checking.judge import ArtifactCheck, worst_sample
 from deploytool.checking.localise import Finding, Limits, Node, locate, unavailable
 from deploytool.core import npz
 from deploytool.core.contract import Contract
 from deploytool.core.errors import short_error
+from deploytool.core.target import Target
 from deploytool.expose import EXPOSERS
 from deploytool.formats import FORMATS
 from deploytool.progress import Progress, as_progress
+from deploytool.results import ArtifactCheck, worst_sample
 from deploytool.running import jobs
 from deploytool.running.spawn import Worker
 from deploytool.runtimes import RUNTIMES
@@ -42,14 +43,14 @@ def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, Artif
     (the manifest's source reference) and ``contract`` (the source's) let a hop from the source be
     localised where its runtime exposes tensors (a torch source: forward hooks on its modules)."""
     limits, progress = limits or Limits(), as_progress(progress)
-    hops: dict[str, list[str]] = {}
-    for name, chk in checks.items():
-        if chk.status == jobs.CheckStatus.FAIL and chk.hop_blamed:
-            hops.setdefault(chk.hop_blamed.split(" (")[0], []).append(name)
+    hops: dict[tuple[str, str], list[str]] = {}  # (parent, child) target keys -> the failing checks blaming it
+    for key, chk in checks.items():
+        if chk.status == jobs.CheckStatus.FAIL and chk.hop_from and chk.hop_to:
+            hops.setdefault((chk.hop_from, chk.hop_to), []).append(key)
     extras: dict[str, dict[str, np.ndarray]] = {}
-    for hop, failing in hops.items():
-        parent, _, child = hop.partition(" -> ")
+    for (parent, child), failing in hops.items():
         chk = checks.get(child) or checks[failing[0]]
+        hop = (chk.hop_blamed or f"{parent} -> {child}").split(" (not checked")[0]
         progress.stage(f"localising the first diverging op of {hop}")
         try:
             finding, arrays = _localise(hop, parent, child, chk, records, root, sets, tolerances, work, logs,
@@ -68,25 +69,26 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
               sets: list[GoldenSet], tolerances: dict | None, work: Path, logs: Path, timeout: float,
               limits: Limits, source: dict | None, contract: Contract | None) -> tuple[Finding, dict[str, np.ndarray]]:
     runnable: dict[str, tuple[str, Path, Contract]] = {}  # what each side runs on: runtime, file, contract
-    for fmt in (parent, child):
-        if fmt == "source":
+    for side in (parent, child):
+        if side == "source":
             if source is None or contract is None:
                 return unavailable(hop, "the source model is not known"), {}
             why = source_loadable(source)
             if why:
                 return unavailable(hop, f"the source model cannot be loaded here: {why}"), {}
-            runnable[fmt] = source_artifact(source, contract, work)
+            runnable[side] = source_artifact(source, contract, work)
         else:
-            rec = records.get(fmt)
+            target = Target.parse(side)
+            rec = records.get(target.format)
             if rec is None or rec.status != jobs.ArtifactStatus.OK or rec.path is None or rec.contract is None:
-                return unavailable(hop, f"the {fmt} artifact is not in the bundle"), {}
-            runnable[fmt] = (FORMATS[fmt].runtime, root / rec.path, rec.contract)
-        runtime = runnable[fmt][0]
+                return unavailable(hop, f"the {target.format} artifact is not in the bundle"), {}
+            runnable[side] = (target.runtime, root / rec.path, rec.contract)
+        runtime = runnable[side][0]
         if runtime not in EXPOSERS:
-            return unavailable(hop, f"runtime {runtime} ({fmt}) gives no access to intermediate tensors"), {}
+            return unavailable(hop, f"runtime {runtime} ({side}) gives no access to intermediate tensors"), {}
         missing = RUNTIMES[runtime].missing_packages()
         if missing:
-            return unavailable(hop, f"runtime {runtime} ({fmt}) is not installed here (no {', '.join(missing)})"), {}
+            return unavailable(hop, f"runtime {runtime} ({side}) is not installed here (no {', '.join(missing)})"), {}
     worst = worst_sample(chk) or _largest_error(chk)  # an accuracy-gated failure has no failing tensor
     by_name = {s.name: s for s in sets}
     if worst is None or worst[0] not in by_name:
@@ -111,15 +113,17 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
             return unavailable(hop, f"{fmt} on {runnable[fmt][0]} could not expose its intermediate tensors: "
                                     f"{reply.error}"), {}
     p_tensors, c_tensors = npz.load(p_reply.tensors or ""), npz.load(c_reply.tensors or "")
-    tier = parity.tier_for(parity.TIERS[FORMATS[child].tier], tolerances or {}, child, "*")
+    child_format = Target.parse(child).format
+    tier = parity.tier_for(parity.TIERS[FORMATS[child_format].tier], tolerances or {}, child_format, "*", child)
     finding = locate(hop, [Node.from_dict(n) for n in p_reply.nodes], p_reply.inputs, p_tensors, c_tensors, tier,
                      limits.seconds, exposed_all=not p_reply.truncated)
     finding.sample = {"set": set_name, "index": int(index)}
     arrays: dict[str, np.ndarray] = {}
     if finding.localised and finding.tensor and finding.child_tensor:
+        p_label, _, c_label = hop.partition(" -> ")  # as the hop names them (onnx, onnx@openvino)
         arrays = {**{f"input.{k}": v for k, v in sample.items()},
-                  f"{parent}.{finding.tensor}": p_tensors[finding.tensor],
-                  f"{child}.{finding.child_tensor}": c_tensors[finding.child_tensor]}
+                  f"{p_label}.{finding.tensor}": p_tensors[finding.tensor],
+                  f"{c_label}.{finding.child_tensor}": c_tensors[finding.child_tensor]}
     return finding, arrays
 
 

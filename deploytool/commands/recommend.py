@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from deploytool.commands.report import collect
 from deploytool.core import errors
 from deploytool.core.errors import UsageError
 from deploytool.report.view import artifacts, pareto
+from deploytool.results import collect
 
 
 @dataclass
@@ -90,15 +90,15 @@ def run(bundle_dir: Path | str, budget: Budget, extra: list[Path | str] | None =
         reasons = []
         if not v.passed:
             status = ", ".join(sorted(set(v.verdicts.values())))
-            excluded[v.name] = [f"did not pass its checks ({status})" if status else
+            excluded[v.label] = [f"did not pass its checks ({status})" if status else
                                 f"never checked (export status: {v.exported})"]
             continue
         if budget.runtime and v.runtime != budget.runtime:
-            excluded[v.name] = [f"runtime {v.runtime}, not {budget.runtime}"]
+            excluded[v.label] = [f"runtime {v.runtime}, not {budget.runtime}"]
             continue
         t = v.best(machine, budget.threads, budget.max_p90_ms, budget.max_rss_mb)
         if t is None:
-            excluded[v.name] = [f"not benchmarked on {machine}" + (f" at {budget.threads} threads" if budget.threads
+            excluded[v.label] = [f"not benchmarked on {machine}" + (f" at {budget.threads} threads" if budget.threads
                                                                    else "")]
             continue
         size_mb = (v.size_bytes or 0) / 2**20
@@ -115,18 +115,19 @@ def run(bundle_dir: Path | str, budget: Budget, extra: list[Path | str] | None =
             elif drop > budget.max_accuracy_drop:
                 reasons.append(_over("accuracy drop", drop, budget.max_accuracy_drop, "points"))
         if reasons:
-            excluded[v.name] = reasons
+            excluded[v.label] = reasons
             continue
         ranked.append(Candidate(v.name, v.runtime, machine, t.threads, t.p90_ms, t.p50_ms, size_mb, t.rss_mb,
                                 v.accuracy["accuracy"] if v.accuracy else None, drop))
-    front = pareto({c.format: (c.p90_ms, c.size_mb) for c in ranked})
+    front = pareto({f"{c.format}@{c.runtime}": (c.p90_ms, c.size_mb) for c in ranked})
     for c in ranked:
-        c.pareto = c.format in front
+        c.pareto = f"{c.format}@{c.runtime}" in front
     ranked.sort(key=lambda c: (not c.pareto, c.p90_ms))
     outcome = RecommendOutcome(results.root, machine, budget, ranked, excluded)
     if ranked:
         best = ranked[0]
-        outcome.confirm = f"deploytool bench {results.root} -f {best.format} --threads {best.threads} --no-source"
+        outcome.confirm = (f"deploytool bench {results.root} -f {best.format} --runtime {best.runtime} "
+                           f"--threads {best.threads} --no-source")
     else:
         outcome.exit_code = errors.NO_MATCH
     return outcome

@@ -16,21 +16,23 @@ from pathlib import Path
 
 from deploytool.checking import judge
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
-from deploytool.checking.judge import ArtifactCheck
 from deploytool.commands import check_run_options
 from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, describe_sample, dims_of, nonfinite_sample
 from deploytool.core.errors import BundleError, DeployToolError, UsageError
+from deploytool.core.target import Target
 from deploytool.formats import FORMATS
 from deploytool.progress import Progress, as_progress
 from deploytool.report.validation import write_reports
+from deploytool.results import ArtifactCheck
 from deploytool.running.jobs import CHECK_TIMEOUT_S, ArtifactStatus, RunStatus
 from deploytool.running.pool import RunPool
 from deploytool.sources import source_artifact
 from deploytool.store import bundle
 from deploytool.store.manifest import Manifest
 from deploytool.store.reader import OpenedBundle, open_bundle
+from deploytool.targets import check_runtimes, runtimes_of, targets_of
 
 
 @dataclass
@@ -58,18 +60,32 @@ def select_formats(manifest: Manifest, requested: list[str] | None) -> list[str]
     return [n for n in present if n in chosen]
 
 
+def select_targets(manifest: Manifest, names: list[str], runtimes: list[str] | None) -> list[Target]:
+    """The targets of the chosen artifacts: every runtime that runs each, or those of ``runtimes``.
+    A ``--runtime`` that runs none of them is a usage error naming what does."""
+    chosen = [t for n in names for t in targets_of(n, runtimes)]
+    if runtimes and not chosen:
+        runs = sorted({r for n in names for r in runtimes_of(n)})
+        raise UsageError(f"--runtime {', '.join(runtimes)}: runs none of the artifacts chosen "
+                         f"({', '.join(names)}); their runtimes are {', '.join(runs)}")
+    return chosen
+
+
 def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | str | None = None,
         samples: int | None = None, tolerances: dict | None = None, strict: bool = False,
         reports_dir: Path | str | None = None, json_path: Path | str | None = None,
         junit_path: Path | str | None = None, progress: Progress | Callable[[str], None] | None = None,
         verify_key: Path | str | None = None, tier_defaults: bool = False,
         timeout: float = CHECK_TIMEOUT_S, max_accuracy_drop: dict[str, float] | None = None,
-        machine_name: str | None = None, accept_constant: list[str] | None = None) -> ValidateOutcome:
+        machine_name: str | None = None, accept_constant: list[str] | None = None,
+        runtimes: list[str] | None = None) -> ValidateOutcome:
     """``tolerances``: this run's overrides, on top of those stored in the bundle (``tier_defaults``:
     ignore the stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
     ``timeout``: the limit for each artifact's run. ``accept_constant``: outputs ("*": all) whose
     reference may be constant across the golden samples (else such a check is VACUOUS, exit 5). ``progress``: where the
-    stages are reported (``progress.py``; a callable receives each message)."""
+    stages are reported (``progress.py``; a callable receives each message). ``runtimes``: check only the targets on
+    these runtimes (default: every runtime that runs each artifact; those not installed here are SKIPPED, naming
+    the extra that adds them)."""
     t0 = time.perf_counter()
     progress = as_progress(progress)
     check_run_options(timeout, tolerances, max_accuracy_drop)
@@ -79,6 +95,8 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
     if unknown:
         raise BundleError(f"bundle {bundle_dir}: artifacts of formats this deploytool does not know: {unknown}")
     names = select_formats(manifest, formats)
+    wanted = check_runtimes(runtimes)
+    chosen = select_targets(manifest, names, wanted)
     # The overrides the bundle was exported with (unless --tier-defaults), then this run's (a more
     # specific key still wins). The checks report each override they applied.
     kept = {} if tier_defaults else manifest.tolerances
@@ -96,7 +114,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
             s, ref = _data_set(bundle_dir, manifest, contract, Path(data), work, timeout)
             sets.append(s)
             references[s.name] = ref
-        records = {n: manifest.artifacts[n] for n in names}
+        records = {n: manifest.artifacts[n] for n in dict.fromkeys(t.format for t in chosen)}
         runs = RunPool(_logs(bundle_dir, work), work, timeout=timeout)
         refused: dict[str, str] = {}
         for name, rec in records.items():
@@ -106,11 +124,14 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
                 bundle.verify_files(bundle_dir, rec.files, name)
             except BundleError as e:
                 refused[name] = f"refused before loading: {e}"
+        for target in chosen:
+            rec = records[target.format]
+            if target.format in refused or rec.status != ArtifactStatus.OK or rec.path is None or rec.contract is None:
                 continue
-            runs.submit(name, FORMATS[name].runtime, bundle_dir / rec.path, rec.contract, sets, rec.load_settings())
+            runs.submit(target.key, target.runtime, bundle_dir / rec.path, rec.contract, sets, rec.load_settings())
         if runs.futures:
-            progress.stage(f"checking {len(runs.futures)} artifact(s) on their runtimes")
-        replies = runs.results(lambda name, reply: progress.step(name, f"ran on {reply.runtime} ({reply.status})"))
+            progress.stage(f"checking {len(runs.futures)} target(s): {len(records)} artifact(s) on their runtimes")
+        replies = runs.results(lambda key, reply: progress.step(key, f"ran on {reply.runtime} ({reply.status})"))
 
         def stored(fmt: str, set_name: str):
             rel = manifest.artifacts[fmt].golden_outputs.get(set_name) if fmt in manifest.artifacts else None
@@ -119,7 +140,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
         checks = judge.judge(contract, records, replies, sets, references, tolerances, stored,
                              framework=manifest.model.framework, refused=refused, skipped_sets=runs.skipped_sets,
                              max_drop=max_accuracy_drop, accept_constant=accept_constant,
-                             inputs=lambda s: npz.load(s.inputs))
+                             inputs=lambda s: npz.load(s.inputs), targets=chosen)
         extras = localise_failures(checks, manifest.artifacts, bundle_dir, sets, tolerances, work,
                                    _logs(bundle_dir, work), timeout, progress=progress,
                                    source=manifest.model.source, contract=contract)
@@ -133,7 +154,7 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
             raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, judge.exit_code(checks, strict),
+    return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, judge.exit_code(checks, strict, wanted),
                            time.perf_counter() - t0)
 
 
@@ -204,4 +225,4 @@ def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Pa
     return s, refs
 
 
-__all__ = ["run", "ValidateOutcome", "select_formats"]
+__all__ = ["run", "ValidateOutcome", "select_formats", "select_targets"]

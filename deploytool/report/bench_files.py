@@ -8,10 +8,11 @@ from pathlib import Path
 from deploytool.core.errors import UsageError
 from deploytool.measuring import timing
 from deploytool.measuring.machine import fingerprint
+from deploytool.results import BENCH_SCHEMA
 from deploytool.store import bundle
 from deploytool.store.manifest import Manifest
 
-SCHEMA_VERSION = 2  # 2: machine fingerprint and the sha256 of the manifest it measured
+SCHEMA_VERSION = BENCH_SCHEMA
 CSV_FIELDS = ["format", "runtime", "threads", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "min_ms", "mean_ms",
               "std_ms", "iqr_ms", "cv", "throughput_per_s", "n", "import_s", "load_s", "first_inference_ms",
               "rss_after_load_mb", "rss_peak_mb", "size_bytes", "gflops_per_s", "pct_of_peak", "settings", "reason",

@@ -98,20 +98,29 @@ def _with_accuracy(headers: list[str], rows: list[list], checks: list, at: int) 
 
 
 def export_table(manifest: Manifest, checks: dict, wide: bool = False, width: int | None = None) -> str:
-    rows, notes = [], []
+    """One row per target: each artifact on every runtime it was checked on (one row, on its default
+    runtime, for an artifact that was not exported)."""
+    rows, notes, row_checks = [], [], []
     for name, rec in manifest.artifacts.items():
-        chk = checks.get(name)
-        status = chk.status.upper() if rec.status == ArtifactStatus.OK and chk else rec.status.upper()
-        note = (chk.reason if chk and chk.reason else "") or (rec.error or "") or _skipped(chk)
-        notes.append((name, "; ".join(filter(None, [note, chk.overrides_text() if chk else "",
-                                                    *(chk.notes if chk else []),
-                                                    rec.route.text() if rec.route else ""]))))
-        rows.append([name, rec.runtime, status, fmt_err(chk.max_abs if chk else None), rec.tier,
-                     human_size(rec.size_bytes),
-                     f"{rec.export_seconds:.1f}" if rec.export_seconds is not None else "-"])
+        mine = [c for c in checks.values() if c.format == name] or [None]
+        for chk in mine:
+            status = chk.status.upper() if rec.status == ArtifactStatus.OK and chk else rec.status.upper()
+            note = (chk.reason if chk and chk.reason else "") or (rec.error or "") or _skipped(chk)
+            notes.append((_label(name, chk, len(mine)), "; ".join(filter(None, [
+                note, chk.overrides_text() if chk else "", *(chk.notes if chk else []),
+                rec.route.text() if rec.route else ""]))))
+            rows.append([name, chk.target.where if chk else rec.runtime, status, fmt_err(chk.max_abs if chk else None),
+                         rec.tier, human_size(rec.size_bytes),
+                         f"{rec.export_seconds:.1f}" if rec.export_seconds is not None else "-"])
+            row_checks.append(chk)
     headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "tier", "size", "export_s"],
-                                   rows, [checks.get(n) for n in manifest.artifacts], 4)
+                                   rows, row_checks, 4)
     return fit(headers, rows, notes, ["tier", "export_s"], wide, width)
+
+
+def _label(name: str, chk, count: int) -> str:
+    """How a table's note names a row: the format, with its runtime where the artifact has several rows."""
+    return chk.key if chk is not None and count > 1 else name
 
 
 def _skipped(chk) -> str:
@@ -128,8 +137,10 @@ def _min_metric(chk, key: str):
 
 
 def validate_table(manifest: Manifest, checks: dict, wide: bool = False, width: int | None = None) -> str:
+    """One row per target checked."""
     rows, notes = [], []
-    for name, chk in checks.items():
+    for chk in checks.values():
+        name = chk.format
         rec = manifest.artifacts[name]
         cos, sqnr = _min_metric(chk, "cosine"), _min_metric(chk, "sqnr_db")
         hop = "-"
@@ -137,10 +148,12 @@ def validate_table(manifest: Manifest, checks: dict, wide: bool = False, width: 
                     if v["metrics"]["max_abs"] is not None]
         if hop_errs:
             hop = f"{max(hop_errs):.2e}"
-        rows.append([name, chk.runtime, chk.status.upper(), fmt_err(chk.max_abs),
+        rows.append([name, chk.target.where, chk.status.upper(), fmt_err(chk.max_abs),
                      "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
                      hop, rec.tier, ",".join(chk.sets) or "-"])
-        notes.append((name, "; ".join(filter(None, [chk.reason or _skipped(chk), chk.overrides_text(), *chk.notes,
+        several = sum(1 for c in checks.values() if c.format == name)
+        notes.append((_label(name, chk, several), "; ".join(filter(None, [chk.reason or _skipped(chk),
+                                                                             chk.overrides_text(), *chk.notes,
                                                     rec.route.text() if rec.route else ""]))))
     headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db",
                                     "vs_parent", "tier", "sets"], rows, list(checks.values()), 7)
@@ -161,7 +174,7 @@ def bench_table(rows: list[dict], wide: bool = False, width: int | None = None) 
                     r.get("n", "-"), f"{r['import_s']:.2f}" if ok else "-", f"{r['load_s'] * 1e3:.0f}" if ok else "-",
                     _ms(r.get("first_inference_ms")), f"{r['rss_peak_mb']:.0f}" if ok else "-",
                     human_size(r.get("size_bytes")), _achieved(r)])
-        notes.append((f"{r['format']} (threads={r['threads']}, batch={r['batch']})",
+        notes.append((f"{r['format']} on {r['runtime']} (threads={r['threads']}, batch={r['batch']})",
                       "; ".join(filter(None, [_relative(r), r.get("reason") or "; ".join(r.get("warnings", []))]))))
     return fit(["format", "runtime", "thr", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "cv", "items/s", "n",
                 "import_s", "load_ms", "first_ms", "rss_mb", "size", "GFLOP/s"], out, notes,
@@ -202,10 +215,11 @@ def _relative(r: dict) -> str:
 
 
 def compare_table(comparison: list[dict], threshold: float, wide: bool = False, width: int | None = None) -> str:
-    rows = [[c["format"], c["threads"], c["batch"], _ms(c.get("candidate_p50_ms")), _ms(c.get("baseline_p50_ms")),
-             "-" if c["ratio"] is None else f"{c['ratio']:.3f}",
+    rows = [[c["format"], c.get("runtime", "-"), c["threads"], c["batch"], _ms(c.get("candidate_p50_ms")),
+             _ms(c.get("baseline_p50_ms")), "-" if c["ratio"] is None else f"{c['ratio']:.3f}",
              "REGRESSION" if c["regression"] else ("ok" if c["ratio"] is not None else "-")]
             for c in comparison]
-    notes = [(f"{c['format']} (threads={c['threads']}, batch={c['batch']})", c.get("note", "")) for c in comparison]
-    return fit(["format", "thr", "batch", "p50_ms", "baseline_p50_ms", f"ratio(>{threshold:g} flags)", "verdict"],
-               rows, notes, [], wide, width)
+    notes = [(f"{c['format']} on {c.get('runtime', '-')} (threads={c['threads']}, batch={c['batch']})",
+              c.get("note", "")) for c in comparison]
+    return fit(["format", "runtime", "thr", "batch", "p50_ms", "baseline_p50_ms", f"ratio(>{threshold:g} flags)",
+                "verdict"], rows, notes, [], wide, width)

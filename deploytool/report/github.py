@@ -43,21 +43,21 @@ def first_failing_metric(check) -> str | None:
 
 
 def check_annotations(model: str, manifest, checks: dict) -> list[str]:
-    """export / validate: one annotation per artifact that failed to export or failed its check."""
+    """export / validate: one annotation per artifact that failed to export, and per target (artifact on a
+    runtime) that failed its check."""
     out = []
     for name, rec in manifest.artifacts.items():
         if rec.status == ArtifactStatus.FAILED:
             out.append(error(f"deploytool {model}/{name}: export failed", f"{name} ({rec.runtime}): {rec.error}"))
+    for chk in checks.values():
+        if chk.status not in FAILING or manifest.artifacts[chk.format].status == ArtifactStatus.FAILED:
             continue
-        chk = checks.get(name)
-        if chk is None or chk.status not in FAILING:
-            continue
-        parts = [f"{name} on {chk.runtime}: {chk.status.upper()}"]
+        parts = [f"{chk.format} on {chk.target.where}: {chk.status.upper()}"]
         if chk.hop_blamed:
             parts.append(f"error appears at hop {chk.hop_blamed}")
         metric = first_failing_metric(chk)
         parts.append(f"metric {metric}" if metric else chk.reason)  # the reason names every failing output
-        out.append(error(f"deploytool {model}/{name}: {chk.status}", "; ".join(parts)))
+        out.append(error(f"deploytool {model}/{chk.key}: {chk.status}", "; ".join(parts)))
     return out
 
 
@@ -65,20 +65,22 @@ def bench_annotations(model: str, rows: list[dict], compare: list[dict] | None, 
     out = []
     for r in rows:
         if r["status"] in (RowStatus.FAILED, RowStatus.CORRUPT):
-            out.append(error(f"deploytool {model}/{r['format']}: bench {r['status']}",
-                             f"{r['format']} (threads={r['threads']}, batch={r['batch']}): {r['reason']}"))
+            out.append(error(f"deploytool {model}/{r['format']}@{r['runtime']}: bench {r['status']}",
+                             f"{r['format']} on {r['runtime']} (threads={r['threads']}, batch={r['batch']}): "
+                             f"{r['reason']}"))
     for c in compare or []:
         if c["regression"]:
-            out.append(error(f"deploytool {model}/{c['format']}: latency regression",
-                             f"{c['format']} (threads={c['threads']}, batch={c['batch']}): metric p50 "
+            out.append(error(f"deploytool {model}/{c['format']}@{c.get('runtime', '')}: latency regression",
+                             f"{c['format']} on {c.get('runtime', '-')} (threads={c['threads']}, batch={c['batch']}): "
+                             "metric p50 "
                              f"{c['ratio']:.2f}x the baseline's (threshold {threshold:g})"))
     return out
 
 
 def summary(bundle: Path | str, results: list[Path | str] | None = None) -> str:
     """report.md's text for the bundle and the result files just written."""
-    from deploytool.commands.report import collect
     from deploytool.report import markdown
+    from deploytool.results import collect
 
     return markdown.render(collect(bundle, [p for p in results or [] if Path(p).is_file()]))
 

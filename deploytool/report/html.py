@@ -35,7 +35,7 @@ def render(results) -> tuple[str, bool]:
     if failed:
         out.append("<h2>Failures</h2><ul>")
         for v in failed:
-            out.append(f"<li><b>{html.escape(v.name)}</b>: {html.escape(v.reason)}"
+            out.append(f"<li><b>{html.escape(v.name)}</b> on {html.escape(v.runtime)}: {html.escape(v.reason)}"
                        + (f" (error appears at hop {html.escape(v.hop_blamed)})" if v.hop_blamed else "")
                        + (f"; repro: <code>{html.escape(v.repro)}</code>" if v.repro else "") + "</li>")
         out.append("</ul>")

@@ -1,4 +1,5 @@
-"""JUnit XML: one test case per artifact x output, so CI systems show failures natively."""
+"""JUnit XML: one test case per target (artifact on a runtime) x output, so CI systems show failures natively.
+The class name is ``MODEL.FORMAT@RUNTIME``."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -9,7 +10,8 @@ from deploytool.running.jobs import CheckStatus
 def render(model: str, checks: dict) -> str:
     suite = ET.Element("testsuite", name=f"deploytool.validate.{model}")
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for name, chk in checks.items():
+    for chk in checks.values():
+        name = chk.key
         outputs = sorted({o for per_set in chk.sets.values() for o in per_set}) or ["(artifact)"]
         for out in outputs:
             counts["tests"] += 1

@@ -22,16 +22,17 @@ def verdict_line(views: list[ArtifactView]) -> str:
     if not made:
         return "**No artifact was checked.**"
     if bad:
-        return f"**FAIL**: {len(bad)} of {len(made)} checked artifacts do not match the reference: " + \
-            ", ".join(f"`{v.name}`" + (" (vacuous: its reference does not vary)" if "vacuous" in v.verdicts.values()
+        return f"**FAIL**: {len(bad)} of {len(made)} checked targets (artifact on runtime) do not match the " \
+            "reference: " + \
+            ", ".join(f"`{v.label}`" + (" (vacuous: its reference does not vary)" if "vacuous" in v.verdicts.values()
                                        else "") for v in bad)
     others = [v for v in made if not v.passed]
-    note = f" ({', '.join(f'`{v.name}` {sorted(set(v.verdicts.values()))[0]}' for v in others)})" if others else ""
-    return f"**PASS**: no checked artifact fails on any machine that validated them{note}"
+    note = f" ({', '.join(f'`{v.label}` {sorted(set(v.verdicts.values()))[0]}' for v in others)})" if others else ""
+    return f"**PASS**: no checked target (artifact on runtime) fails on any machine that validated it{note}"
 
 
 def table(results, views: list[ArtifactView]) -> tuple[list[str], list[list[str]]]:
-    """The per-artifact table (headers, rows of cell text), shared by the Markdown and HTML pages."""
+    """The per-target table (headers, rows of cell text), shared by the Markdown and HTML pages."""
     bench_machines = [d["machine"]["name"] for d in results.benches]
     headers = ["format", "runtime", "precision", "verdict", "max_abs_err", "accuracy (drop)", "size"]
     for name in bench_machines:
@@ -64,7 +65,7 @@ def render(results) -> str:
         cells = [f"`{cells[0]}`", *cells[1:]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     for name in bench_machines:
-        front = pareto({v.name: (t.p90_ms, float(v.size_bytes)) for v in views
+        front = pareto({v.key: (t.p90_ms, float(v.size_bytes)) for v in views
                         if v.passed and v.size_bytes and (t := v.best(name)) is not None})
         if front:
             names = ", ".join(f"`{n}`" for n in sorted(front))
@@ -75,7 +76,7 @@ def render(results) -> str:
         for v in failed:
             where = f" — error appears at hop `{v.hop_blamed}`" if v.hop_blamed else ""
             repro = f" — repro: `{v.repro}`" if v.repro else ""
-            lines.append(f"- `{v.name}` ({v.runtime}): {v.reason}{where}{repro}")
+            lines.append(f"- `{v.name}` on {v.runtime}: {v.reason}{where}{repro}")
     lines += ["", "<details><summary>Environment</summary>", "",
               f"- model: `{m.model.name}` ({m.model.description}), source `{m.model.source.get('kind')}` "
               f"({m.model.framework}), exported {m.created} with deploytool {m.tool.get('version')}",

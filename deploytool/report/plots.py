@@ -37,7 +37,7 @@ def _plt():
 
 
 def latency(views: list[ArtifactView], machine: str) -> str | None:
-    rows = [(v.name, t) for v in views if (t := v.best(machine)) is not None and t.samples_ms]
+    rows = [(v.label, t) for v in views if (t := v.best(machine)) is not None and t.samples_ms]
     if not rows:
         return None
     plt = _plt()
@@ -54,7 +54,7 @@ def latency(views: list[ArtifactView], machine: str) -> str | None:
 
 
 def latency_vs_size(views: list[ArtifactView], machine: str) -> str | None:
-    pts = {v.name: (t.p90_ms, v.size_bytes / 2**20) for v in views
+    pts = {v.label: (t.p90_ms, v.size_bytes / 2**20) for v in views
            if v.passed and v.size_bytes and (t := v.best(machine)) is not None}
     if not pts:
         return None
@@ -63,7 +63,7 @@ def latency_vs_size(views: list[ArtifactView], machine: str) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, (x, y) in pts.items():
         ax.scatter([x], [y], marker="*" if name in front else "o", s=120 if name in front else 40)
-        acc = next((v.accuracy for v in views if v.name == name and v.accuracy), None)
+        acc = next((v.accuracy for v in views if v.label == name and v.accuracy), None)
         ax.annotate(name + (f" {acc['accuracy']:.1%}" if acc else ""), (x, y), textcoords="offset points",
                     xytext=(5, 4), fontsize=8)
     xs = [x for x, _ in pts.values()]

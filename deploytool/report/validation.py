@@ -8,16 +8,16 @@ import numpy as np
 
 from deploytool.checking import parity
 from deploytool.checking.golden import GoldenSet
-from deploytool.checking.judge import ArtifactCheck, worst_sample
 from deploytool.core import npz, records
 from deploytool.measuring.machine import fingerprint
 from deploytool.report import junit
+from deploytool.results import VALIDATION_SCHEMA, ArtifactCheck, worst_sample
 from deploytool.running.jobs import CheckStatus
 from deploytool.store import bundle
 from deploytool.store.manifest import FILENAME as MANIFEST_FILE
 from deploytool.store.manifest import Manifest
 
-SCHEMA_VERSION = 2  # 2: machine fingerprint and the sha256 of the manifest it checked
+SCHEMA_VERSION = VALIDATION_SCHEMA
 
 
 def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, checks: dict[str, ArtifactCheck],
@@ -32,11 +32,11 @@ def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, check
     json_path = json_path or reports_dir / "validation.json"
     junit_path = junit_path or reports_dir / "validation.junit.xml"
     repros = {}
-    for name, chk in checks.items():
+    for key, chk in checks.items():
         if chk.status == CheckStatus.FAIL:
-            repros[name] = write_repro(bundle_dir, reports_dir, name, manifest, chk, sets, references, tolerances)
-            if (extras or {}).get(name):
-                npz.save(repros[name] / "first_diverging.npz", (extras or {})[name])
+            repros[key] = write_repro(bundle_dir, reports_dir, key, manifest, chk, sets, references, tolerances)
+            if (extras or {}).get(key):
+                npz.save(repros[key] / "first_diverging.npz", (extras or {})[key])
     data = {
         "schema_version": SCHEMA_VERSION,
         "created": bundle.now_utc(),
@@ -46,8 +46,8 @@ def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, check
         "machine": fingerprint(machine_name),
         "sets": {s.name: {"dims": s.dims, "samples": s.samples} for s in sets},
         "tolerances": {"tiers": {n: t.to_dict() for n, t in parity.TIERS.items()}, "overrides": tolerances},
-        "artifacts": {n: {**c.to_dict(), "repro": str(repros[n]) if n in repros else None,
-                          "route": _route(manifest, n)} for n, c in checks.items()},
+        "targets": {k: {**c.to_dict(), "target": k, "repro": str(repros[k]) if k in repros else None,
+                        "route": _route(manifest, c.format)} for k, c in checks.items()},
     }
     bundle.write_json(json_path, data)
     bundle.write_text(junit_path, junit.render(manifest.model.name, checks))
@@ -60,13 +60,13 @@ def _route(manifest: Manifest, name: str) -> dict | None:
     return records.dump(rec.route) if rec is not None and rec.route is not None else None
 
 
-def write_repro(bundle_dir: Path, reports_dir: Path, name: str, manifest: Manifest, chk: ArtifactCheck,
+def write_repro(bundle_dir: Path, reports_dir: Path, key: str, manifest: Manifest, chk: ArtifactCheck,
                 sets: list[GoldenSet], references: dict[str, dict[str, np.ndarray]], tolerances: dict) -> Path:
     """Everything a converter bug report needs: inputs, expected and actual outputs, the worst
     sample alone, artifact hashes, versions and tolerances."""
     # A stale folder is removed and a fresh one made, never through a link (bundle.real_dir).
-    bundle.remove_tree(reports_dir, reports_dir / "repro" / name)
-    dest = bundle.real_dir(reports_dir, f"repro/{name}")
+    bundle.remove_tree(reports_dir, reports_dir / "repro" / key)
+    dest = bundle.real_dir(reports_dir, f"repro/{key}")
     worst = worst_sample(chk)
     by_name = {s.name: s for s in sets}
     for set_name, out_path in chk.outputs.items():
@@ -82,9 +82,9 @@ def write_repro(bundle_dir: Path, reports_dir: Path, name: str, manifest: Manife
                                                  **{f"actual.{k}": v[i] for k, v in npz.load(src).items()}})
     rec = manifest.artifacts[chk.format]
     info = {
-        "artifact": chk.format, "files": records.dump(rec.files), "parent": rec.parent,
+        "artifact": chk.format, "target": key, "files": records.dump(rec.files), "parent": rec.parent,
         "exporter": records.dump(rec.exporter), "route": _route(manifest, chk.format),
-        "runtime": chk.runtime, "runtime_version": chk.runtime_version,
+        "runtime": chk.runtime, "target_platform": chk.platform, "runtime_version": chk.runtime_version,
         "versions": manifest.versions, "platform": manifest.platform, "reason": chk.reason,
         "hop_blamed": chk.hop_blamed, "first_diverging": chk.first_diverging,
         "worst": {"set": worst[0], "output": worst[1], "sample": worst[2]} if worst else None,
@@ -94,7 +94,7 @@ def write_repro(bundle_dir: Path, reports_dir: Path, name: str, manifest: Manife
     bundle.write_json(dest / "repro.json", info)
     bundle.write_text(
         dest / "README.txt",
-        f"deploytool parity failure: {manifest.model.name}/{chk.format} on {chk.runtime}\n{chk.reason}\n\n"
+        f"deploytool parity failure: {manifest.model.name}/{chk.format} on {chk.target.where}\n{chk.reason}\n\n"
         "inputs.SET.npz    golden inputs, [samples, *shape] per input (source layout, e.g. NCHW)\n"
         "expected.SET.npz  reference outputs (the source model on its own runtime)\n"
         "actual.SET.npz    this artifact's outputs, mapped back to the source names and layout\n"

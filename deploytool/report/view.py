@@ -1,6 +1,7 @@
 """The facts a report and ``recommend`` show, gathered from the results (manifest, validation.json
-and bench.json per machine), one record per artifact. Reads; computes nothing new beyond picking
-the rows (batch 1) and the Pareto set of (p90, size)."""
+and bench.json per machine), one record per target (an artifact on a runtime). Reads; computes
+nothing new beyond picking the rows (batch 1) and the Pareto set of (p90, size). Result files of
+earlier versions (keyed by format) read as each format on the runtime they name."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ class Timing:
 
 @dataclass
 class ArtifactView:
-    name: str
+    name: str  # the format
     runtime: str
     precision: str
     chain: list[str]
@@ -39,6 +40,17 @@ class ArtifactView:
     hop_errors: dict[str, float] = field(default_factory=dict)  # set -> max abs error vs the parent
     timings: dict[str, list[Timing]] = field(default_factory=dict)  # machine -> rows at batch 1
     route: str = ""  # the fallback route that made it and why earlier ones failed (empty: the first route)
+    several: bool = False  # its artifact is shown on several runtimes
+
+    @property
+    def key(self) -> str:
+        """The target key, ``onnx@openvino``."""
+        return f"{self.name}@{self.runtime}"
+
+    @property
+    def label(self) -> str:
+        """How prose names it: the format, with its runtime where the artifact has several."""
+        return self.key if self.several else self.name
 
     @property
     def passed(self) -> bool:
@@ -60,15 +72,30 @@ class ArtifactView:
 
 
 def artifacts(results) -> list[ArtifactView]:
+    """One view per target: every (artifact, runtime) that export checked, a validation.json judged or a
+    bench.json timed; an artifact with none of these, on its default runtime."""
+    from deploytool.results import targets_of
+
     m = results.manifest
-    views = {}
+    views: dict[str, ArtifactView] = {}
+
+    def view(fmt: str, runtime: str) -> ArtifactView | None:
+        rec = m.artifacts.get(fmt)
+        if rec is None:
+            return None
+        key = f"{fmt}@{runtime}"
+        if key not in views:
+            views[key] = ArtifactView(fmt, runtime, rec.precision, rec.chain, rec.size_bytes or None, str(rec.status),
+                                      route=rec.route.text() if rec.route else "")
+        return views[key]
+
     for name, rec in m.artifacts.items():
-        views[name] = ArtifactView(name, rec.runtime, rec.precision, rec.chain, rec.size_bytes or None, str(rec.status),
-                                   route=rec.route.text() if rec.route else "")
+        for key in rec.checks or {f"{name}@{rec.runtime}": rec.check}:
+            view(name, key.split("@")[1])
     for data in results.validations:
         machine = data["machine"]["name"]
-        for name, a in data["artifacts"].items():
-            v = views.get(name)
+        for a in targets_of(data).values():
+            v = view(a.get("format", ""), a.get("runtime", ""))
             if v is None:
                 continue
             v.verdicts[machine] = a["status"]
@@ -80,21 +107,29 @@ def artifacts(results) -> list[ArtifactView]:
                             if x["metrics"].get("max_abs") is not None]
                     if errs:
                         v.hop_errors[set_name] = max(errs)
-    for name, v in views.items():  # not in any validation.json given: the check export made
-        check = m.artifacts[name].check
+    for key, v in views.items():  # not in any validation.json given: the check export made
+        rec = m.artifacts[v.name]
+        check = rec.checks.get(key) or (rec.check if v.runtime == rec.runtime else None)
         if not v.verdicts and check is not None:
             v.verdicts["export"] = str(check.status)
             v.max_abs, v.reason, v.hop_blamed = check.max_abs, check.reason or "", check.hop_blamed
     for data in results.benches:
         machine = data["machine"]["name"]
         for r in data["rows"]:
-            v = views.get(r["format"])
-            if v is None or r.get("status") != "ok" or r.get("batch") != 1:
+            if r.get("status") != "ok" or r.get("batch") != 1:
+                continue
+            v = view(r["format"], r["runtime"])
+            if v is None:
                 continue
             v.timings.setdefault(machine, []).append(Timing(
                 r["threads"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["load_s"] * 1e3, r["first_inference_ms"],
                 r["rss_peak_mb"], [s / 1e6 for s in r.get("samples_ns", [])]))
-    return list(views.values())
+    order = list(m.artifacts)
+    out = sorted(views.values(), key=lambda v: (order.index(v.name), v.runtime != m.artifacts[v.name].runtime,
+                                                v.runtime))
+    for v in out:
+        v.several = sum(1 for w in out if w.name == v.name) > 1
+    return out
 
 
 def pareto(points: dict[str, tuple[float, float]]) -> set[str]:

@@ -66,7 +66,9 @@ class ArtifactRecord:
     contract: Contract | None = None  # the artifact's own I/O contract
     notes: list[str] = field(default_factory=list)
     error: str | None = None
-    check: CheckSummary | None = None
+    check: CheckSummary | None = None  # the check on its format's default runtime
+    # Every target export checked it on, by target key (``onnx@openvino``); absent in older bundles.
+    checks: dict[str, CheckSummary] = field(default_factory=dict)
     golden_outputs: dict[str, str] = field(default_factory=dict)  # set -> its outputs, for per-hop checks
     route: RouteTaken | None = None  # the fallback route that made it (absent in older bundles: the first)
 

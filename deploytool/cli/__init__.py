@@ -1,0 +1,79 @@
+"""Thin click commands: parse, call the API, print. One place maps DeployToolError to exit codes.
+
+The group is here; each command is a module of this package and the options they share are in options.py."""
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from deploytool import __version__
+from deploytool.cli.bench import bench_command
+from deploytool.cli.config import config_command
+from deploytool.cli.doctor import doctor_command
+from deploytool.cli.export import export_command
+from deploytool.cli.options import CONTEXT, option_names
+from deploytool.cli.recommend import recommend_command
+from deploytool.cli.report import report_command
+from deploytool.cli.validate import validate_command
+from deploytool.core.errors import EXIT_CODES, DeployToolError, UsageError, exit_codes_help
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        debug = "--debug" in sys.argv
+        try:
+            return super().invoke(ctx)
+        except DeployToolError as e:
+            if debug:
+                traceback.print_exc()
+                if e.detail:
+                    click.echo(f"worker traceback:\n{e.detail}", err=True)
+            click.echo(f"deploytool: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("deploytool: interrupted (nothing half-written is left behind)", err=True)
+            ctx.exit(130)
+
+
+def _load_pyproject(ctx: click.Context) -> None:
+    """The invoked command's [tool.deploytool.COMMAND] table (the nearest pyproject.toml that has one) becomes
+    its defaults, under --config and the command line (click passes default_map[COMMAND] to the command)."""
+    from deploytool import config
+
+    name = ctx.invoked_subcommand
+    if name not in config.TABLES:
+        return
+    path = config.find_pyproject()
+    if path is None:
+        return
+    try:
+        defaults = config.load_pyproject(path, name, option_names(main.commands[name]))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    ctx.default_map = {**(ctx.default_map or {}), name: defaults}
+
+
+@click.group(cls=_Group, context_settings=CONTEXT, epilog=exit_codes_help())
+@click.version_option(__version__, prog_name="deploytool")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """deploytool: export a model to TorchScript, ONNX, SavedModel and TFLite, and prove each artifact.
+
+    Every artifact is loaded on its own runtime in its own process and compared with the
+    source model's outputs; a mismatch fails the command.
+
+    Options can also come from a [tool.deploytool.COMMAND] table in the nearest pyproject.toml that has
+    one (walking up from the working directory) and from --config FILE; the command line wins, then
+    --config, then pyproject.toml. `deploytool config` shows the result.
+    """
+    _load_pyproject(ctx)
+
+
+for _command in (export_command, validate_command, bench_command, report_command, recommend_command, config_command,
+                 doctor_command):
+    main.add_command(_command)
+
+
+__all__ = ["main", "EXIT_CODES"]

@@ -1,0 +1,105 @@
+"""``deploytool bench``: time a bundle's artifacts on their runtimes."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from deploytool.cli.options import (
+    CONTEXT,
+    config_option,
+    github_option,
+    github_output,
+    machine_option,
+    open_progress,
+    progress_options,
+    runtime_option,
+)
+from deploytool.core.errors import exit_codes_help
+from deploytool.running.jobs import BENCH_MARGIN_S, RowStatus
+
+
+@click.command("bench", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
+@click.option("--format", "-f", "formats", multiple=True, help="Artifact to time (repeatable; a prefix selects "
+              "several). Default: all, plus the source model (torch eager, or Keras for a .keras source) as the "
+              "baseline.")
+@runtime_option("Time")
+@click.option("--threads", default="1", show_default=True,
+              help="Comma-separated intra-op thread counts, set through each runtime's own knob.")
+@click.option("--batch", default="1", show_default=True,
+              help="Comma-separated batch sizes (above 1 only where the batch dim is dynamic).")
+@click.option("--min-time", default=5.0, show_default=True, type=click.FloatRange(0),
+              help="Measure at least this long (s).")
+@click.option("--min-runs", default=200, show_default=True, type=click.IntRange(1),
+              help="Measure at least this many calls.")
+@click.option("--warmup-runs", default=10, show_default=True, type=click.IntRange(0), help="Warm-up calls (at least).")
+@click.option("--warmup-time", default=0.5, show_default=True, type=click.FloatRange(0),
+              help="Warm-up time (s, at least).")
+@click.option("--max-time", default=60.0, show_default=True, type=click.FloatRange(0), help="Hard cap per row (s).")
+@click.option("--no-source", is_flag=True, help="Do not time the source model baseline.")
+@click.option("--no-peak", is_flag=True, help="Do not probe this machine's fp32 GEMM peak (no %% of peak per row).")
+@click.option("--compare", type=click.Path(file_okay=False), help="Baseline bundle: time both interleaved (A B A B) "
+              "and flag rows whose p50 is slower than the baseline's by more than --threshold (exit 9).")
+@click.option("--threshold", default=1.10, show_default=True, type=float,
+              help="p50 ratio (candidate/baseline) that flags a regression.")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
+              help="Interleaved rounds per side with --compare.")
+@click.option("--strict", is_flag=True, help="A runtime that is not installed fails the run (exit 7).")
+@click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
+              help="Refuse the bundle (exit 8) unless its signature verifies with this public key.")
+@click.option("--timeout", type=float, metavar="SECONDS", help="Time limit for each row's worker (default: "
+              f"--max-time + {BENCH_MARGIN_S:g} s); a row still running is killed and reported as failed.")
+@click.option("--reports", type=click.Path(file_okay=False),
+              help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
+@machine_option
+@progress_options
+@github_option
+@config_option
+@click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
+def bench_command(bundle, formats, runtime, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time,
+                  no_source, no_peak, compare, threshold, rounds, strict, verify_key, timeout, reports, machine_name,
+                  wide, quiet, github, debug):
+    """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
+
+    Each (artifact, threads, batch) row runs in a fresh process fed the bundle's golden inputs;
+    steady state is timed one call at a time (perf_counter_ns) after a warm-up, until both
+    --min-runs and --min-time are reached (hard cap --max-time). Reports p50/p90/p99 (numpy
+    'linear' percentiles), min, mean, std, IQR, CV, throughput, peak RSS after load and during
+    inference, and warns when there are too few samples for a p90/p99 claim (64 / 662, MLPerf) or
+    when IQR/median >= 0.10. Rows are sorted by p90. Writes BUNDLE/reports/bench.json (with raw
+    samples) and bench.csv.
+    """
+    from deploytool import api
+    from deploytool.commands.bench import parse_int_list, sorted_rows
+    from deploytool.measuring.timing import Protocol
+    from deploytool.report.console import bench_table, compare_table
+
+    protocol = Protocol(warmup_runs=warmup_runs, warmup_time=warmup_time, min_runs=min_runs, min_time=min_time,
+                        max_time=max(max_time, min_time))
+    thread_list, batch_list = parse_int_list(threads, "threads"), parse_int_list(batch, "batch")
+    with open_progress(debug, quiet) as progress:
+        outcome = api.bench(bundle, list(formats) or None, thread_list, batch_list, protocol, compare, threshold,
+                            rounds, strict, not no_source, reports, progress, verify_key=verify_key, timeout=timeout,
+                            machine_name=machine_name, gemm_peak=not no_peak, runtimes=list(runtime) or None)
+    click.echo(f"model {outcome.manifest.model.name}: bundle {outcome.bundle}")
+    if outcome.peak:
+        from deploytool.report.console import peak_line
+
+        click.echo(peak_line(outcome.manifest, outcome.peak))
+    click.echo(bench_table(sorted_rows(outcome.rows), wide))
+    if outcome.compare is not None:
+        click.echo("")
+        click.echo(compare_table(outcome.compare, threshold, wide))
+    click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['csv']}")
+    for r in outcome.rows:
+        if r["status"] in (RowStatus.FAILED, RowStatus.CORRUPT):
+            click.echo(f"deploytool: error: {r['format']} (threads={r['threads']}, batch={r['batch']}): {r['reason']}",
+                       err=True)
+    for c in outcome.compare or []:
+        if c["regression"]:
+            click.echo(f"deploytool: error: {c['format']} (threads={c['threads']}, batch={c['batch']}): p50 "
+                       f"{c['ratio']:.2f}x the baseline's (threshold {threshold:g})", err=True)
+    github_output(github, lambda gh: gh.bench_annotations(outcome.manifest.model.name, outcome.rows, outcome.compare,
+                                                          threshold), outcome.bundle, [outcome.reports["json"]])
+    sys.exit(outcome.exit_code)

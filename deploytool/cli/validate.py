@@ -1,0 +1,109 @@
+"""``deploytool validate``: re-check a bundle's artifacts on their runtimes, fail closed."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from deploytool.cli.options import (
+    CONTEXT,
+    accept_constant_option,
+    accuracy_option,
+    config_option,
+    github_option,
+    github_output,
+    machine_option,
+    open_progress,
+    parse_drops,
+    parse_tolerances,
+    progress_options,
+    runtime_option,
+    tolerance_options,
+)
+from deploytool.core.errors import exit_codes_help
+from deploytool.results import label
+from deploytool.running.jobs import CHECK_TIMEOUT_S, FAILING_CHECKS, CheckStatus
+
+
+@click.command("validate", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
+@click.option("--format", "-f", "formats", multiple=True,
+              help="Artifact to check (repeatable); a prefix selects several (-f tflite). Default: all.")
+@runtime_option("Check")
+@click.option("--data", type=click.Path(dir_okay=False), help="Your own inputs: .npz with the contract's input names "
+              "(rows of a dynamic first dim are samples). Needs the source model to compute references.")
+@click.option("--samples", type=click.IntRange(1), help="Use the first N golden samples (default: all stored).")
+@tolerance_options
+@click.option("--strict", is_flag=True,
+              help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
+@accuracy_option
+@accept_constant_option
+@click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
+              "(they are shown as overrides in the table and report otherwise).")
+@click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
+              help="Refuse the bundle (exit 8), before loading anything, unless its signature verifies with this "
+                   "public key (see export --sign).")
+@click.option("--timeout", type=float, default=CHECK_TIMEOUT_S, show_default=True, metavar="SECONDS",
+              help="Time limit for each artifact's run; a run still going is killed and reported as an error.")
+@click.option("--reports", type=click.Path(file_okay=False), help="Where reports and repro folders go "
+              "(default: BUNDLE/reports).")
+@machine_option
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
+@progress_options
+@github_option
+@config_option
+@click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
+def validate_command(bundle, formats, runtime, data, samples, atol, rtol, strict, max_accuracy_drop, accept_constant,
+                     tier_defaults, verify_key, timeout, reports, machine_name, json_path, junit_path, wide, quiet,
+                     github, debug):
+    """Re-check every artifact of BUNDLE on its own runtime, fail closed.
+
+    Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
+    second shape where dims are dynamic, and on --data), and is compared with the stored
+    reference outputs and with its parent artifact, so a failure names the conversion hop
+    (torch -> onnx -> savedmodel -> tflite) where the error appears; a failing hop between two
+    artifacts is then localised to the first op of the parent whose output the child does not
+    reproduce (its type, name and error in the note, or why it could not). Needs only the bundle and
+    the runtime of the artifacts checked: `validate BUNDLE -f tflite` runs with numpy, click, rich and
+    ai-edge-litert alone (pip install 'deploytool[litert]'); others are skipped, naming their extra.
+    Artifact files are checked against their sha256 before loading.
+    Writes BUNDLE/reports/validation.json, validation.junit.xml and, per failing artifact,
+    reports/repro/FORMAT/ (inputs, expected, actual, worst sample, hashes, versions).
+    """
+    from deploytool import api
+    from deploytool.report.console import validate_table
+
+    tolerances, drops = parse_tolerances(atol, rtol), parse_drops(max_accuracy_drop)
+    with open_progress(debug, quiet) as progress:
+        outcome = api.validate(bundle, list(formats) or None, data, samples, tolerances, strict, reports, json_path,
+                               junit_path, progress, verify_key=verify_key, tier_defaults=tier_defaults,
+                               timeout=timeout, max_accuracy_drop=drops, machine_name=machine_name,
+                               accept_constant=list(accept_constant), runtimes=list(runtime) or None)
+    stored = outcome.manifest.tolerances
+    if stored:
+        applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
+        click.echo("note: the bundle stores tolerance overrides from its export: "
+                   + ", ".join(f"{k} {n}={v:g}" for k, vals in stored.items() for n, v in vals.items())
+                   + f" ({applied})")
+    if outcome.manifest.accepted_constant:
+        click.echo("note: the bundle accepts constant reference outputs from its export (--accept-constant-output): "
+                   + ", ".join(outcome.manifest.accepted_constant))
+    model = outcome.manifest.model.name
+    sets = ", ".join(f"{s.name} ({s.samples} x {', '.join(f'{k}={v}' for k, v in s.dims.items()) or 'static'})"
+                     for s in outcome.sets)
+    click.echo(f"model {model}: bundle {outcome.bundle}  sets: {sets}  ({outcome.seconds:.1f} s)")
+    click.echo(validate_table(outcome.manifest, outcome.checks, wide))
+    click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['junit']}")
+    for key, chk in outcome.checks.items():
+        name = label(chk, outcome.checks)
+        if chk.status in FAILING_CHECKS:
+            extra = f" (repro: {outcome.reports[f'repro:{key}']})" if f"repro:{key}" in outcome.reports else ""
+            click.echo(f"deploytool: error: {model}/{name}: {chk.reason}{extra}", err=True)
+        elif chk.status == CheckStatus.SKIPPED:
+            click.echo(f"deploytool: warning: {model}/{name}: skipped: {chk.reason}", err=True)
+        elif chk.status == CheckStatus.CONSTANT_ACCEPTED:
+            click.echo(f"deploytool: warning: {model}/{name}: {chk.reason}", err=True)
+    github_output(github, lambda gh: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
+                   [outcome.reports["json"]])
+    sys.exit(outcome.exit_code)
