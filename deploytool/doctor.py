@@ -32,8 +32,20 @@ CORE = ("numpy", "click")
 FRAMEWORKS = ("torch", "tensorflow", "keras", "tf_keras")
 CONVERTERS = ("onnx", "onnxscript", "tf2onnx", "onnx2tf", "onnx_graphsurgeon", "sng4onnx", "psutil", "sklearn")
 OPTIONAL = {"matplotlib": "report", "model_signing": "signing"}
-# The extras whose packages the export role needs (export includes the four runtime stacks).
-EXPORT_EXTRAS = ("", "export", "litert", "onnxruntime", "torch", "tensorflow")
+# The runtime whose extra the device role suggests first: the lightest (LiteRT imports no TensorFlow).
+LIGHTEST_RUNTIME_EXTRA = "litert"
+
+
+def runtime_extras() -> list[str]:
+    """Every registered runtime's extra, once each (the registry says which exist)."""
+    from deploytool.runtimes import RUNTIMES
+
+    return list(dict.fromkeys(rt.extra for rt in RUNTIMES.values()))
+
+
+def export_extras() -> tuple[str, ...]:
+    """The extras whose packages the export role needs: the core, export and every runtime's stack."""
+    return ("", "export", *runtime_extras())
 
 
 @dataclass
@@ -80,6 +92,7 @@ def _component(name: str, kind: str, extra: str, runtime: str | None = None) -> 
 
 
 def _runtime_extra(hint: str) -> str:
+    """The extra an install hint names ("" if none)."""
     m = re.search(r"deploytool\[([\w-]+)\]", hint)
     return m.group(1) if m else ""
 
@@ -93,7 +106,7 @@ def components() -> list[Component]:
     for rt in RUNTIMES.values():
         for package in rt.packages:
             top = package.split(".")[0]
-            c = _component(top, "runtime", _runtime_extra(rt.install_hint), runtime=rt.name)
+            c = _component(top, "runtime", rt.extra, runtime=rt.name)
             c.installed = not rt.missing_packages()
             out.append(c)
     out += [_component(n, "optional", extra) for n, extra in OPTIONAL.items()]
@@ -184,8 +197,9 @@ def run(role: str = "export", bundle: str | Path | None = None, check_imports: b
                             cpu_features(), network_guard() if guard else {"works": None, "detail": "not checked"},
                             str(bundle) if bundle is not None else None)
     if role == "export":
+        needed_extras = export_extras()
         for c in items:
-            c.needed = c.extra in EXPORT_EXTRAS and c.kind != "optional"
+            c.needed = c.extra in needed_extras and c.kind != "optional"
     else:
         for c in items:
             c.needed = c.kind == "core"
@@ -195,8 +209,10 @@ def run(role: str = "export", bundle: str | Path | None = None, check_imports: b
                 c.needed = True
         if needed_runtimes is None and not any(c.kind == "runtime" and c.installed for c in items):
             outcome.problems.append("no runtime is installed: validate and bench can check nothing here")
-            outcome.install.append(install.hint("litert") + "   # or onnxruntime, torch, tensorflow: the runtimes "
-                                                            "of the artifacts you deploy")
+            choices = runtime_extras()
+            first = LIGHTEST_RUNTIME_EXTRA if LIGHTEST_RUNTIME_EXTRA in choices else choices[0]
+            others = ", ".join(e for e in choices if e != first)
+            outcome.install.append(install.hint(first) + f"   # or {others}: the runtimes of the artifacts you deploy")
     if check_imports:
         import_check([c for c in items if c.needed or c.installed])
     extras: list[str] = []

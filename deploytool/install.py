@@ -16,13 +16,14 @@ from importlib import metadata
 from pathlib import Path
 
 # The extras pyproject.toml defines (a test checks the two agree).
-EXTRAS = ("litert", "onnxruntime", "torch", "tensorflow", "export", "report", "signing", "all", "test")
+EXTRAS = ("litert", "onnxruntime", "openvino", "torch", "tensorflow", "export", "report", "signing", "all", "test")
 
 # Import name -> distribution name, for every optional package deploytool looks for (the runtimes'
 # ``packages``, the formats' ``requires``, the source frameworks). A test checks every one is pinned.
 DISTRIBUTIONS = {
     "ai_edge_litert": "ai-edge-litert",
     "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
     "torch": "torch",
     "tensorflow": "tensorflow",
     "tf_keras": "tf-keras",

@@ -21,8 +21,6 @@ ROW_FIELDS = ["format", "runtime", "threads", "batch", "status", "settings_reque
               "import_s", "load_s", "first_inference_ms", "rss_after_load_mb", "rss_peak_mb", "size_bytes",
               "samples_ns", "n", "min_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "iqr_ms", "cv",
               "throughput_per_s", "percentile_method", "warnings", "warmup_runs"]
-THREAD_KNOB = {"onnxruntime": "intra_op_threads", "torchscript": "intra_op_threads", "torch_eager": "intra_op_threads",
-               "tensorflow": "intra_op_threads", "litert": "num_threads"}
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +59,15 @@ def test_bench_rows_have_every_field(digits_bench):
 def test_thread_settings_are_applied_through_each_runtimes_knob(digits_bench):
     bundle, _ = digits_bench
     for r in json.loads((bundle / "reports/bench.json").read_text())["rows"]:
-        assert r["settings"][THREAD_KNOB[r["runtime"]]] == r["threads"], r["settings"]
+        # every runtime reports its knobs read back under the same names (runtimes.Settings)
+        assert r["settings"]["threads"] == r["threads"], (r["runtime"], r["settings"])
+        assert {"inter_op_threads", "spinning"} <= set(r["settings"]), r["settings"]
         if r["runtime"] == "litert":
             assert r["settings"]["xnnpack"] is True
         if r["runtime"] == "onnxruntime":  # onnxruntime's default, which bench keeps (README "Threads")
-            assert r["settings"]["intra_op_spinning"] is True
+            assert r["settings"]["spinning"] is True
+        if r["runtime"] == "openvino":  # never bf16 for an fp32 model, whatever the CPU
+            assert r["settings"]["inference_precision"] == "f32"
 
 
 def test_failure_is_isolated_to_its_row_and_static_batch_is_skipped(zoo_bundles, run_cli, tmp_path):

@@ -28,7 +28,8 @@ HERE = Path(__file__).resolve().parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 EXTRAS = PYPROJECT["project"]["optional-dependencies"]
 HEAVY = ("torch", "tensorflow", "keras", "tf_keras", "onnx", "onnxruntime", "onnx2tf", "tf2onnx", "onnxscript",
-         "ai_edge_litert", "sklearn", "matplotlib", "model_signing", "onnx_graphsurgeon", "sng4onnx", "psutil")
+         "ai_edge_litert", "openvino", "sklearn", "matplotlib", "model_signing", "onnx_graphsurgeon", "sng4onnx",
+         "psutil")
 
 
 def _name(req: str) -> str:
@@ -170,8 +171,10 @@ def test_doctor_without_the_export_stack_is_unusable_and_says_what_to_install():
                           text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "device: ready" in proc.stdout and re.search(r"runtime litert\s+ai-edge-litert\s+missing", proc.stdout)
-    # no runtime at all: unusable for a device
-    env = _blocked_env("torch", "tensorflow", "keras", "onnxruntime", "ai_edge_litert")
+    # no runtime at all (every package of every registered runtime blocked): unusable for a device
+    from deploytool.runtimes import RUNTIMES
+
+    env = _blocked_env(*sorted({p.split(".")[0] for rt in RUNTIMES.values() for p in rt.packages}))
     proc = subprocess.run([sys.executable, "-m", "deploytool", "doctor", "--for", "device"], capture_output=True,
                           text=True, env=env, timeout=120)
     assert proc.returncode == errors.UNUSABLE and "no runtime is installed" in proc.stderr

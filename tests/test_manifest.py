@@ -7,6 +7,7 @@ import shutil
 import pytest
 from conftest import manifest_of
 
+from deploytool import runtimes
 from deploytool.core.errors import BundleError
 from deploytool.store import bundle as B
 from deploytool.store import manifest as M
@@ -18,7 +19,7 @@ def test_manifest_schema(zoo_bundles):
     assert m["schema_version"] == M.SCHEMA_VERSION
     for key in ("created", "tool", "model", "seed", "platform", "versions", "contract", "golden", "artifacts"):
         assert key in m, key
-    for pkg in ("python", "deploytool", "torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert"):
+    for pkg in ("python", "deploytool", "onnx", "onnx2tf", *runtimes.distributions()):  # every runtime's, recorded
         assert m["versions"][pkg], pkg
     assert m["model"]["source"]["kind"] == "zoo"
     assert m["golden"]["seed"] == 0

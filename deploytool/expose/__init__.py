@@ -1,24 +1,22 @@
 """Intermediate tensors of an artifact, for localising the first diverging op (``localise.py``).
 
-One small module per runtime that can expose them, each defining ``expose(path, feeds, limits)
--> Exposed``; runs in a worker (``jobs.ExposeTensors``), never in the coordinator. Kept apart from
-``runtimes/`` (load, run, nothing else): exposing every tensor rebuilds or re-instruments a model.
-A runtime missing here cannot localise, and the report says so.
+One small module per runtime that can expose them, each defining ``EXPOSER = Exposer(runtime,
+expose)`` with ``expose(path, feeds, limits) -> Exposed``; found by ``deploytool.registry`` (this
+folder's modules, then ``deploytool.exposers`` entry points: another distribution can add one). The
+exposing runs in a worker (``jobs.ExposeTensors``), never in the coordinator; the modules import
+their framework inside ``expose`` only. Kept apart from ``runtimes/`` (load, run, nothing else):
+exposing every tensor rebuilds or re-instruments a model. A runtime missing here cannot localise,
+and the report says so.
 """
 from __future__ import annotations
 
-import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from deploytool import registry
 from deploytool.checking.localise import Limits, Node, input_dependent
-
-# runtime name -> module exposing its intermediate tensors
-EXPOSERS = {"onnxruntime": "deploytool.expose.onnx", "tensorflow": "deploytool.expose.tensorflow",
-            "litert": "deploytool.expose.litert", "torch_eager": "deploytool.expose.torch_eager"}
 
 
 @dataclass
@@ -30,9 +28,17 @@ class Exposed:
     truncated: bool = False  # the limits cut the exposure short
 
 
+@dataclass(frozen=True)
+class Exposer:
+    runtime: str  # the runtimes.RUNTIMES key whose artifacts it exposes
+    expose: Callable[[str, dict[str, np.ndarray], Limits], Exposed]  # (artifact path, feeds, limits)
+
+
 def expose(runtime: str, path: str, feeds: dict[str, np.ndarray], limits: Limits) -> Exposed:
-    module: Any = importlib.import_module(EXPOSERS[runtime])
-    return module.expose(path, feeds, limits)
+    exposer = EXPOSERS.get(runtime)
+    if exposer is None:
+        raise KeyError(f"runtime {runtime} gives no access to intermediate tensors (these do: {', '.join(EXPOSERS)})")
+    return exposer.expose(path, feeds, limits)
 
 
 def select(nodes: list[Node], inputs: list[str], nbytes: Mapping[str, int | None], limits: Limits,
@@ -50,3 +56,12 @@ def select(nodes: list[Node], inputs: list[str], nbytes: Mapping[str, int | None
         chosen.append(t)
         used += size
     return chosen, len(candidates)
+
+
+def _runtime(exposer: Exposer) -> str:
+    return exposer.runtime
+
+
+# runtime name -> its exposer. Last: the modules found import ``Exposed`` and ``select`` from here.
+EXPOSERS: dict[str, Exposer] = registry.discover(__name__, "EXPOSER", Exposer, registry.GROUPS["exposers"],
+                                                 key=_runtime)

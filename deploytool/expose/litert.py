@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploytool.checking.localise import Limits, Node
-from deploytool.expose import Exposed, select
+from deploytool.expose import Exposed, Exposer, select
 
 
 def expose(path, feeds, limits: Limits) -> Exposed:
@@ -44,3 +44,6 @@ def expose(path, feeds, limits: Limits) -> Exposed:
         if v.dtype.kind == "f":
             tensors[t] = np.array(v)
     return Exposed(nodes, inputs, tensors, total, len(chosen) < total)
+
+
+EXPOSER = Exposer("litert", expose)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from deploytool.checking.localise import Limits, Node
-from deploytool.expose import Exposed, select
+from deploytool.expose import Exposed, Exposer, select
 
 _FLOAT = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
@@ -44,3 +44,6 @@ def expose(path, feeds, limits: Limits) -> Exposed:
     values = sess.run(chosen, feeds)
     tensors = {t: v for t, v in zip(chosen, values) if getattr(v, "dtype", None) is not None and v.dtype.kind == "f"}
     return Exposed(nodes, inputs, tensors, total, len(chosen) < total)
+
+
+EXPOSER = Exposer("onnxruntime", expose)

@@ -8,7 +8,7 @@ import math
 
 from deploytool import tf_io
 from deploytool.checking.localise import Limits, Node
-from deploytool.expose import Exposed, select
+from deploytool.expose import Exposed, Exposer, select
 
 _SKIP = {"Const", "Placeholder", "Identity", "NoOp", "IdentityN"}  # no computation of their own
 
@@ -49,3 +49,6 @@ def expose(path, feeds, limits: Limits) -> Exposed:
     values = pruned(*[tf.constant(feeds[k]) for k in keys])
     tensors = {t: v.numpy() for t, v in zip(chosen, values)}
     return Exposed(nodes, inputs, tensors, total, len(chosen) < total)
+
+
+EXPOSER = Exposer("tensorflow", expose)

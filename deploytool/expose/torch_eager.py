@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from deploytool.checking.localise import Limits, Node
-from deploytool.expose import Exposed
+from deploytool.expose import Exposed, Exposer
 
 
 def expose(path, feeds, limits: Limits) -> Exposed:
@@ -52,3 +52,6 @@ def expose(path, feeds, limits: Limits) -> Exposed:
         previous = label
     return Exposed(nodes, ["input"], {label: value for label, _, value in recorded}, total[0],
                    len(recorded) < total[0])
+
+
+EXPOSER = Exposer("torch_eager", expose)

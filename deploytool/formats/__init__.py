@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import importlib
 import importlib.util
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,16 +213,10 @@ class Format:
 
 
 def _discover() -> dict[str, Format]:
-    found: dict[str, Format] = {}
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if info.name.startswith("_"):
-            continue
-        fmt = getattr(importlib.import_module(f"{__name__}.{info.name}"), "FORMAT", None)
-        if isinstance(fmt, Format):
-            if fmt.name in found:
-                raise RuntimeError(f"two formats named {fmt.name!r}")
-            found[fmt.name] = fmt
-    return _ordered(found)
+    """Every ``FORMAT`` of this package's modules and of ``deploytool.formats`` entry points (``registry``)."""
+    from deploytool import registry
+
+    return registry.discover(__name__, "FORMAT", Format, registry.GROUPS["formats"], order=_ordered)
 
 
 def _ordered(found: dict[str, Format]) -> dict[str, Format]:

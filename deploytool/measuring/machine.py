@@ -10,7 +10,12 @@ import platform
 
 from deploytool.store import bundle
 
-RUNTIME_PACKAGES = ("onnxruntime", "tensorflow", "torch", "ai-edge-litert")
+
+def runtime_packages() -> tuple[str, ...]:
+    """The distributions whose versions tell runtimes apart: every registered runtime's."""
+    from deploytool import runtimes  # the registry imports no framework
+
+    return runtimes.distributions()
 
 
 def cpu_model() -> str:
@@ -28,6 +33,6 @@ def fingerprint(name: str | None = None) -> dict:
     versions = bundle.package_versions()
     facts = {"cpu": cpu_model(), "cores": os.cpu_count(), "os": f"{platform.system()} {platform.release()}",
              "arch": platform.machine(), "python": platform.python_version(),
-             "runtimes": {p: versions.get(p) for p in RUNTIME_PACKAGES}}
+             "runtimes": {p: versions.get(p) for p in runtime_packages()}}
     ident = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
     return {**facts, "id": ident, "name": name or ident}

@@ -41,9 +41,19 @@ def _hook(event: str, args: tuple) -> None:
         raise NetworkBlocked(f"network access blocked: lookup of {host!r} (deploytool runs offline)")
 
 
+# Telemetry packages that phone home and write outside the bundle, kept from loading in workers. OpenVINO
+# 2026.4's ``import openvino`` runs openvino.tools.ovc's telemetry (openvino_telemetry): a GA4 event and
+# ~/intel/stats + ~/intel/openvino_ga_cid written in the user's home. With the package unimportable, ovc takes
+# its own fallback (openvino/tools/ovc/telemetry_utils.py: ``except ImportError: telemetry_stub``).
+TELEMETRY_MODULES = ("openvino_telemetry",)
+
+
 def forbid_network() -> None:
-    """Install the guard for the rest of this process (audit hooks cannot be removed)."""
+    """Install the guard for the rest of this process (audit hooks cannot be removed), and keep the
+    telemetry modules from loading."""
     global _installed
     if not _installed:
         sys.addaudithook(_hook)
+        for name in TELEMETRY_MODULES:
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: "import fails" (importlib docs)
         _installed = True

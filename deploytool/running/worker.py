@@ -17,7 +17,10 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deploytool.runtimes import Timed
 
 T_START = time.perf_counter()
 
@@ -200,7 +203,7 @@ def _open(runtime_name: str, artifact: str, settings: dict, reply: Any) -> Any:
     t1 = time.perf_counter()
     session = rt.load(Path(artifact), settings)
     reply.load_s = time.perf_counter() - t1
-    reply.settings = rt.settings(session)
+    reply.settings = rt.reported_settings(session)  # threads, inter_op_threads, spinning + the runtime's own
     return session
 
 
@@ -259,6 +262,7 @@ def run_artifact(job: jobs.RunArtifact, env: dict) -> jobs.ArtifactRan:
 def time_artifact(job: jobs.TimeArtifact, env: dict) -> jobs.ArtifactTimed:
     """Time one artifact on one runtime at one (threads, batch) setting, from a cold import."""
     import resource
+    from dataclasses import asdict
 
     from deploytool.core import contract as C
     from deploytool.core import npz
@@ -284,12 +288,16 @@ def time_artifact(job: jobs.TimeArtifact, env: dict) -> jobs.ArtifactTimed:
     except Exception as e:  # noqa: BLE001
         reply.status, reply.error, reply.traceback = jobs.RunStatus.LOAD_FAILED, short_error(e), traceback.format_exc()
         return reply
-    run = RUNTIMES[job.runtime].run
+    rt = RUNTIMES[job.runtime]
+    run, protocol = rt.run, timing.Protocol(**job.protocol)
     try:
         t0 = time.perf_counter()
         C.from_artifact(job.contract, run(session, feeds[0]))  # the output mapping is checked once, untimed
         reply.first_inference_ms = (time.perf_counter() - t0) * 1e3
-        m = timing.measure(lambda i: run(session, feeds[i % len(feeds)]), timing.Protocol(**job.protocol))
+        if rt.time is not None:  # a runtime outside Python (a C++ runner, a browser page) times itself
+            m = asdict(_self_timed(rt.name, rt.time(session, feeds, protocol)))
+        else:
+            m = timing.measure(lambda i: run(session, feeds[i % len(feeds)]), protocol)
     except Exception as e:  # noqa: BLE001
         reply.status, reply.error, reply.traceback = jobs.RunStatus.RUN_FAILED, short_error(e), traceback.format_exc()
         return reply
@@ -297,6 +305,18 @@ def time_artifact(job: jobs.TimeArtifact, env: dict) -> jobs.ArtifactTimed:
     reply.samples_ns, reply.warmup_runs = m["samples_ns"], m["warmup_runs"]
     reply.measure_s, reply.capped = m["measure_s"], m["capped"]
     return reply
+
+
+def _self_timed(runtime: str, timed: Any) -> Timed:
+    """What a self-timing runtime returned, checked: a ``runtimes.Timed`` with samples in ns (plain ints)."""
+    from deploytool.runtimes import Timed
+
+    if not isinstance(timed, Timed):
+        raise TypeError(f"runtime {runtime}: time() returned {type(timed).__name__}, not runtimes.Timed")
+    samples = [int(s) for s in timed.samples_ns]
+    if not samples or min(samples) < 0:
+        raise ValueError(f"runtime {runtime}: time() returned no samples or a negative one")
+    return Timed(samples, int(timed.warmup_runs), float(timed.measure_s), bool(timed.capped))
 
 
 def expose_tensors(job: jobs.ExposeTensors, env: dict) -> jobs.TensorsExposed:

@@ -5,8 +5,8 @@ Outputs are keyed by the names the source contract gives them (``tf_io.keras_out
 from __future__ import annotations
 
 from deploytool import tf_io
-from deploytool.install import hint
 from deploytool.runtimes import Runtime
+from deploytool.runtimes.tensorflow import settings as tf_settings  # Keras runs on TensorFlow here
 
 
 def load(path, settings):
@@ -21,4 +21,4 @@ def run(session, feeds):
 
 
 RUNTIME = Runtime("keras", "the source Keras model, called in Keras on TensorFlow", ("tensorflow", "keras"),
-                  hint("tensorflow"), load, run, tf_io.version, tf_io.thread_settings)
+                  "tensorflow", load, run, tf_io.version, tf_settings)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import gc
 
-from deploytool.install import hint
-from deploytool.runtimes import Runtime
+from deploytool.runtimes import Runtime, Settings
 
 
 def load(path, settings):
@@ -96,8 +95,8 @@ def version():
 
 def settings(session):
     # XNNPACK is LiteRT's default CPU delegate for float models; num_threads is its only knob here.
-    return {"num_threads": session["threads"] if session["threads"] else "default", "xnnpack": True}
+    return Settings(session["threads"], extras={"xnnpack": True})
 
 
 RUNTIME = Runtime("litert", "LiteRT interpreter (ai-edge-litert), no TensorFlow", ("ai_edge_litert.interpreter",),
-                  hint("litert"), load, run, version, settings, describe)
+                  "litert", load, run, version, settings, describe)

@@ -4,15 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deploytool.install import hint
-from deploytool.runtimes import Runtime
+from deploytool.runtimes import Runtime, Settings
 
 
 @dataclass
 class Session:
     sess: Any  # onnxruntime.InferenceSession
     outputs: list[str]  # asked once: get_outputs() builds its NodeArgs anew on every call
-    settings: dict
+    settings: Settings
 
 
 def load(path, settings):
@@ -27,10 +26,11 @@ def load(path, settings):
     if "spinning" in settings:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["spinning"] else "0")
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    return Session(sess, [o.name for o in sess.get_outputs()],
-                   {"intra_op_threads": opts.intra_op_num_threads, "inter_op_threads": opts.inter_op_num_threads,
-                    "intra_op_spinning": bool(settings["spinning"]) if "spinning" in settings else "default (on)",
-                    "providers": sess.get_providers()})
+    # 0 threads: onnxruntime's default (one per physical core); spinning is on unless turned off.
+    reported = Settings(opts.intra_op_num_threads or None, opts.inter_op_num_threads or None,
+                        bool(settings["spinning"]) if "spinning" in settings else True,
+                        {"providers": sess.get_providers()})
+    return Session(sess, [o.name for o in sess.get_outputs()], reported)
 
 
 def run(session, feeds):
@@ -60,5 +60,4 @@ def version():
 
 
 RUNTIME = Runtime("onnxruntime", "onnxruntime CPU execution provider", ("onnxruntime",),
-                  hint("onnxruntime"), load, run, version,
-                  lambda session: dict(session.settings), describe)
+                  "onnxruntime", load, run, version, lambda session: session.settings, describe)

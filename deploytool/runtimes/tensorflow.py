@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploytool import tf_io
-from deploytool.install import hint
-from deploytool.runtimes import Runtime
+from deploytool.runtimes import Runtime, Settings
 
 
 @dataclass
@@ -38,6 +37,13 @@ def describe(session):
     return tf_io.signature_io(session.fn)
 
 
+def settings(_session=None) -> Settings:
+    import tensorflow as tf
+
+    # 0: TensorFlow's default (chosen by the runtime, not readable here).
+    return Settings(tf.config.threading.get_intra_op_parallelism_threads() or None,
+                    tf.config.threading.get_inter_op_parallelism_threads() or None)
+
+
 RUNTIME = Runtime("tensorflow", "TensorFlow (SavedModel serving signature)", ("tensorflow",),
-                  hint("tensorflow"), load, run, tf_io.version, tf_io.thread_settings,
-                  describe)
+                  "tensorflow", load, run, tf_io.version, settings, describe)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 
-from deploytool.install import hint
-from deploytool.runtimes import Runtime
+from deploytool.runtimes import Runtime, Settings
 from deploytool.runtimes.torchscript import Session, run, set_threads, version  # same calling convention
 
 
@@ -22,8 +21,8 @@ def load(path, settings):
 def settings(session):
     import torch
 
-    return {"intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads()}
+    return Settings(torch.get_num_threads(), torch.get_num_interop_threads())
 
 
 RUNTIME = Runtime("torch_eager", "the source model in PyTorch eager mode", ("torch",),
-                  hint("torch"), load, run, version, settings)
+                  "torch", load, run, version, settings)

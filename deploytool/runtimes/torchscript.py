@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploytool.core.errors import short_error
-from deploytool.install import hint
-from deploytool.runtimes import Runtime
+from deploytool.runtimes import Runtime, Settings
 
 
 @dataclass
@@ -68,9 +67,8 @@ def version():
 def settings(session):
     import torch
 
-    return {"intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads(),
-            **session.info}
+    return Settings(torch.get_num_threads(), torch.get_num_interop_threads(), extras=dict(session.info))
 
 
 RUNTIME = Runtime("torchscript", "libtorch TorchScript interpreter", ("torch",),
-                  hint("torch"), load, run, version, settings)
+                  "torch", load, run, version, settings)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,16 +98,12 @@ def _installed(package: str) -> bool:
 
 
 def _discover() -> dict[str, SourceKind]:
-    found: dict[str, SourceKind] = {}
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if info.name.startswith("_"):
-            continue
-        kind = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SOURCE", None)
-        if isinstance(kind, SourceKind):
-            if kind.name in found:
-                raise RuntimeError(f"two source kinds named {kind.name!r}")
-            found[kind.name] = kind
-    return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+    """Every ``SOURCE`` of this package's modules and of ``deploytool.sources`` entry points (``registry``),
+    in claim order (``order``, then name)."""
+    from deploytool import registry
+
+    return registry.discover(__name__, "SOURCE", SourceKind, registry.GROUPS["sources"],
+                             order=lambda found: dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0]))))
 
 
 def kind_of(source: dict) -> SourceKind:

@@ -33,13 +33,21 @@ GOLDEN = "golden"
 REPORTS = "reports"
 LOGS = "logs"
 
-TRACKED_PACKAGES = ("numpy", "torch", "onnx", "onnxscript", "onnxruntime", "onnx2tf", "tensorflow", "tf_keras",
-                    "ai-edge-litert", "tf2onnx", "onnx-graphsurgeon", "sng4onnx", "click")
+# The packages whose versions the manifest records: the converters and libraries here, then every
+# runtime's distributions (from the registry, so a new runtime is recorded the day it is added).
+CONVERTER_PACKAGES = ("numpy", "onnx", "onnxscript", "onnx2tf", "tf_keras", "tf2onnx", "onnx-graphsurgeon", "sng4onnx",
+                      "click")
+
+
+def tracked_packages() -> tuple[str, ...]:
+    from deploytool import runtimes  # the registry imports no framework
+
+    return tuple(dict.fromkeys(CONVERTER_PACKAGES + runtimes.distributions()))
 
 
 def package_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version(), "deploytool": __version__}
-    for name in TRACKED_PACKAGES:
+    for name in tracked_packages():
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
