@@ -5,23 +5,24 @@ worker processes, never by importing this module.
     from deploytool import api
     outcome = api.export("digits_cnn", ["onnx"], out="bundles")
     assert outcome.exit_code == 0, outcome.checks["onnx"].reason
-    report = api.validate(outcome.bundle)
+    report = api.validate(outcome.bundle, tolerances={"onnx:*": {"atol": 1e-3}})
+    # or one options object, as the CLI builds: api.export(model, api.ExportOptions(formats=["onnx"], seed=1))
     timing = api.bench(outcome.bundle, threads=[1])
 """
 from __future__ import annotations
 
-from deploytool.commands.bench import BenchOutcome
+from deploytool.commands.bench import BenchOptions, BenchOutcome
 from deploytool.commands.bench import run as bench
-from deploytool.commands.export import ExportOutcome
+from deploytool.commands.export import ExportOptions, ExportOutcome
 from deploytool.commands.export import run as export
 from deploytool.commands.recommend import Budget, RecommendOutcome
 from deploytool.commands.recommend import run as recommend
 from deploytool.commands.report import ReportOutcome
 from deploytool.commands.report import run as report
-from deploytool.commands.validate import ValidateOutcome
+from deploytool.commands.validate import ValidateOptions, ValidateOutcome
 from deploytool.commands.validate import run as validate
 from deploytool.store.manifest import read as read_manifest
 
-__all__ = ["export", "ExportOutcome", "validate", "ValidateOutcome", "bench", "BenchOutcome", "report", "ReportOutcome",
-           "recommend", "Budget", "RecommendOutcome",
-           "read_manifest"]
+__all__ = ["export", "ExportOptions", "ExportOutcome", "validate", "ValidateOptions", "ValidateOutcome",
+           "bench", "BenchOptions", "BenchOutcome", "report", "ReportOutcome", "recommend", "Budget",
+           "RecommendOutcome", "read_manifest"]

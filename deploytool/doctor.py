@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,7 @@ class Component:
     needed: bool = False  # by the role judged
     runtime: str | None = None
     import_error: str | None = None
+    program: bool = False  # a program on PATH (``extra`` holds its install hint), not a Python package
 
 
 @dataclass
@@ -83,7 +85,7 @@ class DoctorOutcome:
 
 
 def _component(name: str, kind: str, extra: str, runtime: str | None = None) -> Component:
-    dist = install.DISTRIBUTIONS[name]
+    dist = install.distribution(name)
     present = install.installed(name)
     ver = install.version(dist) if present else None
     pin = install.verified().get(re.sub(r"[-_.]+", "-", dist).lower())
@@ -109,6 +111,10 @@ def components() -> list[Component]:
             c = _component(top, "runtime", rt.extra, runtime=rt.name)
             c.installed = not rt.missing_packages()
             out.append(c)
+        for program in rt.programs:  # a requirement that is not a package: a program on PATH, its hint as the fix
+            found = shutil.which(program.name)
+            out.append(Component(program.name, program.name, "runtime", program.hint, found is not None, None, None,
+                                 None, runtime=rt.name, program=True))
     out += [_component(n, "optional", extra) for n, extra in OPTIONAL.items()]
     return out
 
@@ -214,11 +220,14 @@ def run(role: str = "export", bundle: str | Path | None = None, check_imports: b
             others = ", ".join(e for e in choices if e != first)
             outcome.install.append(install.hint(first) + f"   # or {others}: the runtimes of the artifacts you deploy")
     if check_imports:
-        import_check([c for c in items if c.needed or c.installed])
+        import_check([c for c in items if (c.needed or c.installed) and not c.program])
     extras: list[str] = []
     for c in items:
         what = f"{c.kind} {c.runtime}" if c.runtime else c.kind
-        if c.needed and not c.installed:
+        if c.needed and not c.installed and c.program:
+            outcome.problems.append(f"{c.name} ({what}) is not on PATH")
+            outcome.install.append(c.extra)
+        elif c.needed and not c.installed:
             outcome.problems.append(f"{c.distribution} ({what}) is not installed")
             extras.append(c.extra)
         elif c.needed and c.import_error:
@@ -229,6 +238,13 @@ def run(role: str = "export", bundle: str | Path | None = None, check_imports: b
                                     f"({c.verified})")
     for extra in dict.fromkeys(extras):
         outcome.install.append(install.hint(extra) if extra else "pip install deploytool")
+    import deploytool.expose
+    import deploytool.formats
+    import deploytool.sources  # noqa: F401 - every registry loaded, so registry.problems is complete
+    from deploytool import registry
+
+    # plug-ins of other distributions that were skipped (they do not import, or clash): said, never fatal
+    outcome.warnings += [f"plug-in skipped: {p}" for p in registry.problems]
     if not sys.version.startswith("3.11"):
         outcome.warnings.append(f"Python {outcome.python}: this release is verified on Python 3.11")
     if guard and not outcome.network_guard["works"]:

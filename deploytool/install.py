@@ -15,36 +15,33 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-# The extras pyproject.toml defines (a test checks the two agree).
-EXTRAS = ("litert", "onnxruntime", "openvino", "torch", "tensorflow", "export", "report", "signing", "all", "test")
-
-# Import name -> distribution name, for every optional package deploytool looks for (the runtimes'
-# ``packages``, the formats' ``requires``, the source frameworks). A test checks every one is pinned.
-DISTRIBUTIONS = {
+# Import name -> distribution name, where the two differ. Every other package deploytool looks for (the
+# runtimes' ``packages``, the formats' ``requires``, the source frameworks) is distributed under its import
+# name (``distribution()``), so a new runtime or format adds no line here. A test checks every one is pinned.
+RENAMED = {
     "ai_edge_litert": "ai-edge-litert",
-    "onnxruntime": "onnxruntime",
-    "openvino": "openvino",
-    "torch": "torch",
-    "tensorflow": "tensorflow",
     "tf_keras": "tf-keras",
-    "keras": "keras",
-    "onnx": "onnx",
-    "onnxscript": "onnxscript",
-    "tf2onnx": "tf2onnx",
-    "onnx2tf": "onnx2tf",
     "onnx_graphsurgeon": "onnx-graphsurgeon",
-    "sng4onnx": "sng4onnx",
-    "psutil": "psutil",
     "sklearn": "scikit-learn",
-    "matplotlib": "matplotlib",
     "model_signing": "model-signing",
     "OpenSSL": "pyopenssl",
-    "numpy": "numpy",
-    "click": "click",
 }
+
+
+def distribution(import_name: str) -> str:
+    """The distribution that installs an import name (``ai_edge_litert.interpreter`` -> ``ai-edge-litert``)."""
+    top = import_name.split(".")[0]
+    return RENAMED.get(top, top)
+
 
 # A source framework (sources.FRAMEWORKS) -> the extra that runs it as the reference.
 FRAMEWORK_EXTRAS = {"torch": "torch", "onnx": "export", "tensorflow": "tensorflow"}
+
+
+def extras() -> tuple[str, ...]:
+    """The extras deploytool declares (pyproject.toml's ``[project.optional-dependencies]``, or an installed
+    package's metadata): the one list, read where the pins are."""
+    return tuple(dict.fromkeys(extra for _req, extra in requirements() if extra))
 
 
 def hint(extra: str) -> str:

@@ -6,13 +6,14 @@ read results here; none of them imports a command or an engine. Nothing here com
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from deploytool.core.errors import UsageError
 from deploytool.core.target import NATIVE, Target
 from deploytool.formats import plan
-from deploytool.running.jobs import CheckStatus
+from deploytool.measuring.timing import Summary
+from deploytool.running.jobs import CheckStatus, RowStatus
 from deploytool.store import bundle
 from deploytool.store import manifest as manifest_io
 from deploytool.store.manifest import FILENAME, Manifest
@@ -69,9 +70,17 @@ class ArtifactCheck:
         return asdict(self)
 
 
-def label(chk: ArtifactCheck, checks: dict[str, ArtifactCheck]) -> str:
-    """How a message names a check: its format where it is the artifact's only check, else its target key."""
-    return chk.key if sum(1 for c in checks.values() if c.format == chk.format) > 1 else chk.format
+def target_label(fmt: str, runtime: str, platform: str = NATIVE) -> str:
+    """How prose, table notes, error lines and hops name a target: the bare format on its default runtime
+    (natively), ``FORMAT@RUNTIME`` on any other (``onnx`` vs ``onnx@openvino``). One rule, everywhere."""
+    formats = plan()
+    default = formats[fmt].runtime if fmt in formats else None
+    return Target(fmt, runtime, platform).label(default)
+
+
+def label(chk: ArtifactCheck, checks: dict[str, ArtifactCheck] | None = None) -> str:
+    """How a message names a check (``target_label``)."""
+    return target_label(chk.format, chk.runtime, chk.platform)
 
 
 class Checks(dict[str, ArtifactCheck]):
@@ -173,3 +182,115 @@ def targets_of(data: dict) -> dict[str, dict]:
         return dict(data["targets"])
     return {f"{name}@{a.get('runtime', '')}": {**a, "format": a.get("format", name)}
             for name, a in (data.get("artifacts") or {}).items()}
+
+
+# ---- bench (commands/bench.py decides these; report/console.py, bench_files.py and github.py render them) ----
+
+_MEASURED = {"json": "measured"}  # in bench.json only for a row that was measured
+_IF_SET = {"json": "if_set"}  # in bench.json only when not None
+
+
+@dataclass
+class Relative:
+    """A row's p50 and size as ratios of its full-precision sibling's (``Format.compare_to``) at the same
+    runtime, threads and batch."""
+
+    to: str
+    p50_ratio: float
+    size_ratio: float | None
+
+
+@dataclass
+class BenchRow:
+    """One bench row: an artifact (``format``; ``source`` for the source model) on one ``runtime`` at
+    ``threads`` and ``batch``. ``to_dict`` is its bench.json form: the first eight keys always; the
+    worker's figures and the statistics (``summary``, flat) only for a measured row; the rest where set."""
+
+    format: str
+    runtime: str
+    threads: int
+    batch: int
+    size_bytes: int | None
+    settings_requested: dict
+    status: RowStatus = RowStatus.OK
+    reason: str = ""
+    settings: dict | None = field(default=None, metadata=_MEASURED)  # what the runtime reported it is set to
+    runtime_version: str | None = field(default=None, metadata=_MEASURED)
+    import_s: float | None = field(default=None, metadata=_MEASURED)
+    load_s: float | None = field(default=None, metadata=_MEASURED)
+    first_inference_ms: float | None = field(default=None, metadata=_MEASURED)
+    rss_start_mb: float | None = field(default=None, metadata=_MEASURED)
+    rss_after_load_mb: float | None = field(default=None, metadata=_MEASURED)
+    rss_peak_mb: float | None = field(default=None, metadata=_MEASURED)
+    warmup_runs: int | None = field(default=None, metadata=_MEASURED)
+    capped: bool | None = field(default=None, metadata=_MEASURED)
+    samples_ns: list[int] | None = field(default=None, metadata=_MEASURED)
+    summary: Summary | None = None  # timing.summarize of samples_ns; None: not measured
+    rounds: int | None = field(default=None, metadata=_IF_SET)  # --compare: interleaved rounds pooled
+    relative: Relative | None = field(default=None, metadata=_IF_SET)
+    gflops_per_s: float | None = field(default=None, metadata=_IF_SET)  # achieved (GOP/s for int8)
+    peak_note: str | None = field(default=None, metadata=_IF_SET)  # why there is no % of peak
+    peak_gflops: float | None = field(default=None, metadata=_IF_SET)  # the fp32 GEMM peak at the row's threads
+    pct_of_peak: float | None = field(default=None, metadata=_IF_SET)
+
+    @property
+    def measured(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def p50_ms(self) -> float | None:
+        return self.summary.p50_ms if self.summary else None
+
+    @property
+    def p90_ms(self) -> float | None:
+        return self.summary.p90_ms if self.summary else None
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.summary.warnings if self.summary else []
+
+    @property
+    def label(self) -> str:
+        """How messages name the row."""
+        return f"{target_label(self.format, self.runtime)} (threads={self.threads}, batch={self.batch})"
+
+    def to_dict(self) -> dict:
+        out: dict = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            when = f.metadata.get("json")
+            if f.name == "summary":
+                out.update(value.to_dict() if value is not None else {})
+            elif not ((when == "measured" and not self.measured) or (when == "if_set" and value is None)):
+                out[f.name] = asdict(value) if isinstance(value, Relative) else value
+        return out
+
+
+NOT_IN_BASELINE = "not in the baseline bundle"
+
+
+@dataclass
+class Comparison:
+    """One ``--compare`` entry: a target's pooled p50 against the baseline bundle's, measured interleaved."""
+
+    format: str
+    runtime: str
+    threads: int
+    batch: int
+    candidate_p50_ms: float | None = None
+    baseline_p50_ms: float | None = None
+    ratio: float | None = None  # candidate / baseline p50; None: not both measured
+    regression: bool = False
+    note: str = ""
+    in_baseline: bool = True  # False: the baseline bundle has no such target (no p50s compared; not in JSON)
+
+    @property
+    def label(self) -> str:
+        return f"{target_label(self.format, self.runtime)} (threads={self.threads}, batch={self.batch})"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        del out["in_baseline"]
+        if not self.in_baseline:
+            del out["candidate_p50_ms"], out["baseline_p50_ms"]
+        return out

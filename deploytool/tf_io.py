@@ -143,13 +143,6 @@ def set_threads(settings: dict) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(int(settings["inter_op_threads"]))
 
 
-def thread_settings(_session=None) -> dict:
-    import tensorflow as tf
-
-    return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
-
-
 def version() -> str:
     import tensorflow as tf
 

@@ -39,10 +39,11 @@ def main() -> None:
     for r in range(args.rounds):
         order = FORMATS[r % len(FORMATS):] + FORMATS[:r % len(FORMATS)]  # rotate: no format always goes first
         for fmt in order:
-            res = api.bench(bundle, [fmt], threads=[1], batches=[1], protocol=protocol, with_source=False,
+            res = api.bench(bundle, formats=[fmt], threads=[1], batches=[1], protocol=protocol, with_source=False,
                             reports_dir=out / "reports")
-            row = next(x for x in res.rows if x["format"] == fmt)
-            p50[fmt].append(row["p50_ms"])
+            row = next(x for x in res.rows if x.format == fmt)
+            assert row.p50_ms is not None, row.reason
+            p50[fmt].append(row.p50_ms)
         print(f"round {r + 1}: " + ", ".join(f"{f} {p50[f][-1]:.3f}" for f in FORMATS), flush=True)
     sizes = {n: rec.size_bytes for n, rec in api.read_manifest(bundle).artifacts.items()}
     med = {f: statistics.median(v) for f, v in p50.items()}

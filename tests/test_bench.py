@@ -120,7 +120,7 @@ def test_invalid_settings_are_usage_errors(zoo_bundles, run_cli, args, message):
 def test_compare_flags_a_real_regression(zoo_bundles, run_cli, tmp_path):
     # mobilenet_v2 at 224x224 is far slower than digits_cnn: measured interleaved, it must be flagged.
     proc = run_cli("bench", zoo_bundles["mobilenet_v2"][0], "--compare", zoo_bundles["digits_cnn"][0], "-f", "onnx",
-                   "--no-source", "--rounds", "2", "--reports", tmp_path, *FAST)
+                   "--runtime", "onnxruntime", "--no-source", "--rounds", "2", "--reports", tmp_path, *FAST)
     assert proc.returncode == errors.REGRESSION, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
     (row,) = report["compare"]
@@ -142,11 +142,11 @@ def test_bench_stats_units():
     from deploytool.measuring import timing as bench
 
     s = bench.summarize([1_000_000] * 10 + [3_000_000] * 10, batch=2)
-    assert s["min_ms"] == 1.0 and s["p50_ms"] == 2.0 and s["n"] == 20
-    assert s["throughput_per_s"] == pytest.approx(2 * 1000 / 2.0)
-    assert any("p90 needs >= 64" in w for w in s["warnings"]) and any("noisy" in w for w in s["warnings"])
+    assert s.min_ms == 1.0 and s.p50_ms == 2.0 and s.n == 20
+    assert s.throughput_per_s == pytest.approx(2 * 1000 / 2.0)
+    assert any("p90 needs >= 64" in w for w in s.warnings) and any("noisy" in w for w in s.warnings)
     steady = bench.summarize([1_000_000] * 700)
-    assert steady["warnings"] == [] and steady["cv"] == 0.0
+    assert steady.warnings == [] and steady.cv == 0.0
     m = bench.measure(lambda i: None, bench.Protocol(warmup_runs=3, warmup_time=0, min_runs=50, min_time=0))
     assert m["warmup_runs"] == 3 and len(m["samples_ns"]) == 50 and not m["capped"]
     capped = bench.measure(lambda i: None, bench.Protocol(warmup_runs=0, warmup_time=0, min_runs=5, min_time=0,
@@ -178,3 +178,27 @@ def test_bench_rows_carry_gflops_and_percent_of_the_probed_peak(digits_bench):
     wanted = manifest_of(bundle)["artifacts"]["torchscript"]["exporter"]["options"]["load_settings"]
     ts = [r for r in report["rows"] if r["format"] == "torchscript"]
     assert ts and all(r["settings"]["optimize_for_inference"] is wanted["optimize_for_inference"] for r in ts)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"threads": [0]}, "values must be integers >= 1"),
+    ({"batches": []}, "values must be integers >= 1"),
+    ({"threshold": 1.0}, "must be > 1.0"),
+    ({"rounds": 0}, "--rounds 0: must be >= 1"),
+    ({"timeout": 0}, "--timeout must be > 0"),
+    ({"runtimes": ["nosuch"]}, "--runtime nosuch: no such runtime"),
+])
+def test_bench_options_are_checked_in_one_place_before_the_bundle_is_opened(fields, message, tmp_path):
+    from deploytool.commands.bench import BenchOptions, run
+    from deploytool.core.errors import UsageError
+    from deploytool.measuring.timing import Protocol
+
+    with pytest.raises(UsageError, match=message):
+        BenchOptions(**fields).validate()
+    with pytest.raises(UsageError, match="must be >= 0|hard cap"):
+        BenchOptions(protocol=Protocol(min_time=5, max_time=1)).validate()
+    with pytest.raises(UsageError, match=message):  # keywords build the options; the bundle is never read
+        run(tmp_path / "no-such-bundle", **fields)
+    with pytest.raises(UsageError, match=message):  # keywords override a given options object
+        run(tmp_path / "no-such-bundle", BenchOptions(), **fields)
+    assert BenchOptions(protocol=None).protocol == Protocol()  # None, as run(protocol=None) always took: the default

@@ -53,7 +53,7 @@ def _expand(extra: str) -> set[str]:
 
 def test_core_is_minimal_and_extras_are_the_documented_ones():
     assert sorted(_name(r) for r in PYPROJECT["project"]["dependencies"]) == ["click", "numpy", "rich"]
-    assert set(EXTRAS) == set(install.EXTRAS)
+    assert set(EXTRAS) == set(install.extras())
     assert _expand("litert") == {"ai-edge-litert"}
     assert {"torch", "tensorflow", "onnx2tf", "ai-edge-litert", "onnxruntime"} <= _expand("export")
     assert _expand("all") >= _expand("export") | _expand("report") | _expand("signing")
@@ -94,18 +94,25 @@ def test_each_runtime_extra_brings_the_packages_its_runtime_imports():
     for rt in RUNTIMES.values():
         extra = doctor._runtime_extra(rt.install_hint)
         for package in rt.packages:
-            assert install.DISTRIBUTIONS[package.split(".")[0]] in _expand(extra), (rt.name, extra)
+            assert install.distribution(package) in _expand(extra), (rt.name, extra)
     for framework, packages in FRAMEWORKS.items():
         for package in packages:
-            assert install.DISTRIBUTIONS[package] in _expand(install.FRAMEWORK_EXTRAS[framework]), framework
+            assert install.distribution(package) in _expand(install.FRAMEWORK_EXTRAS[framework]), framework
     for fmt in FORMATS.values():
         for package in fmt.requires + tuple(p for r in fmt.routes.values() for p in r.requires):
-            assert install.DISTRIBUTIONS[package] in _expand("export"), (fmt.name, package)
+            assert install.distribution(package) in _expand("export"), (fmt.name, package)
 
 
 def test_verified_versions_come_from_the_pins():
     pins = install.verified()
-    for dist in install.DISTRIBUTIONS.values():
+    from deploytool.formats import FORMATS
+    from deploytool.runtimes import RUNTIMES
+    from deploytool.sources import FRAMEWORKS
+
+    looked_for = [p for rt in RUNTIMES.values() for p in rt.packages] + \
+        [p for f in FORMATS.values() for p in f.requires + tuple(q for r in f.routes.values() for q in r.requires)] + \
+        [p for packages in FRAMEWORKS.values() for p in packages]
+    for dist in {install.distribution(p) for p in looked_for}:
         assert _name(dist) in pins, dist
     assert pins["tensorflow"] == "==2.21.0" and pins["torch"] == "==2.13.0"
     assert install.matches("2.13.0+cpu", "==2.13.0") and install.matches("8.5.1", ">=8.4,<9")
@@ -306,9 +313,10 @@ def test_annotations_name_format_hop_and_metric_and_are_escaped():
     assert lines[1] == "::error title=deploytool m/savedmodel@tensorflow%3A fail::savedmodel on tensorflow: FAIL; " \
                        "error appears at hop onnx -> savedmodel; metric main/logits: max_abs 3.1e-02 > atol 1e-04, " \
                        "5%25 of elements out"
-    bench = github.bench_annotations("m", [], [{"format": "onnx", "runtime": "openvino", "threads": 1, "batch": 1,
-                                                "ratio": 1.3, "regression": True}], 1.1)
-    assert bench == ["::error title=deploytool m/onnx@openvino%3A latency regression::onnx on openvino (threads=1, "
+    from deploytool.results import Comparison
+
+    bench = github.bench_annotations("m", [], [Comparison("onnx", "openvino", 1, 1, ratio=1.3, regression=True)], 1.1)
+    assert bench == ["::error title=deploytool m/onnx@openvino%3A latency regression::onnx@openvino (threads=1, "
                      "batch=1): metric p50 1.30x the baseline's (threshold 1.1)"]
 
 

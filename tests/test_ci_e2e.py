@@ -87,12 +87,14 @@ def test_pytest_plugin_gates_on_parity(small_bundle, pytester, tmp_path):
             assert outcome.checks["tflite_fp32"].status == "pass"
 
         def test_too_tight(deploytool):
-            deploytool.validate({str(bundle)!r}, ["onnx"], tolerances={{"onnx:*": {{"atol": 1e-9, "rtol": 0.0}}}})
+            # a tolerance for one target: onnx on onnxruntime only (onnx on OpenVINO keeps its tier, and passes)
+            deploytool.validate({str(bundle)!r}, ["onnx"],
+                                tolerances={{"onnx@onnxruntime:*": {{"atol": 1e-9, "rtol": 0.0}}}})
     """)
     result = pytester.runpytest("-p", "deploytool.pytest_plugin", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
-    assert "ParityFailure: deploytool: 1 artifact(s) of digits_cnn did not pass" in out
+    assert "ParityFailure: deploytool: 1 target(s) of digits_cnn did not pass" in out
     row = next(ln for ln in out.splitlines() if re.match(r"E\s+onnx\s+onnxruntime\s+FAIL", ln))
     assert "main/logits: " in row and "max abs" in row, row
 

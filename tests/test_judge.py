@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from deploytool.checking.golden import GoldenSet
-from deploytool.checking.judge import ArtifactCheck, blame, exit_code, judge, worst_sample
+from deploytool.checking.judge import ArtifactCheck, Evidence, Rules, blame, exit_code, judge, worst_sample
+from deploytool.checking.parity import Tolerances
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract
 from deploytool.formats import lineage, plan
@@ -33,11 +34,13 @@ def _ran(tmp_path, fmt: str, outputs: dict) -> ArtifactRan:
     return ArtifactRan(status=RunStatus.OK, runtime=plan()[fmt].runtime, outputs={"main": str(path)})
 
 
-def _judge(tmp_path, outputs_by_fmt: dict, framework="torch", **kw) -> dict[str, ArtifactCheck]:
+def _judge(tmp_path, outputs_by_fmt: dict, framework="torch", rules: Rules | None = None,
+           **evidence) -> dict[str, ArtifactCheck]:
+    """``evidence``: further ``Evidence`` fields (refused, skipped_sets, ...)."""
     sets = [GoldenSet("main", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, 8)]
     records = {f: _record(f, framework=framework) for f in outputs_by_fmt}
     runs = {f: _ran(tmp_path, f, out) for f, out in outputs_by_fmt.items() if out is not None}
-    return judge(CONTRACT, records, runs, sets, {"main": REF}, framework=framework, **kw)
+    return judge(CONTRACT, records, Evidence(runs, sets, {"main": REF}, **evidence), rules, framework=framework)
 
 
 def test_every_format_passes_on_the_reference_itself(tmp_path):
@@ -84,7 +87,8 @@ def test_refused_skipped_errored_and_not_exported(tmp_path):
                "tflite_fp16": _record("tflite_fp16", ArtifactStatus.NOT_APPLICABLE)}
     runs = {"torchscript": ArtifactRan(status=RunStatus.SKIPPED, error="runtime torchscript not installed"),
             "savedmodel": ArtifactRan(status=RunStatus.LOAD_FAILED, error="OSError: bad file")}
-    checks = judge(CONTRACT, records, runs, sets, {"main": REF}, refused={"onnx": "refused before loading: hash"})
+    evidence = Evidence(runs, sets, {"main": REF}, refused={"onnx": "refused before loading: hash"})
+    checks = judge(CONTRACT, records, evidence)
     assert checks["onnx"].status == CheckStatus.CORRUPT and "hash" in checks["onnx"].reason
     assert checks["torchscript"].status == CheckStatus.SKIPPED
     assert checks["savedmodel"].status == CheckStatus.ERROR
@@ -106,8 +110,9 @@ def test_wrong_dtype_fails_even_when_values_match(tmp_path):
 def test_tolerance_override_applies_per_format_and_output(tmp_path):
     off = {"logits": REF["logits"] + 1e-3}
     assert _judge(tmp_path, {"onnx": off})["onnx"].status == CheckStatus.FAIL
-    loose = {"onnx:logits": {"atol": 1e-2}}
-    assert _judge(tmp_path, {"onnx": off}, tolerances=loose)["onnx"].status == CheckStatus.PASS
+    loose = Tolerances.from_dict({"onnx:logits": {"atol": 1e-2}})
+    chk = _judge(tmp_path, {"onnx": off}, rules=Rules(loose))["onnx"]
+    assert chk.status == CheckStatus.PASS and chk.overrides == {"logits": {"atol": 1e-2}}
 
 
 def test_skipped_sets_are_reported_on_the_check(tmp_path):
@@ -125,7 +130,7 @@ def test_an_accuracy_gated_tier_still_fails_on_nan_and_shape(tmp_path):
         path = tmp_path / "out.npz"
         npz.save(path, {"logits": bad(REF["logits"]).astype(np.float32)})
         run = ArtifactRan(status=RunStatus.OK, runtime="onnxruntime", outputs={"labelled": str(path)})
-        chk = judge(CONTRACT, records, {"onnx_int8": run}, sets, {"labelled": REF})["onnx_int8"]
+        chk = judge(CONTRACT, records, Evidence({"onnx_int8": run}, sets, {"labelled": REF}))["onnx_int8"]
         if why:  # a NaN is never waived by the accuracy gate
             assert chk.status == CheckStatus.FAIL and why in chk.reason
         else:  # a uniform shift keeps every top-1: the int8 tier is judged on accuracy, which holds
@@ -144,6 +149,7 @@ def test_accuracy_stands_in_for_closeness_only_with_agreement_to_the_source(tmp_
     path = tmp_path / "out.npz"
     npz.save(path, {"logits": garbage})
     run = ArtifactRan(status=RunStatus.OK, runtime="onnxruntime", outputs={"labelled": str(path)})
-    chk = judge(CONTRACT, {"onnx_int8": _record("onnx_int8")}, {"onnx_int8": run}, sets, {"labelled": REF})["onnx_int8"]
+    chk = judge(CONTRACT, {"onnx_int8": _record("onnx_int8")}, Evidence({"onnx_int8": run}, sets,
+                                                                         {"labelled": REF}))["onnx_int8"]
     assert chk.accuracy["drop_points"] == 0.0 and chk.accuracy["top1_agreement"] == 0.0
     assert chk.status == CheckStatus.FAIL and "top-1 agrees with the source's on only 0.0%" in chk.reason

@@ -10,7 +10,7 @@ import pytest
 
 from deploytool.checking import parity
 from deploytool.checking.golden import GoldenSet
-from deploytool.checking.judge import check_accepted, exit_code, judge
+from deploytool.checking.judge import Evidence, Rules, check_accepted, exit_code, judge
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract
 from deploytool.formats import plan
@@ -132,7 +132,7 @@ CONTRACT = Contract.from_dict({
 })
 
 
-def _judge(tmp_path, ref: dict, inputs: dict | None = None, formats=("onnx", "tflite_fp16"), **kw):
+def _judge(tmp_path, ref: dict, inputs: dict | None = None, formats=("onnx", "tflite_fp16"), accept_constant=()):
     inputs = inputs if inputs is not None else {"x": RNG.normal(size=(len(ref["logits"]), 1, 4)).astype(np.float32)}
     npz.save(tmp_path / "in.npz", inputs)
     sets = [GoldenSet("main", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, len(ref["logits"]))]
@@ -143,7 +143,8 @@ def _judge(tmp_path, ref: dict, inputs: dict | None = None, formats=("onnx", "tf
                                       runtime=f.runtime, parent=f.parent, path=f"artifacts/m.{fmt}", contract=CONTRACT)
         npz.save(tmp_path / f"{fmt}.npz", ref)
         runs[fmt] = ArtifactRan(status=RunStatus.OK, runtime=f.runtime, outputs={"main": str(tmp_path / f"{fmt}.npz")})
-    return judge(CONTRACT, records, runs, sets, {"main": ref}, inputs=lambda s: npz.load(s.inputs), **kw)
+    return judge(CONTRACT, records, Evidence(runs, sets, {"main": ref}, inputs=lambda s: npz.load(s.inputs)),
+                 Rules(accept_constant=accept_constant))
 
 
 def _ref(n=8, constant_aux=False, zero_logits=False):
@@ -213,7 +214,7 @@ def _judge_with(tmp_path, ref, got, fmt="onnx", also=None):
         runs[name] = ArtifactRan(status=RunStatus.OK, runtime=f.runtime,
                                  outputs={"main": str(tmp_path / f"got.{name}.npz")})
     sets = [GoldenSet("main", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, len(ref["logits"]))]
-    return judge(CONTRACT, records, runs, sets, {"main": ref})
+    return judge(CONTRACT, records, Evidence(runs, sets, {"main": ref}))
 
 
 def test_one_sample_passes_with_a_note_that_variation_was_not_checked(tmp_path):

@@ -69,7 +69,7 @@ def test_runtime_loads_runs_and_names_every_output(runtime, zoo_bundles, keras_b
 @pytest.mark.parametrize("runtime", list(RUNTIMES))
 def test_registry_entry_names_an_extra_and_pinned_distributions(runtime):
     rt = RUNTIMES[runtime]
-    assert rt.extra in install.EXTRAS and rt.install_hint == install.hint(rt.extra)
+    assert rt.extra in install.extras() and rt.install_hint == install.hint(rt.extra)
     assert rt.distributions and all(install.verified().get(d.lower()) for d in rt.distributions), rt.distributions
     assert all(isinstance(p, Program) for p in rt.programs)
     assert rt.time is None or callable(rt.time)
@@ -155,3 +155,14 @@ def test_without_its_own_timer_a_runtime_is_timed_by_the_worker_and_a_bad_timer_
     assert bad.status == RunStatus.RUN_FAILED and "not runtimes.Timed" in (bad.error or "")
     empty = _time(monkeypatch, tmp_path, _fake(name="fake_no_samples", time=lambda s, f, p: Timed([], 0, 0.0)))
     assert empty.status == RunStatus.RUN_FAILED and "no samples" in (empty.error or "")
+
+
+def test_doctor_lists_a_runtimes_programs_with_the_hint_to_install_them(monkeypatch):
+    from deploytool import doctor
+    from deploytool.runtimes import RUNTIMES
+
+    compiler = Program("deploytool-no-such-compiler", "compiles the runner", "apt-get install no-such-compiler")
+    monkeypatch.setitem(RUNTIMES, "fake_cpp", _fake(name="fake_cpp", programs=(compiler, Program("sh", "-", "-"))))
+    listed = {c.name: c for c in doctor.components() if c.runtime == "fake_cpp" and c.program}
+    assert not listed["deploytool-no-such-compiler"].installed and listed["sh"].installed
+    assert listed["deploytool-no-such-compiler"].extra == "apt-get install no-such-compiler"

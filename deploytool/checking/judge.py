@@ -8,6 +8,7 @@ with its parent artifact, so a failure names the conversion hop where the error 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,34 +23,62 @@ from deploytool.running.jobs import ArtifactRan, ArtifactStatus, CheckStatus, Ru
 from deploytool.store.manifest import ArtifactRecord
 
 
-def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str, ArtifactRan],
-          sets: list[GoldenSet], references: dict[str, dict[str, np.ndarray]], tolerances: dict | None = None,
-          stored_outputs: Callable[[str, str], dict | None] = lambda fmt, set_name: None,
-          framework: str = DEFAULT_FRAMEWORK, refused: dict[str, str] | None = None,
-          skipped_sets: dict[str, dict[str, str]] | None = None,
-          max_drop: dict[str, float] | None = None, accept_constant: list[str] | None = None,
-          inputs: Callable[[GoldenSet], dict | None] = lambda s: None,
-          targets: list[Target] | None = None) -> Checks:
+@dataclass
+class Evidence:
+    """What one run of a command gives the judge: the runs' replies and the golden data to compare them with.
+
+    ``runs``: each target's run reply, by target key (skipped runs included, with their reason).
+    ``sets`` and ``references``: the golden sets and their reference outputs, by set name.
+    ``stored_outputs(fmt, set)``: a parent's outputs saved in the bundle at export time, used for
+    the hop comparison when the parent is not run now (e.g. on a device without TensorFlow).
+    ``inputs(set)``: a set's golden inputs, to say when they are themselves identical across samples.
+    ``refused``: artifacts (by format) refused before loading (hash mismatch), with the reason.
+    ``skipped_sets``: per target key, the golden sets its run was not given (a converter fixed a dim).
+    """
+
+    runs: dict[str, ArtifactRan]
+    sets: list[GoldenSet]
+    references: dict[str, dict[str, np.ndarray]]
+    stored_outputs: Callable[[str, str], dict | None] = lambda fmt, set_name: None
+    inputs: Callable[[GoldenSet], dict | None] = lambda s: None
+    refused: dict[str, str] = field(default_factory=dict)
+    skipped_sets: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class Rules:
+    """What the user asked of the checks, on top of the tiers.
+
+    ``tolerances``: overrides of the tiers (``parity.Tolerances``; one that applies makes its output gate).
+    ``max_drop``: {format, target key or "*": points} accuracy gates on a labelled set (else the tier's
+    default); an ``accuracy_gated`` tier (int8) is then judged on accuracy, its tensor metrics reported only.
+    ``accept_constant``: outputs ("*": all) whose reference may be constant (``reference_check``).
+    """
+
+    tolerances: parity.Tolerances = field(default_factory=parity.Tolerances)
+    max_drop: dict[str, float] = field(default_factory=dict)
+    accept_constant: list[str] = field(default_factory=list)
+
+
+def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evidence, rules: Rules | None = None,
+          framework: str = DEFAULT_FRAMEWORK, targets: list[Target] | None = None) -> Checks:
     """Verdicts per target (artifact x runtime), set and output, against the reference and against the
     parent artifact. Keyed by ``Target.key`` (``onnx@openvino``), in registry order of the formats.
 
     ``records``: manifest artifact records of the artifacts to judge (in registry order).
-    ``targets``: the targets to judge (default: each record on its format's default runtime).
-    ``runs``: each target's run reply, by target key (skipped runs included, with their reason).
-    ``stored_outputs(fmt, set)``: a parent's outputs saved in the bundle at export time, used for
-    the hop comparison when the parent is not run now (e.g. on a device without TensorFlow).
+    ``evidence``: the runs and the golden data (``Evidence``); ``rules``: the user's tolerances, accuracy
+    gates and accepted constant outputs (``Rules``; default: none).
     ``framework``: the source's, which decides each artifact's parent (``formats.plan``).
-    ``refused``: artifacts (by format) refused before loading (hash mismatch), with the reason.
-    ``skipped_sets``: per target key, the golden sets its run was not given (a converter fixed a dim).
-    ``max_drop``: {format, target key or "*": points} accuracy gates on a labelled set (else the tier's
-    default); an ``accuracy_gated`` tier (int8) is then judged on accuracy, its tensor metrics reported only.
-    ``accept_constant``: outputs ("*": all) whose reference may be constant (``reference_check``);
-    ``inputs(set)``: a set's golden inputs, to say when they are themselves identical across samples.
+    ``targets``: the targets to judge (default: each record on its format's default runtime).
 
     The hop comparison of a target takes its parent artifact on the same runtime where that target is
     judged too (so a fault only one runtime sees is blamed on that runtime's hop), else the parent on
     its default runtime, else the parent's outputs stored at export.
     """
+    rules = rules or Rules()
+    runs, sets, references, stored_outputs = evidence.runs, evidence.sets, evidence.references, evidence.stored_outputs
+    inputs, refused, skipped_sets = evidence.inputs, evidence.refused, evidence.skipped_sets
+    tolerances, max_drop, accept_constant = rules.tolerances, rules.max_drop, rules.accept_constant
     checks = Checks()
     refcheck = reference_check(contract, sets, references)
     loaded: dict[str, dict | None] = {}  # each set's inputs read once, only where a reference is constant
@@ -60,7 +89,6 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
         return loaded[s.name]
     produced: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # target key -> set -> outputs
     formats = plan(framework)
-    refused = refused or {}
     if targets is None:
         targets = [Target(n, formats[n].runtime) for n in formats if n in records]
     order = {n: i for i, n in enumerate(formats)}
@@ -123,8 +151,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], runs: dict[str
                                    if set_name in produced.get(k, {})), None) or stored_outputs(fmt.parent, set_name)
             chk.sets[set_name], chk.hop[set_name] = {}, {}
             for spec in contract.outputs:
-                tier = parity.tier_for(parity.TIERS[fmt.tier], tolerances or {}, name, spec.name, key)
-                overrides = parity.overrides_for(tolerances or {}, name, spec.name, key)
+                tier = tolerances.tier(parity.TIERS[fmt.tier], name, spec.name, key)
+                overrides = tolerances.for_output(name, spec.name, key)
                 if overrides:
                     chk.overrides[spec.name] = overrides
                 classifier = spec.kind == "classifier"
@@ -305,17 +333,16 @@ def blame_targets(target: Target, checks: dict[str, ArtifactCheck],
 
 
 def hop_text(parent: str, child: str, checks: dict[str, ArtifactCheck], framework: str = DEFAULT_FRAMEWORK) -> str:
-    """``onnx -> savedmodel``; a target is named with its runtime (``onnx@openvino``) when it is not the
-    format's default one, or when its artifact is judged on several runtimes in this run. Ancestors not
-    checked in this run are named after it."""
+    """``onnx -> savedmodel``; a target off its format's default runtime is named with it
+    (``source -> onnx@openvino``; ``results.target_label``). Ancestors not checked in this run are named
+    after it."""
     formats = plan(framework)
 
     def label(key: str) -> str:
         if key == "source":
             return "source"
         t = Target.parse(key)
-        several = sum(1 for c in checks.values() if c.format == t.format) > 1
-        return t.key if several else t.label(formats[t.format].runtime if t.format in formats else None)
+        return t.label(formats[t.format].runtime if t.format in formats else None)
 
     text = f"{label(parent)} -> {label(child)}"
     cleared = (CheckStatus.PASS, CheckStatus.VACUOUS, CheckStatus.CONSTANT_ACCEPTED, CheckStatus.FAIL)

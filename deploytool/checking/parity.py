@@ -12,6 +12,7 @@ the smallest rtol (at its atol) that would have passed, as Polygraphy prints.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -200,25 +201,6 @@ def judge(m: Metrics, tier: Tier, resolution: float | None = None) -> Verdict:
     return Verdict(True, "cosine/SQNR/top-1 within tier", m, tier)
 
 
-def overrides_for(overrides: dict, fmt: str, output: str, target: str | None = None) -> dict[str, float]:
-    """The override values that apply to one output of one format (on one target, ``onnx@openvino``):
-    keys "TARGET:OUTPUT", "TARGET:*", "FMT:OUTPUT", "FMT:*", "*:OUTPUT", "*:*" (most specific wins,
-    per field)."""
-    values: dict[str, float] = {}
-    keys = ["*:*", f"*:{output}", f"{fmt}:*", f"{fmt}:{output}"]
-    if target is not None and target != fmt:
-        keys += [f"{target}:*", f"{target}:{output}"]
-    for key in keys:
-        values.update(overrides.get(key, {}))
-    return values
-
-
-def tier_for(base: Tier, overrides: dict, fmt: str, output: str, target: str | None = None) -> Tier:
-    """Apply user tolerances (``overrides_for``) to a tier."""
-    values = overrides_for(overrides, fmt, output, target)
-    return base.with_overrides(values.get("atol"), values.get("rtol"))
-
-
 def _target_value(spec: str, option: str, unit: str = "") -> tuple[str, float]:
     """``[TARGET=]VALUE`` -> (TARGET, VALUE); the value finite and >= 0 (a NaN limit passes everything)."""
     target, _, value = spec.rpartition("=")
@@ -239,6 +221,9 @@ def parse_tolerance(spec: str, field_name: str) -> tuple[str, float]:
     return f"{fmt or '*'}:{output or '*'}", number
 
 
+TOLERANCE_FIELDS = ("atol", "rtol")
+
+
 def check_overrides(overrides: object, what: str) -> dict[str, dict[str, float]]:
     """Tolerance overrides from anywhere (command line, config, API, a bundle's manifest): keys
     "FMT:OUTPUT" (either may be "*"), values {"atol"|"rtol": finite number >= 0}. A NaN tolerance
@@ -251,12 +236,84 @@ def check_overrides(overrides: object, what: str) -> dict[str, dict[str, float]]
         if not isinstance(values, dict) or not values:
             raise ValueError(f"{what}: tolerances for {key!r} must be a table of atol/rtol")
         for name, value in values.items():
-            if name not in ("atol", "rtol"):
+            if name not in TOLERANCE_FIELDS:
                 raise ValueError(f"{what}: {key!r} has {name!r}; only atol and rtol can be set")
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or value < 0:
                 raise ValueError(f"{what}: {key} {name} = {value!r}: must be a finite number >= 0")
     return overrides
+
+
+@dataclass(frozen=True, init=False)
+class Tolerances:
+    """The user's overrides of the parity tiers: per key "FMT:OUTPUT" (FMT a format, a target key such as
+    ``onnx@openvino``, or "*"; OUTPUT an output name or "*"), {"atol"|"rtol": value}. Built from the command
+    line (``from_specs``) or a stored / API table (``from_dict``), both checked here (``check_overrides``);
+    ``to_dict`` is the plain table the manifest, validation.json and repro.json hold. Empty: the tiers as
+    they are."""
+
+    values: dict[str, dict[str, float]]
+
+    def __init__(self, values: dict[str, dict[str, float]] | None = None) -> None:
+        # a copy: a caller's table changed later does not change these
+        object.__setattr__(self, "values", {k: dict(v) for k, v in (values or {}).items()})
+
+    @classmethod
+    def from_dict(cls, data: object, what: str = "tolerances") -> Tolerances:
+        """A table as the manifest and the API hold it (ValueError naming ``what`` when malformed)."""
+        if isinstance(data, Tolerances):
+            return data
+        if data is None:
+            return cls()
+        return cls(check_overrides(data, what))
+
+    @classmethod
+    def from_specs(cls, atol: Iterable[str] = (), rtol: Iterable[str] = ()) -> Tolerances:
+        """``--atol`` / ``--rtol`` values, ``[FMT[:OUTPUT]=]VALUE`` (``parse_tolerance``; ValueError)."""
+        values: dict[str, dict[str, float]] = {}
+        for field_name, specs in (("atol", atol), ("rtol", rtol)):
+            for spec in specs:
+                key, value = parse_tolerance(spec, field_name)
+                values.setdefault(key, {})[field_name] = value
+        return cls(values)
+
+    def for_output(self, fmt: str, output: str, target: str | None = None) -> dict[str, float]:
+        """The override values that apply to one output of one format (on one target, ``onnx@openvino``):
+        keys "TARGET:OUTPUT", "TARGET:*", "FMT:OUTPUT", "FMT:*", "*:OUTPUT", "*:*" (most specific wins,
+        per field)."""
+        values: dict[str, float] = {}
+        keys = ["*:*", f"*:{output}", f"{fmt}:*", f"{fmt}:{output}"]
+        if target is not None and target != fmt:
+            keys += [f"{target}:*", f"{target}:{output}"]
+        for key in keys:
+            values.update(self.values.get(key, {}))
+        return values
+
+    def tier(self, base: Tier, fmt: str, output: str, target: str | None = None) -> Tier:
+        """``base`` with the overrides that apply to this output (``for_output``)."""
+        values = self.for_output(fmt, output, target)
+        return base.with_overrides(values.get("atol"), values.get("rtol"))
+
+    def merged(self, other: Tolerances) -> Tolerances:
+        """These overrides with ``other``'s on top: per key and field, ``other`` wins (a more specific key
+        of either still wins over a less specific one, in ``for_output``)."""
+        values = {k: dict(v) for k, v in self.values.items()}
+        for key, fields in other.values.items():
+            values.setdefault(key, {}).update(fields)
+        return Tolerances(values)
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {k: dict(v) for k, v in self.values.items()}
+
+    def describe(self) -> str:
+        """``onnx:* atol=0.001, *:logits rtol=0.01``: for a note."""
+        return ", ".join(f"{k} {n}={v:g}" for k, fields in self.values.items() for n, v in fields.items())
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,9 @@ from deploytool.cli.options import (
 )
 from deploytool.core.errors import exit_codes_help
 from deploytool.running.jobs import BENCH_MARGIN_S, RowStatus
+
+if TYPE_CHECKING:
+    from deploytool.commands.bench import BenchOptions
 
 
 @click.command("bench", context_settings=CONTEXT, epilog=exit_codes_help())
@@ -57,9 +61,7 @@ from deploytool.running.jobs import BENCH_MARGIN_S, RowStatus
 @github_option
 @config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
-def bench_command(bundle, formats, runtime, threads, batch, min_time, min_runs, warmup_runs, warmup_time, max_time,
-                  no_source, no_peak, compare, threshold, rounds, strict, verify_key, timeout, reports, machine_name,
-                  wide, quiet, github, debug):
+def bench_command(wide: bool, quiet: bool, github: bool, debug: bool, **kw) -> None:
     """Time every artifact of BUNDLE on its own runtime: import, load, first inference, steady state, memory.
 
     Each (artifact, threads, batch) row runs in a fresh process fed the bundle's golden inputs;
@@ -71,17 +73,12 @@ def bench_command(bundle, formats, runtime, threads, batch, min_time, min_runs, 
     samples) and bench.csv.
     """
     from deploytool import api
-    from deploytool.commands.bench import parse_int_list, sorted_rows
-    from deploytool.measuring.timing import Protocol
+    from deploytool.commands.bench import sorted_rows
     from deploytool.report.console import bench_table, compare_table
 
-    protocol = Protocol(warmup_runs=warmup_runs, warmup_time=warmup_time, min_runs=min_runs, min_time=min_time,
-                        max_time=max(max_time, min_time))
-    thread_list, batch_list = parse_int_list(threads, "threads"), parse_int_list(batch, "batch")
+    bundle, options = kw.pop("bundle"), bench_options(kw)
     with open_progress(debug, quiet) as progress:
-        outcome = api.bench(bundle, list(formats) or None, thread_list, batch_list, protocol, compare, threshold,
-                            rounds, strict, not no_source, reports, progress, verify_key=verify_key, timeout=timeout,
-                            machine_name=machine_name, gemm_peak=not no_peak, runtimes=list(runtime) or None)
+        outcome = api.bench(bundle, options, progress)
     click.echo(f"model {outcome.manifest.model.name}: bundle {outcome.bundle}")
     if outcome.peak:
         from deploytool.report.console import peak_line
@@ -90,16 +87,30 @@ def bench_command(bundle, formats, runtime, threads, batch, min_time, min_runs, 
     click.echo(bench_table(sorted_rows(outcome.rows), wide))
     if outcome.compare is not None:
         click.echo("")
-        click.echo(compare_table(outcome.compare, threshold, wide))
+        click.echo(compare_table(outcome.compare, options.threshold, wide))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['csv']}")
     for r in outcome.rows:
-        if r["status"] in (RowStatus.FAILED, RowStatus.CORRUPT):
-            click.echo(f"deploytool: error: {r['format']} (threads={r['threads']}, batch={r['batch']}): {r['reason']}",
-                       err=True)
+        if r.status in (RowStatus.FAILED, RowStatus.CORRUPT):
+            click.echo(f"deploytool: error: {r.format} (threads={r.threads}, batch={r.batch}): {r.reason}", err=True)
     for c in outcome.compare or []:
-        if c["regression"]:
-            click.echo(f"deploytool: error: {c['format']} (threads={c['threads']}, batch={c['batch']}): p50 "
-                       f"{c['ratio']:.2f}x the baseline's (threshold {threshold:g})", err=True)
+        if c.regression:
+            click.echo(f"deploytool: error: {c.format} (threads={c.threads}, batch={c.batch}): p50 "
+                       f"{c.ratio:.2f}x the baseline's (threshold {options.threshold:g})", err=True)
     github_output(github, lambda gh: gh.bench_annotations(outcome.manifest.model.name, outcome.rows, outcome.compare,
-                                                          threshold), outcome.bundle, [outcome.reports["json"]])
+                                                          options.threshold), outcome.bundle, [outcome.reports["json"]])
     sys.exit(outcome.exit_code)
+
+
+def bench_options(kw: dict) -> BenchOptions:
+    """The one ``BenchOptions`` the command's parameters (click's names) describe."""
+    from deploytool.commands.bench import BenchOptions, parse_int_list
+    from deploytool.measuring.timing import Protocol
+
+    protocol = Protocol(warmup_runs=kw["warmup_runs"], warmup_time=kw["warmup_time"], min_runs=kw["min_runs"],
+                        min_time=kw["min_time"], max_time=max(kw["max_time"], kw["min_time"]))
+    return BenchOptions(formats=list(kw["formats"]) or None, runtimes=list(kw["runtime"]) or None,
+                        threads=parse_int_list(kw["threads"], "threads"), batches=parse_int_list(kw["batch"], "batch"),
+                        protocol=protocol, compare=kw["compare"], threshold=kw["threshold"], rounds=kw["rounds"],
+                        strict=kw["strict"], with_source=not kw["no_source"], reports_dir=kw["reports"],
+                        verify_key=kw["verify_key"], timeout=kw["timeout"], machine_name=kw["machine_name"],
+                        gemm_peak=not kw["no_peak"])

@@ -52,6 +52,10 @@ def _models_help() -> str:
                    "tf2onnx, TorchScript not applicable).")
 @click.option("--formats", "-f", default="all", show_default=True,
               help="Comma-separated formats to export (parents they need are added), or 'all'.")
+@click.option("--runtime", "runtimes", multiple=True, metavar="NAME",
+              help="Besides each artifact's own runtime, check it only on these of the others that run it "
+                   "(repeatable). Default: every runtime that runs it (the .onnx on onnxruntime and OpenVINO); "
+                   "one not installed here is reported SKIPPED with the extra that adds it.")
 @click.option("--out", "-o", default="bundles", show_default=True, type=click.Path(file_okay=False),
               help="Directory that receives the bundle (OUT/MODEL/).")
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(1, 10000),
@@ -98,29 +102,26 @@ def _models_help() -> str:
 @github_option
 @config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks, where the worker logs are, and every step.")
-def export_command(model, formats, out, samples, seed, inputs, input_ranges, weights, keep_layout, atol, rtol, strict,
-                   calib_data, calib_method, int8_io, data, freeze, optimize, max_accuracy_drop, accept_constant,
-                   sign, timeout, as_json, wide, quiet, github, debug):
+def export_command(model, formats, atol, rtol, max_accuracy_drop, as_json, wide, quiet, github, debug, **options):
     """Export MODEL to every format into a verified bundle.
 
     Writes OUT/MODEL/ atomically (an interrupted export leaves the previous bundle or none),
-    then loads each artifact on its runtime (TorchScript on torch, ONNX on onnxruntime,
-    SavedModel on TensorFlow, TFLite on the LiteRT interpreter) and compares its outputs with
-    the source model's on the golden inputs. Converter output goes to OUT/MODEL/logs/.
+    then loads each artifact on every runtime that runs it (TorchScript on torch, ONNX on
+    onnxruntime and OpenVINO, SavedModel on TensorFlow, TFLite on the LiteRT interpreter, the
+    OpenVINO IR on OpenVINO) and compares its outputs with the source model's on the golden
+    inputs. Converter output goes to OUT/MODEL/logs/.
     """
     import json
 
     from deploytool import api
 
+    # the other parameters are ExportOptions fields by name (out, samples, seed, inputs, ..., timeout)
     requested = None if formats.strip().lower() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
-    tolerances, drops = parse_tolerances(atol, rtol), parse_drops(max_accuracy_drop)
+    options["runtimes"] = list(options.get("runtimes") or ()) or None
+    opts = api.ExportOptions(formats=requested, tolerances=parse_tolerances(atol, rtol),
+                             max_accuracy_drop=parse_drops(max_accuracy_drop), **options)
     with open_progress(debug, quiet) as progress:
-        outcome = api.export(model, requested, out, samples=samples, seed=seed, keep_layout=keep_layout,
-                             strict=strict, inputs=list(inputs), input_ranges=list(input_ranges), weights=weights,
-                             tolerances=tolerances, sign=sign, timeout=timeout, calib_data=calib_data, data=data,
-                             calib_method=calib_method, int8_io=int8_io, freeze=freeze, optimize=optimize,
-                             max_accuracy_drop=drops,
-                             accept_constant=list(accept_constant), progress=progress)
+        outcome = api.export(model, opts, progress=progress)
     if as_json:
         click.echo(json.dumps(outcome.manifest.to_json(), indent=2, default=str))
     else:

@@ -2,10 +2,15 @@
 output, and the tolerance / accuracy / runtime options with their parsing."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from deploytool.core.errors import DeployToolError, UsageError
 from deploytool.runtimes import RUNTIMES
+
+if TYPE_CHECKING:
+    from deploytool.checking.parity import Tolerances
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -124,15 +129,11 @@ def parse_drops(specs: tuple[str, ...]) -> dict[str, float]:
         raise UsageError(str(e)) from None
 
 
-def parse_tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> dict:
-    from deploytool.checking.parity import parse_tolerance
+def parse_tolerances(atol: tuple[str, ...], rtol: tuple[str, ...]) -> Tolerances:
+    """``--atol`` / ``--rtol`` as one ``parity.Tolerances`` (a malformed value: one line, exit 2)."""
+    from deploytool.checking.parity import Tolerances
 
-    out: dict = {}
-    for field_name, specs in (("atol", atol), ("rtol", rtol)):
-        for spec in specs:
-            try:
-                key, value = parse_tolerance(spec, field_name)
-            except ValueError as e:
-                raise UsageError(str(e)) from None
-            out.setdefault(key, {})[field_name] = value
-    return out
+    try:
+        return Tolerances.from_specs(atol, rtol)
+    except ValueError as e:
+        raise UsageError(str(e)) from None

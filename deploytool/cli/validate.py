@@ -54,9 +54,8 @@ from deploytool.running.jobs import CHECK_TIMEOUT_S, FAILING_CHECKS, CheckStatus
 @github_option
 @config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
-def validate_command(bundle, formats, runtime, data, samples, atol, rtol, strict, max_accuracy_drop, accept_constant,
-                     tier_defaults, verify_key, timeout, reports, machine_name, json_path, junit_path, wide, quiet,
-                     github, debug):
+def validate_command(bundle, formats, runtime, atol, rtol, max_accuracy_drop, tier_defaults, reports, wide, quiet,
+                     github, debug, **options):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -72,20 +71,20 @@ def validate_command(bundle, formats, runtime, data, samples, atol, rtol, strict
     reports/repro/FORMAT/ (inputs, expected, actual, worst sample, hashes, versions).
     """
     from deploytool import api
+    from deploytool.checking.parity import Tolerances
     from deploytool.report.console import validate_table
 
-    tolerances, drops = parse_tolerances(atol, rtol), parse_drops(max_accuracy_drop)
+    # the other parameters are ValidateOptions fields by name (data, samples, strict, ..., junit_path)
+    opts = api.ValidateOptions(formats=list(formats) or None, runtimes=list(runtime) or None,
+                               tolerances=parse_tolerances(atol, rtol),
+                               max_accuracy_drop=parse_drops(max_accuracy_drop), tier_defaults=tier_defaults,
+                               reports_dir=reports, **options)
     with open_progress(debug, quiet) as progress:
-        outcome = api.validate(bundle, list(formats) or None, data, samples, tolerances, strict, reports, json_path,
-                               junit_path, progress, verify_key=verify_key, tier_defaults=tier_defaults,
-                               timeout=timeout, max_accuracy_drop=drops, machine_name=machine_name,
-                               accept_constant=list(accept_constant), runtimes=list(runtime) or None)
-    stored = outcome.manifest.tolerances
+        outcome = api.validate(bundle, opts, progress=progress)
+    stored = Tolerances.from_dict(outcome.manifest.tolerances, "manifest.tolerances")
     if stored:
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
-        click.echo("note: the bundle stores tolerance overrides from its export: "
-                   + ", ".join(f"{k} {n}={v:g}" for k, vals in stored.items() for n, v in vals.items())
-                   + f" ({applied})")
+        click.echo(f"note: the bundle stores tolerance overrides from its export: {stored.describe()} ({applied})")
     if outcome.manifest.accepted_constant:
         click.echo("note: the bundle accepts constant reference outputs from its export (--accept-constant-output): "
                    + ", ".join(outcome.manifest.accepted_constant))

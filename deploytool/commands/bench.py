@@ -10,8 +10,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from deploytool.checking.golden import MAIN
 from deploytool.commands import check_run_options
@@ -22,8 +23,10 @@ from deploytool.core.errors import BundleError, UsageError
 from deploytool.formats import FORMATS
 from deploytool.measuring import peak
 from deploytool.measuring import timing as B  # noqa: N812
+from deploytool.measuring.machine import fingerprint
 from deploytool.progress import Progress, as_progress
 from deploytool.report.bench_files import write_bench_reports
+from deploytool.results import NOT_IN_BASELINE, BenchRow, Comparison, Relative
 from deploytool.running.jobs import BENCH_MARGIN_S, ArtifactStatus, RowStatus, RunStatus, TimeArtifact
 from deploytool.running.spawn import Worker
 from deploytool.runtimes import RUNTIMES
@@ -55,11 +58,77 @@ class Target:
 class BenchOutcome:
     bundle: Path
     manifest: Manifest
-    rows: list[dict]
-    compare: list[dict] | None
+    rows: list[BenchRow]
+    compare: list[Comparison] | None
     reports: dict[str, Path]
     exit_code: int
     peak: dict | None = None  # this machine's GEMM peak (peak.measure), None when not probed
+
+
+@dataclass
+class BenchOptions:
+    """What to time and how: built once (by the CLI from its options, by ``run`` from keywords) and passed down.
+
+    ``formats``: artifacts to time (a prefix selects several; default all). ``runtimes``: time only the targets
+    on these runtimes (default: every runtime that runs each artifact; one not installed here is a SKIPPED
+    row). ``compare``: a baseline bundle, timed interleaved (``rounds`` per side), a p50 ratio above
+    ``threshold`` flagging a regression. ``strict``: a skipped row fails the run. ``with_source``: time the
+    source model as the baseline row. ``reports_dir``: where bench.json/csv go (default BUNDLE/reports).
+    ``verify_key``: refuse the bundle unless it is signed with its private key. ``timeout``: the limit for
+    each row's worker (default: ``protocol.max_time`` + BENCH_MARGIN_S). ``gemm_peak``: probe this machine's
+    fp32 GEMM peak once (deploytool.measuring.peak, ~2-10 s in fresh processes) and give each row its
+    achieved GFLOP/s and % of that peak."""
+
+    formats: list[str] | None = None
+    runtimes: list[str] | None = None
+    threads: list[int] | tuple[int, ...] = (1,)
+    batches: list[int] | tuple[int, ...] = (1,)
+    protocol: B.Protocol = field(default_factory=B.Protocol)
+    compare: Path | str | None = None
+    threshold: float = 1.10
+    rounds: int = 3
+    strict: bool = False
+    with_source: bool = True
+    reports_dir: Path | str | None = None
+    verify_key: Path | str | None = None
+    timeout: float | None = None
+    machine_name: str | None = None
+    gemm_peak: bool = True
+
+    def __post_init__(self) -> None:
+        self.protocol = self.protocol or B.Protocol()  # None (as the API has always taken): the default
+
+    def validate(self) -> None:
+        """Every check of the options, whoever built them (one line, exit 2)."""
+        check_run_options(self.timeout, None, None)
+        for what, values in (("threads", self.threads), ("batch", self.batches)):
+            if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+                raise UsageError(f"--{what} {','.join(map(str, values))!r}: values must be integers >= 1")
+        try:
+            self.protocol.validate()
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if self.threshold <= 1.0:
+            raise UsageError(f"--threshold {self.threshold}: must be > 1.0 (a ratio of p50 latencies)")
+        if self.rounds < 1:
+            raise UsageError(f"--rounds {self.rounds}: must be >= 1")
+        self.runtimes = check_runtimes(self.runtimes)
+
+    @property
+    def limit(self) -> float:
+        """Each row's worker time limit."""
+        return self.timeout if self.timeout is not None else self.protocol.max_time + BENCH_MARGIN_S
+
+
+@dataclass
+class _Timing:
+    """What every row of one run shares: the protocol (per round with --compare), scratch space and logs,
+    and the worker's time limit."""
+
+    protocol: B.Protocol
+    work: Path
+    logs: Path
+    limit: float
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -108,134 +177,118 @@ def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, wo
     return targets
 
 
-def _run_row(t: Target, threads: int, batch: int, protocol: B.Protocol, inputs: Path, work: Path,
-             logs: Path, timeout: float) -> dict:
+def _run_row(t: Target, threads: int, batch: int, inputs: Path, timing: _Timing) -> BenchRow:
     # onnxruntime's intra-op spinning stays on, its default: off, its worker threads sleep and wake on
     # every parallel section, which made mobilenet_v2 1.41x slower at 2 threads here (and cost more CPU
     # per call; scripts/bench_best_config.py). At 1 thread it changes nothing.
     requested = {"threads": threads, "inter_op_threads": 1, "spinning": True, **t.load_settings}
-    row = {"format": t.name, "runtime": t.runtime, "threads": threads, "batch": batch, "size_bytes": t.size_bytes,
-           "settings_requested": requested}
+    row = BenchRow(t.name, t.runtime, threads, batch, t.size_bytes, requested)
     if t.status != RowStatus.OK or t.contract is None:
-        return {**row, "status": t.status, "reason": t.reason}
-    missing = RUNTIMES[t.runtime].missing_packages()
-    if missing:
-        return {**row, "status": RowStatus.SKIPPED,
-                "reason": f"runtime {t.runtime} not installed (no {', '.join(missing)}): "
-                          f"{RUNTIMES[t.runtime].install_hint}"}
+        return replace(row, status=t.status, reason=t.reason)
+    rt = RUNTIMES[t.runtime]
+    if rt.unavailable() is not None:  # a package or a program it needs is missing here
+        return replace(row, status=RowStatus.SKIPPED,
+                       reason=f"runtime {t.runtime} not installed ({'; '.join(map(str, rt.missing()))})")
     if batch > 1 and not t.batch_dynamic:
-        return {**row, "status": RowStatus.SKIPPED, "reason": "batch dim is static in this artifact's contract"}
+        return replace(row, status=RowStatus.SKIPPED, reason="batch dim is static in this artifact's contract")
     key = f"bench-{t.name}@{t.runtime}-t{threads}-b{batch}"
     job = TimeArtifact(runtime=t.runtime, artifact=str(t.artifact), contract=t.contract, inputs=str(inputs),
-                       batch=batch, settings=dict(requested), protocol=protocol.to_dict())
-    res = Worker(work / key, logs / f"{key}.log").run(job, timeout=timeout)
+                       batch=batch, settings=dict(requested), protocol=timing.protocol.to_dict())
+    res = Worker(timing.work / key, timing.logs / f"{key}.log").run(job, timeout=timing.limit)
     if res.status != RunStatus.OK:
         where = "load" if res.status == RunStatus.LOAD_FAILED else "run"
-        return {**row, "status": RowStatus.FAILED, "reason": f"failed to {where} in {t.runtime}: {res.error}"}
-    row.update(status=RowStatus.OK, reason="", settings=res.settings, runtime_version=res.version,
-               import_s=res.import_s, load_s=res.load_s, first_inference_ms=res.first_inference_ms,
-               rss_start_mb=res.rss_start_mb, rss_after_load_mb=res.rss_after_load_mb,
-               rss_peak_mb=res.rss_peak_mb, warmup_runs=res.warmup_runs, capped=res.capped,
-               samples_ns=res.samples_ns, **B.summarize(res.samples_ns, batch))
-    return row
+        return replace(row, status=RowStatus.FAILED, reason=f"failed to {where} in {t.runtime}: {res.error}")
+    return replace(row, settings=res.settings, runtime_version=res.version, import_s=res.import_s,
+                   load_s=res.load_s, first_inference_ms=res.first_inference_ms, rss_start_mb=res.rss_start_mb,
+                   rss_after_load_mb=res.rss_after_load_mb, rss_peak_mb=res.rss_peak_mb,
+                   warmup_runs=res.warmup_runs, capped=res.capped, samples_ns=res.samples_ns,
+                   summary=B.summarize(res.samples_ns, batch))
 
 
-def run(bundle_dir: Path | str, formats: list[str] | None = None, threads: list[int] | tuple[int, ...] = (1,),
-        batches: list[int] | tuple[int, ...] = (1,), protocol: B.Protocol | None = None,
-        compare: Path | str | None = None, threshold: float = 1.10, rounds: int = 3, strict: bool = False,
-        with_source: bool = True, reports_dir: Path | str | None = None,
-        progress: Progress | Callable[[str], None] | None = None, verify_key: Path | str | None = None,
-        timeout: float | None = None, machine_name: str | None = None, gemm_peak: bool = True,
-        runtimes: list[str] | None = None) -> BenchOutcome:
-    """``timeout``: the limit for each row's worker (default: --max-time + BENCH_MARGIN_S).
-    ``verify_key``: refuse the bundle unless it is signed with its private key. ``progress``: where the
-    stages (one per row) are reported (``progress.py``; a callable receives each message).
-    ``gemm_peak``: probe this machine's fp32 GEMM peak once (deploytool.measuring.peak, ~2-10 s in fresh
-    processes) and give each row its achieved GFLOP/s and % of that peak. ``runtimes``: time only the targets on
-    these runtimes (default: every runtime that runs each artifact; one not installed here is a SKIPPED row)."""
-    protocol = protocol or B.Protocol()
+def run(bundle_dir: Path | str, options: BenchOptions | None = None,
+        progress: Progress | Callable[[str], None] | None = None, **fields: Any) -> BenchOutcome:
+    """Time the bundle's targets as ``options`` say (a ``BenchOptions``; keywords, the fields of one, build
+    it or override those given: ``run(bundle, threads=[1, 2])``). ``progress``: where the stages (one per
+    row) are reported (``progress.py``; a callable receives each message)."""
+    opts = replace(options, **fields) if options is not None else BenchOptions(**fields)
+    opts.validate()
     progress = as_progress(progress)
-    check_run_options(timeout, None, None)
-    try:
-        protocol.validate()
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if threshold <= 1.0:
-        raise UsageError(f"--threshold {threshold}: must be > 1.0 (a ratio of p50 latencies)")
-    opened = open_bundle(bundle_dir, verify_key)
+    opened = open_bundle(bundle_dir, opts.verify_key)
     bundle_dir, manifest = opened.root, opened.manifest
-    limit = timeout if timeout is not None else protocol.max_time + BENCH_MARGIN_S
     work = Path(tempfile.mkdtemp(prefix="deploytool-bench-"))
     try:
         logs = bundle.real_dir(bundle_dir, bundle.LOGS)
     except OSError:
         logs = work
+    timing = _Timing(opts.protocol, work, logs, opts.limit)
     try:
         (work / "a").mkdir()
         inputs = _main_inputs(opened, work / "a")
-        targets = _targets(bundle_dir, manifest, formats, work / "a", with_source, check_runtimes(runtimes))
-        rows, comparison = [], None
-        if compare is None:
+        targets = _targets(bundle_dir, manifest, opts.formats, work / "a", opts.with_source, opts.runtimes)
+        rows: list[BenchRow] = []
+        comparison: list[Comparison] | None = None
+        if opts.compare is None:
             for t in targets:
-                for th in threads:
-                    for b in batches:
+                for th in opts.threads:
+                    for b in opts.batches:
                         progress.stage(f"timing {t.name} on {t.runtime}, threads={th}, batch={b}")
-                        rows.append(_run_row(t, th, b, protocol, inputs, work, logs, limit))
+                        rows.append(_run_row(t, th, b, inputs, timing))
         else:
-            rows, comparison = _compare(targets, Path(compare), threads, batches, protocol, threshold, rounds,
-                                        inputs, work, logs, with_source, progress, limit)
+            rows, comparison = _compare(targets, opts, inputs, timing, progress)
         try:  # the bundle's own reports/ only through real directories inside it; --reports is the user's
-            out_dir = Path(reports_dir) if reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)
+            out_dir = Path(opts.reports_dir) if opts.reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)
         except OSError as e:
             raise UsageError(f"cannot write reports to {bundle_dir / bundle.REPORTS}: {e.strerror or e} "
                              "(use --reports DIR)") from None
         _relate(rows)
         machine_peak = None
-        if gemm_peak and any(r["status"] == RowStatus.OK for r in rows):
+        if opts.gemm_peak and any(r.status == RowStatus.OK for r in rows):
             progress.stage("probing this machine's fp32 GEMM peak")
             machine_peak = peak.measure()
         _achieved(rows, manifest, machine_peak)
-        reports = write_bench_reports(manifest, rows, comparison, protocol, threshold, out_dir,
-                                      bundle.sha256_file(bundle_dir / MANIFEST), machine_name, machine_peak)
+        # gemm_peak: deploytool.measuring.peak's probe (fp32 GFLOP/s at 1 and all threads, the library); rows'
+        # pct_of_peak
+        machine = {**fingerprint(opts.machine_name), "gemm_peak": machine_peak}
+        reports = write_bench_reports(manifest, bundle.sha256_file(bundle_dir / MANIFEST), machine, rows,
+                                      comparison, opts.protocol, opts.threshold, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    codes = [errors.RUNTIME if r["status"] == RowStatus.FAILED else errors.BUNDLE if r["status"] == RowStatus.CORRUPT
-             else errors.SKIPPED if r["status"] == RowStatus.SKIPPED and strict else errors.OK for r in rows]
-    if comparison and any(c["regression"] for c in comparison):
+    codes = [errors.RUNTIME if r.status == RowStatus.FAILED else errors.BUNDLE if r.status == RowStatus.CORRUPT
+             else errors.SKIPPED if r.status == RowStatus.SKIPPED and opts.strict else errors.OK for r in rows]
+    if comparison and any(c.regression for c in comparison):
         codes.append(errors.REGRESSION)
     return BenchOutcome(bundle_dir, manifest, rows, comparison, reports, errors.worst(codes), machine_peak)
 
 
-def _achieved(rows: list[dict], manifest: Manifest, machine_peak: dict | None) -> None:
+def _achieved(rows: list[BenchRow], manifest: Manifest, machine_peak: dict | None) -> None:
     """Each measured row's achieved GFLOP/s (the manifest's FLOPs per sample x batch / p50) and its
     share of the fp32 GEMM peak at the row's threads; int8 rows get GOP/s only (no int8 peak)."""
     flops = manifest.flops.per_sample if manifest.flops else None
     for r in rows:
-        if r["status"] != RowStatus.OK or not flops or not r.get("p50_ms"):
+        if r.status != RowStatus.OK or not flops or not r.p50_ms:
             continue
-        r["gflops_per_s"] = flops * r["batch"] / (r["p50_ms"] / 1e3) / 1e9
-        precision = FORMATS[r["format"]].precision if r["format"] in FORMATS else "fp32"
+        r.gflops_per_s = gflops = flops * r.batch / (r.p50_ms / 1e3) / 1e9
+        precision = FORMATS[r.format].precision if r.format in FORMATS else "fp32"
         if precision.startswith("int8"):
-            r["peak_note"] = peak.INT8_NOTE
+            r.peak_note = peak.INT8_NOTE
             continue
-        ceiling = peak.peak_for(machine_peak, r["threads"]) if machine_peak else None
+        ceiling = peak.peak_for(machine_peak, r.threads) if machine_peak else None
         if ceiling:
-            r["peak_gflops"], r["pct_of_peak"] = ceiling, 100.0 * r["gflops_per_s"] / ceiling
+            r.peak_gflops, r.pct_of_peak = ceiling, 100.0 * gflops / ceiling
 
 
-def _relate(rows: list[dict]) -> None:
+def _relate(rows: list[BenchRow]) -> None:
     """Each row of a format that has a full-precision sibling (``Format.compare_to``: tflite_int8 ->
     tflite_fp32, onnx_int8 -> onnx) gets its p50 and size as ratios of the sibling's at the same
     threads and batch: the speed-up and the size a quantization buys, side by side in one run."""
-    ok = {(r["format"], r["runtime"], r["threads"], r["batch"]): r for r in rows if r["status"] == RowStatus.OK}
+    ok = {(r.format, r.runtime, r.threads, r.batch): r for r in rows if r.status == RowStatus.OK}
     for r in rows:  # the sibling on the same runtime: onnx_int8 on OpenVINO against onnx on OpenVINO
-        sibling = FORMATS[r["format"]].compare_to if r["format"] in FORMATS else None
-        base = ok.get((sibling, r["runtime"], r["threads"], r["batch"])) if sibling else None
-        if base is None or r["status"] != RowStatus.OK:
+        sibling = FORMATS[r.format].compare_to if r.format in FORMATS else None
+        base = ok.get((sibling, r.runtime, r.threads, r.batch)) if sibling else None
+        if sibling is None or base is None or r.status != RowStatus.OK or not r.p50_ms or not base.p50_ms:
             continue
-        r["relative"] = {"to": sibling, "p50_ratio": r["p50_ms"] / base["p50_ms"],
-                         "size_ratio": (r["size_bytes"] / base["size_bytes"]) if r.get("size_bytes") and
-                         base.get("size_bytes") else None}
+        r.relative = Relative(sibling, r.p50_ms / base.p50_ms,
+                              r.size_bytes / base.size_bytes if r.size_bytes and base.size_bytes else None)
 
 
 def _main_inputs(opened: OpenedBundle, work: Path) -> Path:
@@ -246,58 +299,56 @@ def _main_inputs(opened: OpenedBundle, work: Path) -> Path:
     return path
 
 
-def _compare(targets, baseline_dir, threads, batches, protocol, threshold, rounds, inputs, work, logs, with_source,
-             progress, limit):
+def _compare(targets: list[Target], opts: BenchOptions, inputs: Path, timing: _Timing,
+             progress: Progress) -> tuple[list[BenchRow], list[Comparison]]:
     """Rows of both bundles, measured A B A B ... so drift of a noisy machine hits both alike."""
-    baseline = open_bundle(baseline_dir)
-    (work / "b").mkdir()
-    base_targets = {(t.name, t.runtime): t for t in _targets(baseline.root, baseline.manifest, None, work / "b",
-                                                              with_source)}
-    base_inputs = _main_inputs(baseline, work / "b")
-    per_round = B.Protocol(**{**protocol.to_dict(), "min_time": protocol.min_time / rounds,
-                              "min_runs": max(1, protocol.min_runs // rounds)})
+    assert opts.compare is not None
+    baseline = open_bundle(Path(opts.compare))
+    (timing.work / "b").mkdir()
+    base_targets = {(t.name, t.runtime): t for t in _targets(baseline.root, baseline.manifest, None,
+                                                              timing.work / "b", opts.with_source)}
+    base_inputs = _main_inputs(baseline, timing.work / "b")
+    protocol, rounds = opts.protocol, opts.rounds
+    per_round = replace(timing, protocol=replace(protocol, min_time=protocol.min_time / rounds,
+                                                 min_runs=max(1, protocol.min_runs // rounds)))
     rows, comparison = [], []
     for t in targets:
         b_t = base_targets.get((t.name, t.runtime))
-        for th in threads:
-            for bs in batches:
-                runs: dict[str, list[dict]] = {"candidate": [], "baseline": []}
+        for th in opts.threads:
+            for bs in opts.batches:
+                runs: dict[str, list[BenchRow]] = {"candidate": [], "baseline": []}
                 for r in range(rounds):
                     progress.stage(f"comparing {t.name} on {t.runtime} threads={th} batch={bs}: round "
                                    f"{r + 1}/{rounds}")
-                    runs["candidate"].append(_run_row(t, th, bs, per_round, inputs, work, logs, limit))
+                    runs["candidate"].append(_run_row(t, th, bs, inputs, per_round))
                     if b_t is not None:
-                        runs["baseline"].append(_run_row(b_t, th, bs, per_round, base_inputs, work, logs, limit))
+                        runs["baseline"].append(_run_row(b_t, th, bs, base_inputs, per_round))
                 cand = _pool(runs["candidate"], bs)
                 rows.append(cand)
                 if b_t is None:
-                    comparison.append({"format": t.name, "runtime": t.runtime, "threads": th, "batch": bs,
-                                       "ratio": None, "regression": False, "note": "not in the baseline bundle"})
+                    comparison.append(Comparison(t.name, t.runtime, th, bs, note=NOT_IN_BASELINE, in_baseline=False))
                     continue
                 base = _pool(runs["baseline"], bs)
-                ok = cand["status"] == RowStatus.OK and base["status"] == RowStatus.OK
-                ratio = cand["p50_ms"] / base["p50_ms"] if ok else None
-                comparison.append({"format": t.name, "runtime": t.runtime, "threads": th, "batch": bs,
-                                   "candidate_p50_ms": cand.get("p50_ms"), "baseline_p50_ms": base.get("p50_ms"),
-                                   "ratio": ratio, "regression": bool(ratio is not None and ratio > threshold),
-                                   "note": "" if ok else (cand.get("reason") or base.get("reason"))})
+                ok = cand.status == RowStatus.OK and base.status == RowStatus.OK
+                ratio = cand.p50_ms / base.p50_ms if ok and cand.p50_ms and base.p50_ms else None
+                comparison.append(Comparison(t.name, t.runtime, th, bs, cand.p50_ms, base.p50_ms, ratio,
+                                             regression=bool(ratio is not None and ratio > opts.threshold),
+                                             note="" if ok else (cand.reason or base.reason)))
     return rows, comparison
 
 
-def _pool(rounds_rows: list[dict], batch: int) -> dict:
+def _pool(rounds_rows: list[BenchRow], batch: int) -> BenchRow:
     """One row from several interleaved rounds: samples pooled, first round's start-up figures."""
-    bad = next((r for r in rounds_rows if r["status"] != RowStatus.OK), None)
+    bad = next((r for r in rounds_rows if r.status != RowStatus.OK), None)
     if bad is not None:
         return bad
-    row = dict(rounds_rows[0])
-    samples = [s for r in rounds_rows for s in r["samples_ns"]]
-    row.update(samples_ns=samples, rounds=len(rounds_rows), **B.summarize(samples, batch))
-    return row
+    samples = [s for r in rounds_rows for s in r.samples_ns or []]
+    return replace(rounds_rows[0], samples_ns=samples, rounds=len(rounds_rows), summary=B.summarize(samples, batch))
 
 
-def sorted_rows(rows: list[dict]) -> list[dict]:
+def sorted_rows(rows: list[BenchRow]) -> list[BenchRow]:
     """Measured rows by p90, then the rows that were skipped or failed."""
-    return sorted(rows, key=lambda r: (r["status"] != RowStatus.OK, r.get("p90_ms") or 0.0))
+    return sorted(rows, key=lambda r: (r.status != RowStatus.OK, r.p90_ms or 0.0))
 
 
-__all__ = ["run", "BenchOutcome", "parse_int_list", "sorted_rows"]
+__all__ = ["run", "BenchOptions", "BenchOutcome", "parse_int_list", "sorted_rows"]

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 from deploytool import install
 from deploytool.checking import golden, judge
 from deploytool.checking.golden import GoldenSet
-from deploytool.commands import check_run_options
+from deploytool.checking.parity import Tolerances
+from deploytool.commands import check_run_options, tolerances_of
 from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, dims_of, parse_input_spec, parse_range
@@ -57,7 +59,7 @@ from deploytool.store.manifest import (
     Manifest,
     ModelInfo,
 )
-from deploytool.targets import targets_of
+from deploytool.targets import check_runtimes, targets_of
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 INT8_IO = ("float32", "int8", "uint8")
@@ -73,16 +75,15 @@ class ExportOutcome:
     messages: list[str] = field(default_factory=list)
 
 
-def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles",
-        samples: int = golden.DEFAULT_SAMPLES, seed: int = golden.DEFAULT_SEED, keep_layout: bool = False,
-        strict: bool = False, inputs: list[str] | None = None, input_ranges: list[str] | None = None,
-        weights: str | None = None, tolerances: dict | None = None, sign: Path | str | None = None,
-        timeout: float = EXPORT_TIMEOUT_S, calib_data: Path | str | None = None, data: Path | str | None = None,
-        calib_method: str = "minmax", int8_io: str = "float32", max_accuracy_drop: dict[str, float] | None = None,
-        accept_constant: list[str] | None = None, freeze: bool = True, optimize: bool = True,
-        progress: Progress | Callable[[str], None] | None = None) -> ExportOutcome:
-    """``tolerances``: overrides as parity.tier_for takes them ({"FMT:OUTPUT": {"atol": x}}); they are
-    stored in the manifest, and later validate runs of the bundle start from them (shown as overrides).
+@dataclass
+class ExportOptions:
+    """Everything ``export`` takes besides the model and where progress goes: built once (by the CLI, or
+    from ``run``'s keyword arguments) and passed down. Paths and tables are normalised on construction (a
+    plain ``tolerances`` table becomes a checked ``parity.Tolerances``); ``check`` refuses what cannot run.
+
+    ``formats``: the formats to export (parents they need are added; None: all).
+    ``tolerances``: overrides of the parity tiers ({"FMT:OUTPUT": {"atol": x}} or a ``Tolerances``); they
+    are stored in the manifest, and later validate runs of the bundle start from them (shown as overrides).
     ``sign``: an EC private key (PEM); the bundle is signed before it is published (``signing.py``).
     ``timeout``: the limit for each worker step (source, golden data, one format, one check).
     ``calib_data``: calibration inputs for the int8 formats (else the source's own, else needs_data);
@@ -92,61 +93,137 @@ def run(model: str, formats: list[str] | None = None, out: Path | str = "bundles
     ``accept_constant``: outputs ("*": all) whose reference may be constant across the golden samples
     (else such a check is VACUOUS, exit 5; ``judge.reference_check``).
     ``freeze``: save TorchScript frozen (torch.jit.freeze); ``optimize``: load it with
-    torch.jit.optimize_for_inference (each falls back, with a note, where it fails or changes outputs).
-    ``progress``: where the stages are reported (``progress.py``; a callable receives each message)."""
+    torch.jit.optimize_for_inference (each falls back, with a note, where it fails or changes outputs)."""
+
+    formats: list[str] | None = None
+    out: Path = Path("bundles")
+    samples: int = golden.DEFAULT_SAMPLES
+    seed: int = golden.DEFAULT_SEED
+    keep_layout: bool = False
+    strict: bool = False
+    inputs: list[str] = field(default_factory=list)
+    input_ranges: list[str] = field(default_factory=list)
+    weights: str | None = None
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    sign: Path | None = None
+    timeout: float = EXPORT_TIMEOUT_S
+    calib_data: Path | None = None
+    data: Path | None = None
+    calib_method: str = "minmax"
+    int8_io: str = "float32"
+    max_accuracy_drop: dict[str, float] = field(default_factory=dict)
+    accept_constant: list[str] = field(default_factory=list)
+    freeze: bool = True
+    optimize: bool = True
+    # further runtimes to check each artifact on besides its own (None: every one that runs it; those not
+    # installed here are SKIPPED); an artifact is always checked on its format's default runtime
+    runtimes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        # the API takes strings and plain tables too; from here on each field has its one type
+        if isinstance(self.formats, str):
+            self.formats = [self.formats]
+        self.formats = list(self.formats) if self.formats is not None else None
+        self.out = Path(self.out)
+        self.inputs, self.input_ranges = list(self.inputs or []), list(self.input_ranges or [])
+        self.weights = str(self.weights) if self.weights is not None else None
+        self.tolerances = tolerances_of(self.tolerances)
+        self.sign = Path(self.sign) if self.sign is not None else None
+        self.calib_data = Path(self.calib_data) if self.calib_data else None
+        self.data = Path(self.data) if self.data else None
+        self.max_accuracy_drop = dict(self.max_accuracy_drop or {})
+        accept = self.accept_constant
+        self.accept_constant = [accept] if isinstance(accept, str) else list(accept or [])
+        self.runtimes = [self.runtimes] if isinstance(self.runtimes, str) else \
+            (list(self.runtimes) if self.runtimes else None)
+
+    def check(self) -> None:
+        """Refuse, with one line (exit 2), options that cannot run: before any worker starts."""
+        if self.samples < 1:
+            raise UsageError(f"--samples must be >= 1, got {self.samples}")
+        self.runtimes = check_runtimes(self.runtimes)
+        check_run_options(self.timeout, self.tolerances, self.max_accuracy_drop)
+        if self.sign is not None and not self.sign.is_file():
+            raise UsageError(f"--sign {self.sign}: no such key file")
+        self.source_inputs()
+        if self.calib_method not in CALIB_METHODS or self.int8_io not in INT8_IO:
+            raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)} and --int8-io one of "
+                             f"{', '.join(INT8_IO)}")
+        for option, path in (("--calib-data", self.calib_data), ("--data", self.data)):
+            if path is not None and not path.is_file():
+                raise UsageError(f"{option} {path}: no such file")
+
+    def source_inputs(self) -> tuple[list[dict], dict]:
+        """``--input`` and ``--input-range`` parsed: (input specs, {input: [low, high)})."""
+        try:
+            return [parse_input_spec(s) for s in self.inputs], dict(parse_range(r) for r in self.input_ranges)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+    def converter_options(self) -> dict:
+        """What each format's exporter is told (``ExportFormat.options``)."""
+        return {"keep_layout": self.keep_layout, "calib_method": self.calib_method, "int8_io": self.int8_io,
+                "freeze": self.freeze, "optimize": self.optimize}
+
+
+def run(model: str, options: ExportOptions | Sequence[str] | None = None, out: Path | str | None = None,
+        progress: Progress | Callable[[str], None] | None = None, **fields: Any) -> ExportOutcome:
+    """Export ``model`` as ``options`` say (an ``ExportOptions``; without one, ``fields`` are its fields:
+    ``run("digits_cnn", formats=["onnx"], out="bundles")``). A list in place of the options is the formats,
+    and ``out`` the bundles' directory, as ``run("digits_cnn", ["onnx"], "bundles")``; fields given with an
+    ``ExportOptions`` replace its own. ``progress``: where the stages are reported (``progress.py``; a
+    callable receives each message)."""
     t_start = time.perf_counter()
-    if samples < 1:
-        raise UsageError(f"--samples must be >= 1, got {samples}")
-    check_run_options(timeout, tolerances, max_accuracy_drop)
-    if sign is not None and not Path(sign).is_file():
-        raise UsageError(f"--sign {sign}: no such key file")
-    try:
-        specs = [parse_input_spec(s) for s in inputs or []]
-        ranges = dict(parse_range(r) for r in input_ranges or [])
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if calib_method not in CALIB_METHODS or int8_io not in INT8_IO:
-        raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)} and --int8-io one of "
-                         f"{', '.join(INT8_IO)}")
-    for option, path in (("--calib-data", calib_data), ("--data", data)):
-        if path is not None and not Path(path).is_file():
-            raise UsageError(f"{option} {path}: no such file")
-    source = resolve_source(model, specs, ranges, weights)
+    opts = _options(options, out, fields)
+    opts.check()
+    specs, ranges = opts.source_inputs()
+    source = resolve_source(model, specs, ranges, opts.weights)
     missing = [p for p in FRAMEWORKS.get(source.framework, ()) if not install.installed(p)]
     if missing:  # a device-sized install: say what to install, before any worker starts
         raise ModelError(f"model {source.name!r}: loading a {source.framework} source needs {', '.join(missing)}, "
                          f"not installed here ({install.hint('export')})")
     try:
-        names, added = resolve(formats, source.framework)
+        names, added = resolve(opts.formats, source.framework)
     except KeyError as e:
         raise UsageError(f"unknown format(s) {e.args[0]}; known: {', '.join(FORMATS)}") from None
-    out = Path(out)
     try:
-        staging = bundle.staging_dir(out, source.name)
+        staging = bundle.staging_dir(opts.out, source.name)
     except OSError as e:
-        raise UsageError(f"cannot write bundles under {out}: {e.strerror or e}") from None
-    pipeline = _Pipeline(source, names, added, staging, samples, seed, keep_layout, tolerances or {}, timeout,
-                         as_progress(progress))
-    pipeline.calib_data = Path(calib_data) if calib_data else None
-    pipeline.data = Path(data) if data else None
-    pipeline.options = {"calib_method": calib_method, "int8_io": int8_io, "freeze": freeze, "optimize": optimize}
-    pipeline.max_drop = dict(max_accuracy_drop or {})
-    pipeline.accept_constant = list(accept_constant or [])
+        raise UsageError(f"cannot write bundles under {opts.out}: {e.strerror or e}") from None
+    pipeline = _Pipeline(source, names, added, staging, opts, as_progress(progress))
     try:
         manifest, checks = pipeline.run()
-        if sign is not None:
-            signing.sign(staging, Path(sign))
-        bundle.publish(staging, out / source.name)
+        if opts.sign is not None:
+            signing.sign(staging, opts.sign)
+        bundle.publish(staging, opts.out / source.name)
     finally:
         pipeline.close()
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     codes = [errors.EXPORT for rec in manifest.artifacts.values() if rec.status == ArtifactStatus.FAILED]
     messages = [f"added {', '.join(added)} (needed to convert the requested formats)"] if added else []
-    if keep_layout and source.framework == "tensorflow":
+    if opts.keep_layout and source.framework == "tensorflow":
         messages.append("--keep-layout has no effect here: artifacts of a TensorFlow source keep its own layout")
-    return ExportOutcome(out / source.name, manifest, checks, errors.worst(codes + [judge.exit_code(checks, strict)]),
+    return ExportOutcome(opts.out / source.name, manifest, checks,
+                         errors.worst(codes + [judge.exit_code(checks, opts.strict, opts.runtimes)]),
                          time.perf_counter() - t_start, messages)
+
+
+def _options(options: ExportOptions | Sequence[str] | None, out: Path | str | None,
+             fields: dict[str, Any]) -> ExportOptions:
+    """``run``'s arguments as one ``ExportOptions`` (TypeError for a field that is no option, or one given
+    twice)."""
+    if not isinstance(options, ExportOptions):
+        if options is not None:
+            if "formats" in fields:
+                raise TypeError("export: formats given twice (positionally and as formats=)")
+            fields["formats"] = options
+        if out is not None:
+            fields["out"] = out
+        return ExportOptions(**fields)
+    if out is not None:
+        fields["out"] = out
+    return replace(options, **fields) if fields else options
 
 
 def _named(model: str, error: str | None) -> str:
@@ -156,11 +233,11 @@ def _named(model: str, error: str | None) -> str:
 
 
 class _Pipeline:
-    def __init__(self, source: SourceRef, names: list[str], added: list[str], staging: Path, samples: int, seed: int,
-                 keep_layout: bool, tolerances: dict, timeout: float, progress: Progress) -> None:
+    def __init__(self, source: SourceRef, names: list[str], added: list[str], staging: Path, options: ExportOptions,
+                 progress: Progress) -> None:
         self.source, self.names, self.added, self.staging = source, names, added, staging
-        self.tolerances, self.timeout = tolerances, timeout
-        self.samples, self.seed, self.keep_layout, self.progress = samples, seed, keep_layout, progress
+        self.options, self.progress = options, progress
+        self.tolerances, self.timeout = options.tolerances, options.timeout
         self.work = staging / ".work"
         for d in (staging / bundle.ARTIFACTS, staging / bundle.GOLDEN, self.work):
             d.mkdir(parents=True)
@@ -169,14 +246,9 @@ class _Pipeline:
         self.versions: dict = {}
         self.sets: list[GoldenSet] = []
         self.calibration: CalibrationRecord | None = None
-        self.calib_data: Path | None = None
-        self.data: Path | None = None
         self.labelled_dims: dict[str, int] | None = None
-        self.options: dict = {}
-        self.max_drop: dict[str, float] = {}
-        self.accept_constant: list[str] = []
         self.flops: FlopsRecord | None = None
-        self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=timeout)
+        self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=self.timeout)
         self.targets: list[Target] = []  # every target submitted for checking, in export order
         self.plan = plan(source.framework)  # each format as made from this kind of source
         self.records: dict[str, ArtifactRecord] = {
@@ -214,10 +286,13 @@ class _Pipeline:
         if self.contract is None:  # _load_source raised otherwise
             raise RuntimeError("no source contract")
         references = {s.name: npz.load(s.reference) for s in self.sets}
-        checks = judge.judge(self.contract, self.records, runs, self.sets, references, self.tolerances,
-                             framework=self.source.framework, skipped_sets=self.runs.skipped_sets,
-                             max_drop=self.max_drop, accept_constant=self.accept_constant,
-                             inputs=lambda s: npz.load(s.inputs), targets=self.targets)
+        evidence = judge.Evidence(runs, self.sets, references, inputs=lambda s: npz.load(s.inputs),
+                                  skipped_sets=self.runs.skipped_sets)
+        rules = judge.Rules(self.tolerances, self.options.max_accuracy_drop, self.options.accept_constant)
+        # an artifact that was not made is judged once, on its default runtime (not exported, needs data, ...)
+        unmade = [Target(n, self.plan[n].runtime) for n in self.records if all(t.format != n for t in self.targets)]
+        checks = judge.judge(self.contract, self.records, evidence, rules, self.source.framework,
+                             self.targets + unmade)
         self._keep_outputs(checks)
         extras = localise_failures(checks, self.records, self.staging, self.sets, self.tolerances, self.work,
                                    self.staging / bundle.LOGS, self.timeout, progress=self.progress,
@@ -248,7 +323,7 @@ class _Pipeline:
             return
         if not holds_source:
             for name in runnable:
-                for target in targets_of(name):
+                for target in self._targets(name):
                     self.runs.prestart(target.key, target.runtime)
         self.progress.stage(f"exporting {', '.join(runnable)} ({stage} worker)")
         attempt = 1
@@ -296,7 +371,7 @@ class _Pipeline:
             raise ModelError(_named(self.source.name, loaded.error), loaded.exit_code, detail=loaded.traceback)
         self.contract, self.description = loaded.contract, loaded.description
         try:  # before anything is exported: a name that is no output is a usage error
-            judge.check_accepted(self.contract, self.accept_constant)
+            judge.check_accepted(self.contract, self.options.accept_constant)
         except ValueError as e:
             raise UsageError(str(e)) from None
         self.versions.update(loaded.versions)
@@ -304,7 +379,7 @@ class _Pipeline:
             return
         labelled_output = self._user_data(self.contract)
         labelled = "given" if labelled_output else ("source" if loaded.labelled else None)
-        plans = golden.plan_sets(self.contract, self.samples, self.seed, labelled=labelled)
+        plans = golden.plan_sets(self.contract, self.options.samples, self.options.seed, labelled=labelled)
         for p in plans:  # --data decides its own dims (any size a dynamic dim allows)
             if p.name == golden.LABELLED and labelled == "given" and self.labelled_dims is not None:
                 p.dims = self.labelled_dims
@@ -314,7 +389,7 @@ class _Pipeline:
         if self.calibration is None and loaded.calibration and \
                 any(self.plan[n].needs_calibration and not self.plan[n].not_applicable for n in self.names):
             job.calibration, job.calibration_samples = golden.CALIBRATION, golden.CALIB_SAMPLES
-            job.calibration_seed = self.seed + golden.CALIB_SEED_OFFSET
+            job.calibration_seed = self.options.seed + golden.CALIB_SEED_OFFSET
         written = worker.run(job, last=False, timeout=self.timeout)
         if not written.ok:
             raise ModelError(_named(self.source.name, written.error), written.exit_code, detail=written.traceback)
@@ -335,18 +410,18 @@ class _Pipeline:
         from deploytool.checking.golden import read_user_data
 
         try:
-            if self.calib_data is not None:
-                inputs, _, _ = read_user_data(contract, self.calib_data, "--calib-data")
+            if self.options.calib_data is not None:
+                inputs, _, _ = read_user_data(contract, self.options.calib_data, "--calib-data")
                 npz.save(self.staging / golden.CALIBRATION, inputs)
                 self.calibration = CalibrationRecord(golden.CALIBRATION, "", len(next(iter(inputs.values()))),
-                                                     f"--calib-data {self.calib_data.name}")
-            if self.data is None:
+                                                     f"--calib-data {self.options.calib_data.name}")
+            if self.options.data is None:
                 return None
-            inputs, labels, output = read_user_data(contract, self.data, "--data")
+            inputs, labels, output = read_user_data(contract, self.options.data, "--data")
         except ValueError as e:
             raise UsageError(str(e)) from None
         if labels is None or output is None:
-            raise UsageError(f"--data {self.data}: at export, --data is labelled data for task accuracy: add a "
+            raise UsageError(f"--data {self.options.data}: at export, --data is labelled data for task accuracy: add a "
                              "'labels' array (one class per sample), or 'labels:OUTPUT' naming the output")
         self.labelled_dims = dims_of(contract, inputs)
         npz.save(self.staging / "golden/labelled.npz", inputs)
@@ -365,7 +440,7 @@ class _Pipeline:
                             parent_contract=parent.contract if parent else None,
                             calibration=str(self.staging / self.calibration.path)
                             if self.calibration and fmt.needs_calibration else None,
-                            options={"keep_layout": self.keep_layout, **self.options})
+                            options=self.options.converter_options())
 
     def _take_format(self, name: str, reply: FormatExported) -> None:
         fmt = self.plan[name]
@@ -394,11 +469,11 @@ class _Pipeline:
         elif rec.status != ArtifactStatus.OK and path.exists():
             path.unlink()
         if rec.status == ArtifactStatus.OK and rec.contract is not None:
-            for target in targets_of(name):  # checked on every runtime that runs it
+            for target in self._targets(name):  # checked on every runtime that runs it
                 self.targets.append(target)
                 self.runs.submit(target.key, target.runtime, path, rec.contract, self.sets, rec.load_settings())
         else:
-            for target in targets_of(name):
+            for target in self._targets(name):
                 self.runs.cancel(target.key)
         self.progress.step(name, rec.status + (f" ({rec.error})" if rec.error else ""))
 
@@ -417,6 +492,13 @@ class _Pipeline:
                 elif rec.path and path.exists():
                     path.unlink()
                 rec.path, rec.files, rec.contract, rec.size_bytes = None, [], None, 0
+
+    def _targets(self, name: str) -> list[Target]:
+        """The targets an artifact is checked on: its default runtime, and the others that run it (those of
+        ``--runtime``, when given)."""
+        wanted = self.options.runtimes
+        return [t for t in targets_of(name)
+                if wanted is None or t.runtime in wanted or t.runtime == self.plan[name].runtime]
 
     def _keep_outputs(self, checks: dict[str, ArtifactCheck]) -> None:
         """Each artifact's outputs on its default runtime go into the bundle, so a later validate on a
@@ -439,7 +521,7 @@ class _Pipeline:
         if self.contract is None:
             raise RuntimeError("no source contract")
         data = GoldenData(
-            seed=self.seed, reference_runtime=reference_runtime(self.source.to_dict()),
+            seed=self.options.seed, reference_runtime=reference_runtime(self.source.to_dict()),
             sets={s.name: GoldenSetRecord(s.inputs.relative_to(self.staging).as_posix(),
                                           s.reference.relative_to(self.staging).as_posix(), s.dims, s.samples,
                                           s.labels.relative_to(self.staging).as_posix() if s.labels else None,
@@ -453,11 +535,12 @@ class _Pipeline:
             schema_version=SCHEMA_VERSION, created=bundle.now_utc(),
             tool={"name": "deploytool", "version": bundle.package_versions()["deploytool"]},
             model=ModelInfo(name=self.source.name, description=self.description, source=self.source.to_dict()),
-            seed=self.seed, platform=bundle.platform_info(), versions={**bundle.package_versions(), **self.versions},
+            seed=self.options.seed, platform=bundle.platform_info(),
+            versions={**bundle.package_versions(), **self.versions},
             formats_requested=[n for n in self.names if n not in self.added], formats_added=self.added,
             contract=self.contract, golden=data,
-            tolerances=self.tolerances,  # overrides of the parity tiers the export was judged with
-            accepted_constant=self.accept_constant,
+            tolerances=self.tolerances.to_dict(),  # overrides of the parity tiers the export was judged with
+            accepted_constant=self.options.accept_constant,
             flops=self.flops,
             artifacts={n: self.records[n] for n in self.plan if n in self.records})
 

@@ -35,7 +35,8 @@ from deploytool.store.manifest import ArtifactRecord
 
 
 def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, ArtifactRecord], root: Path,
-                      sets: list[GoldenSet], tolerances: dict | None, work: Path, logs: Path, timeout: float,
+                      sets: list[GoldenSet], tolerances: parity.Tolerances | None, work: Path, logs: Path,
+                      timeout: float,
                       limits: Limits | None = None, progress: Progress | None = None, source: dict | None = None,
                       contract: Contract | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Fill ``first_diverging`` (and the reason) of every failing check with a blamed hop; returns,
@@ -66,7 +67,7 @@ def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, Artif
 
 
 def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: dict[str, ArtifactRecord], root: Path,
-              sets: list[GoldenSet], tolerances: dict | None, work: Path, logs: Path, timeout: float,
+              sets: list[GoldenSet], tolerances: parity.Tolerances | None, work: Path, logs: Path, timeout: float,
               limits: Limits, source: dict | None, contract: Contract | None) -> tuple[Finding, dict[str, np.ndarray]]:
     runnable: dict[str, tuple[str, Path, Contract]] = {}  # what each side runs on: runtime, file, contract
     for side in (parent, child):
@@ -114,7 +115,7 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
                                     f"{reply.error}"), {}
     p_tensors, c_tensors = npz.load(p_reply.tensors or ""), npz.load(c_reply.tensors or "")
     child_format = Target.parse(child).format
-    tier = parity.tier_for(parity.TIERS[FORMATS[child_format].tier], tolerances or {}, child_format, "*", child)
+    tier = (tolerances or parity.Tolerances()).tier(parity.TIERS[FORMATS[child_format].tier], child_format, "*", child)
     finding = locate(hop, [Node.from_dict(n) for n in p_reply.nodes], p_reply.inputs, p_tensors, c_tensors, tier,
                      limits.seconds, exposed_all=not p_reply.truncated)
     finding.sample = {"set": set_name, "index": int(index)}

@@ -10,13 +10,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from deploytool.checking import judge
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
-from deploytool.commands import check_run_options
+from deploytool.checking.parity import Tolerances
+from deploytool.commands import check_run_options, tolerances_of
 from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, describe_sample, dims_of, nonfinite_sample
@@ -63,7 +65,13 @@ def select_formats(manifest: Manifest, requested: list[str] | None) -> list[str]
 def select_targets(manifest: Manifest, names: list[str], runtimes: list[str] | None) -> list[Target]:
     """The targets of the chosen artifacts: every runtime that runs each, or those of ``runtimes``.
     A ``--runtime`` that runs none of them is a usage error naming what does."""
-    chosen = [t for n in names for t in targets_of(n, runtimes)]
+    chosen = []
+    for n in names:
+        rec = manifest.artifacts.get(n)
+        if rec is not None and rec.status != ArtifactStatus.OK:  # not made: one verdict, on its default runtime
+            chosen += [t for t in targets_of(n)[:1] if runtimes is None or t.runtime in runtimes]
+        else:
+            chosen += targets_of(n, runtimes)
     if runtimes and not chosen:
         runs = sorted({r for n in names for r in runtimes_of(n)})
         raise UsageError(f"--runtime {', '.join(runtimes)}: runs none of the artifacts chosen "
@@ -71,47 +79,96 @@ def select_targets(manifest: Manifest, names: list[str], runtimes: list[str] | N
     return chosen
 
 
-def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | str | None = None,
-        samples: int | None = None, tolerances: dict | None = None, strict: bool = False,
-        reports_dir: Path | str | None = None, json_path: Path | str | None = None,
-        junit_path: Path | str | None = None, progress: Progress | Callable[[str], None] | None = None,
-        verify_key: Path | str | None = None, tier_defaults: bool = False,
-        timeout: float = CHECK_TIMEOUT_S, max_accuracy_drop: dict[str, float] | None = None,
-        machine_name: str | None = None, accept_constant: list[str] | None = None,
-        runtimes: list[str] | None = None) -> ValidateOutcome:
-    """``tolerances``: this run's overrides, on top of those stored in the bundle (``tier_defaults``:
-    ignore the stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
-    ``timeout``: the limit for each artifact's run. ``accept_constant``: outputs ("*": all) whose
-    reference may be constant across the golden samples (else such a check is VACUOUS, exit 5). ``progress``: where the
-    stages are reported (``progress.py``; a callable receives each message). ``runtimes``: check only the targets on
-    these runtimes (default: every runtime that runs each artifact; those not installed here are SKIPPED, naming
-    the extra that adds them)."""
+@dataclass
+class ValidateOptions:
+    """Everything ``validate`` takes besides the bundle and where progress goes: built once (by the CLI, or
+    from ``run``'s keyword arguments) and passed down. Paths and tables are normalised on construction (a
+    plain ``tolerances`` table becomes a checked ``parity.Tolerances``); ``check`` refuses what cannot run.
+
+    ``formats``: the artifacts to check (exact names or prefixes; None: all). ``data``: the user's own inputs
+    (references from the source model). ``samples``: the first N golden samples only.
+    ``tolerances``: this run's overrides, on top of those stored in the bundle (``tier_defaults``: ignore the
+    stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
+    ``timeout``: the limit for each artifact's run. ``accept_constant``: outputs ("*": all) whose reference may
+    be constant across the golden samples (else such a check is VACUOUS, exit 5). ``runtimes``: check only the
+    targets on these runtimes (default: every runtime that runs each artifact; those not installed here are
+    SKIPPED, naming the extra that adds them). ``reports_dir``, ``json_path``, ``junit_path``: where the
+    reports go (default: the bundle's reports/); ``machine_name``: this machine's label in them."""
+
+    formats: list[str] | None = None
+    data: Path | None = None
+    samples: int | None = None
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    strict: bool = False
+    reports_dir: Path | None = None
+    json_path: Path | None = None
+    junit_path: Path | None = None
+    verify_key: Path | None = None
+    tier_defaults: bool = False
+    timeout: float = CHECK_TIMEOUT_S
+    max_accuracy_drop: dict[str, float] = field(default_factory=dict)
+    machine_name: str | None = None
+    accept_constant: list[str] = field(default_factory=list)
+    runtimes: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        # the API takes strings and plain tables too; from here on each field has its one type
+        if isinstance(self.formats, str):
+            self.formats = [self.formats]
+        self.formats = list(self.formats) or None if self.formats is not None else None
+        if isinstance(self.runtimes, str):
+            self.runtimes = [self.runtimes]
+        self.runtimes = list(self.runtimes) or None if self.runtimes is not None else None
+        self.data = Path(self.data) if self.data is not None else None
+        self.reports_dir = Path(self.reports_dir) if self.reports_dir else None
+        self.json_path = Path(self.json_path) if self.json_path else None
+        self.junit_path = Path(self.junit_path) if self.junit_path else None
+        self.verify_key = Path(self.verify_key) if self.verify_key is not None else None
+        self.tolerances = tolerances_of(self.tolerances)
+        self.max_accuracy_drop = dict(self.max_accuracy_drop or {})
+        accept = self.accept_constant
+        self.accept_constant = [accept] if isinstance(accept, str) else list(accept or [])
+
+    def check(self) -> list[str] | None:
+        """Refuse, with one line (exit 2), options that cannot run; returns the runtimes asked for (known
+        names, once each; None: every runtime)."""
+        check_run_options(self.timeout, self.tolerances, self.max_accuracy_drop)
+        return check_runtimes(self.runtimes)
+
+
+def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None = None,
+        progress: Progress | Callable[[str], None] | None = None, **fields: Any) -> ValidateOutcome:
+    """Validate the bundle as ``options`` say (a ``ValidateOptions``; without one, ``fields`` are its fields:
+    ``run(bundle, formats=["onnx"], tolerances={"onnx:*": {"atol": 1e-3}})``). A list in place of the options
+    is the formats (``run(bundle, ["tflite"])``); fields given with a ``ValidateOptions`` replace its own.
+    ``progress``: where the stages are reported (``progress.py``; a callable receives each message)."""
     t0 = time.perf_counter()
     progress = as_progress(progress)
-    check_run_options(timeout, tolerances, max_accuracy_drop)
-    opened = open_bundle(bundle_dir, verify_key)
+    opts = _options(options, fields)
+    wanted = opts.check()
+    opened = open_bundle(bundle_dir, opts.verify_key)
     bundle_dir, manifest = opened.root, opened.manifest
     unknown = [n for n in manifest.artifacts if n not in FORMATS]
     if unknown:
         raise BundleError(f"bundle {bundle_dir}: artifacts of formats this deploytool does not know: {unknown}")
-    names = select_formats(manifest, formats)
-    wanted = check_runtimes(runtimes)
+    names = select_formats(manifest, opts.formats)
     chosen = select_targets(manifest, names, wanted)
     # The overrides the bundle was exported with (unless --tier-defaults), then this run's (a more
     # specific key still wins). The checks report each override they applied.
-    kept = {} if tier_defaults else manifest.tolerances
-    tolerances = {k: {**kept.get(k, {}), **(tolerances or {}).get(k, {})} for k in {*kept, *(tolerances or {})}}
+    kept = Tolerances() if opts.tier_defaults else Tolerances.from_dict(manifest.tolerances, "manifest.tolerances")
+    tolerances = kept.merged(opts.tolerances)
     contract = manifest.contract
     try:  # the outputs export accepted as constant (stored in the bundle), and this run's
-        accept_constant = [*manifest.accepted_constant, *judge.check_accepted(contract, accept_constant)]
+        accept_constant = [*manifest.accepted_constant, *judge.check_accepted(contract, opts.accept_constant)]
     except ValueError as e:
         raise UsageError(str(e)) from None
+    timeout, data = opts.timeout, opts.data
     work = Path(tempfile.mkdtemp(prefix="deploytool-validate-"))
     try:
-        sets, references = _sets(opened, samples, work)
+        sets, references = _sets(opened, opts.samples, work)
         if data is not None:
             progress.stage(f"computing references for {data} on the source model")
-            s, ref = _data_set(bundle_dir, manifest, contract, Path(data), work, timeout)
+            s, ref = _data_set(bundle_dir, manifest, contract, data, work, timeout)
             sets.append(s)
             references[s.name] = ref
         records = {n: manifest.artifacts[n] for n in dict.fromkeys(t.format for t in chosen)}
@@ -137,25 +194,36 @@ def run(bundle_dir: Path | str, formats: list[str] | None = None, data: Path | s
             rel = manifest.artifacts[fmt].golden_outputs.get(set_name) if fmt in manifest.artifacts else None
             return npz.load(bundle_dir / rel) if rel and (bundle_dir / rel).is_file() else None
 
-        checks = judge.judge(contract, records, replies, sets, references, tolerances, stored,
-                             framework=manifest.model.framework, refused=refused, skipped_sets=runs.skipped_sets,
-                             max_drop=max_accuracy_drop, accept_constant=accept_constant,
-                             inputs=lambda s: npz.load(s.inputs), targets=chosen)
+        evidence = judge.Evidence(replies, sets, references, stored, lambda s: npz.load(s.inputs), refused,
+                                  runs.skipped_sets)
+        rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant)
+        checks = judge.judge(contract, records, evidence, rules, manifest.model.framework, chosen)
         extras = localise_failures(checks, manifest.artifacts, bundle_dir, sets, tolerances, work,
                                    _logs(bundle_dir, work), timeout, progress=progress,
                                    source=manifest.model.source, contract=contract)
         try:
             # The bundle's own reports/ only through real directories inside it; --reports is the user's.
-            reports_dir = Path(reports_dir) if reports_dir else bundle.real_dir(bundle_dir, bundle.REPORTS)
-            reports = write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances,
-                                    references, Path(json_path) if json_path else None,
-                                    Path(junit_path) if junit_path else None, machine_name, extras)
+            reports_dir = opts.reports_dir or bundle.real_dir(bundle_dir, bundle.REPORTS)
+            reports = write_reports(bundle_dir, reports_dir, manifest, checks, sets, tolerances, references,
+                                    opts.json_path, opts.junit_path, opts.machine_name, extras)
         except OSError as e:
             raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, judge.exit_code(checks, strict, wanted),
+    return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, judge.exit_code(checks, opts.strict, wanted),
                            time.perf_counter() - t0)
+
+
+def _options(options: ValidateOptions | Sequence[str] | None, fields: dict[str, Any]) -> ValidateOptions:
+    """``run``'s arguments as one ``ValidateOptions`` (TypeError for a field that is no option, or one
+    given twice)."""
+    if isinstance(options, ValidateOptions):
+        return replace(options, **fields) if fields else options
+    if options is not None:
+        if "formats" in fields:
+            raise TypeError("validate: formats given twice (positionally and as formats=)")
+        fields["formats"] = options
+    return ValidateOptions(**fields)
 
 
 def _logs(bundle_dir: Path, work: Path) -> Path:
@@ -225,4 +293,4 @@ def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Pa
     return s, refs
 
 
-__all__ = ["run", "ValidateOutcome", "select_formats", "select_targets"]
+__all__ = ["run", "ValidateOptions", "ValidateOutcome", "select_formats", "select_targets"]

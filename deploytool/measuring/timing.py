@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -72,21 +72,38 @@ def measure(call: Callable[[int], object], protocol: Protocol) -> dict:
             "capped": capped}
 
 
-def summarize(samples_ns: list[int], batch: int = 1) -> dict:
+@dataclass(frozen=True)
+class Summary:
+    """``summarize``'s statistics of one row's samples: the one place these names are spelled (bench rows
+    carry them flat in bench.json)."""
+
+    n: int
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    iqr_ms: float
+    cv: float
+    throughput_per_s: float
+    percentile_method: str = PERCENTILE_METHOD
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(samples_ns: list[int], batch: int = 1) -> Summary:
     """Statistics in milliseconds, throughput in items (batch rows) per second, and warnings."""
     x = np.asarray(samples_ns, dtype=np.float64) / 1e6
     p25, p50, p75, p90, p99 = (float(v) for v in np.percentile(x, [25, 50, 75, 90, 99], method=PERCENTILE_METHOD))
     mean, std = float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
     iqr = float(p75 - p25)
-    stats = {
-        "n": int(len(x)), "min_ms": float(x.min()), "p50_ms": float(p50), "p90_ms": float(p90),
-        "p99_ms": float(p99), "mean_ms": mean, "std_ms": std, "iqr_ms": iqr,
-        "cv": std / mean if mean > 0 else 0.0,
-        "throughput_per_s": batch * 1000.0 / mean if mean > 0 else 0.0,
-        "percentile_method": PERCENTILE_METHOD,
-    }
-    stats["warnings"] = warnings(stats)
-    return stats
+    s = Summary(n=int(len(x)), min_ms=float(x.min()), p50_ms=p50, p90_ms=p90, p99_ms=p99, mean_ms=mean, std_ms=std,
+                iqr_ms=iqr, cv=std / mean if mean > 0 else 0.0,
+                throughput_per_s=batch * 1000.0 / mean if mean > 0 else 0.0)
+    return replace(s, warnings=warnings(s.to_dict()))
 
 
 def warnings(stats: dict) -> list[str]:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from deploytool.core.errors import UsageError
 from deploytool.measuring import timing
-from deploytool.measuring.machine import fingerprint
-from deploytool.results import BENCH_SCHEMA
+from deploytool.results import BENCH_SCHEMA, BenchRow, Comparison
 from deploytool.store import bundle
 from deploytool.store.manifest import Manifest
 
@@ -19,20 +18,21 @@ CSV_FIELDS = ["format", "runtime", "threads", "batch", "status", "p50_ms", "p90_
               "warnings"]
 
 
-def write_bench_reports(manifest: Manifest, rows: list[dict], comparison: list[dict] | None,
-                        protocol: timing.Protocol, threshold: float, reports_dir: Path, manifest_sha256: str,
-                        machine_name: str | None = None, gemm_peak: dict | None = None) -> dict[str, Path]:
+def write_bench_reports(manifest: Manifest, manifest_sha256: str, machine: dict, rows: list[BenchRow],
+                        comparison: list[Comparison] | None, protocol: timing.Protocol, threshold: float,
+                        reports_dir: Path) -> dict[str, Path]:
+    """``machine``: the fingerprint of the machine measured on, with its ``gemm_peak`` (deploytool.measuring.peak's
+    probe: fp32 GFLOP/s at 1 and all threads, the library; rows' pct_of_peak)."""
+    row_dicts = [r.to_dict() for r in rows]
     data = {
         "schema_version": SCHEMA_VERSION, "created": bundle.now_utc(), "model": manifest.model.name,
-        "manifest_sha256": manifest_sha256,
-        # gemm_peak: deploytool.measuring.peak's probe (fp32 GFLOP/s at 1 and all threads, the library);
-        # rows' pct_of_peak
-        "machine": {**fingerprint(machine_name), "gemm_peak": gemm_peak},
+        "manifest_sha256": manifest_sha256, "machine": machine,
         "flops_per_sample": manifest.flops.per_sample if manifest.flops else None,
         "platform": bundle.platform_info(), "versions": bundle.package_versions(),
         "protocol": {**protocol.to_dict(), "percentile_method": timing.PERCENTILE_METHOD,
                      "timer": "time.perf_counter_ns", "memory": "peak RSS of the worker (Linux VmHWM; else ru_maxrss)"},
-        "rows": rows, "compare": comparison, "threshold": threshold,
+        "rows": row_dicts, "compare": None if comparison is None else [c.to_dict() for c in comparison],
+        "threshold": threshold,
     }
     try:
         reports_dir.mkdir(parents=True, exist_ok=True)
@@ -40,8 +40,9 @@ def write_bench_reports(manifest: Manifest, rows: list[dict], comparison: list[d
         with open(reports_dir / "bench.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
             w.writeheader()
-            for r in rows:
-                w.writerow({**r, "settings": r.get("settings", ""), "warnings": "; ".join(r.get("warnings", []))})
+            for r, d in zip(rows, row_dicts):
+                w.writerow({**d, "settings": r.settings if r.settings is not None else "",
+                            "warnings": "; ".join(r.warnings)})
     except OSError as e:
         raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
     return {"json": reports_dir / "bench.json", "csv": reports_dir / "bench.csv"}

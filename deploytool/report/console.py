@@ -10,7 +10,8 @@ import shutil
 import sys
 import textwrap
 
-from deploytool.running.jobs import ArtifactStatus, RowStatus
+from deploytool.results import BenchRow, Comparison, target_label
+from deploytool.running.jobs import ArtifactStatus
 from deploytool.store.manifest import Manifest
 
 
@@ -118,9 +119,9 @@ def export_table(manifest: Manifest, checks: dict, wide: bool = False, width: in
     return fit(headers, rows, notes, ["tier", "export_s"], wide, width)
 
 
-def _label(name: str, chk, count: int) -> str:
-    """How a table's note names a row: the format, with its runtime where the artifact has several rows."""
-    return chk.key if chk is not None and count > 1 else name
+def _label(name: str, chk, count: int = 1) -> str:
+    """How a table's note names a row: the format on its default runtime, FORMAT@RUNTIME on another."""
+    return target_label(chk.format, chk.runtime, chk.platform) if chk is not None else name
 
 
 def _skipped(chk) -> str:
@@ -164,33 +165,35 @@ def _ms(x) -> str:
     return "-" if x is None else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
 
 
-def bench_table(rows: list[dict], wide: bool = False, width: int | None = None) -> str:
+def bench_table(rows: list[BenchRow], wide: bool = False, width: int | None = None) -> str:
     out, notes = [], []
     for r in rows:
-        ok = r["status"] == RowStatus.OK
-        out.append([r["format"], r["runtime"], r["threads"], r["batch"], r["status"].upper(),
-                    _ms(r.get("p50_ms")), _ms(r.get("p90_ms")), _ms(r.get("p99_ms")),
-                    f"{r['cv']:.3f}" if ok else "-", f"{r['throughput_per_s']:.0f}" if ok else "-",
-                    r.get("n", "-"), f"{r['import_s']:.2f}" if ok else "-", f"{r['load_s'] * 1e3:.0f}" if ok else "-",
-                    _ms(r.get("first_inference_ms")), f"{r['rss_peak_mb']:.0f}" if ok else "-",
-                    human_size(r.get("size_bytes")), _achieved(r)])
-        notes.append((f"{r['format']} on {r['runtime']} (threads={r['threads']}, batch={r['batch']})",
-                      "; ".join(filter(None, [_relative(r), r.get("reason") or "; ".join(r.get("warnings", []))]))))
+        s = r.summary
+        out.append([r.format, r.runtime, r.threads, r.batch, r.status.upper(),
+                    _ms(s.p50_ms if s else None), _ms(s.p90_ms if s else None), _ms(s.p99_ms if s else None),
+                    f"{s.cv:.3f}" if s else "-", f"{s.throughput_per_s:.0f}" if s else "-", s.n if s else "-",
+                    _fixed(r.import_s, 1, ".2f"), _fixed(r.load_s, 1e3, ".0f"), _ms(r.first_inference_ms),
+                    _fixed(r.rss_peak_mb, 1, ".0f"), human_size(r.size_bytes), _achieved(r)])
+        notes.append((r.label, "; ".join(filter(None, [_relative(r), r.reason or "; ".join(r.warnings)]))))
     return fit(["format", "runtime", "thr", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "cv", "items/s", "n",
                 "import_s", "load_ms", "first_ms", "rss_mb", "size", "GFLOP/s"], out, notes,
                ["items/s", "n", "import_s", "cv", "first_ms", "p99_ms", "load_ms"], wide, width)
 
 
-def _achieved(r: dict) -> str:
+def _fixed(x: float | None, scale: float, spec: str) -> str:
+    return "-" if x is None else format(x * scale, spec)
+
+
+def _achieved(r: BenchRow) -> str:
     """``27.9 (29%)``: achieved GFLOP/s and its share of the fp32 GEMM peak; ``int8`` where no int8
     peak was measured (GOP/s then)."""
-    g = r.get("gflops_per_s")
+    g = r.gflops_per_s
     if g is None:
         return "-"
     text = f"{g:.1f}" if g >= 1 else f"{g:.2f}"
-    if r.get("pct_of_peak") is not None:
-        return f"{text} ({r['pct_of_peak']:.0f}%)"
-    return f"{text} (int8)" if r.get("peak_note") else text
+    if r.pct_of_peak is not None:
+        return f"{text} ({r.pct_of_peak:.0f}%)"
+    return f"{text} (int8)" if r.peak_note else text
 
 
 def peak_line(manifest: Manifest, peak: dict) -> str:
@@ -205,21 +208,20 @@ def peak_line(manifest: Manifest, peak: dict) -> str:
                          terminal_width(), subsequent_indent="  ")
 
 
-def _relative(r: dict) -> str:
+def _relative(r: BenchRow) -> str:
     """``0.48x time, 0.30x size of tflite_fp32``."""
-    rel = r.get("relative")
-    if not rel:
+    rel = r.relative
+    if rel is None:
         return ""
-    size = f", {rel['size_ratio']:.2f}x size" if rel.get("size_ratio") else ""
-    return f"{rel['p50_ratio']:.2f}x time{size} of {rel['to']}"
+    size = f", {rel.size_ratio:.2f}x size" if rel.size_ratio else ""
+    return f"{rel.p50_ratio:.2f}x time{size} of {rel.to}"
 
 
-def compare_table(comparison: list[dict], threshold: float, wide: bool = False, width: int | None = None) -> str:
-    rows = [[c["format"], c.get("runtime", "-"), c["threads"], c["batch"], _ms(c.get("candidate_p50_ms")),
-             _ms(c.get("baseline_p50_ms")), "-" if c["ratio"] is None else f"{c['ratio']:.3f}",
-             "REGRESSION" if c["regression"] else ("ok" if c["ratio"] is not None else "-")]
+def compare_table(comparison: list[Comparison], threshold: float, wide: bool = False, width: int | None = None) -> str:
+    rows = [[c.format, c.runtime, c.threads, c.batch, _ms(c.candidate_p50_ms), _ms(c.baseline_p50_ms),
+             "-" if c.ratio is None else f"{c.ratio:.3f}",
+             "REGRESSION" if c.regression else ("ok" if c.ratio is not None else "-")]
             for c in comparison]
-    notes = [(f"{c['format']} on {c.get('runtime', '-')} (threads={c['threads']}, batch={c['batch']})",
-              c.get("note", "")) for c in comparison]
+    notes = [(c.label, c.note) for c in comparison]
     return fit(["format", "runtime", "thr", "batch", "p50_ms", "baseline_p50_ms", f"ratio(>{threshold:g} flags)",
                 "verdict"], rows, notes, [], wide, width)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploytool.running.jobs import FAILING_CHECKS as FAILING
 from deploytool.running.jobs import ArtifactStatus, RowStatus
+
+if TYPE_CHECKING:
+    from deploytool.results import BenchRow, Comparison
 
 
 def enabled(flag: bool) -> bool:
@@ -61,19 +65,16 @@ def check_annotations(model: str, manifest, checks: dict) -> list[str]:
     return out
 
 
-def bench_annotations(model: str, rows: list[dict], compare: list[dict] | None, threshold: float) -> list[str]:
+def bench_annotations(model: str, rows: list[BenchRow], compare: list[Comparison] | None,
+                      threshold: float) -> list[str]:
     out = []
     for r in rows:
-        if r["status"] in (RowStatus.FAILED, RowStatus.CORRUPT):
-            out.append(error(f"deploytool {model}/{r['format']}@{r['runtime']}: bench {r['status']}",
-                             f"{r['format']} on {r['runtime']} (threads={r['threads']}, batch={r['batch']}): "
-                             f"{r['reason']}"))
+        if r.status in (RowStatus.FAILED, RowStatus.CORRUPT):
+            out.append(error(f"deploytool {model}/{r.format}@{r.runtime}: bench {r.status}", f"{r.label}: {r.reason}"))
     for c in compare or []:
-        if c["regression"]:
-            out.append(error(f"deploytool {model}/{c['format']}@{c.get('runtime', '')}: latency regression",
-                             f"{c['format']} on {c.get('runtime', '-')} (threads={c['threads']}, batch={c['batch']}): "
-                             "metric p50 "
-                             f"{c['ratio']:.2f}x the baseline's (threshold {threshold:g})"))
+        if c.regression:
+            out.append(error(f"deploytool {model}/{c.format}@{c.runtime}: latency regression",
+                             f"{c.label}: metric p50 {c.ratio:.2f}x the baseline's (threshold {threshold:g})"))
     return out
 
 

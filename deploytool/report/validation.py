@@ -21,7 +21,7 @@ SCHEMA_VERSION = VALIDATION_SCHEMA
 
 
 def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, checks: dict[str, ArtifactCheck],
-                  sets: list[GoldenSet], tolerances: dict, references: dict[str, dict[str, np.ndarray]],
+                  sets: list[GoldenSet], tolerances: parity.Tolerances, references: dict[str, dict[str, np.ndarray]],
                   json_path: Path | None = None, junit_path: Path | None = None,
                   machine_name: str | None = None,
                   extras: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Path]:
@@ -45,7 +45,7 @@ def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, check
         else None,
         "machine": fingerprint(machine_name),
         "sets": {s.name: {"dims": s.dims, "samples": s.samples} for s in sets},
-        "tolerances": {"tiers": {n: t.to_dict() for n, t in parity.TIERS.items()}, "overrides": tolerances},
+        "tolerances": {"tiers": {n: t.to_dict() for n, t in parity.TIERS.items()}, "overrides": tolerances.to_dict()},
         "targets": {k: {**c.to_dict(), "target": k, "repro": str(repros[k]) if k in repros else None,
                         "route": _route(manifest, c.format)} for k, c in checks.items()},
     }
@@ -61,7 +61,8 @@ def _route(manifest: Manifest, name: str) -> dict | None:
 
 
 def write_repro(bundle_dir: Path, reports_dir: Path, key: str, manifest: Manifest, chk: ArtifactCheck,
-                sets: list[GoldenSet], references: dict[str, dict[str, np.ndarray]], tolerances: dict) -> Path:
+                sets: list[GoldenSet], references: dict[str, dict[str, np.ndarray]],
+                tolerances: parity.Tolerances) -> Path:
     """Everything a converter bug report needs: inputs, expected and actual outputs, the worst
     sample alone, artifact hashes, versions and tolerances."""
     # A stale folder is removed and a fresh one made, never through a link (bundle.real_dir).
@@ -88,7 +89,7 @@ def write_repro(bundle_dir: Path, reports_dir: Path, key: str, manifest: Manifes
         "versions": manifest.versions, "platform": manifest.platform, "reason": chk.reason,
         "hop_blamed": chk.hop_blamed, "first_diverging": chk.first_diverging,
         "worst": {"set": worst[0], "output": worst[1], "sample": worst[2]} if worst else None,
-        "verdicts": chk.sets, "per_hop": chk.hop, "tolerance_overrides": tolerances,
+        "verdicts": chk.sets, "per_hop": chk.hop, "tolerance_overrides": tolerances.to_dict(),
         "contract": records.dump(rec.contract),
     }
     bundle.write_json(dest / "repro.json", info)

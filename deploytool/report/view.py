@@ -49,8 +49,10 @@ class ArtifactView:
 
     @property
     def label(self) -> str:
-        """How prose names it: the format, with its runtime where the artifact has several."""
-        return self.key if self.several else self.name
+        """How prose names it: the format on its default runtime, FORMAT@RUNTIME on another."""
+        from deploytool.results import target_label
+
+        return target_label(self.name, self.runtime)
 
     @property
     def passed(self) -> bool:

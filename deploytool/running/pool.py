@@ -36,7 +36,7 @@ class RunPool:
 
     def prestart(self, key: str, runtime: str) -> None:
         """Start the runtime's worker now so its imports overlap work still running."""
-        if key not in self.warm and not RUNTIMES[runtime].missing_packages():
+        if key not in self.warm and RUNTIMES[runtime].unavailable() is None:
             self.warm[key] = self._worker(key, runtime).start()
 
     def cancel(self, key: str) -> None:
@@ -49,12 +49,10 @@ class RunPool:
         """Run the artifact on every set it accepts (``load_settings``: the artifact's own, from its record)."""
         rt = RUNTIMES[runtime]
         sets, self.skipped_sets[key] = applicable_sets(contract, sets)
-        missing = rt.missing_packages()
-        if missing:
+        why = rt.unavailable()  # a package or a program it needs is missing: a skip naming what to install
+        if why:
             fut: Future = Future()
-            fut.set_result(jobs.ArtifactRan(status=jobs.RunStatus.SKIPPED, runtime=runtime,
-                                            error=f"runtime {rt.name} not installed (no {', '.join(missing)}): "
-                                                  f"{rt.install_hint}"))
+            fut.set_result(jobs.ArtifactRan(status=jobs.RunStatus.SKIPPED, runtime=runtime, error=why))
             self.futures[key] = fut
             return
         job = jobs.RunArtifact(runtime=runtime, artifact=str(artifact), contract=contract,

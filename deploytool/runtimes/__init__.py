@@ -86,7 +86,7 @@ class Runtime:
     name: str
     description: str
     packages: tuple[str, ...]  # import names that must be importable
-    extra: str  # the pip extra that installs them (install.EXTRAS)
+    extra: str  # the pip extra that installs them (install.extras())
     load: Callable[[Path, dict], Any]  # (artifact path, settings such as threads) -> session
     run: Callable[[Any, dict], dict]  # (session, {artifact input name: array}) -> {artifact output name: array}
     version: Callable[[], str]
@@ -111,7 +111,7 @@ class Runtime:
     @property
     def distributions(self) -> tuple[str, ...]:
         """The distributions whose versions are recorded for it (manifest, machine fingerprint)."""
-        return tuple(dict.fromkeys(install.DISTRIBUTIONS[p.split(".")[0]] for p in self.packages))
+        return tuple(dict.fromkeys(install.distribution(p) for p in self.packages))
 
     def missing_packages(self) -> list[str]:
         return [p for p in self.packages if not install.installed(p)]
@@ -124,7 +124,11 @@ class Runtime:
     def unavailable(self) -> str | None:
         """One line saying what is missing and how to get it; None when it can run here."""
         missing = self.missing()
-        return f"runtime {self.name} cannot run here: {'; '.join(map(str, missing))}" if missing else None
+        if not missing:
+            return None
+        if all(m.kind == "package" for m in missing):  # the usual case, said as it always was
+            return f"runtime {self.name} not installed (no {', '.join(m.name for m in missing)}): {self.install_hint}"
+        return f"runtime {self.name} cannot run here: {'; '.join(map(str, missing))}"
 
     def reported_settings(self, session: Any) -> dict[str, Any]:
         """``settings(session)`` in its JSON form; a runtime must report ``Settings``."""

@@ -38,6 +38,17 @@ def model_file(path: Path) -> Path:
     return xmls[0]
 
 
+def read_failure(message: str) -> str:
+    """OpenVINO's read error as one line naming the cause (``OpenVINO cannot read this model: no conversion
+    rule for ONNX op(s) Det-20``) instead of its first line, a C++ source location."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    missing = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("-- No conversion rule")), None)
+    if missing:
+        return f"OpenVINO cannot read this model: no conversion rule for ONNX op(s) {missing}"
+    cause = [ln for ln in lines if not ln.startswith(("Exception from src/", "Check '")) and " at src/" not in ln]
+    return f"OpenVINO cannot read this model: {' '.join(cause)[:300] or lines[0] if lines else 'no reason given'}"
+
+
 def _spec(port) -> dict:
     shape = port.get_partial_shape()
     dims = None if shape.rank.is_dynamic else [d.get_length() if d.is_static else None for d in shape]
@@ -52,7 +63,10 @@ def load(path, settings):
     import openvino as ov
 
     core = ov.Core()
-    model = core.read_model(str(model_file(Path(path))))
+    try:
+        model = core.read_model(str(model_file(Path(path))))
+    except RuntimeError as e:  # its message opens with "Exception from src/...cpp:84:": the cause comes later
+        raise RuntimeError(read_failure(str(e))) from None
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
     if settings.get("threads"):
         config["INFERENCE_NUM_THREADS"] = int(settings["threads"])
