@@ -35,7 +35,7 @@ def _kill_when(proc, out, marker: str, timeout=300):
 # Markers: the torch worker has loaded the source; the TensorFlow stage has been handed its first job;
 # the checks are running (the onnx artifact's outputs exist).
 @pytest.mark.parametrize("marker", [".work/export-torch.1.reply.json", ".work/export-tensorflow.1.job.json",
-                                    ".work/onnx.main.npz"])
+                                    ".work/onnx@onnxruntime.main.npz"])
 def test_killed_export_keeps_previous_bundle(tmp_path, zoo_bundles, cli_env, marker):
     out = tmp_path / "out"
     out.mkdir()

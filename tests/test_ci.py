@@ -310,7 +310,7 @@ def test_annotations_name_format_hop_and_metric_and_are_escaped():
     assert len(lines) == 2
     assert lines[0] == "::error title=deploytool m/tflite_fp16%3A export failed::tflite_fp16 (litert): line 1%0Aline " \
                        "2, 50%25"
-    assert lines[1] == "::error title=deploytool m/savedmodel@tensorflow%3A fail::savedmodel on tensorflow: FAIL; " \
+    assert lines[1] == "::error title=deploytool m/savedmodel%3A fail::savedmodel on tensorflow: FAIL; " \
                        "error appears at hop onnx -> savedmodel; metric main/logits: max_abs 3.1e-02 > atol 1e-04, " \
                        "5%25 of elements out"
     from deploytool.results import Comparison
@@ -334,7 +334,7 @@ def test_every_failing_check_is_annotated_and_no_other(status):
         return github.check_annotations("m", manifest, {chk.key: chk})
 
     assert CheckStatus(status) in FAILING_CHECKS
-    assert annotations(status) == [f"::error title=deploytool m/onnx@onnxruntime%3A {status}::onnx on onnxruntime: "
+    assert annotations(status) == [f"::error title=deploytool m/onnx%3A {status}::onnx on onnxruntime: "
                                    f"{status.upper()}; reference output is constant"]
     for other in set(CheckStatus) - set(FAILING_CHECKS):
         assert annotations(other) == [], other

@@ -42,11 +42,12 @@ def test_github_annotations_and_step_summary_on_a_parity_failure(small_bundle, c
     summary = tmp_path / "summary.md"
     env = {**cli_env, "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
     proc = subprocess.run([sys.executable, "-m", "deploytool", "validate", str(bundle), "-f", "onnx", "-f", "tflite",
-                           "--atol", "onnx=1e-9", "--rtol", "onnx=0"], capture_output=True, text=True, env=env,
+                           "--atol", "onnx@onnxruntime=1e-9", "--rtol", "onnx@onnxruntime=0"], capture_output=True,
+                          text=True, env=env,
                           timeout=600)
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
     notes = [ln for ln in proc.stdout.splitlines() if ln.startswith("::error ")]
-    assert len(notes) == 1, proc.stdout  # one per failing artifact: tflite_fp32 passed
+    assert len(notes) == 1, proc.stdout  # one per failing target: onnx@openvino and tflite_fp32 passed
     assert notes[0].startswith("::error title=deploytool digits_cnn/onnx%3A fail::onnx on onnxruntime: FAIL")
     assert "error appears at hop source -> onnx; metric main/logits: " in notes[0] and "max abs" in notes[0]
     text = summary.read_text()

@@ -35,17 +35,18 @@ def test_markdown_tables_parse_and_match_the_json(measured, run_cli):
     assert proc.returncode == 0, proc.stderr
     md = (measured / "reports/report.md").read_text()
     assert md.splitlines()[2].startswith("**PASS**") and len(md.encode()) < 1 << 20
-    rows = {r["format"].strip("`"): r for r in _md_table(md)}
+    rows = {(r["format"].strip("`"), r["runtime"]): r for r in _md_table(md)}  # a row per target
     bench = json.loads((measured / "reports/bench.json").read_text())
     validation = json.loads((measured / "reports/validation.json").read_text())
-    assert set(rows) == set(validation["artifacts"])
+    assert set(rows) == {(a["format"], a["runtime"]) for a in validation["targets"].values()}
+    assert ("onnx", "onnxruntime") in rows and ("onnx", "openvino") in rows
     for r in bench["rows"]:
-        cell = rows[r["format"]]["p50 / p90 ms @ runner-a"]
+        cell = rows[(r["format"], r["runtime"])]["p50 / p90 ms @ runner-a"]
         p50, p90 = (float(x) for x in cell.split(" (")[0].split(" / "))
         assert p50 == pytest.approx(r["p50_ms"], rel=0.01, abs=1e-3) and p90 == pytest.approx(r["p90_ms"], rel=0.01,
                                                                                                  abs=1e-3)
     acc = result_of(validation, "tflite_int8")["accuracy"]
-    assert rows["tflite_int8"]["accuracy (drop)"] == f"{acc['accuracy']:.2%} ({-acc['drop_points']:+.2f})"
+    assert rows[("tflite_int8", "litert")]["accuracy (drop)"] == f"{acc['accuracy']:.2%} ({-acc['drop_points']:+.2f})"
     assert "<details><summary>Environment</summary>" in md
 
 
@@ -85,7 +86,7 @@ def test_results_of_two_machines_on_one_page_and_another_bundle_refused(measured
 
 
 def test_recommend_picks_within_budget_explains_exclusions_and_has_a_no_match_code(measured, run_cli):
-    rows = {r["format"]: r for r in json.loads((measured / "reports/bench.json").read_text())["rows"]}
+    rows = {(r["format"], r["runtime"]): r for r in json.loads((measured / "reports/bench.json").read_text())["rows"]}
     sizes = {n: a["size_bytes"] for n, a in json.loads((measured / "manifest.json").read_text())["artifacts"].items()}
     # a budget only the int8/dynamic TFLite artifacts fit: small, on LiteRT
     limit_mb = max(sizes[f] for f in ("tflite_int8", "tflite_dynamic")) / 2**20 * 1.01
@@ -95,6 +96,7 @@ def test_recommend_picks_within_budget_explains_exclusions_and_has_a_no_match_co
     assert {c["format"] for c in out["ranked"]} == {"tflite_int8", "tflite_dynamic"}
     assert out["ranked"][0]["machine"] == "runner-a"
     assert "size" in out["excluded"]["tflite_fp32"][0] and "runtime onnxruntime" in out["excluded"]["onnx"][0]
+    assert "runtime openvino" in out["excluded"]["onnx@openvino"][0]  # a target off its default runtime
     assert out["confirm"].startswith(f"deploytool bench {measured} -f {out['ranked'][0]['format']}")
     fastest = min(r["p90_ms"] for r in rows.values())
     proc = run_cli("recommend", measured, "--max-p90-ms", f"{fastest / 10:.6f}")

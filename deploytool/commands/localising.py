@@ -85,11 +85,12 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
                 return unavailable(hop, f"the {target.format} artifact is not in the bundle"), {}
             runnable[side] = (target.runtime, root / rec.path, rec.contract)
         runtime = runnable[side][0]
+        what = side if side == "source" else Target.parse(side).format  # the runtime is named beside it
         if runtime not in EXPOSERS:
-            return unavailable(hop, f"runtime {runtime} ({side}) gives no access to intermediate tensors"), {}
+            return unavailable(hop, f"runtime {runtime} ({what}) gives no access to intermediate tensors"), {}
         missing = RUNTIMES[runtime].missing_packages()
         if missing:
-            return unavailable(hop, f"runtime {runtime} ({side}) is not installed here (no {', '.join(missing)})"), {}
+            return unavailable(hop, f"runtime {runtime} ({what}) is not installed here (no {', '.join(missing)})"), {}
     worst = worst_sample(chk) or _largest_error(chk)  # an accuracy-gated failure has no failing tensor
     by_name = {s.name: s for s in sets}
     if worst is None or worst[0] not in by_name:
@@ -111,8 +112,8 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
         p_reply, c_reply = pool.map(expose, (parent, child))
     for fmt, reply in ((parent, p_reply), (child, c_reply)):
         if reply.status != jobs.RunStatus.OK or not reply.tensors:
-            return unavailable(hop, f"{fmt} on {runnable[fmt][0]} could not expose its intermediate tensors: "
-                                    f"{reply.error}"), {}
+            return unavailable(hop, f"{fmt.split('@')[0]} on {runnable[fmt][0]} could not expose its intermediate "
+                                    f"tensors: {reply.error}"), {}
     p_tensors, c_tensors = npz.load(p_reply.tensors or ""), npz.load(c_reply.tensors or "")
     child_format = Target.parse(child).format
     tier = (tolerances or parity.Tolerances()).tier(parity.TIERS[FORMATS[child_format].tier], child_format, "*", child)

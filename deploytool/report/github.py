@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deploytool.results import label
 from deploytool.running.jobs import FAILING_CHECKS as FAILING
 from deploytool.running.jobs import ArtifactStatus, RowStatus
 
@@ -61,7 +62,7 @@ def check_annotations(model: str, manifest, checks: dict) -> list[str]:
             parts.append(f"error appears at hop {chk.hop_blamed}")
         metric = first_failing_metric(chk)
         parts.append(f"metric {metric}" if metric else chk.reason)  # the reason names every failing output
-        out.append(error(f"deploytool {model}/{chk.key}: {chk.status}", "; ".join(parts)))
+        out.append(error(f"deploytool {model}/{label(chk)}: {chk.status}", "; ".join(parts)))
     return out
 
 
