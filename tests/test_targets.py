@@ -48,6 +48,7 @@ def test_every_format_runs_on_its_default_runtime_first_and_onnx_also_on_openvin
     for name, fmt in FORMATS.items():
         assert runtimes_of(name)[0] == fmt.runtime and set(runtimes_of(name)) <= set(RUNTIMES)
     assert runtimes_of("onnx") == ["onnxruntime", "openvino"]  # openvino adds itself (Runtime.runs)
+    assert runtimes_of("onnx_int8") == ["onnxruntime", "openvino"]
     assert runtimes_of("openvino") == ["openvino"]
     assert check_runtimes(None) is None and check_runtimes(["openvino", "openvino"]) == ["openvino"]
     with pytest.raises(UsageError, match="no such runtime"):
@@ -166,11 +167,12 @@ def test_validate_checks_every_runtime_of_each_artifact_and_runtime_narrows(bund
     junit = tmp_path / "ov.xml"
     proc = run_cli("validate", bundle, "--runtime", "openvino", "--junit", junit, "--reports", tmp_path / "r")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert {tuple(r[:2]) for r in _rows(proc.stdout)} == {("onnx", "openvino"), ("openvino", "openvino")}
+    assert {tuple(r[:2]) for r in _rows(proc.stdout)} == {("onnx", "openvino"), ("onnx_int8", "openvino"),
+                                                          ("openvino", "openvino")}
     data = json.loads((tmp_path / "r/validation.json").read_text())
-    assert set(data["targets"]) == {"onnx@openvino", "openvino@openvino"}
+    assert set(data["targets"]) == {"onnx@openvino", "onnx_int8@openvino", "openvino@openvino"}
     classes = {c.get("classname") for c in ET.parse(junit).getroot().iter("testcase")}
-    assert classes == {"digits_cnn.onnx@openvino", "digits_cnn.openvino@openvino"}
+    assert classes == {"digits_cnn.onnx@openvino", "digits_cnn.onnx_int8@openvino", "digits_cnn.openvino@openvino"}
 
 
 @pytest.mark.parametrize("args,says", [

@@ -9,19 +9,10 @@ from pathlib import Path
 
 from deploytool.checking.localise import Limits, Node
 from deploytool.expose import Exposed, Exposer, select
+from deploytool.runtimes.openvino import model_file  # the runtime's reading of an artifact path
 
 _SKIP = {"Parameter", "Result", "Constant"}
 _FLOAT = {"f32", "f16", "bf16", "f64"}
-
-
-def _model_file(path: Path) -> Path:
-    """An .onnx or .xml file as it is; an IR directory: the one ``*.xml`` inside."""
-    if not path.is_dir():
-        return path
-    xmls = sorted(path.glob("*.xml"))
-    if len(xmls) != 1:
-        raise RuntimeError(f"{path}: expected one OpenVINO IR .xml file, found {len(xmls)}")
-    return xmls[0]
 
 
 def _name(output) -> str:
@@ -37,7 +28,7 @@ def expose(path, feeds, limits: Limits) -> Exposed:
     import openvino as ov
 
     core = ov.Core()
-    model = core.read_model(str(_model_file(Path(path))))
+    model = core.read_model(str(model_file(Path(path))))
     inputs = [_name(p) for p in model.inputs]
     ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in _SKIP]
     nodes = [Node(op.get_friendly_name(), op.get_type_name(),

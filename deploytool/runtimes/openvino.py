@@ -1,6 +1,7 @@
 """ONNX files and OpenVINO IR on OpenVINO's CPU plugin.
 
-``Core.read_model`` reads both the ``.onnx`` artifact (dynamic dims kept) and the IR of the
+``Core.read_model`` reads the ``.onnx`` and ``onnx_int8`` artifacts (dynamic dims kept; QDQ int8 runs on
+its integer kernels, so its verdict can differ from onnxruntime's) and the IR of the
 ``openvino`` format (a directory holding one ``*.xml`` and its ``.bin``; an ``.xml`` path works
 too). Compiled for latency: one stream, ``INFERENCE_NUM_THREADS`` from ``threads``, and always
 ``INFERENCE_PRECISION_HINT=f32``: on CPUs with native bf16 OpenVINO otherwise runs an fp32 model in
@@ -100,4 +101,4 @@ def settings(session):
 
 
 RUNTIME = Runtime("openvino", "OpenVINO CPU plugin (ONNX or OpenVINO IR), f32 inference precision", ("openvino",),
-                  "openvino", load, run, version, settings, describe, runs=("onnx",))
+                  "openvino", load, run, version, settings, describe, runs=("onnx", "onnx_int8"))
