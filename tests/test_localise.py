@@ -169,7 +169,7 @@ def test_savedmodel_with_one_weight_edited_is_localised_to_that_conv(digits_bund
     assert found["localised"] and (found["op_type"], found["op_name"]) == ("Conv", "node_conv2d_1")
     assert found["hop"] == "onnx -> savedmodel" and found["permutation"] == [0, 3, 1, 2] and found["max_abs"] > 0.1
     assert found["matched"] >= 2  # the first conv and its relu were reproduced
-    repro = bundle / "reports/repro/savedmodel"
+    repro = bundle / "reports/repro/savedmodel@tensorflow"
     assert json.loads((repro / "repro.json").read_text())["first_diverging"]["op_name"] == "node_conv2d_1"
     tensors = np.load(repro / "first_diverging.npz")
     assert tensors["onnx.conv2d_1"].shape == (1, 32, 8, 8) and tensors["input.image"].shape == (1, 1, 8, 8)
@@ -261,7 +261,7 @@ def test_export_localises_its_failing_hop_too(run_cli, tmp_path):
     assert found["localised"] and found["child_tensor"].startswith("PartitionedCall/model/")
     assert 0 < found["max_abs"] < 1e-4  # within the fp32 tier: only a zero tolerance calls it a divergence
     assert "first diverging op" in manifest_of(bundle)["artifacts"]["savedmodel"]["check"]["reason"]
-    assert (bundle / "reports/repro/savedmodel/first_diverging.npz").is_file()
+    assert (bundle / "reports/repro/savedmodel@tensorflow/first_diverging.npz").is_file()
 
 
 def test_hops_that_cannot_be_localised_say_why_without_starting_a_worker(tmp_path):

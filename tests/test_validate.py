@@ -70,15 +70,18 @@ def test_scaled_onnx_initializer_fails_at_the_onnx_hop(zoo_bundles, run_cli, tmp
     assert metrics["min_atol"] > 1e-4
     for other in (f for f in FORMATS if f != "onnx"):  # onnx_int8 was made from the original onnx at export
         assert result_of(report, other)["status"] == "pass"
+    assert result_of(report, "onnx", "openvino")["hop_blamed"] == "source -> onnx@openvino"
     # JUnit: parses, one test case per artifact x output, one failure per failing output
     suite = ET.parse(tmp_path / "reports/validation.junit.xml").getroot()
     cases = suite.findall("testcase")
     # one case per artifact x output, and one for task accuracy per artifact (digits ships labelled data)
-    assert len(cases) == 2 * len(FORMATS) and suite.get("failures") == "1"
+    # (per target: the edited .onnx fails on onnxruntime and on OpenVINO alike)
+    assert len(cases) == 2 * sum(len(runtimes_of(f)) for f in FORMATS) and suite.get("failures") == "2"
     failed = [c for c in cases if c.find("failure") is not None]
-    assert [(c.get("classname"), c.get("name")) for c in failed] == [("digits_cnn.onnx", "logits")]
+    assert [(c.get("classname"), c.get("name")) for c in failed] == [("digits_cnn.onnx@onnxruntime", "logits"),
+                                                                     ("digits_cnn.onnx@openvino", "logits")]
     # repro folder: enough for a converter bug report
-    repro = tmp_path / "reports/repro/onnx"
+    repro = tmp_path / "reports/repro/onnx@onnxruntime"
     for f in ("inputs.main.npz", "expected.main.npz", "actual.main.npz", "worst_sample.npz", "repro.json",
               "README.txt"):
         assert (repro / f).is_file(), f
