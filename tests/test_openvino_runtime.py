@@ -71,7 +71,7 @@ def _onnxruntime(path: Path, feeds: dict) -> dict[str, np.ndarray]:
 
 
 def test_it_is_a_runtime_of_the_onnx_artifact_and_of_the_ir():
-    assert (OV.extra, OV.distributions, OV.runs) == ("openvino", ("openvino",), ("onnx",))
+    assert (OV.extra, OV.distributions, OV.runs) == ("openvino", ("openvino",), ("onnx", "onnx_int8"))
     assert "openvino" in runtimes_of("onnx") and runtimes_of("onnx")[0] == "onnxruntime"
 
 

@@ -3,7 +3,9 @@
 The group is here; each command is a module of this package and the options they share are in options.py."""
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
 
 import click
@@ -17,12 +19,53 @@ from deploytool.cli.options import CONTEXT, option_names
 from deploytool.cli.recommend import recommend_command
 from deploytool.cli.report import report_command
 from deploytool.cli.validate import validate_command
-from deploytool.core.errors import EXIT_CODES, DeployToolError, UsageError, exit_codes_help
+from deploytool.core.errors import EXIT_CODES, SIGNALLED, DeployToolError, UsageError, exit_codes_help
+from deploytool.running import spawn
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: raised where the command was, so its clean-up runs as for Ctrl-C
+    (a KeyboardInterrupt, so no ``except Exception`` takes it for a failure)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_interrupted = False  # a stop signal has been acted on in this invocation
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    """Kill every worker first (their files stop changing, none is left behind), then unwind the command:
+    its ``finally`` blocks remove the staging and scratch directories. A repeat during that clean-up is
+    ignored, so it is never cut short."""
+    global _interrupted
+    if _interrupted:
+        return
+    _interrupted = True
+    spawn.stop_all()
+    raise Interrupted(signum)
+
+
+def _install_handlers() -> dict:
+    """SIGINT, SIGTERM and SIGHUP -> ``_on_signal`` (main thread only; a signal the caller ignores, as
+    ``nohup`` does SIGHUP, stays ignored); returns the handlers they replace."""
+    global _interrupted
+    previous: dict = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    _interrupted = False
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, _on_signal)
+    return previous
 
 
 class _Group(click.Group):
     def invoke(self, ctx):
         debug = "--debug" in sys.argv
+        previous = _install_handlers()
         try:
             return super().invoke(ctx)
         except DeployToolError as e:
@@ -32,9 +75,15 @@ class _Group(click.Group):
                     click.echo(f"worker traceback:\n{e.detail}", err=True)
             click.echo(f"deploytool: error: {e}", err=True)
             ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("deploytool: interrupted (nothing half-written is left behind)", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as e:
+            spawn.stop_all()  # already done by _on_signal; a KeyboardInterrupt from elsewhere leaves none either
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            what = "interrupted" if signum == signal.SIGINT else f"interrupted by {signal.Signals(signum).name}"
+            click.echo(f"deploytool: {what} (nothing half-written is left behind)", err=True)
+            ctx.exit(SIGNALLED + signum)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _load_pyproject(ctx: click.Context) -> None:

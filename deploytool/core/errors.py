@@ -18,6 +18,7 @@ BUNDLE = 8
 REGRESSION = 9
 NO_MATCH = 10
 UNUSABLE = 11
+SIGNALLED = 128  # + the signal's number: interrupted by SIGHUP (129), SIGINT (130) or SIGTERM (143)
 
 EXIT_CODES = {
     OK: "success: every requested artifact exported and matched the reference",
@@ -34,6 +35,10 @@ EXIT_CODES = {
     NO_MATCH: "recommend: no artifact meets the budget",
     UNUSABLE: "doctor: this machine's stack cannot do the role checked (a package it needs is missing or broken, "
               "or the network guard does not work); it prints what to install",
+    SIGNALLED + 1: "interrupted by SIGHUP; like 130",
+    SIGNALLED + 2: "interrupted (Ctrl-C, SIGINT): workers ended, nothing half-written left behind, a previous bundle "
+                   "intact",
+    SIGNALLED + 15: "interrupted by SIGTERM (a CI cancel, `timeout`); like 130",
 }
 # When several outcomes apply, the exit code is the first of these that occurred.
 PRECEDENCE = (MODEL, BUNDLE, UNUSABLE, PARITY, RUNTIME, REGRESSION, NO_MATCH, EXPORT, SKIPPED)

@@ -66,7 +66,7 @@ def _library() -> str:
 
 def _run(threads: int, timeout: float) -> dict:
     env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}}
-    proc = subprocess.run([sys.executable, "-m", "deploytool.measuring.peak", str(threads)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-P", "-m", "deploytool.measuring.peak", str(threads)], capture_output=True,
                           text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError((proc.stderr.strip().splitlines() or ["no output"])[-1])

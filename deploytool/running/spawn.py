@@ -8,15 +8,27 @@ files ``<base>.<n>.job.json``; each is answered by ``<base>.<n>.reply.json``, wr
 when the job is done. A worker whose job is ``last`` exits after it; ``close()`` ends one that
 is waiting for more. A worker that dies without a reply (segfault, OOM kill) becomes the job's
 ``crashed`` reply naming the signal and the log, so the coordinator reports it and carries on.
+
+Lifecycle. Workers start in Python's safe-path mode (``-P``: a file in the user's working directory
+cannot shadow a module). They stay in the coordinator's process group, so a terminal's Ctrl-C
+reaches them as it always did, also where deploytool runs inside someone else's program. Every
+worker is started from one thread that lives as long as this process (``_Spawner``), so the
+parent-death signal a worker asks the kernel for (``worker.py``: SIGKILL when its parent dies, which
+on Linux means the *thread* that started it) fires exactly when the coordinator dies, however it
+dies, and whatever the worker is doing. ``stop_all()`` (the CLI calls it on SIGINT, SIGTERM and
+SIGHUP, before the commands' own clean-up runs) kills every live worker and starts no more.
 """
 from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +42,80 @@ WORKER_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
 }
+PARENT_ENV = "DEPLOYTOOL_COORDINATOR_PID"  # the pid a worker watches (worker.py): it ends when that one dies
 POLL_S = 0.01
 EXIT_GRACE_S = 10.0  # a worker that has replied to its last job gets this long to exit before it is killed
+STOP_WAIT_S = 5.0  # stop_all(): how long the killed workers get to be reaped, all together
+
+
+def worker_command(base: Path, preload: tuple[str, ...] = ()) -> list[str]:
+    """How a worker is started: ``-P``, so the working directory is not on its ``sys.path``."""
+    cmd = [sys.executable, "-P", "-m", "deploytool.running.worker", str(base)]
+    return cmd + ["--preload", ",".join(preload)] if preload else cmd
+
+
+class _Spawner:
+    """Starts every worker from one daemon thread, which lives until this process ends: the kernel's
+    parent-death signal is sent when the thread that forked a worker exits, and a pool thread may
+    end before the coordinator does. Each process it starts is registered (``_LIVE``) before it
+    hands it back, and killed at once if ``stop_all()`` came first."""
+
+    def __init__(self) -> None:
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def popen(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen:
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._serve, name="deploytool-spawner", daemon=True)
+                self.thread.start()
+        done: Future = Future()
+        self.requests.put((done, cmd, kwargs))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            done, cmd, kwargs = self.requests.get()
+            try:
+                proc = subprocess.Popen(cmd, **kwargs)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                done.set_exception(e)
+                continue
+            _LIVE.add(proc)
+            if _STOPPING.is_set():  # stop_all() ran while it was starting: it took no snapshot of this one
+                _kill(proc)
+            done.set_result(proc)
+
+
+_SPAWNER = _Spawner()
+_LIVE: set[subprocess.Popen] = set()  # every worker started and not yet seen to end
+_STOPPING = threading.Event()
+
+
+def stop_all() -> None:
+    """End every worker this process started and start no more: the coordinator is being interrupted.
+    Safe in a signal handler: takes no lock."""
+    _STOPPING.set()
+    procs = list(_LIVE)
+    for proc in procs:
+        _kill(proc, wait=False)
+    deadline = time.monotonic() + STOP_WAIT_S
+    for proc in procs:  # reaped, so nothing of theirs lands after the caller's clean-up
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:  # stuck in the kernel (D state): it ends when it can
+            pass
+        _LIVE.discard(proc)
+
+
+def _kill(proc: subprocess.Popen, wait: bool = True) -> None:
+    """SIGKILL the worker, then reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    if wait:
+        proc.wait()
+    _LIVE.discard(proc)
 
 
 def job_path(base: Path, n: int) -> Path:
@@ -54,23 +138,25 @@ class Worker:
             stale.unlink()  # a stale job must not be taken for ours
 
     def start(self) -> Worker:
-        if self.proc is None:
+        """Start the process (once); after ``stop_all()`` nothing is started."""
+        if self.proc is None and not _STOPPING.is_set():
             self.base.parent.mkdir(parents=True, exist_ok=True)
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "deploytool.running.worker", str(self.base)]
-            if self.preload:
-                cmd += ["--preload", ",".join(self.preload)]
             # Never through a link: a log inside a bundle must not write outside it.
             fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             with os.fdopen(fd, "ab") as log:
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             env={**os.environ, **WORKER_ENV})
+                self.proc = _SPAWNER.popen(worker_command(self.base, self.preload), stdout=log,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env={**os.environ, **WORKER_ENV, PARENT_ENV: str(os.getpid())})
         return self
 
     def run(self, job: jobs.Job[jobs.R], last: bool = True, timeout: float | None = None) -> jobs.R:
         """Hand over ``job`` and wait for its reply (``last``: the worker exits after it). A worker
         still busy after ``timeout`` seconds is killed, and the reply says so."""
         reply_type: Any = jobs.REPLY_OF[type(job)]
+        if _STOPPING.is_set():  # interrupted: a job still queued in a pool starts nothing
+            self.done = True
+            return reply_type.crashed("not run: deploytool was interrupted")
         if self.done:
             return reply_type.crashed(f"worker already exited (log: {self.log_path})")
         self.n += 1
@@ -81,8 +167,9 @@ class Worker:
         tmp.write_text(json.dumps(data, default=str))
         tmp.replace(target)  # the waiting worker sees a complete job or none
         proc = self.start().proc
-        if proc is None:  # start() always sets it; for the type checker
-            raise RuntimeError("worker did not start")
+        if proc is None:  # stop_all() came in between
+            self.done = True
+            return reply_type.crashed("not run: deploytool was interrupted")
         code = None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -93,17 +180,17 @@ class Worker:
                 try:
                     code = proc.wait(timeout=EXIT_GRACE_S)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                    _kill(proc)
                     code = 0
                 break
             if deadline is not None and time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
+                _kill(proc)
                 self.done = True
                 return reply_type.crashed(f"timed out after {timeout:g} s and was killed (the time limit for this "
                                           f"step: --timeout) (log: {self.log_path})")
             time.sleep(POLL_S)
+        if code is not None:
+            _LIVE.discard(proc)
         self.done = last or code is not None
         if reply.exists():
             try:
@@ -120,16 +207,18 @@ class Worker:
     def close(self) -> None:
         """End the worker: a waiting one is told to exit (so its log is flushed), a busy one is killed."""
         if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                _LIVE.discard(self.proc)
             return
         if not self.done and self.n > 0:
             self._send_exit()
             try:
                 self.proc.wait(timeout=5)
+                _LIVE.discard(self.proc)
                 return
             except subprocess.TimeoutExpired:
                 pass
-        self.proc.kill()
-        self.proc.wait()
+        _kill(self.proc)
 
     def _send_exit(self) -> None:
         self.n += 1
@@ -138,7 +227,6 @@ class Worker:
         tmp.write_text(json.dumps(jobs.encode(jobs.Exit(), str(reply_path(self.base, self.n)), None, True)))
         tmp.replace(target)
         self.done = True
-
 
 
 def _why(code: int | None) -> str:

@@ -24,6 +24,43 @@ if TYPE_CHECKING:
 
 T_START = time.perf_counter()
 
+PARENT_ENV = "DEPLOYTOOL_COORDINATOR_PID"  # spawn.PARENT_ENV (not imported: this runs before any import)
+PR_SET_PDEATHSIG = 1
+WATCH_S = 0.5
+
+
+def _end_with_coordinator() -> int:
+    """End this worker when the coordinator that started it dies, whatever the worker is doing: a converter
+    can spend minutes in C code holding the GIL, so on Linux the kernel does it (PR_SET_PDEATHSIG:
+    SIGKILL when the parent goes; spawn.py starts every worker from a thread that lives as long as the
+    coordinator). A watcher thread also checks every WATCH_S (elsewhere, or where prctl is refused).
+    Returns the coordinator's pid."""
+    import signal
+    import threading
+
+    coordinator = int(os.environ.get(PARENT_ENV) or os.getppid())
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != coordinator:  # it was gone before we asked: re-parented already
+        os._exit(3)
+
+    def watch() -> None:
+        while os.getppid() == coordinator:
+            time.sleep(WATCH_S)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="deploytool-coordinator-watch", daemon=True).start()
+    return coordinator
+
+
+# Only as the worker process (python -m): imported elsewhere (tests), nothing here may watch or end anything.
+COORDINATOR = _end_with_coordinator() if __name__ == "__main__" else os.getppid()
+
 from deploytool.core.errors import DeployToolError, short_error  # noqa: E402
 from deploytool.running import jobs  # noqa: E402
 from deploytool.running.offline import forbid_network  # noqa: E402
@@ -377,10 +414,10 @@ def _preload(names: list[str]) -> None:
 
 
 def _wait_for(path: Path) -> bool:
-    """Wait for the next job file; give up if the coordinator that started us is gone."""
-    parent = os.getppid()
+    """Wait for the next job file; give up if the coordinator that started us is gone (compared with the
+    pid it was at start: a worker re-parented while it was busy must not take its new parent for it)."""
     while not path.exists():
-        if os.getppid() != parent:
+        if os.getppid() != COORDINATOR:
             return False
         time.sleep(0.01)
     return True

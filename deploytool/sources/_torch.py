@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 
 import numpy as np
@@ -19,6 +20,19 @@ from deploytool.core.contract import Contract, generate_inputs
 from deploytool.core.errors import ModelError, short_error
 from deploytool.measuring.flops import TORCH_METHOD, torch_flops
 from deploytool.sources import LoadedModel
+
+
+def _import_module(target: str):
+    """``package.module`` of a factory. Workers run with ``python -P`` (the working directory is not first on
+    sys.path, so nothing there shadows what they import); the user's own package in the working directory is
+    still found, after every installed one."""
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as e:
+        if e.name != target.split(".")[0] or os.getcwd() in sys.path:
+            raise
+    sys.path.append(os.getcwd())
+    return importlib.import_module(target)
 
 
 def _import(source: dict):
@@ -37,7 +51,7 @@ def _import(source: dict):
             sys.modules[spec.name] = mod
             spec.loader.exec_module(mod)
             return mod
-        return importlib.import_module(target)
+        return _import_module(target)
     except Exception as e:
         raise ModelError(f"model {name!r}: importing {source.get('file', name)} failed: "
                          f"{short_error(e)}") from e
