@@ -161,7 +161,7 @@ print(",".join(blocked))
 def network_guard(timeout: float = 60) -> dict:
     """Run the guard in a fresh process (audit hooks cannot be removed) and try a lookup and a connect."""
     try:
-        proc = subprocess.run([sys.executable, "-c", _GUARD_PROBE], capture_output=True, text=True, timeout=timeout,
+        proc = subprocess.run([sys.executable, "-P", "-c", _GUARD_PROBE], capture_output=True, text=True, timeout=timeout,
                               env=os.environ.copy())
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"works": False, "detail": f"the probe did not run: {e}"}
@@ -181,7 +181,7 @@ def import_check(items: list[Component], timeout: float = 300) -> None:
         if not c.installed:
             continue
         try:
-            proc = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, c.name], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-P", "-c", _IMPORT_PROBE, c.name], capture_output=True, text=True,
                                   timeout=timeout)
         except subprocess.TimeoutExpired:
             c.import_error = f"import took longer than {timeout:g} s"
