@@ -161,8 +161,8 @@ print(",".join(blocked))
 def network_guard(timeout: float = 60) -> dict:
     """Run the guard in a fresh process (audit hooks cannot be removed) and try a lookup and a connect."""
     try:
-        proc = subprocess.run([sys.executable, "-P", "-c", _GUARD_PROBE], capture_output=True, text=True, timeout=timeout,
-                              env=os.environ.copy())
+        proc = subprocess.run([sys.executable, "-P", "-c", _GUARD_PROBE], capture_output=True, text=True,
+                              timeout=timeout, env=os.environ.copy())
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"works": False, "detail": f"the probe did not run: {e}"}
     blocked = [b for b in proc.stdout.strip().split(",") if b]
