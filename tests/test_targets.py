@@ -266,3 +266,14 @@ def test_an_openvino_worker_writes_nothing_in_home(bundle, cli_env, tmp_path):
                            "--reports", str(tmp_path / "r")], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert list(home.iterdir()) == []
+
+
+def test_a_failing_target_off_its_default_runtime_writes_its_repro_under_a_relative_out(run_cli, tmp_path):
+    """Export keeps the default runtime's outputs in the bundle and the others' in scratch space: a repro of
+    a failing OpenVINO target must find them with --out relative to the working directory too."""
+    proc = run_cli("export", "-f", "onnx", "--atol", "onnx@openvino=1e-9", "--rtol", "onnx@openvino=0", "--out",
+                   "rel", cwd=tmp_path)
+    assert proc.returncode == errors.PARITY and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    repro = tmp_path / "rel/digits_cnn/reports/repro/onnx@openvino"
+    assert (repro / "actual.main.npz").is_file() and (repro / "repro.json").is_file()
+    assert [e.split(":")[1].strip() for e in error_lines(proc.stderr)] == ["error"]  # onnx@onnxruntime passed

@@ -187,7 +187,7 @@ def run(model: str, options: ExportOptions | Sequence[str] | None = None, out: P
     except KeyError as e:
         raise UsageError(f"unknown format(s) {e.args[0]}; known: {', '.join(FORMATS)}") from None
     try:
-        staging = bundle.staging_dir(opts.out, source.name)
+        staging = bundle.staging_dir(opts.out.absolute(), source.name)  # workers and repro paths absolute
     except OSError as e:
         raise UsageError(f"cannot write bundles under {opts.out}: {e.strerror or e}") from None
     pipeline = _Pipeline(source, names, added, staging, opts, as_progress(progress))
@@ -454,7 +454,7 @@ class _Pipeline:
             rec = self._record(name, ArtifactStatus.OK, seconds=reply.seconds)
             rec.path, rec.contract, rec.notes = self._path(fmt), reply.contract, reply.notes
             rec.route = reply.route
-            rec.files = bundle.file_records(self.staging, path)
+            rec.files = bundle.file_records(self.staging, path, reply.options.get(bundle.SIDECARS, ()))
             rec.size_bytes = sum(f.size for f in rec.files)
             rec.exporter = ExporterInfo(reply.exporter or fmt.exporter, reply.exporter_version, reply.options)
             if fmt.needs_calibration and self.calibration is not None:
@@ -491,6 +491,8 @@ class _Pipeline:
                     shutil.rmtree(path)
                 elif rec.path and path.exists():
                     path.unlink()
+                for f in rec.files:  # its sidecar files too (an ONNX file's external data)
+                    (self.staging / f.path).unlink(missing_ok=True)
                 rec.path, rec.files, rec.contract, rec.size_bytes = None, [], None, 0
 
     def _targets(self, name: str) -> list[Target]:

@@ -5,16 +5,25 @@ an ``.onnx`` source, the file itself; from a TensorFlow source, tf2onnx from the
 Dynamic dims of the contract are declared with ``torch.export.Dim``; their example sizes must
 be >= 2 because torch.export specialises dims of size 0/1. Models under 2 GB are written as one
 file (``external_data=False``; torch 2.x otherwise writes weights to a side file).
+
+External data: an ONNX file over 2 GB (torch writes ``model.onnx.data`` beside it), and an ``.onnx``
+source that keeps its tensors in files beside it, are kept as they are: the files its tensors name go
+beside the artifact in ``artifacts/`` (``_place``; locations stay relative and inside the directory)
+and are listed under ``options["sidecar_files"]``, so export hashes them with the artifact.
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import shutil
+from pathlib import Path, PurePosixPath
 
 from deploytool.core.contract import Contract
 from deploytool.core.errors import short_error
 from deploytool.formats import ConversionRoute, ExportContext, ExportResult, Format, Route, convert_by_routes
 from deploytool.formats.torchscript import trace_checked
+from deploytool.store.bundle import SIDECARS, onnx_external_data
 
 TWO_GB = 2 * 1024**3
 
@@ -119,13 +128,67 @@ def from_torch(ctx: ExportContext) -> ExportResult:
     ... and strides ...": a view that eager strides allow but torch.export's decomposed attention does
     not, as in transformers' Swin), the TorchScript-based exporter, which traces the eager strides.
     Both declare the contract's dynamic dims, and the artifact is checked at the second shape either way."""
-    routes = [ConversionRoute("dynamo", "torch.onnx.export(dynamo=True)", lambda: _export_torch(ctx, dynamo=True)),
+    # Written in a scratch directory first: over 2 GB, the exporter writes external data beside the .onnx, and
+    # only the files the graph names are moved into the bundle (a failed route leaves nothing there).
+    scratch = ctx.workdir / "onnx-export"
+
+    def clear() -> None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+
+    clear()
+    local = dataclasses.replace(ctx, out_path=scratch / ctx.out_path.name)
+    routes = [ConversionRoute("dynamo", "torch.onnx.export(dynamo=True)", lambda: _export_torch(local, dynamo=True)),
               ConversionRoute("torchscript", "the TorchScript-based exporter, torch.onnx.export(dynamo=False)",
-                              lambda: _export_torch(ctx, dynamo=False), ruled_out=_branches_on_values)]
-    result, route = convert_by_routes(routes, lambda e, log: explain(e, log, ctx),
-                                      before_retry=lambda: ctx.out_path.unlink(missing_ok=True))
+                              lambda: _export_torch(local, dynamo=False), ruled_out=_branches_on_values)]
+    result, route = convert_by_routes(routes, lambda e, log: explain(e, log, ctx), before_retry=clear)
     result.route = route
+    _with_sidecars(result, _place(local.out_path, ctx, move=True))
     return result
+
+
+def _place(src: Path, ctx: ExportContext, move: bool) -> list[str]:
+    """The ONNX file ``src`` and the external data files its tensors name, moved or copied to
+    ``ctx.out_path`` and beside it (the same relative locations); returns those locations. A location
+    outside ``src``'s directory, a missing file, or one that would take an artifact's name is refused;
+    on failure nothing placed is left behind."""
+    from deploytool.formats import FORMATS
+
+    try:
+        sidecars = onnx_external_data(src)
+    except ValueError as e:
+        raise RuntimeError(f"ONNX file {src.name}: {e}") from None
+    artifacts = {f.artifact_name(ctx.model_name) for f in FORMATS.values()}
+    for rel in sidecars:
+        if PurePosixPath(rel).parts[0] in artifacts:
+            raise RuntimeError(f"ONNX file {src.name}: external data file {rel!r} would take the place of an "
+                               "artifact in the bundle (refused; save it under another name)")
+    put = shutil.move if move else shutil.copyfile
+    try:
+        for rel in sidecars:
+            (ctx.out_path.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+            put(str(src.parent / rel), str(ctx.out_path.parent / rel))
+        put(str(src), str(ctx.out_path))  # the .onnx last: it is there only when its data is
+    except BaseException:
+        _remove_sidecars(ctx, sidecars)
+        raise
+    return sidecars
+
+
+def _remove_sidecars(ctx: ExportContext, sidecars: list[str]) -> None:
+    """What ``_place`` put beside the artifact (a failed export leaves no file in the bundle)."""
+    for rel in sidecars:
+        path = ctx.out_path.parent / rel
+        path.unlink(missing_ok=True)
+        for d in path.parents[:len(PurePosixPath(rel).parts) - 1]:  # directories made for nested locations
+            if d.is_dir() and not any(d.iterdir()):
+                os.rmdir(d)
+
+
+def _with_sidecars(result: ExportResult, sidecars: list[str]) -> None:
+    if sidecars:
+        result.options[SIDECARS] = sidecars
+        result.notes.append(f"external data kept beside the .onnx file: {', '.join(sidecars)}")
 
 
 def _dynamic_axes(ctx: ExportContext, output_names: list[str]) -> dict[str, dict[int, str]]:
@@ -192,16 +255,23 @@ def _export_torch(ctx: ExportContext, dynamo: bool) -> ExportResult:
 
 
 def from_onnx_file(ctx: ExportContext) -> ExportResult:
-    """The source is an .onnx file: the artifact is that file, checked, byte for byte."""
+    """The source is an .onnx file: the artifact is that file, checked, byte for byte (its external data
+    files too, copied beside it)."""
     import onnx
 
-    shutil.copyfile(ctx.source_file(), ctx.out_path)
-    onnx.checker.check_model(str(ctx.out_path), full_check=True)
-    model = onnx.load(str(ctx.out_path), load_external_data=False)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    return ExportResult(contract=_onnx_contract(ctx, ctx.out_path), exporter_version=f"onnx {onnx.__version__}",
-                        options={"copied_from": str(ctx.source_path), "opset_version": opset},
-                        exporter="source file (onnx.checker)")
+    sidecars = _place(ctx.source_file(), ctx, move=False)
+    try:
+        onnx.checker.check_model(str(ctx.out_path), full_check=True)
+        model = onnx.load(str(ctx.out_path), load_external_data=False)
+        opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        result = ExportResult(contract=_onnx_contract(ctx, ctx.out_path), exporter_version=f"onnx {onnx.__version__}",
+                              options={"copied_from": str(ctx.source_path), "opset_version": opset},
+                              exporter="source file (onnx.checker)")
+    except BaseException:
+        _remove_sidecars(ctx, sidecars)  # export removes the .onnx itself
+        raise
+    _with_sidecars(result, sidecars)
+    return result
 
 
 TF2ONNX_OPSET = 17

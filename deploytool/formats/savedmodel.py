@@ -17,6 +17,7 @@ from pathlib import Path
 from deploytool.core.contract import Contract, channels_last_perm, layout_after, shapes_match
 from deploytool.core.errors import short_error
 from deploytool.formats import ConversionRoute, ExportContext, ExportResult, Format, Route, convert_by_routes
+from deploytool.store.bundle import onnx_external_data
 from deploytool.tf_io import SIGNATURE, signature_output_keys
 
 # onnx2tf 1.28 downloads calibration images from GitHub (utils/common_functions.py,
@@ -209,6 +210,9 @@ def from_onnx(ctx: ExportContext) -> ExportResult:
         notes = [] if fix is None else _folded_copy(parent_path, dest, parent_contract, fix)
         if fix is None:
             shutil.copyfile(parent_path, dest)
+            for rel in onnx_external_data(parent_path):  # the ONNX file's external data files, beside the copy
+                (dest.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(parent_path.parent / rel, dest.parent / rel)
         with _cwd(ctx.workdir):
             _convert(onnx2tf, {**kwargs, "input_onnx_file_path": str(dest)})
         return fix or {}, notes

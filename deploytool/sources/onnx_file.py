@@ -4,6 +4,11 @@ graph, golden inputs are seeded, and onnxruntime computes the reference outputs.
 Dynamic dims come from the graph's dim_params, named as ``contract.spec_from_graph`` says (an
 unnamed dynamic first dim is the batch). Integer inputs are drawn from
 [0, 2) unless ``--input-range NAME:LOW:HIGH`` gives their range.
+
+A file may keep its tensors in external data files beside it (``torch.onnx.export`` writes
+``model.onnx.data`` by default): ``onnx_external_data`` names them, read without loading any data, and
+refuses a location outside the file's directory or a file that is missing, before anything loads it
+(``store/bundle.py``).
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from deploytool.core.contract import Contract, generate_inputs, spec_from_graph
 from deploytool.core.errors import ModelError, short_error
 from deploytool.measuring.flops import ONNX_METHOD, onnx_flops
 from deploytool.sources import LoadedModel, SourceKind, SourceRef, graph_contract
+from deploytool.store.bundle import onnx_external_data
 
 
 def read_contract(path: Path, ranges: dict | None = None) -> Contract:
@@ -47,6 +53,10 @@ def load(source: dict) -> LoadedModel:
 
     path = Path(source["ref"])
     contract = read_contract(path, source.get("input_ranges"))
+    try:
+        onnx_external_data(path)
+    except ValueError as e:
+        raise ModelError(f"model file {path}: {e}") from None
     try:
         onnx.checker.check_model(str(path))
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

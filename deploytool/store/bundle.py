@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import stat
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -72,10 +73,59 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def file_records(root: Path, path: Path) -> list[FileRecord]:
-    """sha256 and size of a file, or of every file under a directory, paths relative to ``root``."""
+# The key of an exporter's ``options`` that lists the files belonging to a file artifact beside it (an ONNX
+# file's external data, e.g. ``model.onnx.data``), relative to the artifact's directory: export hashes them
+# with the artifact (``file_records``), so validate and bench verify them before the artifact is loaded.
+SIDECARS = "sidecar_files"
+
+
+def file_records(root: Path, path: Path, sidecars: Sequence[str] = ()) -> list[FileRecord]:
+    """sha256 and size of a file, or of every file under a directory, paths relative to ``root``; then
+    of a file artifact's ``sidecars`` (relative to its directory: regular files, never through a link)."""
     paths = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for rel in sidecars:
+        what = f"artifact {path.name}: sidecar file"
+        side = path.parent / contained(rel, what)
+        if path.is_dir() or any(p.is_symlink() for p in (side, *side.parents[:len(PurePosixPath(rel).parts) - 1])) \
+                or not side.is_file():
+            raise BundleError(f"{what} {rel!r} is not a regular file beside it")
+        paths.append(side)
     return [FileRecord(p.relative_to(root).as_posix(), sha256_file(p), p.stat().st_size) for p in paths]
+
+
+def onnx_external_data(path: Path) -> list[str]:
+    """The external data files the tensors of the ONNX file ``path`` name, in order of first use, as
+    relative POSIX paths from its directory (none: [] ). ValueError, one line naming the file, for a
+    location that is absolute, not normalised or outside the directory, or a file that is missing,
+    a link or not a regular file (links are refused as onnx.checker refuses them)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    found: dict[str, str] = {}  # location -> the first tensor naming it
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            found.setdefault(ExternalDataInfo(tensor).location, tensor.name)
+    for location, tensor_name in found.items():
+        where = f"external data file {location!r} (tensor {tensor_name!r})"
+        pure = PurePosixPath(location)
+        if not location or pure.is_absolute() or "\\" in location or "\0" in location or ":" in pure.parts[0] \
+                or any(p in ("..", ".") for p in pure.parts) or pure.as_posix() != location:
+            raise ValueError(f"{where} is not a relative path inside the model's directory (refused)")
+        if location == path.name:
+            raise ValueError(f"{where} is the model file itself (refused)")
+        step = path.parent
+        for part in pure.parts:
+            step = step / part
+            try:
+                mode = os.lstat(step).st_mode
+            except FileNotFoundError:
+                raise ValueError(f"{where} is missing: it must be beside the model file, at {step}") from None
+            if stat.S_ISLNK(mode):
+                raise ValueError(f"{where} is a symbolic link at {step} (refused)")
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{where} is not a regular file (refused)")
+    return list(found)
 
 
 def write_json(path: Path, data: Any) -> None:

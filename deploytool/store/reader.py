@@ -87,6 +87,7 @@ def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
     where = f"bundle {root}: manifest.json"
     listed: set[str] = set()
     paths: list[str] = []
+    sidecars: list[tuple[str, str]] = []  # (artifact, file beside its file)
     for name, rec in m.artifacts.items():
         what = f"{where}: artifact {name}"
         files = [bundle.contained(f.path, what) for f in rec.files]
@@ -97,12 +98,19 @@ def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
         path = bundle.contained(rec.path, what)
         if not path.startswith(f"{bundle.ARTIFACTS}/"):
             raise BundleError(f"{what}: path {path!r} is not under {bundle.ARTIFACTS}/")
-        if not all(f == path or f.startswith(path + "/") for f in files):
+        # A file artifact lists its file first, then the files beside it that belong to it (an ONNX file's
+        # external data): under artifacts/, and inside no other artifact's path (checked below).
+        beside = files[1:] if entries.get(path) == "file" and files[:1] == [path] else []
+        if not all(f == path or f.startswith(path + "/") for f in files if f not in beside):
             raise BundleError(f"{what}: its files are not all under its path {path!r}")
         if len(set(files)) != len(files) or set(files) & listed:
             raise BundleError(f"{what}: a file is listed twice")
-        if entries.get(path) == "file" and files != [path]:
+        if entries.get(path) == "file" and files[:1] != [path]:
             raise BundleError(f"{what}: its path {path!r} is a file, its hashed files are {files}")
+        for f in beside:
+            if not f.startswith(f"{bundle.ARTIFACTS}/"):
+                raise BundleError(f"{what}: its file {f!r} is not under {bundle.ARTIFACTS}/")
+            sidecars.append((what, f))
         for other in paths:
             if path.startswith(other + "/") or other.startswith(path + "/") or path == other:
                 raise BundleError(f"{what}: its path {path!r} overlaps another artifact's {other!r}")
@@ -112,6 +120,10 @@ def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
             if not SET_NAME.fullmatch(set_name):
                 raise BundleError(f"{what}: golden_outputs set name {set_name!r} is not letters, digits, '_' and '-'")
             bundle.contained(rel, f"{what}: golden_outputs.{set_name}")
+    for what, f in sidecars:
+        owner = next((p for p in paths if f == p or f.startswith(p + "/")), None)
+        if owner is not None:
+            raise BundleError(f"{what}: its file {f!r} lies inside another artifact's path {owner!r}")
     golden_files = [bundle.contained(f.path, f"{where}: golden.files") for f in m.golden.files]
     if not golden_files:
         raise BundleError(f"{where}: golden.files is empty: the golden data is not hashed")
