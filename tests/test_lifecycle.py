@@ -239,3 +239,17 @@ def _cpu_ticks(pid: int) -> int:
     except OSError:
         return 0
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_a_new_command_after_an_interrupted_one_starts_workers_again():
+    """In one process (a notebook, a host calling the CLI in-process) an interrupt must not leave every later
+    command's workers refused."""
+    from deploytool.cli import _install_handlers
+
+    spawn._STOPPING.set()  # what stop_all() leaves behind after an interrupt
+    previous = _install_handlers()
+    try:
+        assert not spawn._STOPPING.is_set()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -277,3 +277,33 @@ def test_a_failing_target_off_its_default_runtime_writes_its_repro_under_a_relat
     repro = tmp_path / "rel/digits_cnn/reports/repro/onnx@openvino"
     assert (repro / "actual.main.npz").is_file() and (repro / "repro.json").is_file()
     assert [e.split(":")[1].strip() for e in error_lines(proc.stderr)] == ["error"]  # onnx@onnxruntime passed
+
+
+def test_strict_bench_fails_a_skipped_row_only_on_a_runtime_the_artifact_needs():
+    from deploytool.commands.bench import _required
+    from deploytool.results import BenchRow
+    from deploytool.running.jobs import RowStatus
+
+    def row(fmt: str, runtime: str) -> BenchRow:
+        return BenchRow(format=fmt, runtime=runtime, threads=1, batch=1, size_bytes=None, settings_requested={},
+                        status=RowStatus.SKIPPED, reason="not installed")
+
+    assert _required(row("onnx", "onnxruntime"), None) and _required(row("source", "torch_eager"), None)
+    assert not _required(row("onnx", "openvino"), None) and _required(row("onnx", "openvino"), ["openvino"])
+
+
+def test_a_failed_export_stays_in_view_when_runtime_narrows(bundle, run_cli, tmp_path):
+    """An artifact that was not made has one verdict (on its default runtime); --runtime naming any runtime
+    that runs it keeps that verdict in view, so the failure is never dropped."""
+    broken = tmp_path / "digits_cnn"
+    shutil.copytree(bundle, broken)
+    m = json.loads((broken / "manifest.json").read_text())
+    rec = m["artifacts"]["onnx_int8"]
+    (broken / rec["path"]).unlink()
+    rec.update(status="failed", error="quantize_static failed (planted)", path=None, files=[], contract=None,
+               size_bytes=0, checks={}, check=None)
+    (broken / "manifest.json").write_text(json.dumps(m, indent=2))
+    proc = run_cli("validate", broken, "--runtime", "openvino", "--reports", tmp_path / "r")
+    assert proc.returncode == errors.EXPORT, proc.stdout + proc.stderr
+    rows = {(r[0], r[1]): r[2] for r in _rows(proc.stdout)}
+    assert rows[("onnx_int8", "onnxruntime")] == "NOT_EXPORTED" and rows[("onnx", "openvino")] == "PASS"

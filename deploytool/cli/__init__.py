@@ -53,11 +53,13 @@ def _install_handlers() -> dict:
     ``nohup`` does SIGHUP, stays ignored); returns the handlers they replace."""
     global _interrupted
     previous: dict = {}
+    spawn.resume()  # an earlier interrupted command in this process (the API, a notebook) stopped workers
     if threading.current_thread() is not threading.main_thread():
         return previous
     _interrupted = False
     for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) != signal.SIG_IGN:
+        current = signal.getsignal(signum)
+        if current is not None and current != signal.SIG_IGN:  # None: a handler set outside Python, kept
             previous[signum] = signal.signal(signum, _on_signal)
     return previous
 

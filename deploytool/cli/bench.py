@@ -91,10 +91,10 @@ def bench_command(wide: bool, quiet: bool, github: bool, debug: bool, **kw) -> N
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['csv']}")
     for r in outcome.rows:
         if r.status in (RowStatus.FAILED, RowStatus.CORRUPT):
-            click.echo(f"deploytool: error: {r.format} (threads={r.threads}, batch={r.batch}): {r.reason}", err=True)
+            click.echo(f"deploytool: error: {r.label}: {r.reason}", err=True)
     for c in outcome.compare or []:
         if c.regression:
-            click.echo(f"deploytool: error: {c.format} (threads={c.threads}, batch={c.batch}): p50 "
+            click.echo(f"deploytool: error: {c.label}: p50 "
                        f"{c.ratio:.2f}x the baseline's (threshold {options.threshold:g})", err=True)
     github_output(github, lambda gh: gh.bench_annotations(outcome.manifest.model.name, outcome.rows, outcome.compare,
                                                           options.threshold), outcome.bundle, [outcome.reports["json"]])

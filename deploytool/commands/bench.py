@@ -254,10 +254,18 @@ def run(bundle_dir: Path | str, options: BenchOptions | None = None,
     finally:
         shutil.rmtree(work, ignore_errors=True)
     codes = [errors.RUNTIME if r.status == RowStatus.FAILED else errors.BUNDLE if r.status == RowStatus.CORRUPT
-             else errors.SKIPPED if r.status == RowStatus.SKIPPED and opts.strict else errors.OK for r in rows]
+             else errors.SKIPPED if r.status == RowStatus.SKIPPED and opts.strict and _required(r, opts.runtimes)
+             else errors.OK for r in rows]
     if comparison and any(c.regression for c in comparison):
         codes.append(errors.REGRESSION)
     return BenchOutcome(bundle_dir, manifest, rows, comparison, reports, errors.worst(codes), machine_peak)
+
+
+def _required(row: BenchRow, runtimes: list[str] | None) -> bool:
+    """Whether ``--strict`` fails a skipped row: on its format's default runtime, one asked for with
+    ``--runtime``, or the source baseline; not a further runtime merely absent here (as validate)."""
+    fmt = FORMATS.get(row.format)
+    return fmt is None or row.runtime == fmt.runtime or row.runtime in (runtimes or [])
 
 
 def _achieved(rows: list[BenchRow], manifest: Manifest, machine_peak: dict | None) -> None:

@@ -69,7 +69,8 @@ def select_targets(manifest: Manifest, names: list[str], runtimes: list[str] | N
     for n in names:
         rec = manifest.artifacts.get(n)
         if rec is not None and rec.status != ArtifactStatus.OK:  # not made: one verdict, on its default runtime
-            chosen += [t for t in targets_of(n)[:1] if runtimes is None or t.runtime in runtimes]
+            # ...kept whenever a runtime asked for runs it, so a failed export is never dropped from view
+            chosen += [t for t in targets_of(n)[:1] if runtimes is None or set(runtimes_of(n)) & set(runtimes)]
         else:
             chosen += targets_of(n, runtimes)
     if runtimes and not chosen:

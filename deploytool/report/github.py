@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploytool.results import label
+from deploytool.results import label, target_label
 from deploytool.running.jobs import FAILING_CHECKS as FAILING
 from deploytool.running.jobs import ArtifactStatus, RowStatus
 
@@ -71,10 +71,11 @@ def bench_annotations(model: str, rows: list[BenchRow], compare: list[Comparison
     out = []
     for r in rows:
         if r.status in (RowStatus.FAILED, RowStatus.CORRUPT):
-            out.append(error(f"deploytool {model}/{r.format}@{r.runtime}: bench {r.status}", f"{r.label}: {r.reason}"))
+            out.append(error(f"deploytool {model}/{target_label(r.format, r.runtime)}: bench {r.status}",
+                             f"{r.label}: {r.reason}"))
     for c in compare or []:
         if c.regression:
-            out.append(error(f"deploytool {model}/{c.format}@{c.runtime}: latency regression",
+            out.append(error(f"deploytool {model}/{target_label(c.format, c.runtime)}: latency regression",
                              f"{c.label}: metric p50 {c.ratio:.2f}x the baseline's (threshold {threshold:g})"))
     return out
 

@@ -65,7 +65,7 @@ def render(results) -> str:
         cells = [f"`{cells[0]}`", *cells[1:]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     for name in bench_machines:
-        front = pareto({v.key: (t.p90_ms, float(v.size_bytes)) for v in views
+        front = pareto({v.label: (t.p90_ms, float(v.size_bytes)) for v in views
                         if v.passed and v.size_bytes and (t := v.best(name)) is not None})
         if front:
             names = ", ".join(f"`{n}`" for n in sorted(front))

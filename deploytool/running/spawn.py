@@ -93,6 +93,12 @@ _LIVE: set[subprocess.Popen] = set()  # every worker started and not yet seen to
 _STOPPING = threading.Event()
 
 
+def resume() -> None:
+    """Let workers start again: a new command in a process where an earlier one was interrupted (a
+    notebook, a host calling the CLI in-process) must not find every worker refused."""
+    _STOPPING.clear()
+
+
 def stop_all() -> None:
     """End every worker this process started and start no more: the coordinator is being interrupted.
     Safe in a signal handler: takes no lock."""
