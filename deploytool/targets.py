@@ -35,7 +35,9 @@ def targets_of(fmt: str, runtimes: list[str] | None = None) -> list[Target]:
 
 
 def check_runtimes(requested: list[str] | None) -> list[str] | None:
-    """``--runtime`` names: known runtimes (UsageError otherwise); None or empty: every runtime."""
+    """``--runtime`` names, repeated or comma-separated: known runtimes (UsageError otherwise); None or empty:
+    every runtime."""
+    requested = [part.strip() for r in requested or [] for part in r.split(",") if part.strip()]
     if not requested:
         return None
     unknown = [r for r in requested if r not in RUNTIMES]

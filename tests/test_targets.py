@@ -307,3 +307,17 @@ def test_a_failed_export_stays_in_view_when_runtime_narrows(bundle, run_cli, tmp
     assert proc.returncode == errors.EXPORT, proc.stdout + proc.stderr
     rows = {(r[0], r[1]): r[2] for r in _rows(proc.stdout)}
     assert rows[("onnx_int8", "onnxruntime")] == "NOT_EXPORTED" and rows[("onnx", "openvino")] == "PASS"
+
+
+def test_formats_and_runtimes_may_be_repeated_or_comma_separated():
+    from deploytool.commands.validate import select_formats
+    from deploytool.store.manifest import ArtifactRecord as Rec
+
+    manifest = type("M", (), {"artifacts": {n: Rec(format=n, status=ArtifactStatus.OK, precision="fp32", tier="fp32",
+                                                   runtime="x") for n in ("onnx", "tflite_fp32", "tflite_fp16")}})()
+    assert select_formats(manifest, ["onnx,tflite_fp32"]) == select_formats(manifest, ["onnx", "tflite_fp32"]) == \
+        ["onnx", "tflite_fp16", "tflite_fp32"][:1] + ["tflite_fp32"]
+    assert select_formats(manifest, ["tflite"]) == ["tflite_fp16", "tflite_fp32"]
+    assert check_runtimes(["onnxruntime,openvino", "openvino"]) == ["onnxruntime", "openvino"]
+    with pytest.raises(UsageError, match="--format nope"):
+        select_formats(manifest, ["onnx,nope"])

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
 @click.command("bench", context_settings=CONTEXT, epilog=exit_codes_help())
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
-@click.option("--format", "-f", "formats", multiple=True, help="Artifact to time (repeatable; a prefix selects "
-              "several). Default: all, plus the source model (torch eager, or Keras for a .keras source) as the "
-              "baseline.")
+@click.option("--format", "-f", "formats", multiple=True,
+              help="Artifact to time (repeatable or comma-separated; a prefix selects several). Default: all, plus "
+                   "the source model (torch eager, or Keras for a .keras source) as the baseline.")
 @runtime_option("Time")
 @click.option("--threads", default="1", show_default=True,
               help="Comma-separated intra-op thread counts, set through each runtime's own knob.")

@@ -54,7 +54,8 @@ def _models_help() -> str:
               help="Comma-separated formats to export (parents they need are added), or 'all'.")
 @click.option("--runtime", "runtimes", multiple=True, metavar="NAME",
               help="Besides each artifact's own runtime, check it only on these of the others that run it "
-                   "(repeatable). Default: every runtime that runs it (the .onnx on onnxruntime and OpenVINO); "
+                   "(repeatable or comma-separated). Default: every runtime that runs it (the .onnx on onnxruntime "
+                   "and OpenVINO); "
                    "one not installed here is reported SKIPPED with the extra that adds it.")
 @click.option("--out", "-o", default="bundles", show_default=True, type=click.Path(file_okay=False),
               help="Directory that receives the bundle (OUT/MODEL/).")

@@ -114,7 +114,7 @@ def runtime_option(verb: str):
     """--runtime NAME (repeatable), for the commands that run artifacts: ``verb`` is what they do ("Check")."""
     def decorate(f):
         return click.option("--runtime", "runtime", multiple=True, metavar="NAME",
-                            help=f"{verb} only the targets on this runtime (repeatable; one of: "
+                            help=f"{verb} only the targets on this runtime (repeatable or comma-separated; one of: "
                                  f"{', '.join(RUNTIMES)}). Default: every runtime installed here that runs each "
                                  "artifact; the others are reported SKIPPED with the extra that adds them.")(f)
     return decorate

@@ -28,7 +28,8 @@ from deploytool.running.jobs import CHECK_TIMEOUT_S, FAILING_CHECKS, CheckStatus
 @click.command("validate", context_settings=CONTEXT, epilog=exit_codes_help())
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
 @click.option("--format", "-f", "formats", multiple=True,
-              help="Artifact to check (repeatable); a prefix selects several (-f tflite). Default: all.")
+              help="Artifact to check (repeatable or comma-separated); a prefix selects several (-f tflite). "
+                   "Default: all.")
 @runtime_option("Check")
 @click.option("--data", type=click.Path(dir_okay=False), help="Your own inputs: .npz with the contract's input names "
               "(rows of a dynamic first dim are samples). Needs the source model to compute references.")

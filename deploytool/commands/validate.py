@@ -49,8 +49,10 @@ class ValidateOutcome:
 
 
 def select_formats(manifest: Manifest, requested: list[str] | None) -> list[str]:
-    """Exact format names, or prefixes of them ("tflite" -> tflite_fp16, tflite_fp32)."""
+    """Exact format names, or prefixes of them ("tflite" -> tflite_fp16, tflite_fp32); repeated or comma-separated
+    (``-f onnx,tflite_fp32`` as ``export --formats`` takes them)."""
     present = [n for n in FORMATS if n in manifest.artifacts] + [n for n in manifest.artifacts if n not in FORMATS]
+    requested = [part.strip() for r in requested or [] for part in r.split(",") if part.strip()]
     if not requested:
         return present
     chosen = []
