@@ -7,9 +7,17 @@ import shutil
 import time
 
 import pytest
+from click.testing import CliRunner
 from conftest import TEST_MODELS, manifest_of
 
+from deploytool import api
+from deploytool.cli import main
 from deploytool.core import errors
+from deploytool.core.errors import BundleError
+from deploytool.store import signing
+from deploytool.store.reader import open_bundle
+
+CALIBRATION = "golden/calibration.npz"
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +76,52 @@ def test_tampered_or_foreign_signed_bundle_is_refused_before_loading(signed, key
     assert proc.returncode == errors.BUNDLE, proc.stdout + proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (bundle / "logs").exists()
+
+
+@pytest.fixture
+def calibrated(zoo_bundles, tmp_path):
+    """A private copy of the digits_cnn bundle, which holds calibration data (export-only)."""
+    bundle = tmp_path / "full" / "digits_cnn"
+    shutil.copytree(zoo_bundles["digits_cnn"][0], bundle)
+    assert (bundle / CALIBRATION).is_file()
+    return bundle
+
+
+def _sign_as_before(bundle, key) -> None:
+    """Sign as deploytool did before export-only files were left out of signatures: all but reports/ and logs/."""
+    import model_signing as ms
+
+    hashing = ms.hashing.Config().set_ignored_paths(paths=["reports", "logs", "signature.sig"], ignore_git_paths=False)
+    ms.signing.Config().use_elliptic_key_signer(private_key=key).set_hashing_config(hashing).sign(
+        bundle, bundle / "signature.sig")
+
+
+def test_a_signed_bundles_device_copy_verifies_and_its_calibration_data_stays_covered(calibrated, keys, tmp_path):
+    signing.sign(calibrated, keys / "ours.pem")  # what export --sign does to its staging directory
+    signing.verify(calibrated, keys / "ours.pub")
+    copy = api.device_copy(calibrated, tmp_path / "device" / "digits_cnn", verify_key=keys / "ours.pub")
+    assert copy.verified and not (copy.dest / CALIBRATION).exists() and not copy.messages
+    result = CliRunner().invoke(main, ["validate", str(copy.dest), "--verify", str(keys / "ours.pub"), "-f",
+                                       "tflite_fp32"])
+    assert result.exit_code == 0, result.output
+    # left out of the signature, the calibration data is still covered by the signed manifest's sha256
+    (calibrated / CALIBRATION).write_bytes((calibrated / CALIBRATION).read_bytes() + b"x")
+    signing.verify(calibrated, keys / "ours.pub")
+    with pytest.raises(BundleError, match=f"{CALIBRATION} does not match its sha256"):
+        open_bundle(calibrated, keys / "ours.pub")
+
+
+def test_a_bundle_signed_before_still_verifies_and_its_device_copy_keeps_what_was_signed(calibrated, keys,
+                                                                                         tmp_path):
+    _sign_as_before(calibrated, keys / "ours.pem")
+    signing.verify(calibrated, keys / "ours.pub")
+    copy = api.device_copy(calibrated, tmp_path / "device" / "digits_cnn", verify_key=keys / "ours.pub")
+    assert (copy.dest / CALIBRATION).is_file() and CALIBRATION not in copy.left_out
+    assert copy.messages and f"kept {CALIBRATION}: the bundle's signature covers it" in copy.messages[0]
+    assert not (copy.dest / "logs").exists()
+    (copy.dest / CALIBRATION).unlink()  # what a copy leaving it out would be
+    with pytest.raises(BundleError, match=f"missing since signing: {CALIBRATION}$"):
+        signing.verify(copy.dest, keys / "ours.pub")
 
 
 def test_unsigned_bundle_with_verify_is_refused(zoo_bundles, keys, run_cli):

@@ -41,6 +41,10 @@ WORKER_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
+    # onnxruntime (1.2x+, Linux too) keeps telemetry: a SQLite store under $XDG_CACHE_HOME (~/.cache/Microsoft/
+    # DeveloperTools/.onnxruntime, whose directory it opens on every run) and a session file in $TMPDIR; a worker
+    # touches nothing outside the bundle and its scratch directory, so it is switched off.
+    "ORT_DISABLE_TELEMETRY": "1",
 }
 PARENT_ENV = "DEPLOYTOOL_COORDINATOR_PID"  # the pid a worker watches (worker.py): it ends when that one dies
 POLL_S = 0.01

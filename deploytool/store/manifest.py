@@ -47,6 +47,7 @@ class CheckSummary:
     max_abs: float | None = None
     hop_blamed: str | None = None
     skipped_sets: dict[str, str] = field(default_factory=dict)
+    basis: str = ""  # what the verdict was judged on, in one phrase (ArtifactCheck.basis)
 
 
 @dataclass
@@ -149,6 +150,13 @@ class Manifest:
 
     def to_json(self) -> dict:
         return records.dump(self)
+
+    def export_only(self) -> list[str]:
+        """The hashed files only export reads (the int8 formats' calibration data). A device copy leaves them
+        out (``deploytool device-copy``); the reader accepts their absence, theirs only, and checks them when
+        present; a signature made by ``export --sign`` does not cover them (this signed manifest holds their
+        sha256)."""
+        return [self.golden.calibration.path] if self.golden.calibration is not None else []
 
 
 def load(data: Any, where: str = FILENAME) -> Manifest:

@@ -13,7 +13,9 @@ field or file), before anything is loaded into a runtime:
   and ``logs/`` are deploytool's own output and ignored);
 - golden data whose hashes differ, whose arrays do not match the contract (names, dtypes,
   shapes at the set's dims) and the manifest (``samples``, ``dims``), or whose references are
-  not finite; an artifact's stored outputs that do not match the reference's names and shapes.
+  not finite; an artifact's stored outputs that do not match the reference's names and shapes;
+- a hashed file that is missing, unless only export reads it (``Manifest.export_only``: the
+  calibration data, left out of a device copy); such a file is still checked when present.
 
 Each artifact's own files are hashed later, per artifact (a mismatch refuses that artifact,
 exit 8, while the others are still checked).
@@ -21,7 +23,7 @@ exit 8, while the others are still checked).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -46,6 +48,7 @@ class OpenedBundle:
     inputs: dict[str, dict[str, np.ndarray]]  # set -> golden inputs, checked
     references: dict[str, dict[str, np.ndarray]]  # set -> reference outputs, checked
     labels: dict[str, np.ndarray]  # labelled set -> its labels, checked
+    absent: list[str] = field(default_factory=list)  # export-only files not in it (a device copy), by path
 
 
 def open_bundle(path: Path | str, verify_key: Path | str | None = None) -> OpenedBundle:
@@ -61,10 +64,11 @@ def open_bundle(path: Path | str, verify_key: Path | str | None = None) -> Opene
         signing.verify(root, Path(verify_key))
     m = manifest_io.read(root)
     _check_paths(root, m, entries)
-    bundle.verify_files(root, m.golden.files, f"bundle {root}: golden data")
-    inputs, references, labels = _check_golden(root, m)
+    absent = [rel for rel in m.export_only() if rel not in entries]
+    bundle.verify_files(root, [f for f in m.golden.files if f.path not in absent], f"bundle {root}: golden data")
+    inputs, references, labels = _check_golden(root, m, absent)
     _check_contracts(root, m)
-    return OpenedBundle(root, m, inputs, references, labels)
+    return OpenedBundle(root, m, inputs, references, labels, absent)
 
 
 def _check_contracts(root: Path, m: Manifest) -> None:
@@ -137,9 +141,9 @@ def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
         [(f"golden.sets.{s}.reference", info.reference) for s, info in m.golden.sets.items()] + \
         [(f"artifacts.{n}.golden_outputs.{s}", p) for n, rec in m.artifacts.items()
          for s, p in rec.golden_outputs.items()]
-    for field, rel in needed:
-        if bundle.contained(rel, f"{where}: {field}") not in golden_files:
-            raise BundleError(f"{where}: {field} {rel!r} is not among the hashed golden files")
+    for key, rel in needed:
+        if bundle.contained(rel, f"{where}: {key}") not in golden_files:
+            raise BundleError(f"{where}: {key} {rel!r} is not among the hashed golden files")
     for rel, kind in entries.items():
         top = PurePosixPath(rel).parts[0]
         if kind == "file" and top in (bundle.ARTIFACTS, bundle.GOLDEN) and rel not in listed:
@@ -147,7 +151,7 @@ def _check_paths(root: Path, m: Manifest, entries: dict[str, str]) -> None:
                               "under artifacts/ and golden/ must be listed and hashed)")
 
 
-def _check_golden(root: Path, m: Manifest) -> tuple[dict, dict, dict]:
+def _check_golden(root: Path, m: Manifest, absent: list[str]) -> tuple[dict, dict, dict]:
     where = f"bundle {root}: golden data"
     contract = m.contract
     if MAIN not in m.golden.sets:
@@ -187,7 +191,7 @@ def _check_golden(root: Path, m: Manifest) -> tuple[dict, dict, dict]:
                     info.samples, f"{what}: {info.labels}")
             except (ValueError, StopIteration) as e:
                 raise BundleError(f"{what}: labels: {e}" if isinstance(e, StopIteration) else str(e)) from None
-    if m.golden.calibration is not None:
+    if m.golden.calibration is not None and m.golden.calibration.path not in absent:
         what = f"{where}: calibration data"
         calib = _load(root, m.golden.calibration.path, what)
         try:
