@@ -20,7 +20,8 @@ from deploytool.store.manifest import FILENAME, Manifest
 
 # validation.json: 2: machine fingerprint and the sha256 of the manifest it checked; 3: results per target
 # ("targets", keyed FORMAT@RUNTIME, each naming its format and runtime) instead of per artifact ("artifacts",
-# keyed by format). Both are read (``targets_of``).
+# keyed by format). Both are read (``targets_of``). Added within 3, absent in older files: each target's
+# "checked" (when; earlier than "created" for a target kept from an earlier run) and "basis".
 VALIDATION_SCHEMA = 3
 VALIDATION_READS = (2, 3)
 # bench.json: 2: machine fingerprint and the sha256 of the manifest it measured (rows name format and runtime)
@@ -52,6 +53,9 @@ class ArtifactCheck:
     # The blamed hop as target keys ("source" for the source model): what localising runs on each side.
     hop_from: str | None = None
     hop_to: str | None = None
+    # What the verdict was decided on, one phrase (``judged on cosine/SQNR/top-1 (int8 tier)``): set where the
+    # judge decides it (judge.py), printed as it is by every renderer. Empty: no verdict on the outputs (not run).
+    basis: str = ""
 
     @property
     def target(self) -> Target:
@@ -182,6 +186,24 @@ def targets_of(data: dict) -> dict[str, dict]:
         return dict(data["targets"])
     return {f"{name}@{a.get('runtime', '')}": {**a, "format": a.get("format", name)}
             for name, a in (data.get("artifacts") or {}).items()}
+
+
+def earlier_targets(path: Path, manifest_sha256: str | None, machine: str, replaced: set[str]) -> dict[str, dict]:
+    """The results an earlier validation.json at ``path`` holds for targets a run does not check again
+    (``replaced``: the target keys it checks), each with the date it was checked (``checked``), so a partial
+    run (``validate -f onnx``) adds to them instead of discarding them. Only results of the same bundle
+    (``manifest_sha256``) on the same ``machine`` are kept; anything else there (unreadable, another bundle,
+    another machine, a schema this version does not read) is replaced, as before."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(data, dict) or data.get("schema_version") not in VALIDATION_READS \
+            or data.get("manifest_sha256") != manifest_sha256 or (data.get("machine") or {}).get("name") != machine:
+        return {}
+    created = data.get("created")
+    return {key: {**entry, "checked": entry.get("checked") or created} for key, entry in targets_of(data).items()
+            if key not in replaced and isinstance(entry, dict)}
 
 
 # ---- bench (commands/bench.py decides these; report/console.py, bench_files.py and github.py render them) ----

@@ -153,3 +153,61 @@ def test_accuracy_stands_in_for_closeness_only_with_agreement_to_the_source(tmp_
                                                                          {"labelled": REF}))["onnx_int8"]
     assert chk.accuracy["drop_points"] == 0.0 and chk.accuracy["top1_agreement"] == 0.0
     assert chk.status == CheckStatus.FAIL and "top-1 agrees with the source's on only 0.0%" in chk.reason
+
+
+# ---- the basis of each verdict: what it was decided on, said once on the check ----------------------------
+
+def _labelled(tmp_path, got: np.ndarray, fmt: str = "onnx_int8", rules: Rules | None = None) -> ArtifactCheck:
+    labels = tmp_path / "labels.npz"
+    npz.save(labels, {"labels": np.argmax(REF["logits"].reshape(8, -1), axis=-1)})
+    sets = [GoldenSet("labelled", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, 8, labels, "logits")]
+    path = tmp_path / "out.npz"
+    npz.save(path, {"logits": got.astype(np.float32)})
+    run = ArtifactRan(status=RunStatus.OK, runtime=plan()[fmt].runtime, outputs={"labelled": str(path)})
+    return judge(CONTRACT, {fmt: _record(fmt)}, Evidence({fmt: run}, sets, {"labelled": REF}), rules)[fmt]
+
+
+def test_each_verdict_names_the_basis_it_was_decided_on(tmp_path):
+    checks = _judge(tmp_path, {"onnx": REF, "tflite_fp16": REF, "onnx_int8": REF})
+    assert checks["onnx"].basis == "judged on elementwise atol/rtol (fp32 tier)"
+    assert checks["tflite_fp16"].basis == "judged on cosine/SQNR/top-1 (fp16 tier)"
+    assert checks["onnx_int8"].basis == "judged on cosine/SQNR/top-1 (int8 tier)"  # no labels: tensor metrics
+    override = _judge(tmp_path, {"tflite_fp16": REF}, rules=Rules(Tolerances({"tflite_fp16:*": {"atol": 1e-3}})))
+    assert override["tflite_fp16"].basis == "judged on elementwise atol/rtol (override)"
+    tiny = _judge(tmp_path, {"tflite_fp16": {"logits": REF["logits"] * np.float32(1e-30)}})  # vs a non-tiny reference
+    assert tiny["tflite_fp16"].status == CheckStatus.FAIL and "cosine/SQNR" in tiny["tflite_fp16"].basis
+    # a failure keeps its basis: the reason says what broke, the basis what it was held to
+    bad = _judge(tmp_path, {"onnx": {"logits": REF["logits"] + 0.5}})["onnx"]
+    assert bad.status == CheckStatus.FAIL and bad.basis == "judged on elementwise atol/rtol (fp32 tier)"
+
+
+def test_an_int8_verdict_on_labelled_data_says_it_was_judged_on_accuracy(tmp_path):
+    # a uniform shift: every top-1 kept, tensor metrics far off; the int8 tier passes it on accuracy
+    chk = _labelled(tmp_path, REF["logits"] + 3.0)
+    assert chk.status == CheckStatus.PASS
+    assert chk.basis == ("judged on task accuracy on the labelled set: drop 0.00 pts (max 1), top-1 agreement "
+                         "100.0% (min 80%)")
+    verdict = chk.sets["labelled"]["logits"]
+    assert not verdict["passed"] and not verdict["gating"]  # its tensor metrics did not decide it, and say so
+    assert verdict["basis"] == "accuracy" and verdict["reason"].startswith("not gating (judged on task accuracy)")
+    from deploytool.report import junit
+
+    suite = junit.render("m", {chk.key: chk})
+    assert 'failures="0"' in suite and "judged on task accuracy" in suite  # a non-gating metric fails no case
+    fp32 = _labelled(tmp_path, REF["logits"], "onnx", Rules(max_drop={"*": 0.5}))  # accuracy as one more gate
+    assert fp32.basis == ("judged on elementwise atol/rtol (fp32 tier); and task accuracy on the labelled set: "
+                          "drop 0.00 pts (max 0.5)")
+
+
+def test_a_vacuous_or_accepted_constant_verdict_says_so_in_its_basis(tmp_path):
+    constant = {"logits": np.broadcast_to(REF["logits"][:1], REF["logits"].shape).copy()}
+    sets = [GoldenSet("main", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, 8)]
+    path = tmp_path / "c.npz"
+    npz.save(path, constant)
+    run = ArtifactRan(status=RunStatus.OK, runtime="onnxruntime", outputs={"main": str(path)})
+    for accept, status, basis in (([], CheckStatus.VACUOUS, "judged on a reference that does not vary"),
+                                  (["*"], CheckStatus.CONSTANT_ACCEPTED,
+                                   "judged on elementwise atol/rtol (fp32 tier), against a constant reference")):
+        chk = judge(CONTRACT, {"onnx": _record("onnx")}, Evidence({"onnx": run}, sets, {"main": constant}),
+                    Rules(accept_constant=accept))["onnx"]
+        assert chk.status == status and chk.basis.startswith(basis), chk.basis

@@ -120,14 +120,15 @@ def test_tflite_validates_without_torch_or_tensorflow(zoo_bundles, tmp_path):
     env["DEPLOYTOOL_BLOCK_IMPORTS"] = "torch,tensorflow,tf_keras,onnx2tf"
     check = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
     assert check.returncode != 0 and "blocked for this test" in check.stderr
-    proc = subprocess.run([sys.executable, "-m", "deploytool", "validate", str(bundle), "--format", "tflite"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "deploytool", "validate", str(bundle), "--format", "tflite",
+                           "--json", str(tmp_path / "also.json")], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("tflite_")]
     assert len(rows) == len([f for f in FORMATS if f.startswith("tflite")]) and all("PASS" in r for r in rows)
     # the per-hop comparison still works, against the SavedModel outputs stored at export time
     report = json.loads((bundle / "reports/validation.json").read_text())
     assert result_of(report, "tflite_fp32")["hop"]["main"]["logits"]["passed"]
+    assert json.loads((tmp_path / "also.json").read_text()) == report  # --json: also there, not instead
 
 
 def test_missing_runtime_is_a_skip_and_strict_makes_it_fail(zoo_bundles, tmp_path):

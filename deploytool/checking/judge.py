@@ -126,6 +126,7 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
             continue
         if run.status == RunStatus.CONTRACT_MISMATCH:
             chk.status, chk.reason = CheckStatus.FAIL, f"does not honour its I/O contract: {run.error}"
+            chk.basis = "judged on its I/O contract (input and output names, shapes, dtypes)"
             continue
         if run.status != RunStatus.OK:
             chk.status = CheckStatus.ERROR
@@ -140,6 +141,7 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
         # every other output, a user's explicit tolerance, and shape/dtype/NaN failures still gate.
         waived_output = labelled_set.labelled_output if labelled_set and base_tier.accuracy_gated else None
         parent_keys = _parent_keys(target, fmt.parent, formats, keys)
+        bases: dict[str, list[str]] = {}  # gating output -> what its verdicts were decided on (per set)
         for set_name, out_path in run.outputs.items():
             got = npz.load(out_path)
             produced[key][set_name] = got
@@ -165,10 +167,11 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                 gating = structural or spec.name != waived_output or bool(overrides)
                 chk.sets[set_name][spec.name] = {**verdict.to_dict(), "gating": gating,
                                                  "reference": refcheck[set_name][spec.name].to_dict()}
-                if verdict.basis == "absolute":
-                    floor = parity.resolution_floor(tier, resolution)
-                    _note(chk, f"{spec.name}: reference below the {tier.name} resolution ({floor:.2g}): judged on "
-                               "absolute error, not cosine/SQNR")
+                if gating:
+                    bases.setdefault(spec.name, []).append(verdict.judged_on)
+                else:  # its tensor metrics are reported only: say so where they are read
+                    chk.sets[set_name][spec.name].update(basis="accuracy", reason=f"not gating (judged on task "
+                                                         f"accuracy): {verdict.reason}")
                 if not verdict.passed and gating:
                     failures.append(f"{spec.name}{'' if set_name == 'main' else f' ({set_name} set)'}: "
                                     f"{verdict.reason}")
@@ -176,12 +179,15 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                     chk.hop[set_name][spec.name] = parity.check(got[spec.name], parent_out[spec.name], tier,
                                                                 classifier, resolution).to_dict()
         labelled = labelled_set
+        accuracy_basis = None
         if labelled is not None and labelled.labelled_output:
             limit = drops.get(key, drops.get(name, drops.get("*", base_tier.max_accuracy_drop)))
             failure = _accuracy(chk, labelled, produced[key][labelled.name], references[labelled.name],
                                 limit, base_tier.min_top1 if waived_output else None)
             if failure:
                 failures.append(failure)
+            accuracy_basis = _accuracy_basis(chk.accuracy) if chk.accuracy else None
+        chk.basis = _basis(bases, accuracy_basis, waived_output)
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")
@@ -227,6 +233,36 @@ def check_accepted(contract: Contract, accept: list[str] | None) -> list[str]:
     return list(accept or [])
 
 
+def _accuracy_basis(a: dict) -> str | None:
+    """``task accuracy on the labelled set: drop 0.22 pts (max 1)``: what an accuracy gate held the artifact to
+    (None when accuracy was measured but gates nothing: no limit, no agreement floor)."""
+    gates = []
+    if a["max_drop_points"] is not None:
+        gates.append(f"drop {a['drop_points']:.2f} pts (max {a['max_drop_points']:g})")
+    if a["min_top1_agreement"] is not None:
+        gates.append(f"top-1 agreement {a['top1_agreement']:.1%} (min {a['min_top1_agreement']:.0%})")
+    return f"task accuracy on the {a['set']} set: {', '.join(gates)}" if gates else None
+
+
+def _basis(bases: dict[str, list[str]], accuracy: str | None, waived: str | None) -> str:
+    """The check's basis, one phrase: what each gating output was judged on (once when all agree), with the
+    accuracy gate first where it replaces the tensor metrics of the labelled output (``waived``), after them
+    where it is one more gate."""
+    per_output = {out: " and ".join(dict.fromkeys(phrases)) for out, phrases in bases.items()}
+    distinct = list(dict.fromkeys(per_output.values()))
+    if len(distinct) == 1 and not (waived and accuracy):
+        tensors = distinct[0]
+    else:
+        tensors = "; ".join(f"{out}: {phrase}" for out, phrase in per_output.items())
+    parts: list[str | None]
+    if waived and accuracy:
+        parts = [f"{accuracy} ({waived})" if tensors else accuracy, tensors]
+    else:
+        parts = [tensors, f"and {accuracy}" if accuracy and tensors else accuracy]
+    text = "; ".join(p for p in parts if p)
+    return f"judged on {text}" if text else ""
+
+
 def _note(chk: ArtifactCheck, text: str) -> None:
     if text not in chk.notes:
         chk.notes.append(text)
@@ -269,10 +305,12 @@ def _vacuity(chk: ArtifactCheck, refcheck: dict, accept: list[str], inputs: Call
         return
     if vacuous:
         chk.status = CheckStatus.VACUOUS
+        chk.basis = "judged on a reference that does not vary with the input: proves nothing"
         chk.reason = (f"vacuous check: {'; '.join(vacuous)}: it would pass any artifact that outputs that; "
                       f"{LIKELY_CAUSES}; {' '.join(f'--accept-constant-output {n}' for n in names)} accepts it")
     elif accepted:
         chk.status = CheckStatus.CONSTANT_ACCEPTED
+        chk.basis = f"{chk.basis}, against a constant reference (accepted)"
         chk.reason = f"not a full pass: {'; '.join(accepted)} (accepted with --accept-constant-output)"
 
 

@@ -98,6 +98,20 @@ class Verdict:
     tier: Tier
     # "absolute": a statistical tier's reference was below its resolution, so the verdict is on absolute error
     basis: str = ""
+    floor: float = 0.0  # the resolution the absolute error was held to (basis "absolute")
+
+    @property
+    def judged_on(self) -> str:
+        """What this verdict was decided on, in a phrase that holds whether it passed or failed: the basis a
+        report prints (``judge.py`` joins an artifact's outputs' into ``ArtifactCheck.basis``)."""
+        tier = self.tier
+        if self.basis == "absolute":
+            return f"absolute error (max {self.floor:.2g}: reference below the {tier.name} resolution)"
+        if tier.gate == "elementwise":
+            whose = f"{tier.name} tier" if TIERS.get(tier.name) == tier else "override"
+            return f"elementwise atol/rtol ({whose})"
+        top1 = "/top-1" if tier.min_top1 is not None and self.metrics.top1_agreement is not None else ""
+        return f"cosine/SQNR{top1} ({tier.name} tier)"
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "reason": self.reason, "tier": self.tier.to_dict(),
@@ -187,8 +201,8 @@ def judge(m: Metrics, tier: Tier, resolution: float | None = None) -> Verdict:
         what = f"reference below the {tier.name} resolution (max |ref| {m.ref_max_abs:.3g} < {floor:.3g}): judged " \
                f"on absolute error"
         if m.max_abs <= floor:
-            return Verdict(True, f"{what}, max abs {m.max_abs:.3g} <= {floor:.3g}", m, tier, "absolute")
-        return Verdict(False, f"{what}: max abs {m.max_abs:.3g} > {floor:.3g}", m, tier, "absolute")
+            return Verdict(True, f"{what}, max abs {m.max_abs:.3g} <= {floor:.3g}", m, tier, "absolute", floor)
+        return Verdict(False, f"{what}: max abs {m.max_abs:.3g} > {floor:.3g}", m, tier, "absolute", floor)
     problems = []
     if tier.min_cosine is not None and m.cosine < tier.min_cosine:
         problems.append(f"cosine {m.cosine:.6f} < {tier.min_cosine}")

@@ -34,7 +34,7 @@ from deploytool.sources import source_artifact
 from deploytool.store import bundle
 from deploytool.store.manifest import Manifest
 from deploytool.store.reader import OpenedBundle, open_bundle
-from deploytool.targets import check_runtimes, runtimes_of, targets_of
+from deploytool.targets import check_runtimes, format_names, runtimes_of, targets_of
 
 
 @dataclass
@@ -49,19 +49,10 @@ class ValidateOutcome:
 
 
 def select_formats(manifest: Manifest, requested: list[str] | None) -> list[str]:
-    """Exact format names, or prefixes of them ("tflite" -> tflite_fp16, tflite_fp32); repeated or comma-separated
-    (``-f onnx,tflite_fp32`` as ``export --formats`` takes them)."""
+    """The bundle's artifacts that ``--format`` names (``targets.format_names``: one grammar in every command);
+    all of them when it names none."""
     present = [n for n in FORMATS if n in manifest.artifacts] + [n for n in manifest.artifacts if n not in FORMATS]
-    requested = [part.strip() for r in requested or [] for part in r.split(",") if part.strip()]
-    if not requested:
-        return present
-    chosen = []
-    for r in requested:
-        hits = [n for n in present if n == r] or [n for n in present if n.startswith(r)]
-        if not hits:
-            raise UsageError(f"--format {r}: the bundle has no such artifact (it has {', '.join(present)})")
-        chosen += [h for h in hits if h not in chosen]
-    return [n for n in present if n in chosen]
+    return format_names(requested, present, "the bundle has no such artifact") or present
 
 
 def select_targets(manifest: Manifest, names: list[str], runtimes: list[str] | None) -> list[Target]:

@@ -38,11 +38,12 @@ def error(title: str, message: str) -> str:
 
 
 def first_failing_metric(check) -> str | None:
-    """``set/output: reason`` of the first output that failed against the reference (or the parent)."""
+    """``set/output: reason`` of the first output that failed against the reference (or the parent); an output
+    judged on task accuracy instead (``gating`` false) is not one."""
     for where in (check.sets, check.hop):
         for set_name, outputs in (where or {}).items():
             for output, verdict in (outputs or {}).items():
-                if isinstance(verdict, dict) and verdict.get("passed") is False:
+                if isinstance(verdict, dict) and verdict.get("passed") is False and verdict.get("gating", True):
                     return f"{set_name}/{output}: {verdict.get('reason', 'failed')}"
     return None
 

@@ -22,8 +22,8 @@ def render(results) -> tuple[str, bool]:
     views = artifacts(results)
     m = results.manifest
     headers, rows = markdown.table(results, views)
-    verdict = markdown.verdict_line(views).replace("**", "")
-    klass = "fail" if verdict.startswith("FAIL") else "pass"
+    verdict = markdown.verdict_line(views, markdown=False)
+    klass = "fail" if any(v.failed for v in views) else "pass"
     out = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
            f"<title>deploytool report: {html.escape(m.model.name)}</title>", f"<style>{CSS}</style></head><body>",
            f"<h1>deploytool report: {html.escape(m.model.name)}</h1>", f"<p class='{klass}'>{html.escape(verdict)}</p>",
@@ -31,14 +31,9 @@ def render(results) -> tuple[str, bool]:
     for cells in rows:
         out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
-    failed = [v for v in views if v.failed]
+    failed = markdown.failures(views, markdown=False)
     if failed:
-        out.append("<h2>Failures</h2><ul>")
-        for v in failed:
-            out.append(f"<li><b>{html.escape(v.name)}</b> on {html.escape(v.runtime)}: {html.escape(v.reason)}"
-                       + (f" (error appears at hop {html.escape(v.hop_blamed)})" if v.hop_blamed else "")
-                       + (f"; repro: <code>{html.escape(v.repro)}</code>" if v.repro else "") + "</li>")
-        out.append("</ul>")
+        out.append("<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in failed) + "</ul>")
     has_plots = plots.available()
     if has_plots:
         figures = []
@@ -49,8 +44,7 @@ def render(results) -> tuple[str, bool]:
         out += [f"<figure>{svg}</figure>" for svg in figures if svg]
     else:
         out.append(f"<p><i>Plots need matplotlib: {html.escape(plots.INSTALL_HINT)}</i></p>")
-    env = markdown.render(results).split("<details><summary>Environment</summary>", 1)[1].split("</details>")[0]
     out.append("<details><summary>Environment</summary><ul>" + "".join(
-        f"<li>{html.escape(line[2:])}</li>" for line in env.splitlines() if line.startswith("- ")) + "</ul></details>")
+        f"<li>{html.escape(line)}</li>" for line in markdown.environment(results, markdown=False)) + "</ul></details>")
     out.append("</body></html>")
     return "\n".join(out), has_plots

@@ -4,7 +4,7 @@ enough to append to $GITHUB_STEP_SUMMARY as it is."""
 from __future__ import annotations
 
 from deploytool.report.console import human_size
-from deploytool.report.view import ArtifactView, artifacts, pareto
+from deploytool.report.view import ArtifactView, artifacts, pareto, when
 
 
 def _ms(x: float | None) -> str:
@@ -16,33 +16,51 @@ def _acc(v: ArtifactView) -> str:
     return "-" if not a else f"{a['accuracy']:.2%} ({-a['drop_points']:+.2f})"
 
 
-def verdict_line(views: list[ArtifactView]) -> str:
+def verdict_line(views: list[ArtifactView], markdown: bool = True) -> str:
+    """The headline: the verdict, each failing target with what its failure is, and how many targets were
+    checked in the latest run and how many come from earlier results (with their dates). ``markdown``:
+    bold and code spans (report.md, the step summary); plain text otherwise (report.html escapes it)."""
+    code = (lambda s: f"`{s}`") if markdown else (lambda s: s)
+    strong = (lambda s: f"**{s}**") if markdown else (lambda s: s)
     made = [v for v in views if v.verdicts]
-    bad = [v for v in made if v.failed]
     if not made:
-        return "**No artifact was checked.**"
+        return strong("No artifact was checked.")
+    bad = [v for v in made if v.failed]
+    counts = _counts(made)
     if bad:
-        return f"**FAIL**: {len(bad)} of {len(made)} checked targets (artifact on runtime) do not match the " \
-            "reference: " + \
-            ", ".join(f"`{v.label}`" + (" (vacuous: its reference does not vary)" if "vacuous" in v.verdicts.values()
-                                       else "") for v in bad)
+        return f"{strong('FAIL')}: " + ", ".join(f"{code(v.label)} ({v.failure})" for v in bad) + f". {counts}."
     others = [v for v in made if not v.passed]
-    note = f" ({', '.join(f'`{v.label}` {sorted(set(v.verdicts.values()))[0]}' for v in others)})" if others else ""
-    return f"**PASS**: no checked target (artifact on runtime) fails on any machine that validated it{note}"
+    note = f" ({', '.join(f'{code(v.label)} {sorted(set(v.verdicts.values()))[0]}' for v in others)})" if others else ""
+    return f"{strong('PASS')}: no target (artifact on runtime) fails on any machine that checked it{note}. {counts}."
+
+
+def _counts(made: list[ArtifactView]) -> str:
+    """``Checked in the latest run (2026-12-03 12:40 UTC): 2 targets, 1 failing; from earlier results
+    (2026-12-03 12:18 UTC): 9 targets, none failing``."""
+    parts = []
+    for now, what in ((True, "Checked in the latest run"), (False, "from earlier results")):
+        group = [v for v in made if v.now == now]
+        if not group:
+            continue
+        dates = sorted({when(c.date) for v in group for c in v.checked.values() if c.now == now})
+        failing = sum(v.failed for v in group)
+        parts.append(what + (f" ({', '.join(dates)})" if dates else "")
+                     + f": {len(group)} target{'s' if len(group) != 1 else ''}, {failing or 'none'} failing")
+    return "; ".join(parts)[:1].upper() + "; ".join(parts)[1:]
 
 
 def table(results, views: list[ArtifactView]) -> tuple[list[str], list[list[str]]]:
     """The per-target table (headers, rows of cell text), shared by the Markdown and HTML pages."""
     bench_machines = [d["machine"]["name"] for d in results.benches]
-    headers = ["format", "runtime", "precision", "verdict", "max_abs_err", "accuracy (drop)", "size"]
+    headers = ["format", "runtime", "precision", "verdict", "basis", "max_abs_err", "accuracy (drop)", "size"]
     for name in bench_machines:
         headers += [f"p50 / p90 ms @ {name}", f"load / first ms @ {name}", f"peak RSS MB @ {name}"]
     headers += ["chain"]
     rows = []
     for v in views:
-        verdict = ", ".join(f"{s.upper()}" + (f" ({mach})" if len(v.verdicts) > 1 else "")
+        verdict = ", ".join(s.upper() + _paren(mach if len(v.verdicts) > 1 else "", v.origin(mach))
                             for mach, s in v.verdicts.items()) or v.exported.upper()
-        cells = [v.name, v.runtime, v.precision, verdict,
+        cells = [v.name, v.runtime, v.precision, verdict, v.basis or "-",
                  "-" if v.max_abs is None else f"{v.max_abs:.2e}", _acc(v), human_size(v.size_bytes)]
         for name in bench_machines:
             t = v.best(name)
@@ -51,6 +69,49 @@ def table(results, views: list[ArtifactView]) -> tuple[list[str], list[list[str]
         cells.append(" → ".join(v.chain) + (f" ({v.route})" if v.route else ""))
         rows.append(cells)
     return headers, rows
+
+
+def failures(views: list[ArtifactView], markdown: bool = True) -> list[str]:
+    """One line per failing target: what failed, where the verdict comes from when not the latest run, the
+    reason (with the blamed hop) and the basis, and the repro folder."""
+    code = (lambda s: f"`{s}`") if markdown else (lambda s: s)
+    out = []
+    for v in (v for v in views if v.failed):
+        repro = f" — repro: {code(v.repro)}" if v.repro else ""
+        basis = f" ({v.basis})" if v.basis else ""
+        out.append(f"{code(v.name)} on {v.runtime}, {v.failure}{_paren(*map(v.origin, v.verdicts))}: "
+                   f"{v.reason or 'no reason recorded'}{basis}{repro}")
+    return out
+
+
+def environment(results, markdown: bool = True) -> list[str]:
+    """The model, the versions it was exported with, and each machine that validated or benched it (once)."""
+    code = (lambda s: f"`{s}`") if markdown else (lambda s: s)
+    m = results.manifest
+    lines = [f"model: {code(m.model.name)} ({m.model.description}), source {code(m.model.source.get('kind'))} "
+             f"({m.model.framework}), exported {m.created} with deploytool {m.tool.get('version')}",
+             "versions at export: " + ", ".join(f"{k} {v}" for k, v in m.versions.items() if v)]
+    for data in _newest_per_machine(results.validations) + _newest_per_machine(results.benches):
+        mach = data["machine"]
+        kind = "bench" if "rows" in data else "validate"
+        lines.append(f"{kind} on {code(mach['name'])}: {mach.get('cpu')}, {mach.get('cores')} cores, {mach.get('os')}, "
+                     "runtimes " + ", ".join(f"{k} {v}" for k, v in (mach.get("runtimes") or {}).items() if v))
+    return lines
+
+
+def _newest_per_machine(files: list[dict]) -> list[dict]:
+    """One result file per machine (its newest): the environment is said once per machine."""
+    newest: dict[str, dict] = {}
+    for data in files:
+        name = data["machine"]["name"]
+        if name not in newest or str(data.get("created") or "") > str(newest[name].get("created") or ""):
+            newest[name] = data
+    return list(newest.values())
+
+
+def _paren(*parts: str) -> str:
+    text = ", ".join(p for p in parts if p)
+    return f" ({text})" if text else ""
 
 
 def render(results) -> str:
@@ -70,23 +131,11 @@ def render(results) -> str:
         if front:
             names = ", ".join(f"`{n}`" for n in sorted(front))
             lines += ["", f"Pareto-optimal on p90 latency and size @ {name}: {names}"]
-    failed = [v for v in views if v.failed]
+    failed = failures(views)
     if failed:
-        lines += ["", "## Failures", ""]
-        for v in failed:
-            where = f" — error appears at hop `{v.hop_blamed}`" if v.hop_blamed else ""
-            repro = f" — repro: `{v.repro}`" if v.repro else ""
-            lines.append(f"- `{v.name}` on {v.runtime}: {v.reason}{where}{repro}")
-    lines += ["", "<details><summary>Environment</summary>", "",
-              f"- model: `{m.model.name}` ({m.model.description}), source `{m.model.source.get('kind')}` "
-              f"({m.model.framework}), exported {m.created} with deploytool {m.tool.get('version')}",
-              "- versions at export: " + ", ".join(f"{k} {v}" for k, v in m.versions.items() if v)]
-    for data in results.validations + results.benches:
-        mach = data["machine"]
-        kind = "bench" if "rows" in data else "validate"
-        lines.append(f"- {kind} on `{mach['name']}`: {mach.get('cpu')}, {mach.get('cores')} cores, {mach.get('os')}, "
-                     "runtimes " + ", ".join(f"{k} {v}" for k, v in (mach.get("runtimes") or {}).items() if v))
-    lines += ["", "</details>", ""]
+        lines += ["", "## Failures", "", *(f"- {line}" for line in failed)]
+    lines += ["", "<details><summary>Environment</summary>", "", *(f"- {line}" for line in environment(results)),
+              "", "</details>", ""]
     if not machines:
         lines.insert(3, "_No validation or bench results yet: run `deploytool validate` and `deploytool bench`._\n")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from deploytool.checking.golden import GoldenSet
 from deploytool.core import npz, records
 from deploytool.measuring.machine import fingerprint
 from deploytool.report import junit
-from deploytool.results import VALIDATION_SCHEMA, ArtifactCheck, worst_sample
+from deploytool.results import VALIDATION_SCHEMA, ArtifactCheck, earlier_targets, worst_sample
 from deploytool.running.jobs import CheckStatus
 from deploytool.store import bundle
 from deploytool.store.manifest import FILENAME as MANIFEST_FILE
@@ -27,31 +27,47 @@ def write_reports(bundle_dir: Path, reports_dir: Path, manifest: Manifest, check
                   extras: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Path]:
     """validation.json (schema-versioned, every metric and verdict), JUnit XML, and a repro
     folder per failing artifact. ``extras``: per artifact, the first diverging op's tensors (with
-    the sample's inputs) for its repro folder."""
+    the sample's inputs) for its repro folder. validation.json keeps, beside this run's checks, the
+    results an earlier run of this machine on this bundle wrote there for targets not checked now
+    (``results.earlier_targets``; each target says when it was checked); the JUnit XML is this run's."""
     reports_dir.mkdir(parents=True, exist_ok=True)  # a real directory (the caller checked one inside a bundle)
-    json_path = json_path or reports_dir / "validation.json"
-    junit_path = junit_path or reports_dir / "validation.junit.xml"
+    own_json, own_junit = reports_dir / "validation.json", reports_dir / "validation.junit.xml"
     repros = {}
     for key, chk in checks.items():
         if chk.status == CheckStatus.FAIL:
             repros[key] = write_repro(bundle_dir, reports_dir, key, manifest, chk, sets, references, tolerances)
             if (extras or {}).get(key):
                 npz.save(repros[key] / "first_diverging.npz", (extras or {})[key])
+    created = bundle.now_utc()
+    sha = bundle.sha256_file(bundle_dir / MANIFEST_FILE) if (bundle_dir / MANIFEST_FILE).is_file() else None
+    machine = fingerprint(machine_name)
+    # Targets this run did not check keep their results from an earlier run of this machine on this bundle.
+    kept = earlier_targets(own_json, sha, machine["name"], set(checks)) if sha else {}
     data = {
         "schema_version": SCHEMA_VERSION,
-        "created": bundle.now_utc(),
+        "created": created,
         "model": manifest.model.name,
-        "manifest_sha256": bundle.sha256_file(bundle_dir / MANIFEST_FILE) if (bundle_dir / MANIFEST_FILE).is_file()
-        else None,
-        "machine": fingerprint(machine_name),
+        "manifest_sha256": sha,
+        "machine": machine,
         "sets": {s.name: {"dims": s.dims, "samples": s.samples} for s in sets},
         "tolerances": {"tiers": {n: t.to_dict() for n, t in parity.TIERS.items()}, "overrides": tolerances.to_dict()},
-        "targets": {k: {**c.to_dict(), "target": k, "repro": str(repros[k]) if k in repros else None,
-                        "route": _route(manifest, c.format)} for k, c in checks.items()},
+        "targets": _in_order(manifest, {**kept, **{k: {**c.to_dict(), "target": k, "repro": str(repros[k]) if k in
+                                                        repros else None, "route": _route(manifest, c.format),
+                                                        "checked": created} for k, c in checks.items()}}),
     }
-    bundle.write_json(json_path, data)
-    bundle.write_text(junit_path, junit.render(manifest.model.name, checks))
-    return {"json": json_path, "junit": junit_path, **{f"repro:{k}": v for k, v in repros.items()}}
+    xml = junit.render(manifest.model.name, checks)
+    for path in {own_json, json_path or own_json}:  # --json / --junit: also there, not instead
+        bundle.write_json(path, data)
+    for path in {own_junit, junit_path or own_junit}:
+        bundle.write_text(path, xml)
+    return {"json": json_path or own_json, "junit": junit_path or own_junit,
+            **{f"repro:{k}": v for k, v in repros.items()}}
+
+
+def _in_order(manifest: Manifest, targets: dict[str, dict]) -> dict[str, dict]:
+    """Targets in the manifest's order of artifacts (this run's and those kept from an earlier one alike)."""
+    order = {name: i for i, name in enumerate(manifest.artifacts)}
+    return dict(sorted(targets.items(), key=lambda kv: order.get(kv[1].get("format", ""), len(order))))
 
 
 def _route(manifest: Manifest, name: str) -> dict | None:

@@ -1,14 +1,38 @@
 """The facts a report and ``recommend`` show, gathered from the results (manifest, validation.json
 and bench.json per machine), one record per target (an artifact on a runtime). Reads; computes
 nothing new beyond picking the rows (batch 1) and the Pareto set of (p90, size). Result files of
-earlier versions (keyed by format) read as each format on the runtime they name."""
+earlier versions (keyed by format) read as each format on the runtime they name.
+
+Each verdict keeps where it comes from (``Checked``): the newest results of a machine hold the targets
+checked in its latest run and, after a partial ``validate -f``, those kept from earlier runs, each with
+its own date; a target no validation.json names shows the check export made (``EXPORT``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deploytool.results import targets_of
 from deploytool.running.jobs import FAILING_CHECKS
 
 FAILURES = tuple(str(s) for s in FAILING_CHECKS)
+EXPORT = "export"  # the machine name of a verdict taken from the manifest (the check export made)
+# What a failing status means, for a headline (a failed export is said from the manifest's status instead)
+FAILURE_KIND = {"fail": "does not match the reference", "vacuous": "vacuous: its reference does not vary",
+                "error": "failed to load or run", "corrupt": "refused: its files do not match their hashes",
+                "not_exported": "not exported"}
+EXPORT_KIND = {"failed": "failed to export", "skipped": "not exported: the artifact it is made from failed"}
+
+
+@dataclass
+class Checked:
+    """Where one machine's verdict on a target comes from."""
+
+    date: str  # when it was checked (ISO 8601, UTC)
+    now: bool  # in the latest run of that machine's results (False: kept from an earlier run, or export's check)
+
+
+def when(date: str) -> str:
+    """``2026-12-03 12:18 UTC`` from an ISO 8601 time (as the result files hold it)."""
+    return f"{date[:10]} {date[11:16]} UTC" if len(date) >= 16 and date[10] == "T" else date
 
 
 @dataclass
@@ -41,6 +65,8 @@ class ArtifactView:
     timings: dict[str, list[Timing]] = field(default_factory=dict)  # machine -> rows at batch 1
     route: str = ""  # the fallback route that made it and why earlier ones failed (empty: the first route)
     several: bool = False  # its artifact is shown on several runtimes
+    basis: str = ""  # what the verdict shown was decided on (``ArtifactCheck.basis``)
+    checked: dict[str, Checked] = field(default_factory=dict)  # machine -> where its verdict comes from
 
     @property
     def key(self) -> str:
@@ -63,6 +89,26 @@ class ArtifactView:
         """A verdict that is a failure (not needs_data, not_applicable or a skip for a missing runtime)."""
         return any(v in FAILURES for v in self.verdicts.values())
 
+    @property
+    def now(self) -> bool:
+        """Checked in the latest run of some machine's results (a verdict of unknown origin counts as such)."""
+        return any(m not in self.checked or self.checked[m].now for m in self.verdicts)
+
+    @property
+    def failure(self) -> str:
+        """What its failure is, in words (empty when it did not fail)."""
+        bad = next((s for s in self.verdicts.values() if s in FAILURES), None)
+        if bad is None:
+            return ""
+        return EXPORT_KIND.get(self.exported, FAILURE_KIND[bad]) if bad == "not_exported" else FAILURE_KIND[bad]
+
+    def origin(self, machine: str) -> str:
+        """``earlier: 2026-12-03 12:18 UTC`` for a verdict not reached in the latest run (empty otherwise)."""
+        c = self.checked.get(machine)
+        if c is None or c.now:
+            return ""
+        return f"{'export' if machine == EXPORT else 'earlier'}: {when(c.date)}"
+
     def best(self, machine: str, threads: int | None = None, max_p90_ms: float | None = None,
              max_rss_mb: float | None = None) -> Timing | None:
         """The fastest row (p90) on ``machine``, among those within the limits when any of them is; else
@@ -76,8 +122,6 @@ class ArtifactView:
 def artifacts(results) -> list[ArtifactView]:
     """One view per target: every (artifact, runtime) that export checked, a validation.json judged or a
     bench.json timed; an artifact with none of these, on its default runtime."""
-    from deploytool.results import targets_of
-
     m = results.manifest
     views: dict[str, ArtifactView] = {}
 
@@ -94,27 +138,18 @@ def artifacts(results) -> list[ArtifactView]:
     for name, rec in m.artifacts.items():
         for key in rec.checks or {f"{name}@{rec.runtime}": rec.check}:
             view(name, key.split("@")[1])
-    for data in results.validations:
-        machine = data["machine"]["name"]
-        for a in targets_of(data).values():
-            v = view(a.get("format", ""), a.get("runtime", ""))
-            if v is None:
-                continue
-            v.verdicts[machine] = a["status"]
-            if v.max_abs is None:
-                v.max_abs, v.accuracy, v.reason = a.get("max_abs"), a.get("accuracy"), a.get("reason") or ""
-                v.hop_blamed, v.repro = a.get("hop_blamed"), a.get("repro")
-                for set_name, per_out in (a.get("hop") or {}).items():
-                    errs = [x["metrics"]["max_abs"] for x in per_out.values()
-                            if x["metrics"].get("max_abs") is not None]
-                    if errs:
-                        v.hop_errors[set_name] = max(errs)
+    for (machine, _key), (entry, checked) in _newest(results.validations).items():
+        v = view(entry.get("format", ""), entry.get("runtime", ""))
+        if v is not None:
+            _take(v, machine, entry, checked)
     for key, v in views.items():  # not in any validation.json given: the check export made
         rec = m.artifacts[v.name]
         check = rec.checks.get(key) or (rec.check if v.runtime == rec.runtime else None)
         if not v.verdicts and check is not None:
-            v.verdicts["export"] = str(check.status)
-            v.max_abs, v.reason, v.hop_blamed = check.max_abs, check.reason or "", check.hop_blamed
+            # ``basis`` in the manifest's checks is newer than some bundles: absent there, none is shown
+            _take(v, EXPORT, {"status": str(check.status), "max_abs": check.max_abs, "reason": check.reason,
+                              "hop_blamed": check.hop_blamed, "basis": check.basis},
+                  Checked(m.created, False))
     for data in results.benches:
         machine = data["machine"]["name"]
         for r in data["rows"]:
@@ -132,6 +167,40 @@ def artifacts(results) -> list[ArtifactView]:
     for v in out:
         v.several = sum(1 for w in out if w.name == v.name) > 1
     return out
+
+
+def _newest(validations: list[dict]) -> dict[tuple[str, str], tuple[dict, Checked]]:
+    """Per (machine, target key), the entry checked last, and where it comes from: a machine's results may
+    come in several files (its own report and one given again, an older one beside a partial run's)."""
+    latest: dict[str, str] = {}
+    for data in validations:
+        name = data["machine"]["name"]
+        latest[name] = max(latest.get(name, ""), str(data.get("created") or ""))
+    out: dict[tuple[str, str], tuple[dict, Checked]] = {}
+    for data in validations:
+        name = data["machine"]["name"]
+        for key, entry in targets_of(data).items():
+            date = str(entry.get("checked") or data.get("created") or "")
+            if (name, key) not in out or date > out[(name, key)][1].date:
+                out[(name, key)] = entry, Checked(date, date == latest[name])
+    return out
+
+
+def _take(v: ArtifactView, machine: str, entry: dict, checked: Checked) -> None:
+    """One machine's verdict on the view's target; its details are the ones shown unless another
+    machine's are already, and that one is not a failure where this one is."""
+    v.verdicts[machine] = entry["status"]
+    v.checked[machine] = checked
+    shown = [s for mach, s in v.verdicts.items() if mach != machine]
+    if shown and (entry["status"] not in FAILURES or any(s in FAILURES for s in shown)):
+        return
+    v.max_abs, v.accuracy, v.reason = entry.get("max_abs"), entry.get("accuracy"), entry.get("reason") or ""
+    v.basis, v.hop_blamed, v.repro = entry.get("basis") or "", entry.get("hop_blamed"), entry.get("repro")
+    v.hop_errors = {}
+    for set_name, per_out in (entry.get("hop") or {}).items():
+        errs = [x["metrics"]["max_abs"] for x in per_out.values() if x["metrics"].get("max_abs") is not None]
+        if errs:
+            v.hop_errors[set_name] = max(errs)
 
 
 def pareto(points: dict[str, tuple[float, float]]) -> set[str]:
