@@ -27,6 +27,8 @@ import os
 import tomllib
 from pathlib import Path
 
+from deploytool.core.errors import did_you_mean
+
 TABLES = ("export", "validate", "bench", "report", "recommend")
 PATH_KEYS = {"weights", "out", "data", "reports", "json_path", "junit_path", "compare"}
 
@@ -88,10 +90,10 @@ def load_pyproject(path: Path, command: str, params: dict[str, tuple[str, bool]]
 
 def section(data: dict, path: Path, where: str, command: str, params: dict[str, tuple[str, bool]]) -> dict:
     """One command's table of ``data`` (read from ``path``; ``where`` names it in errors) as click defaults."""
-    unknown_tables = sorted(k for k in data if k not in TABLES)
-    if unknown_tables:
-        raise ValueError(f"{where}: unknown table(s) {unknown_tables} (expected "
-                         f"{', '.join(f'[{t}]' for t in TABLES)})")
+    unknown = [k for k in data if k not in TABLES]
+    if unknown:
+        raise ValueError(f"{where}: unknown table(s) {unknown}{did_you_mean(unknown[0], TABLES)}; the tables are "
+                         f"{', '.join(f'[{t}]' for t in TABLES)}")
     table = data.get(command, {})
     if not isinstance(table, dict):
         raise ValueError(f"{where}: [{command}] must be a table")
@@ -100,8 +102,9 @@ def section(data: dict, path: Path, where: str, command: str, params: dict[str, 
     for key, value in table.items():
         name = key.replace("-", "_")
         if name not in params:
-            raise ValueError(f"{where}: [{command}] has no option {key!r} "
-                             f"(options: {', '.join(sorted(k.replace('_', '-') for k in params))})")
+            options = sorted(k.replace("_", "-") for k in params)
+            hint = did_you_mean(key.replace("_", "-"), options)
+            raise ValueError(f"{where}: [{command}] has no option {key!r}{hint}; its options: {', '.join(options)}")
         param, repeatable = params[name]
         if name in ("atol", "rtol") and isinstance(value, dict):
             value = [f"{target}={v}" for target, v in value.items()]

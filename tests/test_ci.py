@@ -217,7 +217,7 @@ def test_cpu_features(machine, cpuinfo, expected):
 
 def test_exit_code_11_is_documented():
     readme = (ROOT / "README.md").read_text()
-    assert f"| {errors.UNUSABLE} | `doctor`" in readme and "first of 3, 8, 11," in readme
+    assert f"| {errors.UNUSABLE} | doctor:" in readme and "first of 3, 8, 11," in readme
     assert errors.worst([errors.UNUSABLE, errors.PARITY]) == errors.UNUSABLE
     assert f"  {errors.UNUSABLE}  doctor" in CliRunner().invoke(main, ["doctor", "--help"]).output
 
@@ -252,11 +252,11 @@ def test_precedence_command_line_then_config_file_then_pyproject(tmp_path, monke
     runner = CliRunner()
     # the real command reads them: the error names the formats value that won
     result = runner.invoke(main, ["export"])
-    assert result.exit_code == errors.USAGE and "unknown format(s) from_pyproject" in result.output
+    assert result.exit_code == errors.USAGE and "--format from_pyproject: no such format" in result.output
     result = runner.invoke(main, ["export", "--config", str(tmp_path / "ci.toml")])
-    assert "unknown format(s) from_config" in result.output
+    assert "--format from_config: no such format" in result.output
     result = runner.invoke(main, ["export", "--config", str(tmp_path / "ci.toml"), "--formats", "from_cli"])
-    assert "unknown format(s) from_cli" in result.output
+    assert "--format from_cli: no such format" in result.output
     # `deploytool config` shows each value and where it came from
     result = runner.invoke(main, ["config", "--json", "--config", str(tmp_path / "ci.toml"), "export", "--seed", "9"])
     assert result.exit_code == 0, result.output
@@ -265,7 +265,7 @@ def test_precedence_command_line_then_config_file_then_pyproject(tmp_path, monke
     assert shown["pyproject"] == str(tmp_path / "pyproject.toml")
     assert opts["seed"] == {"value": 9, "from": "command line"}
     assert opts["samples"] == {"value": 4, "from": f"--config {tmp_path / 'ci.toml'}"}
-    assert opts["formats"]["value"] == "from_config"
+    assert opts["format"]["value"] == ["from_config"]
     assert opts["out"] == {"value": str(tmp_path / "build/bundles"), "from": f"pyproject {tmp_path / 'pyproject.toml'}"}
     assert opts["model"] == {"value": "digits_cnn", "from": "default"}
     text = runner.invoke(main, ["config", "export"]).output

@@ -30,8 +30,11 @@ def test_load_maps_keys_paths_and_tolerance_tables(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[export]\nmodle = 'x'\n", "[export] has no option 'modle' (options: atol, formats, input, input-range"),
-    ("[exprot]\nmodel = 'x'\n", "unknown table(s) ['exprot']"),
+    ("[export]\nmodle = 'x'\n", "[export] has no option 'modle' (did you mean model?); its options: atol, formats, "
+                                 "input, input-range"),
+    ("[export]\ninput_rnage = 'x'\n", "has no option 'input_rnage' (did you mean input-range?)"),
+    ("[export]\nzzz = 'x'\n", "has no option 'zzz'; its options: "),
+    ("[exprot]\nmodel = 'x'\n", "unknown table(s) ['exprot'] (did you mean export?); the tables are [export], "),
     ("[export]\nsamples = [1, 2]\n", "[export] samples takes one value"),
     ("[export\n", "not valid TOML"),
 ])
@@ -66,3 +69,33 @@ def test_export_and_validate_from_a_config_file(run_cli, tmp_path):
     proc = run_cli("export", "--config", tmp_path / "missing.toml")
     assert proc.returncode == errors.USAGE and proc.stderr.strip() == \
         f"deploytool: error: config {tmp_path / 'missing.toml'}: no such file"
+
+
+def test_a_mistyped_pyproject_table_or_key_names_the_close_one(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from deploytool.cli import main
+
+    monkeypatch.delenv(config.NO_PYPROJECT_ENV)
+    monkeypatch.chdir(tmp_path)
+    where = f"{tmp_path / 'pyproject.toml'} [tool.deploytool]"
+    for table, message in [("[tool.deploytool.exprot]\nsamples = 3\n", "unknown table(s) ['exprot'] (did you mean "
+                                                                        "export?)"),
+                           ("[tool.deploytool.bench]\nthread = 2\n", "[bench] has no option 'thread' (did you mean "
+                                                                     "threads?)")]:
+        (tmp_path / "pyproject.toml").write_text(table)
+        result = CliRunner().invoke(main, ["bench", "bundle"])
+        assert result.exit_code == errors.USAGE
+        assert result.output.startswith(f"deploytool: error: {where}: {message}") and result.output.count("\n") == 1
+
+
+def test_format_and_formats_are_one_option_in_a_config_file(tmp_path):
+    from deploytool.cli import main
+    from deploytool.cli.options import option_names
+
+    params = option_names(main.commands["validate"])
+    path = tmp_path / "deploy.toml"
+    for key in ("format", "formats"):
+        path.write_text(f'[validate]\n{key} = ["onnx", "tflite"]\nruntime = "onnxruntime,openvino"\n')
+        assert config.load(path, "validate", params) == {"formats": ["onnx", "tflite"],
+                                                         "runtimes": ["onnxruntime,openvino"]}

@@ -1,9 +1,13 @@
 """Error paths: one line naming the model/format and the cause, a documented exit code."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from click.testing import CliRunner
 from conftest import TEST_MODELS, error_lines, manifest_of
 
+from deploytool.cli import main
 from deploytool.core import errors
 
 
@@ -49,7 +53,10 @@ def test_debug_shows_the_traceback(run_cli, tmp_path):
 def test_unknown_format_is_a_usage_error(run_cli, tmp_path):
     proc = run_cli("export", "--formats", "onnx,coreml", "--out", tmp_path)
     assert proc.returncode == errors.USAGE
-    assert "unknown format(s) coreml" in _one_line_error(proc)
+    assert "--format coreml: no such format; one of: onnx, torchscript, " in _one_line_error(proc)
+    proc = run_cli("export", "-f", "onnx", "-f", "tflite_fp23", "--out", tmp_path)
+    assert proc.returncode == errors.USAGE
+    assert "--format tflite_fp23: no such format (did you mean tflite_fp32" in _one_line_error(proc)
 
 
 def test_converter_failure_is_isolated_to_its_formats(run_cli, tmp_path):
@@ -92,9 +99,28 @@ def test_exit_code_precedence():
     assert errors.worst([errors.SKIPPED, errors.RUNTIME]) == errors.RUNTIME
 
 
-@pytest.mark.parametrize("args", [["--help"], ["export", "--help"], ["validate", "--help"], ["bench", "--help"]])
-def test_help_documents_exit_codes(run_cli, args):
-    proc = run_cli(*args)
-    assert proc.returncode == 0
-    for code in errors.EXIT_CODES:
-        assert f"  {code}  " in proc.stdout
+def _help(*args: str) -> str:
+    result = CliRunner().invoke(main, [*args, "--help"], terminal_width=110)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _listed(help_text: str) -> list[int]:
+    return [int(m) for m in re.findall(r"^\s+(\d+)  ", help_text.split("Exit codes:\n", 1)[1], re.M)]
+
+
+def test_the_groups_help_lists_every_exit_code_and_each_command_is_given_its_own():
+    assert _listed(_help()) == list(errors.EXIT_CODES)
+    assert set(errors.COMMAND_EXIT_CODES) == set(main.commands) == set(errors.SUCCESS)
+    assert all(set(codes) <= set(errors.EXIT_CODES) for codes in errors.COMMAND_EXIT_CODES.values())
+    assert errors.NO_MATCH in errors.COMMAND_EXIT_CODES["recommend"]
+    assert errors.PARITY not in errors.COMMAND_EXIT_CODES["recommend"]
+    assert errors.REGRESSION in errors.COMMAND_EXIT_CODES["bench"]
+    assert errors.UNUSABLE not in errors.COMMAND_EXIT_CODES["export"]
+
+
+@pytest.mark.parametrize("command", list(errors.COMMAND_EXIT_CODES))
+def test_help_lists_the_exit_codes_the_command_can_return_and_only_those(command):
+    text = _help(command)
+    assert _listed(text) == list(errors.COMMAND_EXIT_CODES[command])
+    assert f"  0  {errors.SUCCESS[command]}" in text

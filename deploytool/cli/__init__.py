@@ -13,6 +13,7 @@ import click
 from deploytool import __version__
 from deploytool.cli.bench import bench_command
 from deploytool.cli.config import config_command
+from deploytool.cli.device_copy import device_copy_command
 from deploytool.cli.doctor import doctor_command
 from deploytool.cli.export import export_command
 from deploytool.cli.options import CONTEXT, option_names
@@ -123,7 +124,7 @@ def main(ctx: click.Context) -> None:
 
 
 for _command in (export_command, validate_command, bench_command, report_command, recommend_command, config_command,
-                 doctor_command):
+                 doctor_command, device_copy_command):
     main.add_command(_command)
 
 

@@ -8,31 +8,36 @@ import click
 
 from deploytool.cli.options import (
     CONTEXT,
+    Command,
     config_option,
+    format_option,
     github_option,
     github_output,
     machine_option,
     open_progress,
     progress_options,
+    reports_option,
     runtime_option,
+    strict_option,
+    verify_option,
 )
 from deploytool.core.errors import exit_codes_help
 from deploytool.running.jobs import BENCH_MARGIN_S, RowStatus
+from deploytool.targets import split_names
 
 if TYPE_CHECKING:
     from deploytool.commands.bench import BenchOptions
 
 
-@click.command("bench", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.command("bench", cls=Command, context_settings=CONTEXT, epilog=exit_codes_help("bench"))
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
-@click.option("--format", "-f", "formats", multiple=True,
-              help="Artifact to time (repeatable or comma-separated; a prefix selects several). Default: all, plus "
-                   "the source model (torch eager, or Keras for a .keras source) as the baseline.")
-@runtime_option("Time")
-@click.option("--threads", default="1", show_default=True,
-              help="Comma-separated intra-op thread counts, set through each runtime's own knob.")
-@click.option("--batch", default="1", show_default=True,
-              help="Comma-separated batch sizes (above 1 only where the batch dim is dynamic).")
+@format_option("Artifacts to time, after the source model (torch eager, or Keras for a .keras source) as the "
+               "baseline unless --no-source")
+@runtime_option("Time only the targets on these runtimes")
+@click.option("--threads", default=("1",), multiple=True, show_default=True, metavar="N",
+              help="Intra-op thread counts (repeatable or comma-separated), set through each runtime's own knob.")
+@click.option("--batch", default=("1",), multiple=True, show_default=True, metavar="N",
+              help="Batch sizes (repeatable or comma-separated; above 1 only where the batch dim is dynamic).")
 @click.option("--min-time", default=5.0, show_default=True, type=click.FloatRange(0),
               help="Measure at least this long (s).")
 @click.option("--min-runs", default=200, show_default=True, type=click.IntRange(1),
@@ -42,20 +47,18 @@ if TYPE_CHECKING:
               help="Warm-up time (s, at least).")
 @click.option("--max-time", default=60.0, show_default=True, type=click.FloatRange(0), help="Hard cap per row (s).")
 @click.option("--no-source", is_flag=True, help="Do not time the source model baseline.")
-@click.option("--no-peak", is_flag=True, help="Do not probe this machine's fp32 GEMM peak (no %% of peak per row).")
+@click.option("--no-peak", is_flag=True, help="Do not probe this machine's fp32 GEMM peak (no % of peak per row).")
 @click.option("--compare", type=click.Path(file_okay=False), help="Baseline bundle: time both interleaved (A B A B) "
               "and flag rows whose p50 is slower than the baseline's by more than --threshold (exit 9).")
 @click.option("--threshold", default=1.10, show_default=True, type=float,
               help="p50 ratio (candidate/baseline) that flags a regression.")
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1),
               help="Interleaved rounds per side with --compare.")
-@click.option("--strict", is_flag=True, help="A runtime that is not installed fails the run (exit 7).")
-@click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
-              help="Refuse the bundle (exit 8) unless its signature verifies with this public key.")
+@strict_option
+@verify_option
 @click.option("--timeout", type=float, metavar="SECONDS", help="Time limit for each row's worker (default: "
               f"--max-time + {BENCH_MARGIN_S:g} s); a row still running is killed and reported as failed.")
-@click.option("--reports", type=click.Path(file_okay=False),
-              help="Where bench.json / bench.csv go (default: BUNDLE/reports).")
+@reports_option("bench.json and bench.csv")
 @machine_option
 @progress_options
 @github_option
@@ -108,8 +111,9 @@ def bench_options(kw: dict) -> BenchOptions:
 
     protocol = Protocol(warmup_runs=kw["warmup_runs"], warmup_time=kw["warmup_time"], min_runs=kw["min_runs"],
                         min_time=kw["min_time"], max_time=max(kw["max_time"], kw["min_time"]))
-    return BenchOptions(formats=list(kw["formats"]) or None, runtimes=list(kw["runtime"]) or None,
-                        threads=parse_int_list(kw["threads"], "threads"), batches=parse_int_list(kw["batch"], "batch"),
+    return BenchOptions(formats=split_names(kw["formats"]) or None, runtimes=split_names(kw["runtimes"]) or None,
+                        threads=parse_int_list(",".join(kw["threads"]), "threads"),
+                        batches=parse_int_list(",".join(kw["batch"]), "batch"),
                         protocol=protocol, compare=kw["compare"], threshold=kw["threshold"], rounds=kw["rounds"],
                         strict=kw["strict"], with_source=not kw["no_source"], reports_dir=kw["reports"],
                         verify_key=kw["verify_key"], timeout=kw["timeout"], machine_name=kw["machine_name"],

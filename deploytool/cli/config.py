@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import click
 
-from deploytool.cli.options import CONTEXT, option_names
-from deploytool.core.errors import UsageError, exit_codes_help
+from deploytool.cli.options import CONTEXT, Command, check_options, option_names
+from deploytool.core.errors import UsageError, did_you_mean, exit_codes_help
 
 
-@click.command("config", context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False},
-              epilog=exit_codes_help())
+@click.command("config", cls=Command, epilog=exit_codes_help("config"),
+               context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE.toml",
               help="A --config file to take into account, as COMMAND --config FILE would.")
 @click.option("--json", "as_json", is_flag=True, help="Print the options as JSON.")
@@ -30,13 +30,15 @@ def config_command(config_file, as_json, debug, command, args):
     from deploytool.report.console import table
 
     if command is not None and command not in config.TABLES:
-        raise UsageError(f"config: {command!r} reads no config (one of: {', '.join(config.TABLES)})")
+        raise UsageError(f"config: {command!r} reads no config{did_you_mean(command, config.TABLES)}; one of: "
+                         f"{', '.join(config.TABLES)}")
     if args and command is None:
         raise UsageError("config: options given without a COMMAND")
     pyproject = config.find_pyproject()
     result: dict = {"pyproject": str(pyproject) if pyproject else None, "config": config_file, "commands": {}}
     for name in [command] if command else config.TABLES:
         cmd = main.commands[name]
+        check_options(cmd, name, list(args))
         params = option_names(cmd)
         try:
             from_pyproject = config.load_pyproject(pyproject, name, params) if pyproject else {}
@@ -44,8 +46,11 @@ def config_command(config_file, as_json, debug, command, args):
         except ValueError as e:
             raise UsageError(str(e)) from None
         sub = cmd.make_context(name, list(args), default_map={**from_pyproject, **from_file}, resilient_parsing=True)
-        options = {}
+        options, shown = {}, set()
         for long_name, (param, _multiple) in params.items():
+            if param in shown:
+                continue  # an alias of an option shown (--formats: --format)
+            shown.add(param)
             source = sub.get_parameter_source(param)
             origin = "command line" if source == ParameterSource.COMMANDLINE else \
                 f"--config {config_file}" if param in from_file else \

@@ -6,11 +6,11 @@ import sys
 import click
 
 from deploytool import __version__
-from deploytool.cli.options import CONTEXT
+from deploytool.cli.options import CONTEXT, Command
 from deploytool.core.errors import exit_codes_help
 
 
-@click.command("doctor", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.command("doctor", cls=Command, context_settings=CONTEXT, epilog=exit_codes_help("doctor"))
 @click.option("--for", "role", type=click.Choice(["export", "device"]), default="export", show_default=True,
               help="The job to judge this machine for: export (the whole export stack: frameworks, converters, every "
                    "runtime) or device (what validate and bench of a bundle need).")

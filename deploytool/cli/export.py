@@ -8,20 +8,25 @@ import click
 from deploytool.checking.golden import CALIB_RECOMMENDED
 from deploytool.cli.options import (
     CONTEXT,
+    Command,
     accept_constant_option,
     accuracy_option,
     config_option,
+    format_option,
     github_option,
     github_output,
     open_progress,
     parse_drops,
     parse_tolerances,
     progress_options,
+    runtime_option,
+    strict_option,
     tolerance_options,
 )
 from deploytool.core.errors import exit_codes_help
 from deploytool.results import label
 from deploytool.running.jobs import EXPORT_TIMEOUT_S, ArtifactStatus, CheckStatus
+from deploytool.targets import split_names
 
 
 def _formats_help() -> str:
@@ -43,20 +48,16 @@ def _models_help() -> str:
     return f"\b\nReference models: {', '.join(zoo_names())}\nKinds of --model:\n{kinds}"
 
 
-@click.command("export", context_settings=CONTEXT,
-              epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help())
+@click.command("export", cls=Command, context_settings=CONTEXT,
+              epilog=_formats_help() + "\n\n" + _models_help() + "\n\n" + exit_codes_help("export"))
 @click.option("--model", "-m", default="digits_cnn", show_default=True,
               help="Reference-zoo name; a .py file written like a zoo module (models/digits_cnn.py); file.py:factory "
                    "or package.module:factory (returns an nn.Module or (module, example_inputs)); an .onnx file (ONNX "
                    "is the source); a .keras file or a SavedModel directory (TensorFlow is the source: ONNX via "
                    "tf2onnx, TorchScript not applicable).")
-@click.option("--formats", "-f", default="all", show_default=True,
-              help="Comma-separated formats to export (parents they need are added), or 'all'.")
-@click.option("--runtime", "runtimes", multiple=True, metavar="NAME",
-              help="Besides each artifact's own runtime, check it only on these of the others that run it "
-                   "(repeatable or comma-separated). Default: every runtime that runs it (the .onnx on onnxruntime "
-                   "and OpenVINO); "
-                   "one not installed here is reported SKIPPED with the extra that adds it.")
+@format_option("Formats to export, with the parents they need")
+@runtime_option("Besides each artifact's own runtime (always checked), check it only on these of the others "
+                "that run it (the .onnx on OpenVINO too)")
 @click.option("--out", "-o", default="bundles", show_default=True, type=click.Path(file_okay=False),
               help="Directory that receives the bundle (OUT/MODEL/).")
 @click.option("--samples", default=16, show_default=True, type=click.IntRange(1, 10000),
@@ -72,7 +73,7 @@ def _models_help() -> str:
 @click.option("--keep-layout", is_flag=True,
               help="Keep NCHW inputs in TensorFlow artifacts (default: NHWC as onnx2tf makes them).")
 @tolerance_options
-@click.option("--strict", is_flag=True, help="Treat a check skipped for a missing runtime as a failure (exit 7).")
+@strict_option
 @click.option("--calib-data", type=click.Path(dir_okay=False), metavar="FILE.npz",
               help="Calibration inputs for the int8 formats (names as in the contract, rows are samples; "
                    f">= {CALIB_RECOMMENDED} recommended; never the data you validate on). Zoo models bring their own; "
@@ -117,9 +118,8 @@ def export_command(model, formats, atol, rtol, max_accuracy_drop, as_json, wide,
     from deploytool import api
 
     # the other parameters are ExportOptions fields by name (out, samples, seed, inputs, ..., timeout)
-    requested = None if formats.strip().lower() == "all" else [f.strip() for f in formats.split(",") if f.strip()]
-    options["runtimes"] = list(options.get("runtimes") or ()) or None
-    opts = api.ExportOptions(formats=requested, tolerances=parse_tolerances(atol, rtol),
+    options["runtimes"] = split_names(options["runtimes"]) or None
+    opts = api.ExportOptions(formats=split_names(formats) or None, tolerances=parse_tolerances(atol, rtol),
                              max_accuracy_drop=parse_drops(max_accuracy_drop), **options)
     with open_progress(debug, quiet) as progress:
         outcome = api.export(model, opts, progress=progress)

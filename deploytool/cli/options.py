@@ -1,13 +1,16 @@
-"""Options and helpers shared by the commands: --config and pyproject defaults, the display options, GitHub
-output, and the tolerance / accuracy / runtime options with their parsing."""
+"""Options and helpers shared by the commands: the command class (close option names on a typo), --config and
+pyproject defaults, the display options, GitHub output, the --format / --runtime options (one grammar, read by
+``targets.select``) and the tolerance / accuracy / strict / verify / reports options with their parsing."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import click
 
-from deploytool.core.errors import DeployToolError, UsageError
+from deploytool.core.errors import DeployToolError, UsageError, close_matches
+from deploytool.formats import FORMATS
 from deploytool.runtimes import RUNTIMES
+from deploytool.targets import matches, prefixes
 
 if TYPE_CHECKING:
     from deploytool.checking.parity import Tolerances
@@ -29,13 +32,44 @@ def load_config(ctx: click.Context, _param, value):
     return value
 
 
+class Command(click.Command):
+    """A command whose unknown-option error names the options closest to the typo (click compares the names with
+    their dashes, so ``--fomat`` drew ``--atol`` and ``--data``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as e:
+            raise closest_options(e, self) from None
+
+
+def closest_options(error: click.NoSuchOption, command: click.Command) -> click.NoSuchOption:
+    """``error`` suggesting ``command``'s long options closest to the unknown one instead."""
+    longs = [o[2:] for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+    close = [f"--{o}" for o in close_matches(error.option_name.lstrip("-"), longs)]
+    return click.NoSuchOption(error.option_name, possibilities=close, ctx=error.ctx)
+
+
+def check_options(command: click.Command, name: str, args: list[str]) -> None:
+    """Parse ``args`` as ``command``'s options, values unchecked: an unknown option is click's usage error (exit 2)
+    naming the closest ones, as running the command would give (``deploytool config`` shows the options a command
+    would run with)."""
+    current = click.get_current_context(silent=True)
+    ctx = click.Context(command, info_name=name, parent=current.find_root() if current else None)
+    try:
+        command.make_parser(ctx).parse_args(list(args))
+    except click.NoSuchOption as e:
+        raise closest_options(e, command) from None
+
+
 def option_names(command: click.Command) -> dict[str, tuple[str, bool]]:
-    """Long option name (no dashes, '_' for '-') -> (parameter name, repeatable): what a config table may set."""
+    """Long option name (no dashes, '_' for '-'; an alias too, as --formats) -> (parameter name, repeatable):
+    what a config table may set."""
     params = {}
     for p in command.params:
-        longs = [o for o in getattr(p, "opts", []) if o.startswith("--")]
-        if isinstance(p, click.Option) and longs and p.name not in ("config", "debug"):
-            params[longs[0][2:].replace("-", "_")] = (p.name, p.multiple)
+        if isinstance(p, click.Option) and p.name not in ("config", "debug"):
+            for long in (o for o in p.opts if o.startswith("--")):
+                params[long[2:].replace("-", "_")] = (p.name, p.multiple)
     return params
 
 
@@ -110,13 +144,49 @@ def tolerance_options(f):
                              "check elementwise.")(f)
 
 
-def runtime_option(verb: str):
-    """--runtime NAME (repeatable), for the commands that run artifacts: ``verb`` is what they do ("Check")."""
+def _groups(names: list[str]) -> str:
+    """How a prefix reads (``tflite`` = tflite_dynamic, ...), for the help."""
+    return "".join(f"; {p} = {', '.join(matches(p, names))}" for p in prefixes(names))
+
+
+def format_option(lead: str):
+    """--format / -f NAME (repeatable or comma-separated; --formats is the same option): ``lead`` says what the
+    command does with the formats chosen. Read by ``targets.select`` in every command."""
     def decorate(f):
-        return click.option("--runtime", "runtime", multiple=True, metavar="NAME",
-                            help=f"{verb} only the targets on this runtime (repeatable or comma-separated; one of: "
-                                 f"{', '.join(RUNTIMES)}). Default: every runtime installed here that runs each "
-                                 "artifact; the others are reported SKIPPED with the extra that adds them.")(f)
+        return click.option("--format", "-f", "--formats", "formats", multiple=True, metavar="NAME",
+                            help=f"{lead} (repeatable or comma-separated; a name up to a '_' selects every format it "
+                                 f"begins{_groups(list(FORMATS))}). Default: all.")(f)
+    return decorate
+
+
+def runtime_option(lead: str):
+    """--runtime NAME (repeatable or comma-separated), for the commands that run artifacts: ``lead`` says which of
+    an artifact's targets it keeps. Read by ``targets.select`` in every command."""
+    def decorate(f):
+        return click.option("--runtime", "runtimes", multiple=True, metavar="NAME",
+                            help=f"{lead} (repeatable or comma-separated; one of: {', '.join(RUNTIMES)}). Default: "
+                                 "every runtime that runs each artifact; one not installed here is reported SKIPPED "
+                                 "with the extra that adds it.")(f)
+    return decorate
+
+
+def strict_option(f):
+    return click.option("--strict", is_flag=True, help="A target skipped because its runtime is not installed here "
+                        "fails the run (exit 7) when that runtime is its artifact's own or one asked for with "
+                        "--runtime.")(f)
+
+
+def verify_option(f):
+    return click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
+                        help="Refuse the bundle (exit 8), before loading anything, unless its signature verifies "
+                             "with this public key (see export --sign).")(f)
+
+
+def reports_option(what: str):
+    """--reports DIR: where ``what`` go (default: BUNDLE/reports)."""
+    def decorate(f):
+        return click.option("--reports", type=click.Path(file_okay=False),
+                            help=f"Where {what} go (default: BUNDLE/reports).")(f)
     return decorate
 
 

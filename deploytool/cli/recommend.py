@@ -5,11 +5,13 @@ import sys
 
 import click
 
-from deploytool.cli.options import CONTEXT, config_option, wide_option
-from deploytool.core.errors import exit_codes_help
+from deploytool.cli.options import CONTEXT, Command, config_option, wide_option
+from deploytool.core.errors import UsageError, exit_codes_help
+from deploytool.runtimes import RUNTIMES
+from deploytool.targets import check_runtimes
 
 
-@click.command("recommend", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.command("recommend", cls=Command, context_settings=CONTEXT, epilog=exit_codes_help("recommend"))
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
 @click.argument("results", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--max-p90-ms", type=float, help="Latency budget: p90 per call, in ms.")
@@ -17,7 +19,8 @@ from deploytool.core.errors import exit_codes_help
 @click.option("--max-accuracy-drop", type=float, help="Task accuracy budget: points below the source's (as the "
               "export/validate gate; needs labelled data).")
 @click.option("--max-rss-mb", type=float, help="Peak resident memory budget of the runtime process, MB.")
-@click.option("--runtime", help="Only artifacts for this runtime (e.g. litert on a device).")
+@click.option("--runtime", metavar="NAME", help="Only artifacts on this runtime (e.g. litert on a device; one of: "
+              f"{', '.join(RUNTIMES)}).")
 @click.option("--machine", help="Rank on the latency measured on this machine (its --machine-name or fingerprint).")
 @click.option("--threads", type=click.IntRange(1), help="Only rows measured at this thread count.")
 @click.option("--allow-other-machine", is_flag=True, help="Rank on the only benchmarked machine even when --machine "
@@ -38,7 +41,7 @@ def recommend_command(bundle, results, max_p90_ms, max_size_mb, max_accuracy_dro
     from deploytool.commands.recommend import Budget
     from deploytool.report.console import fit
 
-    budget = Budget(max_p90_ms, max_size_mb, max_accuracy_drop, max_rss_mb, runtime, machine, threads,
+    budget = Budget(max_p90_ms, max_size_mb, max_accuracy_drop, max_rss_mb, _one_runtime(runtime), machine, threads,
                     allow_other_machine)
     outcome = api.recommend(bundle, budget, list(results))
     if as_json:
@@ -59,3 +62,12 @@ def recommend_command(bundle, results, max_p90_ms, max_size_mb, max_accuracy_dro
     else:
         click.echo("deploytool: error: no artifact meets the budget", err=True)
     sys.exit(outcome.exit_code)
+
+
+def _one_runtime(name: str | None) -> str | None:
+    """--runtime as the other commands read it (a typo: one line naming the close ones), but one runtime: the
+    ranking is for the device that runs it."""
+    runtimes = check_runtimes(name)
+    if runtimes and len(runtimes) > 1:
+        raise UsageError(f"--runtime {name}: recommend ranks for one runtime, this names {', '.join(runtimes)}")
+    return runtimes[0] if runtimes else None

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import click
 
-from deploytool.cli.options import CONTEXT, config_option
+from deploytool.cli.options import CONTEXT, Command, config_option
 from deploytool.core.errors import exit_codes_help
 
 
-@click.command("report", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.command("report", cls=Command, context_settings=CONTEXT, epilog=exit_codes_help("report"))
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
 @click.argument("results", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Where report.md / report.html go (default: "
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="Where report.md / report.html go (default: "
               "BUNDLE/reports).")
 @config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks.")

@@ -7,9 +7,11 @@ import click
 
 from deploytool.cli.options import (
     CONTEXT,
+    Command,
     accept_constant_option,
     accuracy_option,
     config_option,
+    format_option,
     github_option,
     github_output,
     machine_option,
@@ -17,37 +19,35 @@ from deploytool.cli.options import (
     parse_drops,
     parse_tolerances,
     progress_options,
+    reports_option,
     runtime_option,
+    strict_option,
     tolerance_options,
+    verify_option,
 )
 from deploytool.core.errors import exit_codes_help
 from deploytool.results import label
 from deploytool.running.jobs import CHECK_TIMEOUT_S, FAILING_CHECKS, CheckStatus
+from deploytool.targets import split_names
 
 
-@click.command("validate", context_settings=CONTEXT, epilog=exit_codes_help())
+@click.command("validate", cls=Command, context_settings=CONTEXT, epilog=exit_codes_help("validate"))
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
-@click.option("--format", "-f", "formats", multiple=True,
-              help="Artifact to check (repeatable or comma-separated); a prefix selects several (-f tflite). "
-                   "Default: all.")
-@runtime_option("Check")
+@format_option("Artifacts to check")
+@runtime_option("Check only the targets on these runtimes")
 @click.option("--data", type=click.Path(dir_okay=False), help="Your own inputs: .npz with the contract's input names "
               "(rows of a dynamic first dim are samples). Needs the source model to compute references.")
 @click.option("--samples", type=click.IntRange(1), help="Use the first N golden samples (default: all stored).")
 @tolerance_options
-@click.option("--strict", is_flag=True,
-              help="A runtime that is not installed fails the run (exit 7) instead of a skip.")
+@strict_option
 @accuracy_option
 @accept_constant_option
 @click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
               "(they are shown as overrides in the table and report otherwise).")
-@click.option("--verify", "verify_key", type=click.Path(dir_okay=False), metavar="PUBKEY.pem",
-              help="Refuse the bundle (exit 8), before loading anything, unless its signature verifies with this "
-                   "public key (see export --sign).")
+@verify_option
 @click.option("--timeout", type=float, default=CHECK_TIMEOUT_S, show_default=True, metavar="SECONDS",
               help="Time limit for each artifact's run; a run still going is killed and reported as an error.")
-@click.option("--reports", type=click.Path(file_okay=False), help="Where reports and repro folders go "
-              "(default: BUNDLE/reports).")
+@reports_option("validation.json, validation.junit.xml and the repro folders")
 @machine_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the JSON report here.")
 @click.option("--junit", "junit_path", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")
@@ -55,7 +55,7 @@ from deploytool.running.jobs import CHECK_TIMEOUT_S, FAILING_CHECKS, CheckStatus
 @github_option
 @config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
-def validate_command(bundle, formats, runtime, atol, rtol, max_accuracy_drop, tier_defaults, reports, wide, quiet,
+def validate_command(bundle, formats, runtimes, atol, rtol, max_accuracy_drop, tier_defaults, reports, wide, quiet,
                      github, debug, **options):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
@@ -76,7 +76,7 @@ def validate_command(bundle, formats, runtime, atol, rtol, max_accuracy_drop, ti
     from deploytool.report.console import validate_table
 
     # the other parameters are ValidateOptions fields by name (data, samples, strict, ..., junit_path)
-    opts = api.ValidateOptions(formats=list(formats) or None, runtimes=list(runtime) or None,
+    opts = api.ValidateOptions(formats=split_names(formats) or None, runtimes=split_names(runtimes) or None,
                                tolerances=parse_tolerances(atol, rtol),
                                max_accuracy_drop=parse_drops(max_accuracy_drop), tier_defaults=tier_defaults,
                                reports_dir=reports, **options)

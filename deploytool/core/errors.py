@@ -2,9 +2,12 @@
 
 The CLI turns a DeployToolError into its one-line message and ``exit_code``; anything else is a
 bug and keeps its traceback. Exit codes are documented once, here, and rendered into --help and
-the README from EXIT_CODES.
+the README from EXIT_CODES; COMMAND_EXIT_CODES says which of them each command can return.
 """
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 OK = 0
 INTERNAL = 1
@@ -21,7 +24,7 @@ UNUSABLE = 11
 SIGNALLED = 128  # + the signal's number: interrupted by SIGHUP (129), SIGINT (130) or SIGTERM (143)
 
 EXIT_CODES = {
-    OK: "success: every requested artifact exported and matched the reference",
+    OK: "success (what that means for a command: its --help)",
     INTERNAL: "internal error (a bug: rerun with --debug and report the traceback)",
     USAGE: "usage error: bad option or argument",
     MODEL: "the model could not be loaded (unknown name, factory raised, bad inputs); nothing exported",
@@ -40,12 +43,54 @@ EXIT_CODES = {
                    "intact",
     SIGNALLED + 15: "interrupted by SIGTERM (a CI cancel, `timeout`); like 130",
 }
+SIGNALS = (SIGNALLED + 1, SIGNALLED + 2, SIGNALLED + 15)  # any command can be interrupted
+# The codes each command can return, read off its code paths (a new outcome of a command is added here too).
+COMMAND_EXIT_CODES = {
+    "export": (OK, INTERNAL, USAGE, MODEL, EXPORT, PARITY, RUNTIME, SKIPPED, *SIGNALS),
+    # validate: a --data reference needs the source model (exit 3); a failed export in the bundle is exit 4
+    "validate": (OK, INTERNAL, USAGE, MODEL, EXPORT, PARITY, RUNTIME, SKIPPED, BUNDLE, *SIGNALS),
+    # bench: a row that could not be timed (not exported, failed to load or run) is exit 6
+    "bench": (OK, INTERNAL, USAGE, RUNTIME, SKIPPED, BUNDLE, REGRESSION, *SIGNALS),
+    "report": (OK, INTERNAL, USAGE, BUNDLE, *SIGNALS),
+    "recommend": (OK, INTERNAL, USAGE, BUNDLE, NO_MATCH, *SIGNALS),
+    "config": (OK, INTERNAL, USAGE, *SIGNALS),
+    "doctor": (OK, INTERNAL, USAGE, BUNDLE, UNUSABLE, *SIGNALS),
+    "device-copy": (OK, INTERNAL, USAGE, BUNDLE, *SIGNALS),
+}
+# What success (exit 0) means for each command (the group's --help says EXIT_CODES[OK]).
+SUCCESS = {
+    "export": "success: every requested artifact exported and matched the reference on every runtime checked",
+    "validate": "success: every artifact checked matched the reference on every runtime checked",
+    "bench": "success: every row was timed (and, with --compare, none regressed)",
+    "report": "success: the report was written",
+    "recommend": "success: an artifact meets the budget",
+    "config": "success: the options were shown",
+    "doctor": "success: this machine can do the role checked",
+    "device-copy": "success: the copy was written and every hash of it verified",
+}
 # When several outcomes apply, the exit code is the first of these that occurred.
 PRECEDENCE = (MODEL, BUNDLE, UNUSABLE, PARITY, RUNTIME, REGRESSION, NO_MATCH, EXPORT, SKIPPED)
 
 
-def exit_codes_help() -> str:
-    return "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+def exit_codes_help(command: str | None = None) -> str:
+    """The "Exit codes:" block of a --help: ``command``'s codes (COMMAND_EXIT_CODES), or all of them."""
+    codes = COMMAND_EXIT_CODES[command] if command else tuple(EXIT_CODES)
+    texts = {**EXIT_CODES, OK: SUCCESS[command]} if command else EXIT_CODES
+    return "\b\nExit codes:\n" + "\n".join(f"  {code}  {texts[code]}" for code in codes)
+
+
+def close_matches(word: str, choices: Iterable[str]) -> list[str]:
+    """The choices close to a mistyped ``word`` (difflib), closest first."""
+    return difflib.get_close_matches(word, list(dict.fromkeys(choices)), n=3, cutoff=0.7)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """" (did you mean x?)" naming the choices close to a mistyped ``word``, else ""."""
+    close = close_matches(word, choices)
+    if not close:
+        return ""
+    names = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+    return f" (did you mean {names}?)"
 
 
 def worst(codes) -> int:
