@@ -15,7 +15,7 @@ SOURCES_DIR = Path(__file__).resolve().parents[1] / "deploytool" / "sources"
 
 @pytest.fixture
 def files(tmp_path):
-    (tmp_path / "my_model.py").write_text("def build():\n    pass\n")
+    (tmp_path / "my_model.py").write_text("INPUTS = []\nOUTPUTS = []\n\n\ndef build():\n    pass\n")
     (tmp_path / "graph.onnx").write_bytes(b"not really onnx")
     (tmp_path / "net.keras").write_bytes(b"zip")
     sm = tmp_path / "exported"

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
@@ -59,7 +60,7 @@ from deploytool.store.manifest import (
     Manifest,
     ModelInfo,
 )
-from deploytool.targets import check_runtimes, targets_of
+from deploytool.targets import check_runtimes, format_names, targets_of
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 INT8_IO = ("float32", "int8", "uint8")
@@ -141,6 +142,7 @@ class ExportOptions:
         """Refuse, with one line (exit 2), options that cannot run: before any worker starts."""
         if self.samples < 1:
             raise UsageError(f"--samples must be >= 1, got {self.samples}")
+        self.formats = format_names(self.formats)
         self.runtimes = check_runtimes(self.runtimes)
         check_run_options(self.timeout, self.tolerances, self.max_accuracy_drop)
         if self.sign is not None and not self.sign.is_file():
@@ -186,20 +188,15 @@ def run(model: str, options: ExportOptions | Sequence[str] | None = None, out: P
         names, added = resolve(opts.formats, source.framework)
     except KeyError as e:
         raise UsageError(f"unknown format(s) {e.args[0]}; known: {', '.join(FORMATS)}") from None
-    try:
-        staging = bundle.staging_dir(opts.out.absolute(), source.name)  # workers and repro paths absolute
-    except OSError as e:
-        raise UsageError(f"cannot write bundles under {opts.out}: {e.strerror or e}") from None
-    pipeline = _Pipeline(source, names, added, staging, opts, as_progress(progress))
-    try:
-        manifest, checks = pipeline.run()
-        if opts.sign is not None:
-            signing.sign(staging, opts.sign)
-        bundle.publish(staging, opts.out / source.name)
-    finally:
-        pipeline.close()
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    with _staged(opts.out, source.name) as staging:
+        pipeline = _Pipeline(source, names, added, staging, opts, as_progress(progress))
+        try:
+            manifest, checks = pipeline.run()
+            if opts.sign is not None:
+                signing.sign(staging, opts.sign)
+            bundle.publish(staging, opts.out / source.name)
+        finally:
+            pipeline.close()
     codes = [errors.EXPORT for rec in manifest.artifacts.values() if rec.status == ArtifactStatus.FAILED]
     messages = [f"added {', '.join(added)} (needed to convert the requested formats)"] if added else []
     if opts.keep_layout and source.framework == "tensorflow":
@@ -224,6 +221,36 @@ def _options(options: ExportOptions | Sequence[str] | None, out: Path | str | No
     if out is not None:
         fields["out"] = out
     return replace(options, **fields) if fields else options
+
+
+@contextmanager
+def _staged(out: Path, name: str) -> Iterator[Path]:
+    """The staging directory of ``name``'s bundle under ``out`` (absolute: workers and repro paths use it),
+    removed on leaving; so are the directories made for it that are still empty: ``out`` only appears when a
+    bundle is published in it."""
+    root = out.absolute()
+    made = [d for d in (root, *root.parents) if not d.exists()]  # innermost first
+    try:
+        staging = bundle.staging_dir(root, name)
+    except OSError as e:
+        _remove_empty(made)
+        raise UsageError(f"cannot write bundles under {out}: {e.strerror or e}") from None
+    try:
+        yield staging
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(made)
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove ``dirs`` (innermost first) while they are empty directories."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (a published bundle, another export's staging), or never made
+            if d.exists():
+                return
 
 
 def _named(model: str, error: str | None) -> str:
@@ -298,7 +325,7 @@ class _Pipeline:
                                    self.staging / bundle.LOGS, self.timeout, progress=self.progress,
                                    source=self.source.to_dict(), contract=self.contract)
         for key, chk in checks.items():  # every target's summary; the default runtime's is also `check`
-            summary = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed, chk.skipped_sets)
+            summary = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed, chk.skipped_sets, chk.basis)
             rec = self.records[chk.format]
             rec.checks[key] = summary
             if chk.runtime == self.plan[chk.format].runtime and chk.platform == NATIVE:

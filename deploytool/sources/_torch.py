@@ -19,7 +19,8 @@ import numpy as np
 from deploytool.core.contract import Contract, generate_inputs
 from deploytool.core.errors import ModelError, short_error
 from deploytool.measuring.flops import TORCH_METHOD, torch_flops
-from deploytool.sources import LoadedModel
+from deploytool.sources import LoadedModel, _pycheck
+from deploytool.sources._pycheck import ZOO_ATTRS
 
 
 def _import_module(target: str):
@@ -67,15 +68,15 @@ def load(source: dict) -> LoadedModel:
         attr = source["ref"].rsplit(":", 1)[1]
         factory = getattr(mod, attr, None)
         if factory is None:
-            raise ModelError(f"model {name!r}: {source['ref'].rsplit(':', 1)[0]} has no {attr!r}")
+            raise ModelError(_pycheck.factory_missing(source["ref"].rsplit(":", 1)[0], attr, _own_callables(mod),
+                                                      all(a in vars(mod) for a in ZOO_ATTRS)))
         if not callable(factory):
             raise ModelError(f"model {name!r}: {attr!r} is a {type(factory).__name__}, not a callable factory")
         build, description = factory, f"{source['ref']}"
     else:
-        for attr in ("INPUTS", "OUTPUTS", "build"):
-            if not hasattr(mod, attr):
-                raise ModelError(f"model {name!r}: {source.get('file', name)} defines no {attr} "
-                                 "(see models/digits_cnn.py)")
+        missing = [attr for attr in ZOO_ATTRS if not hasattr(mod, attr)]
+        if missing:
+            raise ModelError(_pycheck.zoo_missing(source.get("file", name), missing, _own_callables(mod), dir(mod)))
         if not callable(mod.build):
             raise ModelError(f"model {name!r}: build is not callable")
         build, description = mod.build, getattr(mod, "DESCRIPTION", "")
@@ -234,6 +235,15 @@ def _factory_contract(name: str, module, source: dict, examples: tuple | None) -
             o["kind"] = "classifier"
         outputs.append(o)
     return Contract.from_dict({"inputs": inputs, "outputs": outputs, "dims": dims})
+
+
+def _own_callables(mod) -> list[str]:
+    """The public functions and classes a user's module defines itself (not those it imports): what could be
+    its factory."""
+    import inspect
+
+    return [n for n, v in vars(mod).items() if not n.startswith("_") and (inspect.isfunction(v) or inspect.isclass(v))
+            and getattr(v, "__module__", None) == mod.__name__]
 
 
 def _as_tuple(x) -> tuple:

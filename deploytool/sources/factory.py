@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploytool.core.errors import ModelError
-from deploytool.sources import SourceKind, SourceRef, _torch, torch_runnable
+from deploytool.sources import SourceKind, SourceRef, _pycheck, _torch, torch_runnable
 
 
 def claim(model: str) -> SourceRef | None:
@@ -16,6 +16,7 @@ def claim(model: str) -> SourceRef | None:
         path = Path(target).expanduser()
         if not path.is_file():
             raise ModelError(f"model file {target}: no such file")
+        _pycheck.check_factory(path, target, attr)  # a typo found now, not after a torch worker started
         return SourceRef(kind="factory", ref=f"{path.resolve()}:{attr}", name=path.stem,
                          details={"file": str(path.resolve()), "factory": attr})
     if all(part.isidentifier() for part in target.split(".")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploytool.core.errors import ModelError
-from deploytool.sources import SourceKind, SourceRef, _torch, torch_runnable
+from deploytool.sources import SourceKind, SourceRef, _pycheck, _torch, torch_runnable
 
 
 def claim(model: str) -> SourceRef | None:
@@ -15,6 +15,7 @@ def claim(model: str) -> SourceRef | None:
         raise ModelError(f"model file {model}: no such file")
     if path.suffix != ".py":
         raise ModelError(f"model file {model}: expected a .py file written like a models/ zoo module")
+    _pycheck.check_zoo_file(path, model)  # a mistake found now, not after a torch worker started
     return SourceRef(kind="file", ref=str(path.resolve()), name=path.stem, details={"file": str(path.resolve())})
 
 
