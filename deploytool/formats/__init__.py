@@ -26,6 +26,7 @@ from deploytool.core.contract import Contract
 from deploytool.running.jobs import RouteTaken
 
 T = TypeVar("T")
+DEFAULT_FRAMEWORK = "torch"  # the source framework a format's own fields describe
 
 
 @dataclass
@@ -44,6 +45,7 @@ class ExportContext:
     parent_contract: Contract | None = None
     options: dict = field(default_factory=dict)  # export options from the command line (keep_layout, ...)
     calibration: Path | None = None  # calibration inputs (.npz, source names and layout) for quantization
+    framework: str = DEFAULT_FRAMEWORK  # the source's: which chain (``plan``) this format is made in
 
     def parent(self) -> tuple[Path, Contract]:
         """The parent artifact's path and contract (a format converted from a parent always gets both)."""
@@ -67,9 +69,6 @@ class ExportContext:
         if self.source_path is None:
             raise RuntimeError("this route starts from a source file, and the source is not one")
         return self.source_path
-
-
-DEFAULT_FRAMEWORK = "torch"  # the source framework a format's own fields describe
 
 
 @dataclass

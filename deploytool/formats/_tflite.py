@@ -3,23 +3,130 @@ weights, dynamic-range int8 weights, or full integer from calibration data).
 
 Built-in ops only (no SELECT_TF_OPS): a model needing the Flex delegate would not run on the
 LiteRT interpreter a device ships, so that fails the export with the op named instead.
+
+Routes, where the SavedModel was made from the ONNX artifact by onnx2tf: ``direct`` (the SavedModel
+artifact); where TFLite built-ins lack an op onnx2tf can replace by a composition of built-ins (exact
+GELU's ``tf.Erf``), ``pseudo-ops``: onnx2tf again on the ONNX artifact with those ops replaced, into
+scratch, then the converter; where a dim that is not static stops it (a dynamic-length RNN's TensorList
+loop), ``fixed-dims``: the same with the dynamic dims fixed to the golden sizes (recorded in the
+contract, so the golden sets that do not fit are skipped, saying why). Each is judged like any artifact.
 """
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 from deploytool.core.contract import Contract
 from deploytool.core.errors import short_error
-from deploytool.formats import ExportContext, ExportResult
+from deploytool.formats import ConversionRoute, ExportContext, ExportResult, convert_by_routes, plan
+
+# TensorFlow ops TFLite built-ins lack -> (the ONNX op, onnx2tf's ``replace_to_pseudo_operators`` name). onnx2tf
+# 1.28.8 replaces these by compositions of built-ins (ops/Erf.py: Abramowitz-Stegun 7.1.26, |error| < 1.5e-7).
+# It also replaces ops TFLite has (Abs, Neg, PReLU, LeakyReLU, HardSwish, Pow, GatherND: for accelerators) and
+# GELU by its tanh approximation (not exact: left out).
+PSEUDO_OPS = {"tf.Erf": ("Erf", "erf"), "tf.Asin": ("Asin", "asin"), "tf.Acos": ("Acos", "acos"),
+              "tf.Atan": ("Atan", "atan")}
+# TFLiteConverter legalises a TensorFlow while loop's TensorList ops (Keras RNNs: onnx2tf's GRU/LSTM/RNN) only
+# where their element shape is static: "'tf.TensorListReserve' op requires element_shape to be static".
+NOT_STATIC = re.compile(r"'tf\.TensorList[A-Za-z]+'")
 
 
 def convert(ctx: ExportContext, precision: str) -> ExportResult:
+    """The ``direct`` route, then (where the SavedModel came from the ONNX artifact) the rebuilt ones."""
+    parent_path, parent_contract = ctx.parent()
+    routes = [ConversionRoute("direct", "TFLiteConverter on the SavedModel artifact",
+                              lambda: _from_saved_model(ctx, precision, parent_path, parent_contract))]
+    onnx_path = _onnx_ancestor(ctx)
+    if onnx_path is not None:
+        routes += [ConversionRoute("pseudo-ops", "onnx2tf again on the ONNX artifact with the ops TFLite lacks "
+                                   "replaced by compositions of built-ins",
+                                   lambda: _rebuilt(ctx, precision, onnx_path, fix_dims=False),
+                                   ruled_out=_no_replaceable_op),
+                   ConversionRoute("fixed-dims", "onnx2tf again on the ONNX artifact with its dynamic dims fixed",
+                                   lambda: _rebuilt(ctx, precision, onnx_path, fix_dims=True),
+                                   ruled_out=lambda e: _dims_not_the_cause(e, parent_contract))]
+    result, route = convert_by_routes(routes, lambda e, log: explain(e, log, ctx),
+                                      before_retry=lambda: ctx.out_path.unlink(missing_ok=True))
+    result.route = route if len(routes) > 1 else None
+    return result
+
+
+def _onnx_ancestor(ctx: ExportContext) -> Path | None:
+    """The ONNX artifact the SavedModel was made from (beside it: every artifact is in the bundle's artifacts
+    folder); None where this source's chain makes the SavedModel otherwise (a TensorFlow source)."""
+    formats = plan(ctx.framework)
+    if formats["savedmodel"].parent != "onnx" or ctx.parent_path is None:
+        return None
+    path = ctx.parent_path.parent / formats["onnx"].artifact_name(ctx.model_name)
+    return path if path.is_file() else None
+
+
+def _no_replaceable_op(exc: BaseException) -> str | None:
+    if set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", str(exc))) & PSEUDO_OPS.keys():
+        return None
+    return "onnx2tf has no built-in composition for the ops TFLite lacked"
+
+
+def _dims_not_the_cause(exc: BaseException, contract: Contract) -> str | None:
+    if not contract.dynamic_dims():
+        return "the SavedModel has no dynamic dim"
+    return None if NOT_STATIC.search(str(exc)) else "no dynamic dim was the cause"
+
+
+def _rebuilt(ctx: ExportContext, precision: str, onnx_path: Path, fix_dims: bool) -> ExportResult:
+    """onnx2tf on the ONNX artifact into a scratch SavedModel, with the ops TFLite lacks replaced by compositions
+    of built-ins and the SavedModel's fixed dims kept (``fix_dims``: every dynamic dim fixed too), converted."""
+    import onnx
+    import onnx2tf
+
+    from deploytool.formats.savedmodel import fixed_dims_note
+
+    parent_contract = ctx.parent()[1]
+    in_graph = {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    replaced = {op: name for op, name in PSEUDO_OPS.values() if op in in_graph}
+    sizes = parent_contract.dim_sizes("example", batch_one=True)
+    newly = {d: sizes[d] for d in parent_contract.dynamic_dims()} if fix_dims else {}
+    contract = Contract.from_dict(parent_contract.to_dict())
+    contract.fixed_dims = {**parent_contract.fixed_dims, **newly}
+    scratch, notes, onnx2tf_options = _rebuilt_saved_model(ctx, onnx_path, contract.fixed_dims, replaced)
+    result = _from_saved_model(ctx, precision, scratch, contract)
+    what = f"with {', '.join(replaced)} replaced by compositions of TFLite built-ins" if replaced else "again"
+    notes.append(f"converted from a SavedModel onnx2tf made from the ONNX artifact {what}, not from the "
+                 "SavedModel artifact")
+    if newly:
+        notes.append(fixed_dims_note(newly, "TFLite built-ins need the static shapes a dynamic-length loop lacks"))
+    result.notes = notes + result.notes
+    result.options = {**result.options, "from": "onnx (onnx2tf, then saved_model)", "onnx2tf": onnx2tf_options,
+                      **({"fixed_dims": newly} if newly else {})}
+    result.exporter = "onnx2tf + tf.lite.TFLiteConverter"
+    result.exporter_version = f"onnx2tf {onnx2tf.__version__}, {result.exporter_version}"
+    return result
+
+
+def _rebuilt_saved_model(ctx: ExportContext, onnx_path: Path, fixed: dict[str, int], replaced: dict[str, str]
+                         ) -> tuple[Path, list[str], dict]:
+    """The scratch SavedModel (the ONNX artifact as it is, or folded with ``fixed`` dims, and the ``replaced``
+    ONNX ops -> onnx2tf pseudo-op names), onnx2tf's notes, and how it was called."""
+    from deploytool.formats import onnx as onnx_format
+    from deploytool.formats.savedmodel import Onnx2tf
+
+    tool = Onnx2tf(onnx_path, onnx_format.onnx_contract(ctx, onnx_path), ctx.workdir,
+                   bool(ctx.options.get("keep_layout")), tuple(replaced.values()))
+    scratch = ctx.workdir / f"{ctx.out_path.stem}-rebuilt_saved_model"
+    shutil.rmtree(scratch, ignore_errors=True)
+    notes = tool.convert(scratch, f"{ctx.out_path.stem}-rebuilt", fixed or None)
+    return scratch, notes, tool.options()
+
+
+def _from_saved_model(ctx: ExportContext, precision: str, saved_model: Path, parent_contract: Contract
+                      ) -> ExportResult:
+    """TFLiteConverter on ``saved_model`` (the artifact's contract is ``parent_contract``'s)."""
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(ctx.parent_path), signature_keys=["serving_default"])
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=["serving_default"])
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     options: dict = {"from": "saved_model", "signature": "serving_default", "ops": "TFLITE_BUILTINS"}
-    parent_contract = ctx.parent()[1]
     notes: list[str] = []
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -81,11 +188,28 @@ def _check_signature(contract: Contract, path) -> None:
 
 
 def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
+    if "onnx_op_name" in log:  # a rebuilt route's onnx2tf failed
+        from deploytool.formats import savedmodel
+
+        return savedmodel.explain(exc, log, ctx)
     text = str(exc) + "\n" + log[-4000:]
-    ops = re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text)
+    ops = sorted(set(re.findall(r"'(tf\.[A-Za-z0-9_]+)'", text)))
+    if ops and NOT_STATIC.search(text):
+        return _not_static(ops, getattr(ctx, "parent_contract", None))
     if ops:
-        why = f"TFLiteConverter: ops not supported by TFLite built-ins: {', '.join(sorted(set(ops)))[:250]}"
+        why = f"TFLiteConverter: ops not supported by TFLite built-ins: {', '.join(ops)[:250]}"
         if "tf.Erf" in ops:  # exact GELU (erf); the tanh approximation is built-in ops only
             why += " (tf.Erf is exact GELU: a model using the tanh-approximate GELU converts)"
         return why
     return f"TFLiteConverter: {short_error(exc)}"
+
+
+def _not_static(ops: list[str], contract: Contract | None) -> str:
+    """A TensorList op refused: the cause is a dynamic dim (a dynamic-length RNN), not a missing op."""
+    dims = contract.dynamic_dims() if contract is not None else []
+    named = f"dynamic dim {', '.join(dims)}" if dims else "a dim that is not static"
+    lacking = [op for op in ops if not NOT_STATIC.fullmatch(f"'{op}'")]
+    also = f"; ops not supported by TFLite built-ins besides: {', '.join(lacking)[:200]}" if lacking else ""
+    return (f"TFLiteConverter: the {named} is the cause: a loop over it (a dynamic-length RNN) needs static shapes "
+            f"in TFLite built-ins ({', '.join(op for op in ops if op not in lacking)}); declare that dim with a "
+            f"fixed size{also}")

@@ -43,7 +43,7 @@ def _dynamic_shapes(ctx: ExportContext) -> tuple | None:
     return specs if any(specs) else None
 
 
-def _onnx_contract(ctx: ExportContext, path, by_name: Contract | None = None) -> Contract:
+def onnx_contract(ctx: ExportContext, path, by_name: Contract | None = None) -> Contract:
     """The graph's own view of its I/O, checked against the source contract (names, order, rank).
     With ``by_name`` (the parent artifact's contract), graph tensors are matched by the parent's
     artifact names instead of by position."""
@@ -243,7 +243,7 @@ def _export_torch(ctx: ExportContext, dynamo: bool) -> ExportResult:
     onnx.save(model, str(ctx.out_path))
     options["opset_version"] = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     onnx.checker.check_model(str(ctx.out_path), full_check=True)
-    contract = _onnx_contract(ctx, ctx.out_path)
+    contract = onnx_contract(ctx, ctx.out_path)
     if contract.fixed_dims:
         fixed = ", ".join(f"{d!r} to {v}" for d, v in contract.fixed_dims.items())
         which = "torch.export" if dynamo else "the TorchScript-based exporter"
@@ -264,7 +264,7 @@ def from_onnx_file(ctx: ExportContext) -> ExportResult:
         onnx.checker.check_model(str(ctx.out_path), full_check=True)
         model = onnx.load(str(ctx.out_path), load_external_data=False)
         opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-        result = ExportResult(contract=_onnx_contract(ctx, ctx.out_path), exporter_version=f"onnx {onnx.__version__}",
+        result = ExportResult(contract=onnx_contract(ctx, ctx.out_path), exporter_version=f"onnx {onnx.__version__}",
                               options={"copied_from": str(ctx.source_path), "opset_version": opset},
                               exporter="source file (onnx.checker)")
     except BaseException:
@@ -308,7 +308,7 @@ def from_savedmodel(ctx: ExportContext) -> ExportResult:
     _order_io(model.graph, [s.feed_name for s in parent.inputs], [s.feed_name for s in parent.outputs])
     onnx.save(model, str(ctx.out_path))
     onnx.checker.check_model(str(ctx.out_path), full_check=True)
-    contract = _onnx_contract(ctx, ctx.out_path, by_name=parent)
+    contract = onnx_contract(ctx, ctx.out_path, by_name=parent)
     return ExportResult(contract=contract, exporter_version=f"tf2onnx {tf2onnx.__version__}, onnx {onnx.__version__}",
                         options={"from": "saved_model", "signature": "serving_default", "opset_version": TF2ONNX_OPSET},
                         notes=[f"fixed dim {d!r} = {v}" for d, v in contract.fixed_dims.items()])

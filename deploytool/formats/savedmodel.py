@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploytool.core.contract import Contract, channels_last_perm, layout_after, shapes_match
@@ -173,6 +174,75 @@ def _folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[str, int
     return notes
 
 
+@dataclass(frozen=True)
+class Onnx2tf:
+    """onnx2tf on one ONNX artifact, set up once: the SavedModel's routes and the TFLite formats' rebuilt
+    routes (``_tflite``) both run it through here."""
+
+    onnx_path: Path
+    contract: Contract  # the ONNX artifact's
+    workdir: Path  # scratch: the copies onnx2tf reads, its calibration stand-in, its empty replacement file
+    keep_layout: bool = False
+    pseudo_ops: tuple[str, ...] = ()  # onnx2tf ``replace_to_pseudo_operators`` names, e.g. ("erf",)
+
+    def options(self) -> dict:
+        """What the manifest records of how onnx2tf was called."""
+        options: dict = {"output_signaturedefs": True, "non_verbose": True, "not_use_onnxsim": True,
+                         "keep_layout": self.keep_layout, "calibration_stand_in": CALIBRATION_FILE,
+                         "param_replacement_file": "(empty: onnx2tf's automatic search for one is off)"}
+        if self.pseudo_ops:
+            options["replace_to_pseudo_operators"] = list(self.pseudo_ops)
+        return options
+
+    def _kwargs(self, out: Path) -> dict:
+        kwargs: dict = dict(output_folder_path=str(out.resolve()), output_signaturedefs=True, non_verbose=True)
+        if self.keep_layout:
+            # onnx2tf accepts only 3-5-D inputs here (an AssertionError otherwise); lower ranks are never transposed.
+            kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in self.contract.inputs
+                                                               if 3 <= len(s.shape) <= 5]
+        kwargs["not_use_onnxsim"] = True  # onnxsim is not a dependency; onnx2tf would shell out to it and fail
+        # onnx2tf 1.28.8, on any conversion error and without a parameter-replacement file, searches for one
+        # itself ("Attempting automatic JSON generation", utils/json_auto_generator.py combine_fixes): on
+        # transformers' BEiT it grew past 10 GB within two minutes and the kernel killed the worker. An empty
+        # replacement file turns that search off, so a failed route fails at once, naming its node, and the next
+        # route is tried.
+        no_replacements = (self.workdir / "onnx2tf-no-replacements.json").resolve()
+        no_replacements.write_text('{"format_version": 1, "operations": []}\n')
+        kwargs["param_replacement_file"] = str(no_replacements)
+        if self.pseudo_ops:
+            kwargs["replace_to_pseudo_operators"] = list(self.pseudo_ops)
+        return kwargs
+
+    def convert(self, out: Path, copy: str, fix: dict[str, int] | None = None) -> list[str]:
+        """onnx2tf into ``out`` from a copy of the ONNX file (``fix`` None), or from a constant-folded copy with
+        the dims in ``fix`` fixed; returns notes on what was done besides folding."""
+        import onnx2tf
+
+        # onnx2tf writes a shape-inferred graph back over its input file (onnx2tf.py, "onnx.save(
+        # estimated_graph, f=input_onnx_file_path)"): hand it a copy so the ONNX artifact stays
+        # byte-identical to what torch.onnx wrote and what its hash in the manifest says.
+        dest = (self.workdir / f"onnx2tf-input-{copy}.onnx").resolve()
+        notes = [] if fix is None else _folded_copy(self.onnx_path, dest, self.contract, fix)
+        if fix is None:
+            shutil.copyfile(self.onnx_path, dest)
+            for rel in onnx_external_data(self.onnx_path):  # the ONNX file's external data files, beside the copy
+                (dest.parent / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.onnx_path.parent / rel, dest.parent / rel)
+        _place_calibration_stand_in(self.workdir)
+        with _cwd(self.workdir):
+            _convert(onnx2tf, {**self._kwargs(out), "input_onnx_file_path": str(dest)})
+        # onnx2tf also writes its own *.tflite files next to the SavedModel; the TFLite formats are
+        # converted from the SavedModel itself so their lineage is exact, so drop these.
+        for extra in Path(out).glob("*.tflite"):
+            extra.unlink()
+        return notes
+
+
+def fixed_dims_note(fixed: dict[str, int], why: str) -> str:
+    """The note a route that fixed dynamic dims leaves (the SavedModel's and the TFLite formats')."""
+    return f"dims fixed: {', '.join(f'{d}={v}' for d, v in fixed.items())} ({why})"
+
+
 def from_onnx(ctx: ExportContext) -> ExportResult:
     """onnx2tf on the ONNX artifact; where it fails, on a constant-folded copy; where that fails too and
     the graph has dynamic dims, on a folded copy with those dims fixed to the golden sizes (recorded,
@@ -181,41 +251,14 @@ def from_onnx(ctx: ExportContext) -> ExportResult:
     import tensorflow as tf
 
     keep_layout = bool(ctx.options.get("keep_layout"))
-    options: dict = {"output_signaturedefs": True, "non_verbose": True, "not_use_onnxsim": True,
-                     "keep_layout": keep_layout, "calibration_stand_in": CALIBRATION_FILE}
-    # onnx2tf writes a shape-inferred graph back over its input file (onnx2tf.py, "onnx.save(
-    # estimated_graph, f=input_onnx_file_path)"): hand it a copy so the ONNX artifact stays
-    # byte-identical to what torch.onnx wrote and what its hash in the manifest says.
     parent_path, parent_contract = ctx.parent()
-    kwargs = dict(output_folder_path=str(ctx.out_path.resolve()), output_signaturedefs=True, non_verbose=True)
-    if keep_layout:
-        # onnx2tf accepts only 3-5-D inputs here (an AssertionError otherwise); lower ranks are never transposed.
-        kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in parent_contract.inputs
-                                                           if 3 <= len(s.shape) <= 5]
-    kwargs["not_use_onnxsim"] = True  # onnxsim is not a dependency; onnx2tf would shell out to it and fail
-    # onnx2tf 1.28.8, on any conversion error and without a parameter-replacement file, searches for one itself
-    # ("Attempting automatic JSON generation", utils/json_auto_generator.py combine_fixes): on transformers' BEiT
-    # it grew past 10 GB within two minutes and the kernel killed the worker. An empty replacement file turns
-    # that search off, so a failed route fails at once, naming its node, and the next route is tried.
-    no_replacements = (ctx.workdir / "onnx2tf-no-replacements.json").resolve()
-    no_replacements.write_text('{"format_version": 1, "operations": []}\n')
-    kwargs["param_replacement_file"] = str(no_replacements)
-    options["param_replacement_file"] = "(empty: onnx2tf's automatic search for one is off)"
-    _place_calibration_stand_in(ctx.workdir)
+    tool = Onnx2tf(parent_path, parent_contract, ctx.workdir, keep_layout)
+    options = tool.options()
     sizes = parent_contract.dim_sizes("example", batch_one=True)
     fixed = {d: sizes[d] for d in parent_contract.dynamic_dims()}
 
     def convert(copy: str, fix: dict[str, int] | None = None) -> tuple[dict[str, int], list[str]]:
-        dest = (ctx.workdir / f"onnx2tf-input-{copy}.onnx").resolve()
-        notes = [] if fix is None else _folded_copy(parent_path, dest, parent_contract, fix)
-        if fix is None:
-            shutil.copyfile(parent_path, dest)
-            for rel in onnx_external_data(parent_path):  # the ONNX file's external data files, beside the copy
-                (dest.parent / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(parent_path.parent / rel, dest.parent / rel)
-        with _cwd(ctx.workdir):
-            _convert(onnx2tf, {**kwargs, "input_onnx_file_path": str(dest)})
-        return fix or {}, notes
+        return fix or {}, tool.convert(ctx.out_path, copy, fix)
 
     # The ordered routes: each one place, each tried only where the one before failed.
     routes = [ConversionRoute("direct", "onnx2tf on the ONNX artifact as it is", lambda: convert("direct")),
@@ -228,14 +271,9 @@ def from_onnx(ctx: ExportContext) -> ExportResult:
         routes, lambda e, log: explain(e, log, ctx),
         before_retry=lambda: shutil.rmtree(ctx.out_path, ignore_errors=True))
     if fixed_by:
-        fixed_text = ", ".join(f"{d}={v}" for d, v in fixed_by.items())
         reason = route.failed[0].split(": ", 1)[-1]
-        notes.append(f"dims fixed: {fixed_text} (onnx2tf could not convert the dynamic graph: {reason})")
+        notes.append(fixed_dims_note(fixed_by, f"onnx2tf could not convert the dynamic graph: {reason}"))
         options["fixed_dims"] = fixed_by
-    # onnx2tf also writes its own *.tflite files next to the SavedModel; the TFLite formats are
-    # converted from the SavedModel itself so their lineage is exact, so drop these.
-    for extra in Path(ctx.out_path).glob("*.tflite"):
-        extra.unlink()
     contract = savedmodel_contract(parent_contract, ctx.out_path, keep_layout)
     contract.fixed_dims = {**contract.fixed_dims, **fixed_by}
     notes += [f"{s.name}: layout {s.layout} (perm {s.perm})" for s in contract.inputs + contract.outputs if s.perm]
