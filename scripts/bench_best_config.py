@@ -58,7 +58,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import time_calls
+from _common import add_markdown_option, md_table, time_calls, write_markdown
 
 FORMAT_OF = {"torchscript": "torchscript", "onnxruntime": "onnx", "tensorflow": "savedmodel", "litert": "tflite_fp32"}
 CONFIGS = {"torchscript": ["exported", "plain", "optimized", "no_grad"],
@@ -288,6 +288,20 @@ def paired(args, models: list[str], runtimes: list[str], threads: list[int], roo
     return table
 
 
+def _markdown(table: list[dict], paired: bool) -> str:
+    """The summary table as Markdown: exported ms and exported / each configuration (> 1: that one is faster)."""
+    rows = []
+    for x in table:
+        ratios = x["ratios"] if paired else {c: x["exported_ms"] / v for c, v in x["median_p50_ms"].items()
+                                             if c != "exported"}
+        detail = ", ".join(f"{c}{' (floor)' if c in FLOORS else ''} {v:.2f}" for c, v in ratios.items())
+        rows.append([x["model"], x["runtime"], x["threads"], f"{x['exported_ms']:.3f}", detail,
+                     f"**{x['ratio']:.2f}**"])
+    how = "paired in one process, median of per-round ratios" if paired else "fresh processes, median p50s"
+    return f"exported / each configuration ({how}; > 1: the configuration is faster):\n\n" + md_table(
+        ["model", "runtime", "thr", "exported ms", "exported / each configuration", "exported / best"], rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mobilenet_v2,tiny_transformer")
@@ -298,6 +312,7 @@ def main() -> None:
     ap.add_argument("--min-runs", type=int, default=100)
     ap.add_argument("--bundles", type=Path, help="a directory with MODEL/ bundles (default: export them)")
     ap.add_argument("--json", type=Path, help="write every run's figures here")
+    add_markdown_option(ap)
     ap.add_argument("--paired", action="store_true",
                     help="time every configuration in one process, in short interleaved rounds (--rounds processes)")
     ap.add_argument("--paired-rounds", type=int, default=30, help="in-process rounds per process (--paired)")
@@ -322,6 +337,7 @@ def main() -> None:
                            check=True, stdout=subprocess.DEVNULL)
     if args.paired:
         table = paired(args, models, runtimes, threads, root)
+        write_markdown(ap, args, _markdown(table, paired=True))
         if args.json:
             args.json.write_text(json.dumps({"mode": "paired", "table": table}, indent=1))
         return
@@ -359,6 +375,7 @@ def main() -> None:
         table.append({"model": m, "runtime": rt, "threads": t, "exported_ms": med["exported"], "best": best,
                       "best_ms": others[best], "ratio": ratio, "cpu_ratio": cpu["exported"] / cpu_best,
                       "median_p50_ms": med, "median_cpu_ms": cpu, "median_load_ms": load})
+    write_markdown(ap, args, _markdown(table, paired=False))
     if args.json:
         args.json.write_text(json.dumps({"table": table, "runs": {"/".join(map(str, k)): v
                                                                   for k, v in results.items()}}, indent=1))

@@ -1,6 +1,6 @@
 """deploytool export vs the bare converter calls, per model, interleaved in one run.
 
-    python scripts/bench_export.py [--rounds 5] [--models digits_cnn,mobilenet_v2]
+    python scripts/bench_export.py [--rounds 5] [--models digits_cnn,mobilenet_v2] [--markdown FILE]
 
 Each round runs, per model, A = `deploytool export --model MODEL` of the five formats
 bare_export.py makes (export + checks on every runtime) and B = `python scripts/bare_export.py OUT
@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import add_markdown_option, md_table, write_markdown
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -37,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--models", default="digits_cnn,mobilenet_v2")
+    add_markdown_option(ap)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
     models = args.models.split(",")
@@ -59,10 +62,14 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
+    rows = []
     for model in models:
         a, b = statistics.median(times[(model, "deploytool")]), statistics.median(times[(model, "bare")])
         print(f"{model:<13} median deploytool export (export + checks) {a:6.2f} s, bare converter calls {b:6.2f} s, "
               f"ratio {a / b:.2f}  (target <= 1.25)")
+        rows.append([f"`{model}`", f"{a:.2f} s", f"{b:.2f} s", f"**{a / b:.2f}**"])
+    write_markdown(ap, args, f"Medians of {args.rounds} round(s), A/B alternating, fresh processes:\n\n" + md_table(
+        ["model", "deploytool export (5 formats + checks)", "bare converter calls", "ratio (target <= 1.25)"], rows))
 
 
 if __name__ == "__main__":

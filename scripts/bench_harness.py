@@ -1,6 +1,6 @@
 """Harness accuracy: deploytool bench's p50 vs a bare loop around the runtime's own run call.
 
-    python scripts/bench_harness.py [--bundle DIR] [--rounds 5] [--min-time 3]
+    python scripts/bench_harness.py [--bundle DIR] [--rounds 5] [--min-time 3] [--markdown FILE]
 
 For onnxruntime (ONNX) and LiteRT (TFLite fp32) on mobilenet_v2, alternates A = `deploytool
 bench BUNDLE -f FORMAT --threads 1` (fresh worker process, deploytool's protocol and adapters)
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from _common import bundle_or_export, time_calls
+from _common import add_markdown_option, bundle_or_export, md_table, time_calls, write_markdown
 
 from deploytool.core import contract as C
 from deploytool.core import npz
@@ -48,10 +48,14 @@ def bare_loop(fmt: str, bundle: Path, manifest: dict, min_time: float, min_runs:
     return float(np.percentile(np.asarray(samples) / 1e6, 50, method="linear"))
 
 
+# the runtime the bare loop calls (onnx runs on OpenVINO too)
+RUNTIME = {"onnx": "onnxruntime", "tflite_fp32": "litert"}
+
+
 def tool_p50(fmt: str, bundle: Path, reports: Path, min_time: float, min_runs: int) -> float:
-    subprocess.run([sys.executable, "-m", "deploytool", "bench", str(bundle), "-f", fmt, "--threads", "1",
-                    "--no-source", "--min-time", str(min_time), "--min-runs", str(min_runs), "--reports", str(reports)],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "deploytool", "bench", str(bundle), "-f", fmt, "--runtime", RUNTIME[fmt],
+                    "--threads", "1", "--no-source", "--min-time", str(min_time), "--min-runs", str(min_runs),
+                    "--reports", str(reports), "--no-peak"], check=True, stdout=subprocess.DEVNULL)
     (row,) = json.loads((reports / "bench.json").read_text())["rows"]
     return row["p50_ms"]
 
@@ -62,9 +66,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=3.0)
     ap.add_argument("--min-runs", type=int, default=200)
+    add_markdown_option(ap)
     args = ap.parse_args()
     bundle, work = bundle_or_export(args.bundle, "bench-harness-")
     manifest = json.loads((bundle / "manifest.json").read_text())
+    rows = []
     for fmt in ("onnx", "tflite_fp32"):
         a, b = [], []
         for r in range(args.rounds):
@@ -76,6 +82,10 @@ def main() -> None:
         ma, mb = statistics.median(a), statistics.median(b)
         print(f"{fmt:<12} median p50: deploytool {ma:.3f} ms, bare loop {mb:.3f} ms, ratio {ma / mb:.3f} "
               f"(target 0.95-1.05)\n", flush=True)
+        rows.append([f"`{fmt}`", f"{ma:.3f}", f"{mb:.3f}", f"**{ma / mb:.3f}**"])
+    write_markdown(ap, args, f"`{bundle.name}`, 1 thread, median p50 over {args.rounds} interleaved round(s):\n\n"
+                   + md_table(["artifact", "deploytool bench p50 ms", "bare loop p50 ms", "ratio (target 0.95-1.05)"],
+                              rows))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 against its full-precision sibling, rows interleaved round by round in one run (each row a fresh
 worker process), plus digits_cnn's task accuracy per artifact on its 449 held-out digits.
 
-    python scripts/bench_int8.py [--rounds 5] [--min-time 3] [--bundles DIR]
+    python scripts/bench_int8.py [--rounds 5] [--min-time 3] [--bundles DIR] [--markdown FILE]
 
 Targets: tflite_int8 p50 <= 0.55x tflite_fp32, onnx_int8 p50 <= 0.55x onnx, sizes <= 0.32x;
 digits_cnn int8 accuracy within 1.0 point of fp32.
@@ -14,6 +14,8 @@ import json
 import statistics
 import tempfile
 from pathlib import Path
+
+from _common import add_markdown_option, md_table, write_markdown
 
 from deploytool import api
 from deploytool.measuring.timing import Protocol
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=3.0)
     ap.add_argument("--bundles", type=Path, help="where mobilenet_v2/ and digits_cnn/ bundles are (else exported)")
+    add_markdown_option(ap)
     args = ap.parse_args()
     out = args.bundles or Path(tempfile.mkdtemp(prefix="deploytool-int8-"))
     for model in ("mobilenet_v2", "digits_cnn"):
@@ -47,16 +50,21 @@ def main() -> None:
         print(f"round {r + 1}: " + ", ".join(f"{f} {p50[f][-1]:.3f}" for f in FORMATS), flush=True)
     sizes = {n: rec.size_bytes for n, rec in api.read_manifest(bundle).artifacts.items()}
     med = {f: statistics.median(v) for f, v in p50.items()}
-    print("\nmobilenet_v2, 1 thread, batch 1: median p50 over rounds")
+    against = {q: base for q, base in PAIRS}
+    rows = []
     for f in FORMATS:
-        print(f"  {f:<15} {med[f]:8.3f} ms  {sizes[f] / 2**20:6.2f} MiB")
-    for q, base in PAIRS:
-        print(f"  {q} / {base}: p50 {med[q] / med[base]:.3f}x, size {sizes[q] / sizes[base]:.3f}x")
-    report = json.loads((out / "digits_cnn/reports/validation.json").read_text())["artifacts"]
-    print("\ndigits_cnn task accuracy on the 449 held-out digits")
-    for f in (f for f in FORMATS if (report.get(f) or {}).get("accuracy")):
-        a = report[f]["accuracy"]
-        print(f"  {f:<15} {a['accuracy']:.2%}  ({-a['drop_points']:+.2f} points vs the torch source)")
+        vs = (f"**{med[f] / med[against[f]]:.3f}x** time, **{sizes[f] / sizes[against[f]]:.3f}x** size of "
+              f"`{against[f]}`" if f in against else "")
+        rows.append([f"`{f}`", f"{med[f]:.3f}", f"{sizes[f] / 2**20:.2f} MiB", vs])
+    speed = md_table(["artifact", "p50 ms", "size", "vs its full-precision sibling"], rows)
+    print(f"\nmobilenet_v2, 1 thread, batch 1: median p50 over rounds\n{speed}")
+    report = json.loads((out / "digits_cnn/reports/validation.json").read_text())["targets"]
+    rows = [[f"`{key}`", f"{a['accuracy']['accuracy']:.2%}", f"{-a['accuracy']['drop_points']:+.2f}"]
+            for key, a in report.items() if a["format"] in FORMATS and a.get("accuracy")]
+    accuracy = md_table(["target", "accuracy", "points vs the torch source"], rows)
+    print(f"\ndigits_cnn task accuracy on the 449 held-out digits\n{accuracy}")
+    write_markdown(ap, args, f"`mobilenet_v2`, 1 thread, batch 1, median p50 over {args.rounds} round(s):\n\n{speed}"
+                             f"\n\n`digits_cnn` task accuracy on its 449 held-out digits:\n\n{accuracy}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 passing against the same run with it failing (a zero tolerance for the SavedModel, so the first op
 TensorFlow rounds differently from onnxruntime is found), interleaved A B A B in fresh processes.
 
-    python scripts/bench_localise.py [--model digits_cnn] [--bundle DIR] [--rounds 3]
+    python scripts/bench_localise.py [--model digits_cnn] [--bundle DIR] [--rounds 3] [--markdown FILE]
 
 Exports the model (onnx + savedmodel) unless --bundle is given; prints the median wall time of
 each, their difference, and the matching's own time and tensors compared from validation.json.
@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import add_markdown_option, md_table, write_markdown
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -25,6 +27,7 @@ def main() -> None:
     ap.add_argument("--bundle", type=Path, help="an existing bundle with onnx and savedmodel artifacts")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--samples", type=int, default=4)
+    add_markdown_option(ap)
     args = ap.parse_args()
     bundle = args.bundle
     if bundle is None:
@@ -45,18 +48,25 @@ def main() -> None:
             if proc.returncode not in (0, 5):
                 sys.exit(proc.stdout + proc.stderr)
             if proc.returncode == 5:
-                finding = json.loads((bundle / "reports/validation.json").read_text())["artifacts"]["savedmodel"][
-                    "first_diverging"]
+                finding = json.loads((bundle / "reports/validation.json").read_text())["targets"][
+                    "savedmodel@tensorflow"]["first_diverging"]
             print(f"round {r + 1} {label}: {times[label][-1]:.2f} s", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"\n{bundle.name}: median validate wall time over {args.rounds} interleaved rounds")
     for k, v in med.items():
         print(f"  {k:<24} {v:6.2f} s")
     print(f"  localisation costs       {med['failing hop, localised'] - med['passing hop']:6.2f} s")
+    rows = [[k, f"{v:.2f} s"] for k, v in med.items()]
+    rows.append(["**localisation costs**", f"**{med['failing hop, localised'] - med['passing hop']:+.2f} s**"])
     if finding:
         found = f"{finding['op_type']} {finding['op_name']!r}" if finding["localised"] else finding["why"]
         print(f"  matching alone           {finding['seconds']:6.2f} s ({finding['compared']} parent tensors "
               f"compared); found: {found}")
+        rows.append(["the matching alone", f"{finding['seconds']:.2f} s ({finding['compared']} parent tensors "
+                                           f"compared; found: {found})"])
+    write_markdown(ap, args, f"`{bundle.name}`, `validate -f onnx -f savedmodel --samples {args.samples}`, median "
+                             f"wall time over {args.rounds} interleaved round(s):\n\n"
+                   + md_table(["run", "time"], rows))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Wall time of `deploytool validate` on the digits_cnn bundle (all formats, default samples).
 
-    python scripts/bench_validate.py [--rounds 5]
+    python scripts/bench_validate.py [--rounds 5] [--markdown docs/figures/bench_validate.md]
 
 Exports the bundle once, then runs validate ROUNDS times as fresh processes and prints the
 median wall time and, from the JSON report, where the time goes per runtime worker (process
@@ -17,10 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import add_markdown_option, md_table, write_markdown
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
+    add_markdown_option(ap)
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="bench-validate-"))
     subprocess.run([sys.executable, "-m", "deploytool", "export", "--out", str(out)], check=True,
@@ -36,13 +39,17 @@ def main() -> None:
             sys.exit(proc.stdout + proc.stderr)
         print(f"round {r + 1}: {times[-1]:.2f} s", flush=True)
     report = json.loads((bundle / "reports/validation.json").read_text())
-    print(f"\nmedian validate wall time: {statistics.median(times):.2f} s over {args.rounds} rounds "
-          f"(target < 15 s)\n\nlast round, per worker (s):")
-    print(f"{'format':<12} {'runtime':<12} {'start+import':>12} {'load':>8} {'first_inf':>10}")
-    for name, a in report["artifacts"].items():
+    summary = (f"median `deploytool validate` wall time of the `digits_cnn` bundle: "
+               f"**{statistics.median(times):.2f} s** over {args.rounds} rounds (target < 15 s); "
+               f"rounds: {', '.join(f'{t:.2f}' for t in times)} s")
+    rows = []
+    for key, a in report["targets"].items():
         t = a["timings"]
-        print(f"{name:<12} {a['runtime']:<12} {t.get('worker_start_s', 0) + t.get('import_s', 0):>12.2f} "
-              f"{t.get('load_s', 0):>8.2f} {t.get('first_inference_s', 0):>10.4f}")
+        rows.append([f"`{key}`", f"{t.get('worker_start_s', 0) + t.get('import_s', 0):.2f}",
+                     f"{t.get('load_s', 0):.3f}", f"{t.get('first_inference_s', 0):.4f}"])
+    table = md_table(["target", "worker start + import s", "load s", "first inference s"], rows)
+    print(f"\n{summary}\n\nlast round, per target:\n{table}")
+    write_markdown(ap, args, f"{summary}.\n\nWhere the time goes in the last round, per target:\n\n{table}")
 
 
 if __name__ == "__main__":

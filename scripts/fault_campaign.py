@@ -6,7 +6,7 @@ Prints, per fault, the exit code against the documented one, and totals: faults 
 outcomes, false passes (exit 0 where a failure was due), escapes (anything outside the bundle read
 or written), tracebacks, hangs (over --hang-limit seconds). Target: 0 / 0 / 0 / 0.
 
-    python scripts/fault_campaign.py [--bundles DIR] [--hang-limit 120]
+    python scripts/fault_campaign.py [--bundles DIR] [--hang-limit 120] [--markdown FILE]
 
 Without --bundles, digits_cnn and multi_io are exported first into a temporary directory.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from _common import add_markdown_option, write_markdown  # noqa: E402
 from faults import FAULTS  # noqa: E402  (tests/faults.py)
 from inotify import Watch  # noqa: E402
 
@@ -40,6 +41,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundles", type=Path, help="a directory holding digits_cnn/ and multi_io/ bundles")
     ap.add_argument("--hang-limit", type=float, default=120.0)
+    add_markdown_option(ap)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="deploytool-faults-"))
     bundles = args.bundles
@@ -51,6 +53,7 @@ def main() -> int:
                 print(f"export of {model} failed: {err}")
                 return 1
     totals = {"tried": 0, "expected": 0, "false_pass": 0, "escapes": 0, "tracebacks": 0, "hangs": 0}
+    seconds: list[float] = []
     print(f"{'fault':<32} {'class':<20} {'command':<9} {'want':>4} {'got':>4}  {'s':>5}  verdict")
     try:
         for fault in FAULTS:
@@ -66,6 +69,7 @@ def main() -> int:
                 with Watch(canary) as watch:
                     code, out, err, secs = _cli(command, bundle, *extra, timeout=args.hang_limit)
                 totals["tried"] += 1
+                seconds.append(secs)
                 problems = []
                 if code is None:
                     totals["hangs"] += 1
@@ -90,6 +94,11 @@ def main() -> int:
     print(f"faults tried {totals['tried']}, expected outcome {totals['expected']}, false passes "
           f"{totals['false_pass']}, escapes {totals['escapes']}, tracebacks {totals['tracebacks']}, "
           f"hangs {totals['hangs']}")
+    write_markdown(ap, args, f"**{totals['tried']} faults tried, {totals['expected']} with the documented exit code, "
+                             f"{totals['false_pass']} false passes, {totals['escapes']} escapes (nothing outside the "
+                             f"bundle opened, read or written), {totals['tracebacks']} tracebacks, {totals['hangs']} "
+                             f"hangs**; median time to the verdict {sorted(seconds)[len(seconds) // 2]:.1f} s, the "
+                             f"longest {max(seconds):.1f} s." if seconds else "no fault was run")
     return 0 if totals["expected"] == totals["tried"] else 1
 
 

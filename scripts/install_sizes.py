@@ -2,16 +2,18 @@
 (e.g. the `all,test` venv): the files every distribution of the requirement closure installed (its
 RECORD), deploytool itself excluded. Each figure includes the core (numpy, click), not pip/setuptools.
 
-    python scripts/install_sizes.py            # a Markdown table
+    python scripts/install_sizes.py [--markdown docs/figures/install_sizes.md]      # a Markdown table
 """
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
 
+from _common import add_markdown_option, md_table, write_markdown
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
@@ -63,15 +65,20 @@ def size(names: set[str]) -> int:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_markdown_option(ap)
+    args = ap.parse_args()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = project["dependencies"]
     extras = project["optional-dependencies"]
-    print("| install | packages | size |\n|---|---|---|")
-    rows = [("core", core)] + [(e, core + extras[e]) for e in extras if e != "test"]
-    for name, reqs in rows:
+    rows = []
+    for name, reqs in [("core", core)] + [(e, core + extras[e]) for e in extras if e not in ("test", "docs")]:
         names = closure(list(reqs), extras)
         label = "`pip install deploytool`" if name == "core" else f"`pip install 'deploytool[{name}]'`"
-        print(f"| {label} | {len(names)} | {size(names) / 2**20:,.0f} MB |")
+        rows.append([label, len(names), f"{size(names) / 2**20:,.0f} MB"])
+    table = md_table(["install", "packages", "size"], rows)
+    print(table)
+    write_markdown(ap, args, table)
 
 
 if __name__ == "__main__":

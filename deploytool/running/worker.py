@@ -196,7 +196,8 @@ def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:
     fmt = plan(job.framework)[job.format]  # the format as made from this kind of source
     loaded = _State.loaded
     ctx = ExportContext(
-        model_name=job.model_name, framework=job.framework, contract=job.contract, out_path=Path(job.out), workdir=Path(job.workdir),
+        model_name=job.model_name, framework=job.framework, contract=job.contract, out_path=Path(job.out),
+        workdir=Path(job.workdir),
         parent_path=Path(job.parent_path) if job.parent_path else None, parent_contract=job.parent_contract,
         options=job.options, model=loaded.module if loaded else None,
         example_inputs=loaded.example_inputs if loaded else (), alt_inputs=loaded.alt_inputs if loaded else (),
