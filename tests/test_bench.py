@@ -64,7 +64,7 @@ def test_thread_settings_are_applied_through_each_runtimes_knob(digits_bench):
         assert {"inter_op_threads", "spinning"} <= set(r["settings"]), r["settings"]
         if r["runtime"] == "litert":
             assert r["settings"]["xnnpack"] is True
-        if r["runtime"] == "onnxruntime":  # onnxruntime's default, which bench keeps (README "Threads")
+        if r["runtime"] == "onnxruntime":  # onnxruntime's default, which bench keeps (docs/bench.md, "Threads")
             assert r["settings"]["spinning"] is True
         if r["runtime"] == "openvino":  # never bf16 for an fp32 model, whatever the CPU
             assert r["settings"]["inference_precision"] == "f32"

@@ -56,7 +56,7 @@ def _refusal(tmp_path, text: str, suffix: str = "") -> str:
     ("X = 1\n", "", "defines no INPUTS, OUTPUTS, build (a zoo-style file defines INPUTS, OUTPUTS, build: see "
                     "models/digits_cnn.py); or pass --model net.py:FACTORY, naming a function that returns"),
     ("INPUT = []\nOUTPUTS = []\ndef build():\n    pass\n", "",
-     "model file net.py defines no INPUTS: did you mean INPUT for INPUTS?"),
+     "model file net.py defines no INPUTS: rename INPUT to INPUTS"),
 ])
 def test_a_mistake_is_refused_with_the_form_that_works(tmp_path, text, suffix, message):
     assert message in _refusal(tmp_path, text, suffix)

@@ -4,7 +4,7 @@ What a device runs (``validate``, ``bench``) reads the manifest, the artifacts a
 copy leaves out (``LEFT_OUT`` says why, in one place):
 
 - the files only export reads (``Manifest.export_only``: the int8 formats' calibration data, 77 MB of
-  mobilenet_v2's 163 MB); the manifest keeps their sha256 and the reader accepts their absence, theirs only;
+  mobilenet_v2's 184 MB); the manifest keeps their sha256 and the reader accepts their absence, theirs only;
 - ``logs/`` and ``reports/`` (repro folders included): the export machine's own output, neither hashed nor
   signed; validate and bench on the device write their own.
 

@@ -1,8 +1,9 @@
 """The few exceptions deploytool raises on purpose, and the exit codes they map to.
 
 The CLI turns a DeployToolError into its one-line message and ``exit_code``; anything else is a
-bug and keeps its traceback. Exit codes are documented once, here, and rendered into --help and
-the README from EXIT_CODES; COMMAND_EXIT_CODES says which of them each command can return.
+bug and keeps its traceback. Exit codes are defined once, here: --help is rendered from EXIT_CODES, and the tables
+of docs/exit-codes.md (and the README's) are checked against it by tests/test_docs.py; COMMAND_EXIT_CODES says which
+of them each command can return.
 """
 from __future__ import annotations
 

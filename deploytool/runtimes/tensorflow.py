@@ -3,7 +3,7 @@
 Feeds reach TensorFlow through DLPack (``tf_io.Feeder``: an aligned array as it is, any other
 copied into a buffer the session keeps) rather than a fresh ``tf.constant`` per call. TensorFlow's inference conversion
 (variables folded into constants, ``convert_variables_to_constants_v2``) was measured and not
-adopted: no faster here (README, "Benchmarks": best configuration).
+adopted: no faster here (docs/benchmarks.md, "Best configuration per runtime").
 """
 from __future__ import annotations
 

@@ -67,11 +67,11 @@ def zoo_missing(shown: str, missing: Sequence[str], factories: Sequence[str], de
     """Why a .py file is not a zoo-style module, and the simplest form that would work: a misspelt attribute's
     right name, else ``file.py:factory``."""
     misspelt = {m: c[0] for m in missing if (c := difflib.get_close_matches(m, defined, n=1, cutoff=0.8))}
-    guess = f"did you mean {', '.join(f'{v} for {k}' for k, v in misspelt.items())}?" if misspelt else ""
+    guess = f"rename {', '.join(f'{v} to {k}' for k, v in misspelt.items())}" if misspelt else ""
     text = f"model file {shown} defines no {', '.join(missing)}"
     if len(misspelt) == len(missing):  # meant as a zoo-style file
         return f"{text}: {guess}"
-    text = f"{text} ({guess + ' ' if guess else ''}a zoo-style file defines {', '.join(ZOO_ATTRS)}: see {ZOO_EXAMPLE})"
+    text = f"{text} ({guess + '; ' if guess else ''}a zoo-style file defines {', '.join(ZOO_ATTRS)}: see {ZOO_EXAMPLE})"
     if not factories:
         return f"{text}; or pass --model {shown}:FACTORY, naming a function that returns a torch.nn.Module"
     factory = "build" if "build" in factories else factories[0] if len(factories) == 1 else "FACTORY"
