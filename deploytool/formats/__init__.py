@@ -81,6 +81,21 @@ class ExportResult:
     route: RouteTaken | None = None  # set by convert_by_routes: which fallback route made it
 
 
+def names_merged(contract: Contract) -> str | None:
+    """Where an artifact knows two of the source's inputs (or outputs) by one name, that in words; None where
+    each has its own. A converter that respells names (``x.y`` and ``x_y`` both ``x_y``) would otherwise feed one
+    input's data to both, or read one output as two."""
+    for group, specs in (("inputs", contract.inputs), ("outputs", contract.outputs)):
+        by_name: dict[str, list[str]] = {}
+        for spec in specs:
+            by_name.setdefault(spec.feed_name, []).append(spec.name)
+        merged = next(((name, sources) for name, sources in by_name.items() if len(sources) > 1), None)
+        if merged:
+            return (f"the artifact names {group} {' and '.join(map(repr, merged[1]))} alike ({merged[0]!r}), so "
+                    "they cannot be fed or read apart; rename them in the source")
+    return None
+
+
 @dataclass(frozen=True)
 class ConversionRoute:
     """One way of making an artifact, tried in order by ``convert_by_routes`` (e.g. torch.export,

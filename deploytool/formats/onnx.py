@@ -97,8 +97,9 @@ def _order_io(graph, inputs: list[str], outputs: list[str]) -> None:
         field.extend(values)
 
 
-def _rename_outputs(graph, mapping: dict[str, str]) -> None:
-    """Rename graph outputs; an internal value already holding a wanted name is renamed first."""
+def rename_io(graph, mapping: dict[str, str]) -> None:
+    """Rename graph inputs and outputs (``mapping``: old -> new) everywhere they are used, in subgraphs (If/Loop
+    bodies) too; an internal value already holding a wanted name is renamed first."""
     taken = {o for n in graph.node for o in n.output} | {i.name for i in graph.initializer} | \
         {i.name for i in graph.input}
     clashes = {new: f"{new}__internal" for old, new in mapping.items() if new in taken and new != old}
@@ -107,7 +108,7 @@ def _rename_outputs(graph, mapping: dict[str, str]) -> None:
     def sub(name: str) -> str:
         return rename.get(name, name)
 
-    for node in graph.node:
+    for node in _nodes(graph):
         node.input[:] = [sub(x) for x in node.input]
         node.output[:] = [sub(x) for x in node.output]
     for coll in (graph.output, graph.value_info, graph.input):
@@ -115,6 +116,15 @@ def _rename_outputs(graph, mapping: dict[str, str]) -> None:
             v.name = sub(v.name)
     for init in graph.initializer:
         init.name = sub(init.name)
+
+
+def _nodes(graph):
+    """Every node of ``graph`` and of the subgraphs its nodes hold (outer-scope names are used there too)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                yield from _nodes(sub)
 
 
 # The TorchScript-based exporter's opset: the one torch.export writes in torch 2.13. At 17 it writes exact GELU
@@ -239,7 +249,7 @@ def _export_torch(ctx: ExportContext, dynamo: bool) -> ExportResult:
             dynamo=False, verbose=False,
         )
     model = onnx.load(str(ctx.out_path), load_external_data=False)
-    _rename_outputs(model.graph, dict(zip(placeholders, options["output_names"])))
+    rename_io(model.graph, dict(zip(placeholders, options["output_names"])))
     onnx.save(model, str(ctx.out_path))
     options["opset_version"] = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     onnx.checker.check_model(str(ctx.out_path), full_check=True)

@@ -5,6 +5,13 @@ onnx2tf rewrites rank 3-5 tensors channel-last (NCHW -> NHWC); the artifact cont
 the permutation per tensor, checked against the SavedModel's own signature, so validation feeds
 and reads it explicitly. Outputs of the ``serving_default`` signature are named output_0..N in
 the ONNX graph's output order (onnx2tf writes it with tf_keras' ExportArchive).
+
+Names: TensorFlow takes only ``[A-Za-z][A-Za-z0-9_]*`` for a signature's inputs (it rewrites others its own way)
+and onnx2tf fails on outputs holding a space ("not a valid scope name"); ONNX files from other frameworks name
+tensors ``input/ids:0`` or ``1st input``. onnx2tf is therefore handed a copy whose inputs and outputs carry names
+TensorFlow keeps (``tf_names``, decided once from the ONNX artifact's names), and the contract records each one as
+the tensor's artifact name: every runtime feeds and reads the SavedModel and the TFLite files made from it by the
+source's names.
 """
 from __future__ import annotations
 
@@ -50,8 +57,11 @@ def _tf_shape(spec) -> list:
     return [d if d is not None else -1 for d in spec.shape.as_list()]
 
 
-def savedmodel_contract(source: Contract, path: Path, keep_layout: bool = False) -> Contract:
-    """Map the source contract onto the SavedModel's serving signature (names, dtypes, layout)."""
+def savedmodel_contract(source: Contract, path: Path, keep_layout: bool = False,
+                        names: dict[str, str] | None = None) -> Contract:
+    """Map the source contract onto the SavedModel's serving signature (names, dtypes, layout). ``names``
+    (artifact name -> signature name, as ``tf_names`` gave onnx2tf) says where each input is; without it
+    (a TensorFlow source) the signature's names are the contract's, or TensorFlow's spelling of them."""
     import tensorflow as tf
 
     sig = tf.saved_model.load(str(path)).signatures[SIGNATURE]
@@ -60,7 +70,7 @@ def savedmodel_contract(source: Contract, path: Path, keep_layout: bool = False)
     contract = Contract.from_dict(source.to_dict())
     for spec in contract.inputs:
         key = spec.artifact_name or spec.name
-        candidates = [key, re.sub(r"[^A-Za-z0-9_]", "_", key), spec.name]
+        candidates = [names[key]] if names else [key, re.sub(r"[^A-Za-z0-9_]", "_", key), spec.name]
         found = next((c for c in candidates if c in sig_inputs), None)
         if found is None:
             raise RuntimeError(f"SavedModel signature has no input for {spec.name!r} (it has {sorted(sig_inputs)})")
@@ -174,6 +184,54 @@ def _folded_copy(src: Path, dest: Path, contract: Contract, fixed: dict[str, int
     return notes
 
 
+TF_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def tf_names(contract: Contract) -> dict[str, str]:
+    """The name onnx2tf is handed for each input and output of an ONNX artifact of ``contract`` (artifact name ->
+    name in the SavedModel): kept where TensorFlow keeps it, else spelled as TensorFlow's own sanitizer would
+    (``input/ids:0`` -> ``input_ids_0``, ``1st input`` -> ``arg_1st_input``), with ``_2``, ``_3`` ... added where
+    that spelling is another tensor's (``x.y`` beside ``x_y``), so no two tensors ever share a name."""
+    names = [s.feed_name for s in contract.inputs + contract.outputs]
+    taken = {n for n in names if TF_NAME.fullmatch(n)}
+    out = {}
+    for name in names:
+        if TF_NAME.fullmatch(name):
+            out[name] = name
+            continue
+        base = re.sub(r"[^A-Za-z0-9_]", "_", name)
+        base = base if TF_NAME.fullmatch(base) else f"arg_{base}"
+        new, i = base, 1
+        while new in taken:
+            i += 1
+            new = f"{base}_{i}"
+        taken.add(new)
+        out[name] = new
+    return out
+
+
+def renamed_note(contract: Contract) -> str | None:
+    """The note naming the inputs the SavedModel knows by another name than the source's (None: none). Its
+    outputs are output_0..N, always."""
+    renamed = [f"{s.name!r} -> {s.artifact_name!r}" for s in contract.inputs if s.feed_name != s.name]
+    return f"inputs named in TensorFlow as {', '.join(renamed)} (names TensorFlow keeps; fed by the source's names)" \
+        if renamed else None
+
+
+def _rename_copy(path: Path, names: dict[str, str]) -> None:
+    """The ONNX copy at ``path`` with its inputs and outputs renamed (external data stays where it is)."""
+    import onnx
+
+    from deploytool.formats.onnx import rename_io
+
+    mapping = {old: new for old, new in names.items() if old != new}
+    if not mapping:
+        return
+    model = onnx.load(str(path), load_external_data=False)
+    rename_io(model.graph, mapping)
+    onnx.save(model, str(path))
+
+
 @dataclass(frozen=True)
 class Onnx2tf:
     """onnx2tf on one ONNX artifact, set up once: the SavedModel's routes and the TFLite formats' rebuilt
@@ -192,14 +250,21 @@ class Onnx2tf:
                          "param_replacement_file": "(empty: onnx2tf's automatic search for one is off)"}
         if self.pseudo_ops:
             options["replace_to_pseudo_operators"] = list(self.pseudo_ops)
+        renamed = {old: new for old, new in self.names().items() if old != new}
+        if renamed:
+            options["renamed"] = renamed
         return options
+
+    def names(self) -> dict[str, str]:
+        """Each ONNX input and output -> the name onnx2tf sees (``tf_names``)."""
+        return tf_names(self.contract)
 
     def _kwargs(self, out: Path) -> dict:
         kwargs: dict = dict(output_folder_path=str(out.resolve()), output_signaturedefs=True, non_verbose=True)
         if self.keep_layout:
             # onnx2tf accepts only 3-5-D inputs here (an AssertionError otherwise); lower ranks are never transposed.
-            kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [s.feed_name for s in self.contract.inputs
-                                                               if 3 <= len(s.shape) <= 5]
+            kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = [self.names()[s.feed_name] for s in
+                                                               self.contract.inputs if 3 <= len(s.shape) <= 5]
         kwargs["not_use_onnxsim"] = True  # onnxsim is not a dependency; onnx2tf would shell out to it and fail
         # onnx2tf 1.28.8, on any conversion error and without a parameter-replacement file, searches for one
         # itself ("Attempting automatic JSON generation", utils/json_auto_generator.py combine_fixes): on
@@ -228,6 +293,7 @@ class Onnx2tf:
             for rel in onnx_external_data(self.onnx_path):  # the ONNX file's external data files, beside the copy
                 (dest.parent / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.onnx_path.parent / rel, dest.parent / rel)
+        _rename_copy(dest, self.names())
         _place_calibration_stand_in(self.workdir)
         with _cwd(self.workdir):
             _convert(onnx2tf, {**self._kwargs(out), "input_onnx_file_path": str(dest)})
@@ -274,8 +340,9 @@ def from_onnx(ctx: ExportContext) -> ExportResult:
         reason = route.failed[0].split(": ", 1)[-1]
         notes.append(fixed_dims_note(fixed_by, f"onnx2tf could not convert the dynamic graph: {reason}"))
         options["fixed_dims"] = fixed_by
-    contract = savedmodel_contract(parent_contract, ctx.out_path, keep_layout)
+    contract = savedmodel_contract(parent_contract, ctx.out_path, keep_layout, tool.names())
     contract.fixed_dims = {**contract.fixed_dims, **fixed_by}
+    notes += [n for n in [renamed_note(contract)] if n]
     notes += [f"{s.name}: layout {s.layout} (perm {s.perm})" for s in contract.inputs + contract.outputs if s.perm]
     return ExportResult(contract=contract, options=options, notes=notes, route=route,
                         exporter_version=f"onnx2tf {onnx2tf.__version__}, tensorflow {tf.__version__}")

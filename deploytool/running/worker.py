@@ -191,7 +191,7 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
 
 
 def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:
-    from deploytool.formats import ExportContext, RoutesFailed, plan
+    from deploytool.formats import ExportContext, RoutesFailed, names_merged, plan
 
     fmt = plan(job.framework)[job.format]  # the format as made from this kind of source
     loaded = _State.loaded
@@ -209,6 +209,10 @@ def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:
     t0 = time.perf_counter()
     try:
         res = fmt.convert(ctx)
+        merged = names_merged(res.contract)
+        if merged:  # decided here, for every format: the coordinator removes the artifact
+            return jobs.FormatExported(status=jobs.ArtifactStatus.FAILED, seconds=time.perf_counter() - t0,
+                                       error=f"{res.exporter or fmt.exporter}: {merged}")
         return jobs.FormatExported(status=jobs.ArtifactStatus.OK, seconds=time.perf_counter() - t0,
                                    contract=res.contract, exporter=res.exporter or fmt.exporter,
                                    exporter_version=res.exporter_version, options=res.options, notes=res.notes,
