@@ -220,16 +220,32 @@ def _judge_with(tmp_path, ref, got, fmt="onnx", also=None):
 def test_one_sample_passes_with_a_note_that_variation_was_not_checked(tmp_path):
     chk = _judge(tmp_path, _ref(n=1))["onnx"]
     assert chk.status == CheckStatus.PASS
-    assert any("cannot be told from the 1 main golden sample" in n for n in chk.notes)
+    assert any("cannot be told from the 1 main golden sample" in n and "only an artifact returning all zeros could "
+               "be tried" in n for n in chk.notes)
+    assert [d["passed"] for d in chk.sets["main"]["logits"]["decoys"]] == [False, None, None]
     assert "cannot be told" in validate_table(_manifest({"onnx": chk}), {"onnx": chk})
 
 
-def test_tiny_references_are_noted_as_judged_on_absolute_error(tmp_path):
-    ref = {k: v * np.float32(1e-30) for k, v in _ref().items()}
-    checks = _judge(tmp_path, ref)
-    assert checks["tflite_fp16"].status == CheckStatus.PASS
-    assert checks["tflite_fp16"].basis.startswith("judged on absolute error")
-    assert not checks["onnx"].notes  # fp32 is elementwise: no statistical gate to replace
+def test_tiny_references_are_vacuous_in_every_tier_and_pass_scaled(tmp_path):
+    """Issue 22 item 2: an output far below the fp32 atol, and below the fp16 resolution (judged on absolute
+    error there), passes an artifact that returns zeros: no plain PASS. The same output scaled passes."""
+    ref = _ref()
+    checks = _judge(tmp_path, {k: v * np.float32(1e-30) for k, v in ref.items()})
+    for fmt, basis in (("onnx", "judged on elementwise atol/rtol (fp32 tier)"),
+                       ("tflite_fp16", "judged on absolute error (max 6.1e-05: reference below the fp16 resolution)")):
+        chk = checks[fmt]
+        assert chk.status == CheckStatus.VACUOUS, (fmt, chk.reason)
+        assert chk.basis == f"{basis}, which an artifact returning all zeros or the per-element mean over the " \
+                            "golden samples or another sample's reference would pass too: proves nothing"
+        assert "an artifact returning all zeros would pass too (max abs error" in chk.reason
+        assert "'logits'" in chk.reason and "'aux'" in chk.reason and "tighten the tolerance" in chk.reason
+        assert "likely causes" not in chk.reason  # the reference varies: not a head that did not load
+        assert chk.sets["main"]["logits"]["reference"]["status"] == "varies"
+        assert chk.sets["main"]["logits"]["reference"]["vacuous"]
+    assert exit_code(checks, strict=False) == errors.PARITY
+    scaled = _judge(tmp_path, ref)
+    assert {c.status for c in scaled.values()} == {CheckStatus.PASS}
+    assert not any(d["passed"] for d in scaled["onnx"].sets["main"]["logits"]["decoys"])
 
 
 def test_accepted_names_must_be_outputs():

@@ -16,6 +16,14 @@ hands the plan back to that worker to fill (a two-phase job); the worker decides
   seeded generator at ``seed + CALIB_SEED_OFFSET``, disjoint from the golden seeds) or
   ``--calib-data``. Never drawn from random noise for a model that has no generator of its own.
 
+Coverage: integer inputs are drawn across their range: declared (``--input-range``, a zoo module's INPUTS),
+else read from the model by the source (the rows of the embedding / table the input indexes), else the range
+the user's example inputs span; float inputs without a declared range take their example inputs' range. An
+integer input with none of these is drawn from [0, 2) only: each set's ``coverage`` (per input: the values'
+range, how many distinct ones, where the range came from) marks it weak, every check on such a set is a PASS
+with a coverage warning (``ArtifactCheck.coverage``), and ``--strict`` fails it (exit 7, ``judge.exit_code``).
+User data (``--data``) is taken as it is.
+
 Labels: an ``.npz`` key ``labels`` labels the first classifier output (the first output when none
 is marked a classifier); ``labels:OUTPUT`` names the output. One integer class per sample.
 """
@@ -23,10 +31,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deploytool.core.contract import Contract
+from deploytool.core.contract import INT_DTYPES, Contract
+
+if TYPE_CHECKING:  # results and jobs import this module
+    from deploytool.results import ArtifactCheck
 
 MAIN, ALT, DATA, LABELLED = "main", "alt", "data", "labelled"
 DEFAULT_SAMPLES = 16
@@ -146,3 +158,64 @@ def applicable_sets(contract: Contract, sets: list[GoldenSet]) -> tuple[list[Gol
         else:
             ok.append(s)
     return ok, skipped
+
+
+def coverage(contract: Contract, inputs: dict[str, np.ndarray], given: bool = False) -> dict[str, dict]:
+    """Per input, what a golden set's inputs cover: {"range": [min, max] of the values, "distinct": how many
+    values, "range_from": where the range drawn from came from; "weak": true for an integer input drawn with no
+    range known (``given``: the user's own data, taken as it is, never weak)}."""
+    out: dict[str, dict] = {}
+    for spec in contract.inputs:
+        a = np.asarray(inputs[spec.name])
+        entry: dict = {"range": [a.min().item(), a.max().item()] if a.size else [], "distinct": int(np.unique(a).size)}
+        if given:
+            entry["range_from"] = "the user's data"
+        elif spec.range is not None:
+            entry["range_from"] = spec.range_from or "declared"
+        elif spec.dtype in INT_DTYPES:
+            entry["weak"] = True
+        out[spec.name] = entry
+    return out
+
+
+def weak_text(sets: dict[str, dict[str, dict]]) -> str:
+    """The coverage warning for the sets a check ran on (``coverage`` per set), or "" when they cover the model."""
+    weak = {name: e for per_input in sets.values() for name, e in per_input.items() if e.get("weak")}
+    if not weak:
+        return ""
+    parts = [f"{name!r} only {e['distinct']} distinct values in [{', '.join(map(str, e['range']))}]"
+             for name, e in weak.items()]
+    flags = " ".join(f"--input-range {name}:LOW:HIGH" for name in weak)
+    return (f"WEAK COVERAGE: integer input {'; '.join(parts)} (no range declared, none readable from the model "
+            f"or example inputs); {flags} exercises it (--strict fails this)")
+
+
+def static_text(contract: Contract) -> str:
+    """The note for dims a factory's example inputs fixed although the model takes other sizes there, naming the
+    option that makes them dynamic; "" when there are none."""
+    if not contract.example_static:
+        return ""
+    parts, flags = [], []
+    for spec in contract.inputs:
+        axes = contract.example_static.get(spec.name)
+        if not axes:
+            continue
+        sizes = ", ".join(str(spec.shape[a]) for a in axes)
+        parts.append(f"{spec.name!r} axis {', '.join(map(str, axes))} (size {sizes})")
+        dims = [("batch" if a == 0 else f"dim{a}") if a in axes else str(d) for a, d in enumerate(spec.shape)]
+        flags.append(f"--input '{spec.name}:{' x '.join(dims)}:{spec.dtype}'")
+    return (f"static: {'; '.join(parts)} stays at the example inputs' size although the model takes others; "
+            f"{' '.join(flags)} makes them dynamic")
+
+
+def annotate(checks: dict[str, ArtifactCheck], contract: Contract, sets: dict[str, dict[str, dict]]) -> None:
+    """Each check that ran on golden sets gets the coverage warning of those sets (``sets``: coverage per set,
+    as the manifest records it) and the note on dims the example inputs left static."""
+    static = static_text(contract)
+    for chk in checks.values():
+        ran = {name: sets[name] for name in chk.sets if name in sets}
+        if not chk.sets:
+            continue
+        chk.coverage = weak_text(ran)
+        if static and static not in chk.notes:
+            chk.notes.append(static)

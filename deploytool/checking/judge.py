@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deploytool.checking import parity
+from deploytool.checking import informative, parity
 from deploytool.checking.golden import GoldenSet
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract
@@ -52,7 +52,8 @@ class Rules:
     ``tolerances``: overrides of the tiers (``parity.Tolerances``; one that applies makes its output gate).
     ``max_drop``: {format, target key or "*": points} accuracy gates on a labelled set (else the tier's
     default); an ``accuracy_gated`` tier (int8) is then judged on accuracy, its tensor metrics reported only.
-    ``accept_constant``: outputs ("*": all) whose reference may be constant (``reference_check``).
+    ``accept_constant``: outputs ("*": all) whose check may be uninformative: a trivial artifact would pass it
+    (``informative``; a constant reference is one case): ``--accept-uninformative``, ``--accept-constant-output``.
     """
 
     tolerances: parity.Tolerances = field(default_factory=parity.Tolerances)
@@ -81,6 +82,15 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
     tolerances, max_drop, accept_constant = rules.tolerances, rules.max_drop, rules.accept_constant
     checks = Checks()
     refcheck = reference_check(contract, sets, references)
+    decoy_cache: dict[tuple, list[informative.Decoy]] = {}  # the same check on the same reference: judged once
+
+    def tensor_decoys(set_name: str, output: str, tier: parity.Tier, classifier: bool,
+                      resolution: float | None) -> list[informative.Decoy]:
+        key = (set_name, output, tier, classifier, resolution)
+        if key not in decoy_cache:
+            decoy_cache[key] = informative.trivial_passes(
+                references[set_name][output], _tensor_rule(references[set_name][output], tier, classifier, resolution))
+        return decoy_cache[key]
     loaded: dict[str, dict | None] = {}  # each set's inputs read once, only where a reference is constant
 
     def set_inputs(s: GoldenSet) -> dict | None:
@@ -142,6 +152,7 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
         waived_output = labelled_set.labelled_output if labelled_set and base_tier.accuracy_gated else None
         parent_keys = _parent_keys(target, fmt.parent, formats, keys)
         bases: dict[str, list[str]] = {}  # gating output -> what its verdicts were decided on (per set)
+        trivial: dict[str, tuple[str, list[informative.Decoy]]] = {}  # output -> (first set, decoys that pass)
         for set_name, out_path in run.outputs.items():
             got = npz.load(out_path)
             produced[key][set_name] = got
@@ -165,8 +176,10 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                 structural = not verdict.metrics.shape_ok or bool(verdict.metrics.nonfinite_new) or \
                     bool(verdict.metrics.nonfinite_ref) or str(got[spec.name].dtype) != spec.dtype
                 gating = structural or spec.name != waived_output or bool(overrides)
-                chk.sets[set_name][spec.name] = {**verdict.to_dict(), "gating": gating,
-                                                 "reference": refcheck[set_name][spec.name].to_dict()}
+                tried = tensor_decoys(set_name, spec.name, tier, classifier, resolution) \
+                    if verdict.passed and gating else []
+                _record_decoys(chk.sets[set_name], spec.name, verdict.to_dict(), gating, tried,
+                               refcheck[set_name][spec.name], set_name, trivial)
                 if gating:
                     bases.setdefault(spec.name, []).append(verdict.judged_on)
                 else:  # its tensor metrics are reported only: say so where they are read
@@ -187,11 +200,14 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
             if failure:
                 failures.append(failure)
             accuracy_basis = _accuracy_basis(chk.accuracy) if chk.accuracy else None
+            if waived_output and not failure:  # decoys judged by the accuracy rule that gates this output
+                _accuracy_decoys(chk, labelled, references[labelled.name][waived_output], limit, base_tier.min_top1,
+                                 trivial)
         chk.basis = _basis(bases, accuracy_basis, waived_output)
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")
-        _vacuity(chk, refcheck, accept_constant or [], set_inputs, sets)
+        _informativeness(chk, trivial, refcheck, accept_constant or [], set_inputs, sets)
     for chk in checks.values():
         if chk.status == CheckStatus.FAIL:
             chk.hop_from, chk.hop_to = blame_targets(chk.target, checks, framework)
@@ -224,11 +240,12 @@ def reference_check(contract: Contract, sets: list[GoldenSet],
 
 
 def check_accepted(contract: Contract, accept: list[str] | None) -> list[str]:
-    """``--accept-constant-output`` names: outputs of the contract, or "*" (ValueError otherwise)."""
+    """``--accept-uninformative`` (``--accept-constant-output``) names: outputs of the contract, or "*"
+    (ValueError otherwise)."""
     accept = [accept] if isinstance(accept, str) else accept
     unknown = [n for n in accept or [] if n != "*" and n not in contract.output_names]
     if unknown:
-        raise ValueError(f"--accept-constant-output {', '.join(unknown)}: no such output (the outputs are "
+        raise ValueError(f"--accept-uninformative {', '.join(unknown)}: no such output (the outputs are "
                          f"{', '.join(contract.output_names)}; '*' accepts all)")
     return list(accept or [])
 
@@ -274,62 +291,141 @@ def _step(rec: ArtifactRecord, output: str) -> float | None:
     return float(spec.quant[0]) if spec is not None and spec.quant else None
 
 
-def _vacuity(chk: ArtifactCheck, refcheck: dict, accept: list[str], inputs: Callable, sets: list[GoldenSet]) -> None:
-    """A check that passed against a reference output that does not vary is not a pass: VACUOUS (or
-    CONSTANT_ACCEPTED for outputs the user accepted). A failure stays a failure."""
-    vacuous: list[str] = []
-    names: list[str] = []
-    accepted: list[str] = []
-    seen: set[str] = set()  # outputs already named (once, on the first set where they are constant)
+def _tensor_rule(ref: np.ndarray, tier: parity.Tier, classifier: bool, resolution: float | None) -> Callable:
+    """The tensor check an artifact's output gets (``parity.check``), as the informativeness rule calls it on a
+    decoy: candidate -> (passed, what it measured)."""
+    def verdict_of(candidate: np.ndarray) -> tuple[bool, str]:
+        v = parity.check(candidate, ref, tier, classifier, resolution)
+        m = v.metrics
+        measured = f"max abs error {m.max_abs:.3g}"
+        if tier.gate == "statistical" and v.basis != "absolute":
+            measured += f", cosine {m.cosine:.4f}, SQNR {m.sqnr_db:.1f} dB"
+            measured += f", top-1 agreement {m.top1_agreement:.0%}" if m.top1_agreement is not None else ""
+        return v.passed, f"{measured} on {v.judged_on}"
+    return verdict_of
+
+
+def _accuracy_rule(s: GoldenSet, ref: np.ndarray, limit: float | None, min_agreement: float | None) -> Callable:
+    """The task-accuracy gate of a labelled set (``_accuracy_gate``) as the informativeness rule calls it."""
+    labels = _labels(s)
+
+    def verdict_of(candidate: np.ndarray) -> tuple[bool, str]:
+        gate = _accuracy_gate(candidate, ref, labels, limit, min_agreement)
+        return gate["passed"], (f"accuracy {gate['accuracy']:.1%} vs the source's {gate['source_accuracy']:.1%}, "
+                                f"top-1 agreement {gate['top1_agreement']:.0%} on task accuracy on the {s.name} set")
+    return verdict_of
+
+
+def _accuracy_decoys(chk: ArtifactCheck, s: GoldenSet, ref: np.ndarray, limit: float | None,
+                     min_agreement: float | None, trivial: dict) -> None:
+    """The decoys of an output judged on task accuracy, by that rule (``_accuracy_rule``): kept in
+    ``chk.accuracy``, and in ``trivial`` when one passes."""
+    tried = informative.trivial_passes(ref, _accuracy_rule(s, ref, limit, min_agreement))
+    if chk.accuracy is not None:  # set by ``_accuracy`` on the same set
+        chk.accuracy["decoys"] = [d.to_dict() for d in tried]
+    if informative.passing(tried):
+        trivial.setdefault(s.labelled_output, (s.name, informative.passing(tried)))
+
+
+def _record_decoys(per_set: dict, output: str, verdict: dict, gating: bool, tried: list[informative.Decoy],
+                   variation: parity.Variation, set_name: str, trivial: dict) -> None:
+    """One output's verdict as ``chk.sets`` holds it, with the decoys tried against it; its reference counts as
+    ``vacuous`` when it does not vary or when a decoy passes the same check, and the first set where a decoy
+    passes is kept in ``trivial`` for ``_informativeness``."""
+    passed = informative.passing(tried)
+    per_set[output] = {**verdict, "gating": gating, "decoys": [d.to_dict() for d in tried],
+                       "reference": {**variation.to_dict(), "vacuous": variation.vacuous or bool(passed)}}
+    if passed:
+        trivial.setdefault(output, (set_name, passed))
+
+
+TOO_FINE = ("the tolerance cannot tell a wrong artifact from this output: its values are too small, or vary too "
+            "little across the golden samples; tighten the tolerance for it (--atol FMT:OUTPUT=VALUE), scale the "
+            "output, or widen the golden inputs (--input-range, --data)")
+
+
+def _uninformative(output: str, set_name: str, passed: list[informative.Decoy], v: parity.Variation,
+                   inputs: Callable, sets: list[GoldenSet]) -> tuple[str, str]:
+    """(what makes one output's check uninformative, what likely causes it) for a reason line."""
+    decoys = "; ".join(d.describe() for d in passed)
+    if not v.vacuous:
+        return f"output {output!r} on the {set_name} set: {decoys}", TOO_FINE
+    text = v.describe(output, set_name)
+    given = next((s for s in sets if s.name == set_name), None)
+    got = inputs(given) if given is not None else None
+    if got is not None and not parity.inputs_vary(got):
+        text += " (the golden inputs themselves are identical across samples)"
+    elif got:  # the range the inputs covered: is it the one the model expects?
+        text += f" (golden inputs: {parity.input_ranges(got)})"
+    return f"{text}: {decoys}", LIKELY_CAUSES
+
+
+def _informativeness(chk: ArtifactCheck, trivial: dict[str, tuple[str, list[informative.Decoy]]], refcheck: dict,
+                     accept: list[str], inputs: Callable, sets: list[GoldenSet]) -> None:
+    """A check that passed is not a pass when a trivial artifact (``informative.DECOYS``) would pass it too:
+    VACUOUS (or CONSTANT_ACCEPTED for outputs the user accepted). A failure stays a failure."""
     for set_name in chk.sets:
         for output in chk.sets[set_name]:
             v = refcheck[set_name][output]
-            text = v.describe(output, set_name)
             if v.status == "one_sample" and all(refcheck[s][output].status == "one_sample" for s in chk.sets):
-                _note(chk, text)
-            if not v.vacuous or output in seen:
-                continue
-            seen.add(output)
-            given = next((s for s in sets if s.name == set_name), None)
-            got = inputs(given) if given is not None else None
-            if got is not None and not parity.inputs_vary(got):
-                text += " (the golden inputs themselves are identical across samples)"
-            elif got:  # the range the inputs covered: is it the one the model expects?
-                text += f" (golden inputs: {parity.input_ranges(got)})"
-            if "*" in accept or output in accept:
-                accepted.append(text)
-            else:
-                vacuous.append(text)
-                names.append(output)
-    if chk.status != CheckStatus.PASS:
+                _note(chk, f"{v.describe(output, set_name)}; only an artifact returning all zeros could be tried "
+                           "against it (the mean and a shuffle of one sample are that sample)")
+    if chk.status != CheckStatus.PASS or not trivial:
         return
+    vacuous: list[str] = []
+    causes: list[str] = []
+    accepted: list[str] = []
+    for output, (set_name, passed) in trivial.items():
+        text, cause = _uninformative(output, set_name, passed, refcheck[set_name][output], inputs, sets)
+        if "*" in accept or output in accept:
+            accepted.append(text)
+        else:
+            vacuous.append(text)
+            causes.append(cause)
+    names = [o for o in trivial if not ("*" in accept or o in accept)]
+    which = " or ".join(dict.fromkeys(informative.DECOYS[d.name] for _, passed in trivial.values() for d in passed))
     if vacuous:
         chk.status = CheckStatus.VACUOUS
-        chk.basis = "judged on a reference that does not vary with the input: proves nothing"
-        chk.reason = (f"vacuous check: {'; '.join(vacuous)}: it would pass any artifact that outputs that; "
-                      f"{LIKELY_CAUSES}; {' '.join(f'--accept-constant-output {n}' for n in names)} accepts it")
-    elif accepted:
+        chk.basis = f"{chk.basis}, which an artifact returning {which} would pass too: proves nothing"
+        chk.reason = (f"vacuous check: {'; '.join(vacuous)}; {'; '.join(dict.fromkeys(causes))}; "
+                      f"{' '.join(f'--accept-uninformative {n}' for n in names)} accepts it")
+    else:
         chk.status = CheckStatus.CONSTANT_ACCEPTED
-        chk.basis = f"{chk.basis}, against a constant reference (accepted)"
-        chk.reason = f"not a full pass: {'; '.join(accepted)} (accepted with --accept-constant-output)"
+        chk.basis = f"{chk.basis}, which an artifact returning {which} would pass too (accepted)"
+        chk.reason = f"not a full pass: {'; '.join(accepted)} (accepted with --accept-uninformative)"
+
+
+def _labels(s: GoldenSet) -> np.ndarray:
+    return npz.load(s.labels)["labels"] if s.labels else np.zeros(0, np.int64)
+
+
+def _accuracy_gate(got: np.ndarray, ref: np.ndarray, labels: np.ndarray, limit: float | None,
+                   min_agreement: float | None) -> dict:
+    """The task-accuracy rule on one labelled output: the artifact's top-1 accuracy against the labels, its drop
+    in points from the source's (at most ``limit``), and its top-1 agreement with the source's (at least
+    ``min_agreement``)."""
+    acc, src = parity.accuracy(got, labels), parity.accuracy(ref, labels)
+    drop = (src - acc) * 100
+    agreement = parity.top1_agreement(got, ref)
+    dropped = limit is not None and drop > limit + 1e-9
+    disagrees = min_agreement is not None and agreement < min_agreement
+    return {"accuracy": acc, "source_accuracy": src, "drop_points": drop, "top1_agreement": agreement,
+            "max_drop_points": limit, "min_top1_agreement": min_agreement, "dropped": dropped,
+            "disagrees": disagrees, "passed": not (dropped or disagrees)}
 
 
 def _accuracy(chk: ArtifactCheck, s: GoldenSet, got: dict, ref: dict, limit: float | None,
               min_agreement: float | None) -> str | None:
-    """Task accuracy of the artifact and of the source on a labelled set; the failure line when the
-    drop exceeds ``limit`` points. ``min_agreement``: when accuracy stands in for the closeness checks
-    (int8), the artifact's top-1 must also agree with the source's on that many samples: a source
-    near chance level would otherwise let any garbage of the same accuracy pass."""
+    """Task accuracy of the artifact and of the source on a labelled set (``_accuracy_gate``); the failure line
+    when the drop exceeds ``limit`` points. ``min_agreement``: when accuracy stands in for the closeness checks
+    (int8), the artifact's top-1 must also agree with the source's on that many samples: a source near chance
+    level would otherwise let any garbage of the same accuracy pass."""
     out = s.labelled_output or ""
-    labels = npz.load(s.labels)["labels"] if s.labels else np.zeros(0, np.int64)
-    acc, src = parity.accuracy(got[out], labels), parity.accuracy(ref[out], labels)
-    drop = (src - acc) * 100
-    agreement = parity.top1_agreement(got[out], ref[out])
-    dropped = limit is not None and drop > limit + 1e-9
-    disagrees = min_agreement is not None and agreement < min_agreement
-    chk.accuracy = {"set": s.name, "output": out, "samples": int(len(labels)), "accuracy": acc, "source_accuracy": src,
-                    "drop_points": drop, "top1_agreement": agreement, "max_drop_points": limit,
-                    "min_top1_agreement": min_agreement, "passed": not (dropped or disagrees)}
+    labels = _labels(s)
+    gate = _accuracy_gate(got[out], ref[out], labels, limit, min_agreement)
+    dropped, disagrees = gate.pop("dropped"), gate.pop("disagrees")
+    chk.accuracy = {"set": s.name, "output": out, "samples": int(len(labels)), **gate}
+    acc, src, drop, agreement = gate["accuracy"], gate["source_accuracy"], gate["drop_points"], gate["top1_agreement"]
     problems = []
     if dropped:
         problems.append(f"accuracy {acc:.2%} on the {s.name} set is {drop:.2f} points below the source's {src:.2%} "
@@ -406,13 +502,16 @@ EXIT_CODE_OF = {CheckStatus.FAIL: errors.PARITY, CheckStatus.VACUOUS: errors.PAR
 def exit_code(checks: dict[str, ArtifactCheck], strict: bool, runtimes: list[str] | None = None) -> int:
     """The worst exit code of the checks. ``strict``: a target skipped for a missing runtime fails (exit 7)
     when that runtime is its artifact's default one or was asked for (``runtimes``); a further runtime
-    that is merely not installed here (OpenVINO for an ``onnx`` artifact) stays a skip."""
+    that is merely not installed here (OpenVINO for an ``onnx`` artifact) stays a skip; and a PASS on golden
+    inputs that covered an integer input weakly (``ArtifactCheck.coverage``) fails too (exit 7)."""
     formats = plan()
 
     def code(c: ArtifactCheck) -> int:
         if c.status == CheckStatus.SKIPPED:
             required = c.runtime in (runtimes or []) or (c.format in formats and c.runtime == formats[c.format].runtime)
             return errors.SKIPPED if strict and required else errors.OK
+        if c.status == CheckStatus.PASS and c.coverage:
+            return errors.SKIPPED if strict else errors.OK
         return EXIT_CODE_OF.get(c.status, errors.OK)
 
     return errors.worst(code(c) for c in checks.values())

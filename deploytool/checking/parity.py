@@ -5,8 +5,9 @@ Reduced-precision tiers (fp16, int8) are gated on cosine similarity, SQNR and to
 because elementwise tolerances are the wrong lens for quantisation noise; a reference below the
 tier's resolution (``Tier.resolution``: what the precision cannot represent) is judged on absolute
 error against it instead, since cosine/SQNR of vectors the precision flushed to zero are undefined.
-``variation`` says whether a reference varies with the input at all (judge.py makes a check against
-one that does not VACUOUS). Every result also carries the smallest atol (at the tier's rtol) and
+``variation`` says whether a reference varies with the input at all (for the reason line; whether a check
+proves anything is decided by informative.py: would an artifact returning zeros, the mean or another
+sample's reference pass it too?). Every result also carries the smallest atol (at the tier's rtol) and
 the smallest rtol (at its atol) that would have passed, as Polygraphy prints.
 """
 from __future__ import annotations

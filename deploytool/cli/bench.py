@@ -47,6 +47,10 @@ if TYPE_CHECKING:
               help="Warm-up time (s, at least).")
 @click.option("--max-time", default=60.0, show_default=True, type=click.FloatRange(0), help="Hard cap per row (s).")
 @click.option("--no-source", is_flag=True, help="Do not time the source model baseline.")
+@click.option("--source", metavar="MODEL", help="Allow running the bundle's source model where it is Python (a "
+              "model .py file or file.py:factory / package.module:factory) to time it as the baseline row; named as "
+              "export's --model, it must be the one the manifest records (else exit 2). Without it no code a bundle "
+              "names is run (that row is SKIPPED).")
 @click.option("--no-peak", is_flag=True, help="Do not probe this machine's fp32 GEMM peak (no % of peak per row).")
 @click.option("--compare", type=click.Path(file_okay=False), help="Baseline bundle: time both interleaved (A B A B) "
               "and flag rows whose p50 is slower than the baseline's by more than --threshold (exit 9).")
@@ -115,6 +119,6 @@ def bench_options(kw: dict) -> BenchOptions:
                         threads=parse_int_list(",".join(kw["threads"]), "threads"),
                         batches=parse_int_list(",".join(kw["batch"]), "batch"),
                         protocol=protocol, compare=kw["compare"], threshold=kw["threshold"], rounds=kw["rounds"],
-                        strict=kw["strict"], with_source=not kw["no_source"], reports_dir=kw["reports"],
-                        verify_key=kw["verify_key"], timeout=kw["timeout"], machine_name=kw["machine_name"],
-                        gemm_peak=not kw["no_peak"])
+                        strict=kw["strict"], with_source=not kw["no_source"], source=kw["source"],
+                        reports_dir=kw["reports"], verify_key=kw["verify_key"], timeout=kw["timeout"],
+                        machine_name=kw["machine_name"], gemm_peak=not kw["no_peak"])

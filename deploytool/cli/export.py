@@ -142,6 +142,8 @@ def export_command(model, formats, atol, rtol, max_accuracy_drop, as_json, wide,
             click.echo(f"deploytool: error: {model}/{name}: {chk.reason}", err=True)
         elif chk.status == CheckStatus.CONSTANT_ACCEPTED:
             click.echo(f"deploytool: warning: {model}/{name}: {chk.reason}", err=True)
+        elif chk.coverage:  # a PASS on weakly covered inputs (--strict: exit 7)
+            click.echo(f"deploytool: warning: {model}/{name}: {chk.coverage}", err=True)
     if debug and outcome.exit_code:
         click.echo(f"[deploytool] worker logs: {outcome.bundle / 'logs'}", err=True)
     github_output(github, lambda gh: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,

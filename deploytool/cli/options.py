@@ -130,10 +130,14 @@ def accuracy_option(f):
 
 
 def accept_constant_option(f):
-    return click.option("--accept-constant-output", "accept_constant", multiple=True, metavar="OUTPUT|*",
-                        help="Accept a reference output that does not vary with the input across the golden samples "
+    return click.option("--accept-uninformative", "--accept-constant-output", "accept_constant", multiple=True,
+                        metavar="OUTPUT|*",
+                        help="Accept a check of this output that a trivial artifact would pass too (one returning "
+                             "all zeros, the per-element mean over the golden samples, or another sample's output): "
+                             "a reference constant across the samples, or too small or too uniform for its tolerance "
                              "(repeatable; '*': all). Otherwise such a check is VACUOUS and fails (exit 5); accepted, "
-                             "it is CONSTANT_ACCEPTED: not a failure, not a pass.")(f)
+                             "it is CONSTANT_ACCEPTED: not a failure, not a pass. --accept-constant-output is the same "
+                             "option.")(f)
 
 
 def tolerance_options(f):
@@ -171,9 +175,10 @@ def runtime_option(lead: str):
 
 
 def strict_option(f):
-    return click.option("--strict", is_flag=True, help="A target skipped because its runtime is not installed here "
-                        "fails the run (exit 7) when that runtime is its artifact's own or one asked for with "
-                        "--runtime.")(f)
+    return click.option("--strict", is_flag=True, help="Fail the run (exit 7) on an incomplete check: a target skipped "
+                        "because its runtime is not installed here (when that runtime is its artifact's own or one "
+                        "asked for with --runtime), or a PASS on golden inputs that covered an integer input weakly "
+                        "(no known range).")(f)
 
 
 def verify_option(f):

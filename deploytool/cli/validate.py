@@ -37,6 +37,10 @@ from deploytool.targets import split_names
 @runtime_option("Check only the targets on these runtimes")
 @click.option("--data", type=click.Path(dir_okay=False), help="Your own inputs: .npz with the contract's input names "
               "(rows of a dynamic first dim are samples). Needs the source model to compute references.")
+@click.option("--source", metavar="MODEL", help="Allow running the bundle's source model where it is Python (a "
+              "model .py file or file.py:factory / package.module:factory), for --data and for localising a hop "
+              "from the source; named as export's --model, it must be the one the manifest records (else exit 2). "
+              "Without it no code a bundle names is run.")
 @click.option("--samples", type=click.IntRange(1), help="Use the first N golden samples (default: all stored).")
 @tolerance_options
 @strict_option
@@ -87,8 +91,8 @@ def validate_command(bundle, formats, runtimes, atol, rtol, max_accuracy_drop, t
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
         click.echo(f"note: the bundle stores tolerance overrides from its export: {stored.describe()} ({applied})")
     if outcome.manifest.accepted_constant:
-        click.echo("note: the bundle accepts constant reference outputs from its export (--accept-constant-output): "
-                   + ", ".join(outcome.manifest.accepted_constant))
+        click.echo("note: the bundle accepts uninformative checks of these outputs from its export "
+                   "(--accept-uninformative): " + ", ".join(outcome.manifest.accepted_constant))
     model = outcome.manifest.model.name
     sets = ", ".join(f"{s.name} ({s.samples} x {', '.join(f'{k}={v}' for k, v in s.dims.items()) or 'static'})"
                      for s in outcome.sets)
@@ -104,6 +108,8 @@ def validate_command(bundle, formats, runtimes, atol, rtol, max_accuracy_drop, t
             click.echo(f"deploytool: warning: {model}/{name}: skipped: {chk.reason}", err=True)
         elif chk.status == CheckStatus.CONSTANT_ACCEPTED:
             click.echo(f"deploytool: warning: {model}/{name}: {chk.reason}", err=True)
+        elif chk.coverage:  # a PASS on weakly covered inputs (--strict: exit 7)
+            click.echo(f"deploytool: warning: {model}/{name}: {chk.coverage}", err=True)
     github_output(github, lambda gh: gh.check_annotations(model, outcome.manifest, outcome.checks), outcome.bundle,
                    [outcome.reports["json"]])
     sys.exit(outcome.exit_code)

@@ -30,10 +30,11 @@ EXIT_CODES = {
     USAGE: "usage error: bad option or argument",
     MODEL: "the model could not be loaded (unknown name, factory raised, bad inputs); nothing exported",
     EXPORT: "one or more formats failed to export (the others were exported and checked)",
-    PARITY: "an artifact's outputs do not match the reference (parity failure), or the check is vacuous: a reference "
-            "output does not vary with the input (see --accept-constant-output)",
+    PARITY: "an artifact's outputs do not match the reference (parity failure), or the check is vacuous: an artifact "
+            "returning zeros, the mean or another sample's output would pass it too (see --accept-uninformative)",
     RUNTIME: "an artifact failed to load or run in its runtime",
-    SKIPPED: "a runtime was not installed and its check was skipped (only with --strict)",
+    SKIPPED: "a check was incomplete (only with --strict): a runtime was not installed and its check was skipped, or "
+             "the golden inputs covered an integer input weakly",
     BUNDLE: "the bundle is missing, unreadable, of an unknown schema, or corrupt",
     REGRESSION: "bench --compare: a row's p50 latency is slower than the baseline beyond the threshold",
     NO_MATCH: "recommend: no artifact meets the budget",

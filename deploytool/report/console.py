@@ -108,7 +108,8 @@ def export_table(manifest: Manifest, checks: dict, wide: bool = False, width: in
             status = chk.status.upper() if rec.status == ArtifactStatus.OK and chk else rec.status.upper()
             note = (chk.reason if chk and chk.reason else "") or (rec.error or "") or _skipped(chk)
             notes.append((_label(name, chk, len(mine)), "; ".join(filter(None, [
-                note, chk.basis if chk else "", chk.overrides_text() if chk else "", *(chk.notes if chk else []),
+                note, chk.coverage if chk else "", chk.basis if chk else "", chk.overrides_text() if chk else "",
+                *(chk.notes if chk else []),
                 rec.route.text() if rec.route else ""]))))
             rows.append([name, chk.target.where if chk else rec.runtime, status, fmt_err(chk.max_abs if chk else None),
                          rec.tier, human_size(rec.size_bytes),
@@ -153,9 +154,9 @@ def validate_table(manifest: Manifest, checks: dict, wide: bool = False, width: 
                      "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
                      hop, rec.tier, ",".join(chk.sets) or "-"])
         several = sum(1 for c in checks.values() if c.format == name)
-        notes.append((_label(name, chk, several), "; ".join(filter(None, [chk.reason or _skipped(chk), chk.basis,
-                                                                             chk.overrides_text(), *chk.notes,
-                                                    rec.route.text() if rec.route else ""]))))
+        notes.append((_label(name, chk, several), "; ".join(filter(None, [
+            chk.reason or _skipped(chk), chk.coverage, chk.basis, chk.overrides_text(), *chk.notes,
+            rec.route.text() if rec.route else ""]))))
     headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db",
                                     "vs_parent", "tier", "sets"], rows, list(checks.values()), 7)
     return fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine"], wide, width)

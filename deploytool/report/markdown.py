@@ -109,6 +109,21 @@ def _newest_per_machine(files: list[dict]) -> list[dict]:
     return list(newest.values())
 
 
+def coverage_lines(manifest, markdown: bool = True) -> list[str]:
+    """A warning per golden set whose inputs exercise the model weakly (an integer input drawn with no range
+    known), as the manifest records each set's coverage; none when they cover it."""
+    strong = (lambda s: f"**{s}**") if markdown else (lambda s: s)
+    out = []
+    for name, rec in manifest.golden.sets.items():
+        weak = {i: e for i, e in rec.coverage.items() if e.get("weak")}
+        if weak:
+            which = ", ".join(f"{i} ({e['distinct']} distinct values in {e['range']})" for i, e in weak.items())
+            out.append(f"{strong('Weak coverage')}: golden set {name} covers integer input(s) {which} only: no range "
+                       "was declared or readable from the model; every PASS on it is a weak proof "
+                       "(declare --input-range NAME:LOW:HIGH).")
+    return out
+
+
 def _paren(*parts: str) -> str:
     text = ", ".join(p for p in parts if p)
     return f" ({text})" if text else ""
@@ -120,6 +135,7 @@ def render(results) -> str:
     bench_machines = [d["machine"]["name"] for d in results.benches]
     m = results.manifest
     lines = [f"# deploytool report: {m.model.name}", "", verdict_line(views), ""]
+    lines += [f"{line}\n" for line in coverage_lines(m)]
     headers, rows = table(results, views)
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for cells in rows:

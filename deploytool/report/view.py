@@ -16,7 +16,7 @@ from deploytool.running.jobs import FAILING_CHECKS
 FAILURES = tuple(str(s) for s in FAILING_CHECKS)
 EXPORT = "export"  # the machine name of a verdict taken from the manifest (the check export made)
 # What a failing status means, for a headline (a failed export is said from the manifest's status instead)
-FAILURE_KIND = {"fail": "does not match the reference", "vacuous": "vacuous: its reference does not vary",
+FAILURE_KIND = {"fail": "does not match the reference", "vacuous": "vacuous: a trivial artifact would pass its check",
                 "error": "failed to load or run", "corrupt": "refused: its files do not match their hashes",
                 "not_exported": "not exported"}
 EXPORT_KIND = {"failed": "failed to export", "skipped": "not exported: the artifact it is made from failed"}

@@ -64,8 +64,10 @@ class CheckStatus(StrEnum):
     CORRUPT = "corrupt"  # refused before loading (hash mismatch)
     NOT_APPLICABLE = "not_applicable"
     NEEDS_DATA = "needs_data"  # not made: needs calibration data (not a failure)
-    # A reference output does not vary with the input (constant, all zero): the comparison proves nothing.
-    # A failure (exit 5) unless accepted (--accept-constant-output), then CONSTANT_ACCEPTED: not a failure,
+    # The check passed, but a trivial artifact would pass it too (all zeros, the mean over the samples, another
+    # sample's output: checking/informative.py), as against a reference that does not vary with the input or one
+    # too small or too uniform for its tolerance: the comparison proves nothing. A failure (exit 5) unless
+    # accepted (--accept-uninformative, alias --accept-constant-output), then CONSTANT_ACCEPTED: not a failure,
     # and not a pass either.
     VACUOUS = "vacuous"
     CONSTANT_ACCEPTED = "constant_accepted"
