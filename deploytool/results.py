@@ -56,6 +56,9 @@ class ArtifactCheck:
     # What the verdict was decided on, one phrase (``judged on cosine/SQNR/top-1 (int8 tier)``): set where the
     # judge decides it (judge.py), printed as it is by every renderer. Empty: no verdict on the outputs (not run).
     basis: str = ""
+    # Why the golden inputs it ran on exercised the model weakly (golden.weak_text: an integer input drawn with no
+    # known range); empty: they covered it. A PASS with it is not a plain PASS; --strict fails it (exit 7).
+    coverage: str = ""
 
     @property
     def target(self) -> Target:

@@ -30,7 +30,7 @@ from deploytool.results import NOT_IN_BASELINE, BenchRow, Comparison, Relative
 from deploytool.running.jobs import BENCH_MARGIN_S, ArtifactStatus, RowStatus, RunStatus, TimeArtifact
 from deploytool.running.spawn import Worker
 from deploytool.runtimes import RUNTIMES
-from deploytool.sources import kind_of, source_artifact, source_loadable
+from deploytool.sources import check_source_option, kind_of, source_artifact, source_consent, source_loadable
 from deploytool.store import bundle
 from deploytool.store.manifest import FILENAME as MANIFEST
 from deploytool.store.manifest import Manifest
@@ -73,10 +73,12 @@ class BenchOptions:
     on these runtimes (default: every runtime that runs each artifact; one not installed here is a SKIPPED
     row). ``compare``: a baseline bundle, timed interleaved (``rounds`` per side), a p50 ratio above
     ``threshold`` flagging a regression. ``strict``: a skipped row fails the run. ``with_source``: time the
-    source model as the baseline row. ``reports_dir``: where bench.json/csv go (default BUNDLE/reports).
-    ``verify_key``: refuse the bundle unless it is signed with its private key. ``timeout``: the limit for
-    each row's worker (default: ``protocol.max_time`` + BENCH_MARGIN_S). ``gemm_peak``: probe this machine's
-    fp32 GEMM peak once (deploytool.measuring.peak, ~2-10 s in fresh processes) and give each row its
+    source model as the baseline row; ``source``: the bundle's source model as ``export --model`` names it,
+    allowing it to run where it is Python the bundle names (a model file, a factory; without it that row is
+    SKIPPED, saying so; one naming another model is exit 2). ``reports_dir``: where bench.json/csv go (default
+    BUNDLE/reports). ``verify_key``: refuse the bundle unless it is signed with its private key. ``timeout``:
+    the limit for each row's worker (default: ``protocol.max_time`` + BENCH_MARGIN_S). ``gemm_peak``: probe this
+    machine's fp32 GEMM peak once (deploytool.measuring.peak, ~2-10 s in fresh processes) and give each row its
     achieved GFLOP/s and % of that peak."""
 
     formats: list[str] | None = None
@@ -94,6 +96,7 @@ class BenchOptions:
     timeout: float | None = None
     machine_name: str | None = None
     gemm_peak: bool = True
+    source: str | None = None
 
     def __post_init__(self) -> None:
         self.protocol = self.protocol or B.Protocol()  # None (as the API has always taken): the default
@@ -142,8 +145,9 @@ def parse_int_list(text: str, what: str) -> list[int]:
 
 
 def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, work: Path,
-             with_source: bool, runtimes: list[str] | None = None) -> list[Target]:
-    """The source baseline (unless ``with_source`` is off), then every target of the chosen artifacts: each on
+             with_source: bool, runtimes: list[str] | None = None, consent: str | None = None) -> list[Target]:
+    """The source baseline (unless ``with_source`` is off; SKIPPED where it is Python the bundle names and
+    ``consent``, the user's ``--source``, does not name it), then every target of the chosen artifacts: each on
     every runtime that runs it (or those of ``runtimes``)."""
     contract = manifest.contract
     batch_axis0 = all(isinstance(s.shape[0], str) and s.shape[0] == contract.inputs[0].shape[0]
@@ -152,7 +156,7 @@ def _targets(bundle_dir: Path, manifest: Manifest, formats: list[str] | None, wo
     source = manifest.model.source
     # A source that is itself a format (an .onnx file, a SavedModel) is that format's row (copied byte for byte).
     if with_source and kind_of(source).is_format is None:
-        why = source_loadable(source)
+        why = source_loadable(source) or source_consent(source, consent)
         runtime, path, c = source_artifact(source, contract, work)
         targets.append(Target(SOURCE, runtime, path, c, None, batch_axis0, why or "",
                               RowStatus.SKIPPED if why else RowStatus.OK))
@@ -215,6 +219,7 @@ def run(bundle_dir: Path | str, options: BenchOptions | None = None,
     progress = as_progress(progress)
     opened = open_bundle(bundle_dir, opts.verify_key)
     bundle_dir, manifest = opened.root, opened.manifest
+    check_source_option(manifest.model.source, opts.source)  # one naming another model: exit 2, before any run
     work = Path(tempfile.mkdtemp(prefix="deploytool-bench-"))
     try:
         logs = bundle.real_dir(bundle_dir, bundle.LOGS)
@@ -224,7 +229,8 @@ def run(bundle_dir: Path | str, options: BenchOptions | None = None,
     try:
         (work / "a").mkdir()
         inputs = _main_inputs(opened, work / "a")
-        targets = _targets(bundle_dir, manifest, opts.formats, work / "a", opts.with_source, opts.runtimes)
+        targets = _targets(bundle_dir, manifest, opts.formats, work / "a", opts.with_source, opts.runtimes,
+                           opts.source)
         rows: list[BenchRow] = []
         comparison: list[Comparison] | None = None
         if opts.compare is None:
@@ -314,7 +320,7 @@ def _compare(targets: list[Target], opts: BenchOptions, inputs: Path, timing: _T
     baseline = open_bundle(Path(opts.compare))
     (timing.work / "b").mkdir()
     base_targets = {(t.name, t.runtime): t for t in _targets(baseline.root, baseline.manifest, None,
-                                                              timing.work / "b", opts.with_source)}
+                                                              timing.work / "b", opts.with_source, None, opts.source)}
     base_inputs = _main_inputs(baseline, timing.work / "b")
     protocol, rounds = opts.protocol, opts.rounds
     per_round = replace(timing, protocol=replace(protocol, min_time=protocol.min_time / rounds,

@@ -272,6 +272,7 @@ class _Pipeline:
         self.description = ""
         self.versions: dict = {}
         self.sets: list[GoldenSet] = []
+        self.coverage: dict[str, dict[str, dict]] = {}  # set -> input -> what its golden inputs cover
         self.calibration: CalibrationRecord | None = None
         self.labelled_dims: dict[str, int] | None = None
         self.flops: FlopsRecord | None = None
@@ -320,10 +321,12 @@ class _Pipeline:
         unmade = [Target(n, self.plan[n].runtime) for n in self.records if all(t.format != n for t in self.targets)]
         checks = judge.judge(self.contract, self.records, evidence, rules, self.source.framework,
                              self.targets + unmade)
+        golden.annotate(checks, self.contract, self.coverage)
         self._keep_outputs(checks)
         extras = localise_failures(checks, self.records, self.staging, self.sets, self.tolerances, self.work,
                                    self.staging / bundle.LOGS, self.timeout, progress=self.progress,
-                                   source=self.source.to_dict(), contract=self.contract)
+                                   source=self.source.to_dict(), contract=self.contract,
+                                   consent=self.source.ref)  # the user named it: --model
         for key, chk in checks.items():  # every target's summary; the default runtime's is also `check`
             summary = CheckSummary(chk.status, chk.reason, chk.max_abs, chk.hop_blamed, chk.skipped_sets, chk.basis)
             rec = self.records[chk.format]
@@ -430,6 +433,8 @@ class _Pipeline:
                                written.samples.get(p.name, p.samples),
                                self.staging / p.labels if p.labels else None,
                                labelled_output if p.labels else None) for p in plans]
+        self.coverage = {s.name: golden.coverage(self.contract, npz.load(s.inputs), given=s.name == golden.LABELLED
+                                                 and labelled == "given") for s in self.sets}
 
     def _user_data(self, contract: Contract) -> str | None:
         """--calib-data and export --data (labelled), checked against the contract and copied into the
@@ -554,7 +559,7 @@ class _Pipeline:
             sets={s.name: GoldenSetRecord(s.inputs.relative_to(self.staging).as_posix(),
                                           s.reference.relative_to(self.staging).as_posix(), s.dims, s.samples,
                                           s.labels.relative_to(self.staging).as_posix() if s.labels else None,
-                                          s.labelled_output)
+                                          s.labelled_output, self.coverage.get(s.name, {}))
                   for s in self.sets},
             files=bundle.file_records(self.staging, self.staging / bundle.GOLDEN))
         if self.calibration is not None:  # its sha256 is in golden.files; repeated here with its origin

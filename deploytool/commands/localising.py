@@ -5,8 +5,9 @@ After judging, every hop the judge blamed (``parent -> child``) is run again on 
 with their intermediate tensors exposed, under the command's time limit per step; the pure
 ``localise.locate`` then names the first op of the parent whose output the child does not
 reproduce within the child's tier (the parent may be the source itself where its runtime exposes
-tensors: a torch source through forward hooks). The finding goes into the check (its reason, so the table's
-note, JUnit and the repro README say it; ``first_diverging`` in validation.json) and the op's two
+tensors: a torch source through forward hooks; only where the user allowed it to run, ``source_consent``, since a
+model file or factory a bundle names is code of its choosing). The finding goes into the check (its reason, so the
+table's note, JUnit and the repro README say it; ``first_diverging`` in validation.json) and the op's two
 tensors into the repro folder. A hop that cannot be localised says why.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ from deploytool.results import ArtifactCheck, worst_sample
 from deploytool.running import jobs
 from deploytool.running.spawn import Worker
 from deploytool.runtimes import RUNTIMES
-from deploytool.sources import source_artifact, source_loadable
+from deploytool.sources import source_artifact, source_consent, source_loadable
 from deploytool.store.manifest import ArtifactRecord
 
 
@@ -38,11 +39,14 @@ def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, Artif
                       sets: list[GoldenSet], tolerances: parity.Tolerances | None, work: Path, logs: Path,
                       timeout: float,
                       limits: Limits | None = None, progress: Progress | None = None, source: dict | None = None,
-                      contract: Contract | None = None) -> dict[str, dict[str, np.ndarray]]:
+                      contract: Contract | None = None,
+                      consent: str | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Fill ``first_diverging`` (and the reason) of every failing check with a blamed hop; returns,
     per failing artifact, the arrays for its repro folder (``first_diverging.npz``). ``source``
     (the manifest's source reference) and ``contract`` (the source's) let a hop from the source be
-    localised where its runtime exposes tensors (a torch source: forward hooks on its modules)."""
+    localised where its runtime exposes tensors (a torch source: forward hooks on its modules); a source that runs
+    Python the bundle names (a model file, a factory) only when ``consent``, the user's own naming of the source
+    (validate's ``--source``, export's ``--model``), names it too."""
     limits, progress = limits or Limits(), as_progress(progress)
     hops: dict[tuple[str, str], list[str]] = {}  # (parent, child) target keys -> the failing checks blaming it
     for key, chk in checks.items():
@@ -55,7 +59,7 @@ def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, Artif
         progress.stage(f"localising the first diverging op of {hop}")
         try:
             finding, arrays = _localise(hop, parent, child, chk, records, root, sets, tolerances, work, logs,
-                                        timeout, limits, source, contract)
+                                        timeout, limits, source, contract, consent)
         except Exception as e:  # noqa: BLE001 - a diagnostic: the parity failure stands, said plainly, never a crash
             finding, arrays = unavailable(hop, f"localising failed: {short_error(e)}"), {}
         for name in failing:
@@ -68,7 +72,8 @@ def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, Artif
 
 def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: dict[str, ArtifactRecord], root: Path,
               sets: list[GoldenSet], tolerances: parity.Tolerances | None, work: Path, logs: Path, timeout: float,
-              limits: Limits, source: dict | None, contract: Contract | None) -> tuple[Finding, dict[str, np.ndarray]]:
+              limits: Limits, source: dict | None, contract: Contract | None,
+              consent: str | None) -> tuple[Finding, dict[str, np.ndarray]]:
     runnable: dict[str, tuple[str, Path, Contract]] = {}  # what each side runs on: runtime, file, contract
     for side in (parent, child):
         if side == "source":
@@ -77,6 +82,9 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
             why = source_loadable(source)
             if why:
                 return unavailable(hop, f"the source model cannot be loaded here: {why}"), {}
+            why = source_consent(source, consent)
+            if why:
+                return unavailable(hop, why), {}
             runnable[side] = source_artifact(source, contract, work)
         else:
             target = Target.parse(side)

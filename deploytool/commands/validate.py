@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from deploytool.checking import judge
+from deploytool.checking import golden, judge
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.checking.parity import Tolerances
 from deploytool.commands import check_run_options, tolerances_of
@@ -30,7 +30,7 @@ from deploytool.report.validation import write_reports
 from deploytool.results import ArtifactCheck
 from deploytool.running.jobs import CHECK_TIMEOUT_S, ArtifactStatus, RunStatus
 from deploytool.running.pool import RunPool
-from deploytool.sources import source_artifact
+from deploytool.sources import check_source_option, source_artifact, source_consent
 from deploytool.store import bundle
 from deploytool.store.manifest import Manifest
 from deploytool.store.reader import OpenedBundle, open_bundle
@@ -80,7 +80,10 @@ class ValidateOptions:
     plain ``tolerances`` table becomes a checked ``parity.Tolerances``); ``check`` refuses what cannot run.
 
     ``formats``: the artifacts to check (exact names or prefixes; None: all). ``data``: the user's own inputs
-    (references from the source model). ``samples``: the first N golden samples only.
+    (references from the source model). ``source``: the bundle's source model as ``export --model`` names it,
+    allowing it to run (for ``data`` and for localising a hop from the source) where it is Python the bundle
+    names (a model file, a factory); it must name the manifest's source (else exit 2). ``samples``: the first N
+    golden samples only.
     ``tolerances``: this run's overrides, on top of those stored in the bundle (``tier_defaults``: ignore the
     stored ones). ``verify_key``: refuse the bundle unless it is signed with its private key.
     ``timeout``: the limit for each artifact's run. ``accept_constant``: outputs ("*": all) whose reference may
@@ -104,6 +107,7 @@ class ValidateOptions:
     machine_name: str | None = None
     accept_constant: list[str] = field(default_factory=list)
     runtimes: list[str] | None = None
+    source: str | None = None
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -114,6 +118,7 @@ class ValidateOptions:
             self.runtimes = [self.runtimes]
         self.runtimes = list(self.runtimes) or None if self.runtimes is not None else None
         self.data = Path(self.data) if self.data is not None else None
+        self.source = str(self.source) if self.source is not None else None
         self.reports_dir = Path(self.reports_dir) if self.reports_dir else None
         self.json_path = Path(self.json_path) if self.json_path else None
         self.junit_path = Path(self.junit_path) if self.junit_path else None
@@ -147,6 +152,7 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
         raise BundleError(f"bundle {bundle_dir}: artifacts of formats this deploytool does not know: {unknown}")
     names = select_formats(manifest, opts.formats)
     chosen = select_targets(manifest, names, wanted)
+    check_source_option(manifest.model.source, opts.source)  # one naming another model: exit 2, before any run
     # The overrides the bundle was exported with (unless --tier-defaults), then this run's (a more
     # specific key still wins). The checks report each override they applied.
     kept = Tolerances() if opts.tier_defaults else Tolerances.from_dict(manifest.tolerances, "manifest.tolerances")
@@ -162,7 +168,7 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
         sets, references = _sets(opened, opts.samples, work)
         if data is not None:
             progress.stage(f"computing references for {data} on the source model")
-            s, ref = _data_set(bundle_dir, manifest, contract, data, work, timeout)
+            s, ref = _data_set(bundle_dir, manifest, contract, data, work, timeout, opts.source)
             sets.append(s)
             references[s.name] = ref
         records = {n: manifest.artifacts[n] for n in dict.fromkeys(t.format for t in chosen)}
@@ -192,9 +198,10 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
                                   runs.skipped_sets)
         rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant)
         checks = judge.judge(contract, records, evidence, rules, manifest.model.framework, chosen)
+        golden.annotate(checks, contract, {name: rec.coverage for name, rec in manifest.golden.sets.items()})
         extras = localise_failures(checks, manifest.artifacts, bundle_dir, sets, tolerances, work,
                                    _logs(bundle_dir, work), timeout, progress=progress,
-                                   source=manifest.model.source, contract=contract)
+                                   source=manifest.model.source, contract=contract, consent=opts.source)
         try:
             # The bundle's own reports/ only through real directories inside it; --reports is the user's.
             reports_dir = opts.reports_dir or bundle.real_dir(bundle_dir, bundle.REPORTS)
@@ -204,8 +211,8 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
             raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, judge.exit_code(checks, opts.strict, wanted),
-                           time.perf_counter() - t0)
+    code = judge.exit_code(checks, opts.strict, wanted)
+    return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, code, time.perf_counter() - t0)
 
 
 def _options(options: ValidateOptions | Sequence[str] | None, fields: dict[str, Any]) -> ValidateOptions:
@@ -252,11 +259,15 @@ def _sets(opened: OpenedBundle, samples: int | None, work: Path) -> tuple[list[G
     return sets, references
 
 
-def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Path, work: Path, timeout: float):
+def _data_set(bundle_dir: Path, manifest: Manifest, contract: Contract, path: Path, work: Path, timeout: float,
+              consent: str | None):
     """The user's own inputs: names as in the contract, each array [samples, *shape] or, where the
     first dim is dynamic, [N, ...] rows taken as N samples of batch 1. The source model, on
     its own runtime (torch eager, onnxruntime, Keras, TensorFlow), computes their reference outputs
-    in its own worker."""
+    in its own worker: where it is Python the bundle names, only when ``consent`` (``--source``) names it too."""
+    why = source_consent(manifest.model.source, consent)
+    if why:
+        raise UsageError(f"--data needs the source model's reference outputs: {why}")
     try:
         shaped, labels, labelled_output = read_user_data(contract, path, "--data")
     except ValueError as e:

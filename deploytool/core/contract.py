@@ -34,6 +34,9 @@ class TensorSpec:
     artifact_shape: list | None = None  # the shape as the artifact sees it (after perm)
     # [scale, zero_point] of an integer-quantized artifact tensor: real = (q - zero_point) * scale
     quant: list | None = None
+    # where ``range`` came from, in words ("declared", "the example inputs", "embedding 'emb' (1000 rows)");
+    # None with no range: an integer input is then drawn from [0, 2) only (weak coverage, checking/golden.py)
+    range_from: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> TensorSpec:
@@ -73,6 +76,8 @@ class Contract:
     outputs: list[TensorSpec]
     dims: dict[str, dict] = field(default_factory=dict)  # name -> {example, alt, min, max}
     fixed_dims: dict[str, int] = field(default_factory=dict)  # dims an artifact froze
+    # input -> axes left at the size of a factory's example inputs (not declared): static in every artifact
+    example_static: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> Contract:
@@ -81,6 +86,7 @@ class Contract:
             outputs=[TensorSpec.from_dict(x) for x in d["outputs"]],
             dims={k: dict(v) for k, v in d.get("dims", {}).items()},
             fixed_dims=dict(d.get("fixed_dims", {})),
+            example_static={k: [int(a) for a in v] for k, v in d.get("example_static", {}).items()},
         )
         c.validate()
         return c
@@ -93,6 +99,8 @@ class Contract:
         }
         if self.fixed_dims:
             out["fixed_dims"] = self.fixed_dims
+        if self.example_static:
+            out["example_static"] = self.example_static
         return out
 
     def validate(self) -> None:
@@ -106,6 +114,9 @@ class Contract:
             for d in s.shape:
                 if isinstance(d, str) and d not in self.dims:
                     raise ValueError(f"{s.name}: dynamic dim {d!r} is not declared in dims")
+        unknown = [n for n in self.example_static if n not in self.input_names]
+        if unknown:
+            raise ValueError(f"example_static names no input: {unknown}")
 
     @property
     def input_names(self) -> list[str]:
@@ -151,6 +162,18 @@ def spec_from_graph(name: str, shape: list, dtype: str, dims: dict[str, dict], a
     if image_layout and len(out_shape) == 4 and dtype.startswith("float"):
         spec["layout"] = image_layout
     return spec
+
+
+def observed_range(a: np.ndarray) -> list | None:
+    """The range [low, high) an example array spans (integers: [min, max + 1)); None where it holds fewer than
+    two distinct values (nothing to learn a range from)."""
+    a = np.asarray(a)
+    if not a.size or a.dtype.kind not in "iuf" or (a.dtype.kind == "f" and not np.isfinite(a).all()):
+        return None
+    lo, hi = a.min(), a.max()
+    if not lo < hi:
+        return None
+    return [int(lo), int(hi) + 1] if a.dtype.kind in "iu" else [float(lo), float(hi)]
 
 
 def generate_inputs(contract: Contract, samples: int, seed: int, dims: dict[str, int]) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from deploytool import install
 from deploytool.core.contract import Contract
-from deploytool.core.errors import ModelError
+from deploytool.core.errors import ModelError, UsageError
 
 # What each source framework's worker imports (preloaded while other work runs).
 FRAMEWORKS: dict[str, tuple[str, ...]] = {"torch": ("torch",), "onnx": ("onnx", "onnxruntime"),
@@ -195,8 +195,46 @@ def torch_runnable(source: dict, contract: Contract, work: Path) -> tuple[Path, 
 
 
 def source_loadable(source: dict) -> str | None:
-    """Why the source model cannot be loaded here, or None when it can."""
+    """Why the source model cannot be loaded here, or None when it can (whether it may be run at all:
+    ``source_consent``)."""
     return kind_of(source).unavailable(source)
+
+
+# The kinds whose loading runs no Python a bundle can choose: a zoo name is one of deploytool's own modules (a
+# name it does not ship is refused), and an .onnx file, a .keras file (Keras' safe_mode, on by default, refuses
+# code in it) and a SavedModel hold graphs, not Python. Any other kind (a model .py file, a factory, a kind
+# from an entry point) runs the code its manifest names: only when the user names it too (``source_consent``).
+CODE_FREE_KINDS = frozenset({"zoo", "onnx", "keras", "savedmodel"})
+
+
+def source_consent(source: dict, given: str | None) -> str | None:
+    """Why ``source`` (a bundle's ``model.source``, which may have travelled) may not be run here, or None when
+    it may: it runs no Python the bundle names, or ``given`` (the user's ``--source``) names that same model."""
+    if source.get("kind") in CODE_FREE_KINDS or (given is not None and _names(given, source)):
+        return None
+    return f"running the source model needs --source (the bundle names {source.get('ref')})"
+
+
+def check_source_option(source: dict, given: str | None) -> None:
+    """Refuse (UsageError, exit 2) a ``--source`` that does not name the bundle's source model: it allows
+    running that model only, so it must be the same kind and reference (file paths compared resolved)."""
+    ref = _given(given) if given is not None else None
+    if ref is not None and (ref.kind, ref.ref) != (source.get("kind"), source.get("ref")):
+        raise UsageError(f"--source {given}: names {ref.ref} ({ref.kind}), but the bundle's source model is "
+                         f"{source.get('ref')} ({source.get('kind')}); --source allows running that model only")
+
+
+def _given(given: str) -> SourceRef:
+    """``--source MODEL``, read with ``--model``'s grammar (nothing imported or run); a bad one is exit 2."""
+    try:
+        return resolve(given)
+    except ModelError as e:
+        raise UsageError(f"--source {given}: {e}") from None
+
+
+def _names(given: str, source: dict) -> bool:
+    ref = _given(given)
+    return (ref.kind, ref.ref) == (source.get("kind"), source.get("ref"))
 
 
 SOURCE_KINDS: dict[str, SourceKind] = _discover()

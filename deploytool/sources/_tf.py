@@ -41,6 +41,7 @@ def load(source: dict) -> LoadedModel:
                              "that was never built); save a functional or built model")
         inputs = [spec_from_graph(t.name, list(t.shape), _tf_dtype(t.dtype), dims, image_layout="NHWC")
                   for t in model.inputs]
+        _embedding_ranges(model, inputs, source.get("input_ranges") or {})
         named = keras_output_tensors(model)
         names = [n for n, _ in named]
         outputs = [spec_from_graph(n, list(t.shape), _tf_dtype(t.dtype), dims) for n, t in named]
@@ -77,6 +78,28 @@ def load(source: dict) -> LoadedModel:
     return LoadedModel(module=model, contract=contract, example_inputs=(), alt_inputs=(), golden=golden,
                        description=what, reference=reference, path=path,
                        versions={"tensorflow": tf.__version__, **versions})
+
+
+def _embedding_ranges(model, inputs: list[dict], declared: dict) -> None:
+    """An integer Keras input fed as it is to an ``Embedding`` layer takes the layer's ``input_dim`` as its range
+    (the smallest where several), unless one is declared."""
+    import keras
+
+    found: dict[int, tuple[int, str]] = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Embedding):
+            continue
+        try:
+            fed = layer.input
+        except (AttributeError, ValueError):  # a layer called on several tensors has no single input
+            continue
+        for i, t in enumerate(model.inputs):
+            rows = int(layer.input_dim)
+            if fed is t and (i not in found or rows < found[i][0]):
+                found[i] = (rows, f"embedding {layer.name!r} ({rows} rows)")
+    for i, spec in enumerate(inputs):
+        if i in found and spec["dtype"].startswith(("int", "uint")) and spec["name"] not in declared:
+            spec["range"], spec["range_from"] = [0, found[i][0]], found[i][1]
 
 
 def claim_keras(model: str) -> SourceRef | None:

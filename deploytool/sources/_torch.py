@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from deploytool.core.contract import Contract, generate_inputs
+from deploytool.core.contract import FLOAT_DTYPES, INT_DTYPES, Contract, generate_inputs, observed_range
 from deploytool.core.errors import ModelError, short_error
 from deploytool.measuring.flops import TORCH_METHOD, torch_flops
 from deploytool.sources import LoadedModel, _pycheck
@@ -108,10 +108,13 @@ def load(source: dict) -> LoadedModel:
         example = _as_tuple(mod.example_inputs())
     else:
         example = _tensors(generate_inputs(contract, 1, 0, contract.dim_sizes("example")), contract)
+    _check_example(name, contract, example)
+    # a reference-zoo model declares its ranges; a user's example inputs tell theirs where nothing is declared
+    user_example = examples_from_factory is not None or (source["kind"] == "file" and hasattr(mod, "example_inputs"))
+    _read_ranges(module, contract, example, user_example)
     alt_sizes = contract.dim_sizes("alt")
     alt = _tensors(generate_inputs(contract, 1, 1, alt_sizes), contract) if contract.dims and \
         alt_sizes != contract.dim_sizes("example") else ()
-    _check_example(name, contract, example)
     golden_fn = getattr(mod, "golden_inputs", None) if source["kind"] != "factory" else None
 
     def golden(n: int, seed: int, dims: dict) -> dict[str, np.ndarray]:
@@ -180,6 +183,7 @@ def _factory_contract(name: str, module, source: dict, examples: tuple | None) -
 
     ranges = source.get("input_ranges", {})
     dims: dict[str, dict] = {}
+    static: dict[str, list[int]] = {}
     if source.get("inputs"):
         inputs = [dict(spec) for spec in source["inputs"]]
     elif examples is not None:
@@ -189,6 +193,12 @@ def _factory_contract(name: str, module, source: dict, examples: tuple | None) -
         names += [f"input_{i}" for i in range(len(names), len(examples))]
         inputs = [{"name": n, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")}
                   for n, t in zip(names, examples)]
+        batch_ok, free = _free_axes(module, examples)
+        for spec, axes in zip(inputs, free):
+            if batch_ok:
+                spec["shape"][0] = "batch"
+            if axes:  # the model takes other sizes there, but the example fixed them
+                static[spec["name"]] = axes
     else:
         raise ModelError(f"model {name!r}: the factory returned no example inputs; declare them with "
                          "--input NAME:SHAPE:DTYPE (e.g. --input 'ids:batch x seq:int64')")
@@ -221,7 +231,7 @@ def _factory_contract(name: str, module, source: dict, examples: tuple | None) -
                          f"{short_error(e)}") from e
     out = out if isinstance(out, (tuple, list)) else (out,)
     batch = next((d for d in inputs[0]["shape"][:1] if isinstance(d, str)), None)
-    batch_size = contract.dim_sizes("example").get(batch) if batch else None
+    batch_size = int(probe[0].shape[0]) if batch and probe[0].dim() else None  # the probe's own batch
     outputs = []
     for i, t in enumerate(out):
         if not isinstance(t, torch.Tensor):
@@ -234,7 +244,84 @@ def _factory_contract(name: str, module, source: dict, examples: tuple | None) -
         if t.dim() == 2 and t.is_floating_point():
             o["kind"] = "classifier"
         outputs.append(o)
-    return Contract.from_dict({"inputs": inputs, "outputs": outputs, "dims": dims})
+    return Contract.from_dict({"inputs": inputs, "outputs": outputs, "dims": dims, "example_static": static})
+
+
+def _forward_ok(module, args: tuple, batch: int | None = None) -> bool:
+    """Whether forward() runs on ``args`` (and, given ``batch``, every output has that size at axis 0)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = module(*args)
+    except Exception:  # noqa: BLE001 - the model refusing another size is the answer, not an error
+        return False
+    out = out if isinstance(out, (tuple, list)) else (out,)
+    return batch is None or all(isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == batch for t in out)
+
+
+def _grown(t, axis: int):
+    """``t`` one larger at ``axis`` (its first slice repeated: integer ids stay valid)."""
+    import torch
+
+    return torch.cat([t, t.narrow(axis, 0, 1)], dim=axis)
+
+
+def _free_axes(module, examples: tuple) -> tuple[bool, list[list[int]]]:
+    """What a factory's example inputs fix that the model would take at other sizes: (whether axis 0 is a batch
+    every input shares, which outputs follow; per input, the other axes where forward() also runs one larger,
+    and axis 0 when it is no batch but takes another size)."""
+    sizes = {int(t.shape[0]) if t.dim() else None for t in examples}
+    n = next(iter(sizes)) if len(sizes) == 1 else None
+    batch_ok = n is not None and n > 0 and _forward_ok(module, examples, n) and \
+        _forward_ok(module, tuple(_grown(t, 0) for t in examples), n + 1)
+    free = []
+    for i, t in enumerate(examples):
+        axes = [a for a in range(1 if batch_ok else 0, t.dim()) if t.shape[a] and
+                _forward_ok(module, (*examples[:i], _grown(t, a), *examples[i + 1:]))]
+        free.append(axes)
+    return batch_ok, free
+
+
+def _read_ranges(module, contract: Contract, example: tuple, user_example: bool) -> None:
+    """Ranges for inputs that declare none: an integer input's from the embedding it feeds (its rows), else
+    (``user_example``: the example inputs are the user's) an input's from the values its example spans."""
+    missing = [i for i, s in enumerate(contract.inputs) if s.range is None and s.dtype in INT_DTYPES | FLOAT_DTYPES]
+    tables = _embedding_rows(module, example) if any(contract.inputs[i].dtype in INT_DTYPES for i in missing) else {}
+    for i in missing:
+        spec = contract.inputs[i]
+        if i in tables and spec.dtype in INT_DTYPES:
+            rows, where = tables[i]
+            spec.range, spec.range_from = [0, rows], where
+        elif user_example and (seen := observed_range(example[i].numpy())) is not None:
+            spec.range, spec.range_from = seen, "the example inputs"
+
+
+def _embedding_rows(module, example: tuple) -> dict[int, tuple[int, str]]:
+    """{input index: (rows, which embedding)} for inputs fed as they are to an nn.Embedding / EmbeddingBag
+    (found with forward pre-hooks during one forward pass on ``example``; the smallest table where several)."""
+    import torch
+
+    found: dict[int, tuple[int, str]] = {}
+
+    def hook(mod_name: str, m):
+        def pre(_module, args):
+            x = args[0] if args else None
+            for i, t in enumerate(example):
+                same = isinstance(x, torch.Tensor) and (x is t or (x.data_ptr() == t.data_ptr() and x.shape == t.shape
+                                                                   and x.dtype == t.dtype))
+                if same and (i not in found or m.num_embeddings < found[i][0]):
+                    found[i] = (int(m.num_embeddings), f"embedding {mod_name!r} ({m.num_embeddings} rows)")
+        return pre
+
+    handles = [m.register_forward_pre_hook(hook(n, m)) for n, m in module.named_modules()
+               if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))]
+    try:
+        _forward_ok(module, example)
+    finally:
+        for h in handles:
+            h.remove()
+    return found
 
 
 def _own_callables(mod) -> list[str]:

@@ -2,8 +2,9 @@
 graph, golden inputs are seeded, and onnxruntime computes the reference outputs.
 
 Dynamic dims come from the graph's dim_params, named as ``contract.spec_from_graph`` says (an
-unnamed dynamic first dim is the batch). Integer inputs are drawn from
-[0, 2) unless ``--input-range NAME:LOW:HIGH`` gives their range.
+unnamed dynamic first dim is the batch). An integer input is drawn from ``--input-range NAME:LOW:HIGH``,
+else from the rows of the table a ``Gather`` indexes with it (an embedding), else from [0, 2) only
+(weak coverage, ``checking/golden.py``).
 
 A file may keep its tensors in external data files beside it (``torch.onnx.export`` writes
 ``model.onnx.data`` by default): ``onnx_external_data`` names them, read without loading any data, and
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool.core.contract import Contract, generate_inputs, spec_from_graph
+from deploytool.core.contract import INT_DTYPES, Contract, generate_inputs, spec_from_graph
 from deploytool.core.errors import ModelError, short_error
 from deploytool.measuring.flops import ONNX_METHOD, onnx_flops
 from deploytool.sources import LoadedModel, SourceKind, SourceRef, graph_contract
@@ -44,7 +45,30 @@ def read_contract(path: Path, ranges: dict | None = None) -> Contract:
                                image_layout="NCHW")
 
     inputs = [spec(v) for v in graph.input if v.name not in inits]
+    _table_ranges(graph, inputs, ranges or {})
     return graph_contract(f"model file {path}", inputs, [spec(v) for v in graph.output], dims, ranges)
+
+
+def _table_ranges(graph, inputs: list[dict], declared: dict) -> None:
+    """An integer input that indexes rows of a constant table (``Gather`` at axis 0 on an initializer, directly
+    or through a ``Cast``: an embedding) takes the table's rows as its range, unless one is declared."""
+    from onnx import helper
+
+    rows = {i.name: int(i.dims[0]) for i in graph.initializer if len(i.dims)}
+    wanted = {i["name"] for i in inputs if i["dtype"] in INT_DTYPES and i["name"] not in declared}
+    fed = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Cast" and n.input and n.input[0] in wanted}
+    fed.update({w: w for w in wanted})
+    found: dict[str, tuple[int, str]] = {}
+    for node in graph.node:
+        axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+        if node.op_type != "Gather" or len(node.input) != 2 or axis != 0 or node.input[0] not in rows:
+            continue
+        name, size = fed.get(node.input[1]), rows[node.input[0]]
+        if name is not None and (name not in found or size < found[name][0]):
+            found[name] = (size, f"table {node.input[0]!r} ({size} rows)")
+    for i in inputs:
+        if i["name"] in found:
+            i["range"], i["range_from"] = [0, found[i["name"]][0]], found[i["name"]][1]
 
 
 def load(source: dict) -> LoadedModel:

@@ -88,6 +88,9 @@ class GoldenSetRecord:
     samples: int
     labels: str | None = None  # a labelled set: its labels (.npz, key "labels"), for task accuracy
     labelled_output: str | None = None
+    # per input: {"range": [min, max], "distinct": n, "range_from": ..., "weak": true} (golden.coverage); absent
+    # in older bundles
+    coverage: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
