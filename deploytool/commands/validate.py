@@ -1,9 +1,11 @@
 """``deploytool validate``: re-check a bundle's artifacts on their runtimes, fail closed.
 
 Needs only the bundle and the runtime of each artifact checked: references come from the
-golden outputs stored in the bundle (the source model is run only for ``--data``), and the
-per-hop comparison falls back to the parent's outputs stored at export time. Every artifact's
-files are checked against their sha256 before anything loads them.
+golden outputs stored in the bundle, and the per-hop comparison falls back to the parent's outputs
+stored at export time. The source model is run only for ``--data`` (its reference outputs) and to
+localise a failing ``source -> FORMAT`` hop; where it is Python the bundle names, only when the
+user's ``--source`` names it too (``sources.source_consent``). Every artifact's files are checked
+against their sha256 before anything loads them.
 """
 from __future__ import annotations
 
