@@ -15,8 +15,8 @@
 The ``deploytool`` fixture exports into the test's temporary directory (or validates a bundle),
 then asserts every target (an artifact on a runtime) passed its check: the statuses that fail the CLI
 (``FAILING_CHECKS``: failed, errored, vacuous, corrupt, not exported), and, as ``--strict`` does, a
-check skipped because the artifact's default runtime is not installed (``allow`` names statuses to
-accept, e.g. ``{"skipped"}``), fail the test with one table row per failing target: format,
+check skipped because the artifact's default runtime is not installed and a PASS on weakly covered
+golden inputs (``allow`` names statuses to accept, e.g. ``{"skipped", "weak_coverage"}``), fail the test with one table row per failing target: format,
 runtime, status, the hop where the error appears, and the failing metric. A further runtime that
 is not installed (OpenVINO for an ``onnx`` artifact) is a skip, as on the command line.
 ``assert_passed(outcome)`` is the same assertion for an outcome of ``deploytool.api``.
@@ -44,8 +44,9 @@ class ParityFailure(AssertionError):
 
 def failures(outcome, allow: set[str] | frozenset[str] = frozenset()) -> list[list[str]]:
     """Rows (format, runtime, status, hop, metric or reason) of the targets that failed: the statuses that fail
-    the CLI (``FAILING_CHECKS``: the same list everywhere), a default runtime skipped (as ``--strict``), and
-    artifacts that failed to export; less the statuses in ``allow``."""
+    the CLI (``FAILING_CHECKS``: the same list everywhere), a default runtime skipped and a PASS on weakly
+    covered golden inputs (both as ``--strict``: allow ``skipped`` / ``weak_coverage``), and artifacts that failed to
+    export; less the statuses in ``allow``."""
     from deploytool.formats import plan
     from deploytool.report.github import first_failing_metric
     from deploytool.running.jobs import FAILING_CHECKS, ArtifactStatus, CheckStatus
@@ -61,7 +62,11 @@ def failures(outcome, allow: set[str] | frozenset[str] = frozenset()) -> list[li
             continue
         skipped_default = chk.status == CheckStatus.SKIPPED and "skipped" not in allow and \
             chk.format in formats and chk.runtime == formats[chk.format].runtime
-        if str(chk.status) not in failing and not skipped_default:
+        weak = chk.status == CheckStatus.PASS and bool(chk.coverage) and "weak_coverage" not in allow  # as --strict
+        if str(chk.status) not in failing and not skipped_default and not weak:
+            continue
+        if weak:
+            rows.append([chk.format, chk.target.where, "WEAK_COVERAGE", "-", chk.coverage])
             continue
         metric = first_failing_metric(chk)
         rows.append([chk.format, chk.target.where, chk.status.upper(), chk.hop_blamed or "-", metric or chk.reason])

@@ -95,3 +95,10 @@ def test_weak_coverage_export_notes_it_and_strict_fails(run_cli, tmp_path):
     assert report["targets"]["onnx@onnxruntime"]["coverage"].startswith("WEAK COVERAGE")
     assert run_cli("report", bundle).returncode == 0
     assert "Weak coverage" in (bundle / "reports" / "report.md").read_text()
+    # the pytest plugin fails it as --strict does, unless allowed
+    from deploytool import api
+    from deploytool.pytest_plugin import failures
+
+    outcome = api.validate(bundle, ["onnx"], runtimes=["onnxruntime"])
+    assert [row[2] for row in failures(outcome)] == ["WEAK_COVERAGE"]
+    assert failures(outcome, {"weak_coverage"}) == []
