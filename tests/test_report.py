@@ -25,7 +25,9 @@ def measured(zoo_bundles, run_cli, tmp_path_factory):
 
 
 def _md_table(text: str) -> list[dict[str, str]]:
-    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    """The first table of a Markdown page, as a dict per row."""
+    lines = text.split("\n|", 1)[1].split("\n\n", 1)[0].split("\n")
+    lines[0] = "|" + lines[0]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     return [dict(zip(header, (c.strip() for c in ln.strip("|").split(" | ")))) for ln in lines[2:]]
 
@@ -48,6 +50,13 @@ def test_markdown_tables_parse_and_match_the_json(measured, run_cli):
     acc = result_of(validation, "tflite_int8")["accuracy"]
     assert rows[("tflite_int8", "litert")]["accuracy (drop)"] == f"{acc['accuracy']:.2%} ({-acc['drop_points']:+.2f})"
     assert "<details><summary>Environment</summary>" in md
+    matrix = {r["artifact"].strip("`"): r for r in _md_table(md.split("## Where it runs", 1)[1])}
+    assert list(matrix) == list(json.loads((measured / "manifest.json").read_text())["artifacts"])
+    for r in bench["rows"]:  # each target's cell: its verdict, and its p50 at 1 thread, batch 1
+        if r["status"] == "ok" and r["threads"] == 1 and r["batch"] == 1:
+            cell = matrix[r["format"]][r["runtime"]]
+            verdict = result_of(validation, r["format"], r["runtime"])["status"].upper()
+            assert cell.startswith(f"{verdict} · ") and cell.endswith(f" · p50 {r['p50_ms']:.3f} ms"), (r, cell)
 
 
 class _Page(HTMLParser):
@@ -98,6 +107,11 @@ def test_recommend_picks_within_budget_explains_exclusions_and_has_a_no_match_co
     assert "size" in out["excluded"]["tflite_fp32"][0] and "runtime onnxruntime" in out["excluded"]["onnx"][0]
     assert "runtime openvino" in out["excluded"]["onnx@openvino"][0]  # a target off its default runtime
     assert out["confirm"].startswith(f"deploytool bench {measured} -f {out['ranked'][0]['format']}")
+    proc = run_cli("recommend", measured, "--runtime", "openvino", "--runtime", "litert")  # targets on either
+    assert proc.returncode == 0, proc.stderr
+    ranked = [ln.split()[1] for ln in proc.stdout.splitlines() if re.match(r"\d+ ", ln)]
+    assert "onnx@openvino" in ranked and "tflite_fp32" in ranked and "onnx" not in ranked
+    assert f"recommended: {ranked[0]}; confirm on the device" in proc.stdout
     fastest = min(r["p90_ms"] for r in rows.values())
     proc = run_cli("recommend", measured, "--max-p90-ms", f"{fastest / 10:.6f}")
     assert proc.returncode == errors.NO_MATCH and "no artifact meets the budget" in proc.stderr

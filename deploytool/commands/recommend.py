@@ -1,19 +1,22 @@
-"""``deploytool recommend``: which artifact to deploy, against a budget, from measured results.
+"""``deploytool recommend``: which target (an artifact on a runtime) to deploy, against a budget, from measured
+results.
 
-Only artifacts that passed their checks are candidates. Each budget limit that one breaks is named
-with by how much; the rest are ranked, the Pareto set on (p90 latency, size) first, then by p90.
+Only targets that passed their checks are candidates: one artifact on two runtimes (``onnx`` and
+``onnx@openvino``) is two candidates, and ``runtimes`` narrows them. Each budget limit that one breaks is
+named with by how much; the rest are ranked, the Pareto set on (p90 latency, size) first, then by p90.
 Latency is only ever compared on one machine (the one named, or the only one benchmarked): every
 figure is labelled with it, and ranking on another machine's figures needs ``allow_other_machine``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from deploytool.core import errors
 from deploytool.core.errors import UsageError
-from deploytool.report.view import artifacts, pareto
-from deploytool.results import collect
+from deploytool.report.view import ArtifactView, Timing, artifacts, pareto
+from deploytool.results import Results, collect
+from deploytool.targets import check_runtimes
 
 
 @dataclass
@@ -22,7 +25,7 @@ class Budget:
     max_size_mb: float | None = None
     max_accuracy_drop: float | None = None  # points, as the export/validate gate
     max_rss_mb: float | None = None
-    runtime: str | None = None
+    runtimes: list[str] | str | None = None  # --runtime values (``targets.select``'s grammar); None: every one
     machine: str | None = None
     threads: int | None = None
     allow_other_machine: bool = False
@@ -30,6 +33,7 @@ class Budget:
 
 @dataclass
 class Candidate:
+    target: str  # its label: the format on its default runtime, FORMAT@RUNTIME on another
     format: str
     runtime: str
     machine: str
@@ -49,7 +53,7 @@ class RecommendOutcome:
     machine: str
     budget: Budget
     ranked: list[Candidate]
-    excluded: dict[str, list[str]] = field(default_factory=dict)  # format -> the limits it broke
+    excluded: dict[str, list[str]] = field(default_factory=dict)  # target label -> the limits it broke
     confirm: str | None = None
     exit_code: int = errors.OK
 
@@ -69,7 +73,12 @@ def run(bundle_dir: Path | str, budget: Budget, extra: list[Path | str] | None =
         value = getattr(budget, name)
         if value is not None and not value >= 0:
             raise UsageError(f"--{name.replace('_', '-')} {value}: must be >= 0")
-    results = collect(bundle_dir, extra)
+    check_runtimes(budget.runtimes)  # a typo is said before the bundle is read
+    return rank(collect(bundle_dir, extra), budget)
+
+
+def _machine(results: Results, budget: Budget) -> str:
+    """The machine whose latency the ranking is on."""
     benched = list(dict.fromkeys(d["machine"]["name"] for d in results.benches))
     if not benched:
         raise UsageError(f"bundle {results.root}: no bench results to rank on (run deploytool bench first, or pass "
@@ -78,50 +87,33 @@ def run(bundle_dir: Path | str, budget: Budget, extra: list[Path | str] | None =
     if machine is None:
         if len(benched) > 1:
             raise UsageError(f"results from several machines ({', '.join(benched)}): name one with --machine")
-        machine = benched[0]
-    elif machine not in benched:
+        return benched[0]
+    if machine not in benched:
         if not budget.allow_other_machine or len(benched) != 1:
             raise UsageError(f"no bench results measured on {machine!r} (measured on: {', '.join(benched)}); "
                              "latency from another machine says little about this one (--allow-other-machine to use "
                              "the only other one anyway)")
-        machine = benched[0]
+        return benched[0]
+    return machine
+
+
+def rank(results: Results, budget: Budget) -> RecommendOutcome:
+    """Every target of ``results`` ranked against ``budget``, or excluded with why (the outcome's budget names
+    its runtimes as ``check_runtimes`` reads them)."""
+    budget = replace(budget, runtimes=check_runtimes(budget.runtimes))
+    machine = _machine(results, budget)
     ranked, excluded = [], {}
     for v in artifacts(results):
-        reasons = []
-        if not v.passed:
-            status = ", ".join(sorted(set(v.verdicts.values())))
-            excluded[v.label] = [f"did not pass its checks ({status})" if status else
-                                f"never checked (export status: {v.exported})"]
-            continue
-        if budget.runtime and v.runtime != budget.runtime:
-            excluded[v.label] = [f"runtime {v.runtime}, not {budget.runtime}"]
-            continue
-        t = v.best(machine, budget.threads, budget.max_p90_ms, budget.max_rss_mb)
-        if t is None:
-            excluded[v.label] = [f"not benchmarked on {machine}" + (f" at {budget.threads} threads" if budget.threads
-                                                                   else "")]
-            continue
-        size_mb = (v.size_bytes or 0) / 2**20
-        drop = v.accuracy["drop_points"] if v.accuracy else None
-        if budget.max_p90_ms is not None and t.p90_ms > budget.max_p90_ms:
-            reasons.append(_over("p90", t.p90_ms, budget.max_p90_ms, "ms"))
-        if budget.max_size_mb is not None and size_mb > budget.max_size_mb:
-            reasons.append(_over("size", size_mb, budget.max_size_mb, "MiB"))
-        if budget.max_rss_mb is not None and t.rss_mb > budget.max_rss_mb:
-            reasons.append(_over("peak RSS", t.rss_mb, budget.max_rss_mb, "MB"))
-        if budget.max_accuracy_drop is not None:
-            if drop is None:
-                reasons.append("accuracy not measured (no labelled data): the accuracy budget cannot be confirmed")
-            elif drop > budget.max_accuracy_drop:
-                reasons.append(_over("accuracy drop", drop, budget.max_accuracy_drop, "points"))
-        if reasons:
+        t, reasons = _judge(v, budget, machine)
+        if t is None or reasons:
             excluded[v.label] = reasons
             continue
-        ranked.append(Candidate(v.name, v.runtime, machine, t.threads, t.p90_ms, t.p50_ms, size_mb, t.rss_mb,
-                                v.accuracy["accuracy"] if v.accuracy else None, drop))
-    front = pareto({f"{c.format}@{c.runtime}": (c.p90_ms, c.size_mb) for c in ranked})
+        ranked.append(Candidate(v.label, v.name, v.runtime, machine, t.threads, t.p90_ms, t.p50_ms,
+                                (v.size_bytes or 0) / 2**20, t.rss_mb, v.accuracy["accuracy"] if v.accuracy else None,
+                                v.accuracy["drop_points"] if v.accuracy else None))
+    front = pareto({c.target: (c.p90_ms, c.size_mb) for c in ranked})
     for c in ranked:
-        c.pareto = f"{c.format}@{c.runtime}" in front
+        c.pareto = c.target in front
     ranked.sort(key=lambda c: (not c.pareto, c.p90_ms))
     outcome = RecommendOutcome(results.root, machine, budget, ranked, excluded)
     if ranked:
@@ -131,3 +123,33 @@ def run(bundle_dir: Path | str, budget: Budget, extra: list[Path | str] | None =
     else:
         outcome.exit_code = errors.NO_MATCH
     return outcome
+
+
+def _judge(v: ArtifactView, budget: Budget, machine: str) -> tuple[Timing | None, list[str]]:
+    """The row target ``v`` is ranked on, and why it is not a candidate: not passed, off the runtimes asked for,
+    not benchmarked, or each budget limit it breaks (none: a candidate)."""
+    if not v.passed:
+        status = ", ".join(sorted(set(v.verdicts.values())))
+        return None, [f"did not pass its checks ({status})" if status else
+                      f"never checked (export status: {v.exported})"]
+    if budget.runtimes and v.runtime not in budget.runtimes:
+        wanted = budget.runtimes[0] if len(budget.runtimes) == 1 else f"one of {', '.join(budget.runtimes)}"
+        return None, [f"runtime {v.runtime}, not {wanted}"]
+    t = v.best(machine, budget.threads, budget.max_p90_ms, budget.max_rss_mb)
+    if t is None:
+        return None, [f"not benchmarked on {machine}" + (f" at {budget.threads} threads" if budget.threads else "")]
+    reasons = []
+    size_mb = (v.size_bytes or 0) / 2**20
+    drop = v.accuracy["drop_points"] if v.accuracy else None
+    if budget.max_p90_ms is not None and t.p90_ms > budget.max_p90_ms:
+        reasons.append(_over("p90", t.p90_ms, budget.max_p90_ms, "ms"))
+    if budget.max_size_mb is not None and size_mb > budget.max_size_mb:
+        reasons.append(_over("size", size_mb, budget.max_size_mb, "MiB"))
+    if budget.max_rss_mb is not None and t.rss_mb > budget.max_rss_mb:
+        reasons.append(_over("peak RSS", t.rss_mb, budget.max_rss_mb, "MB"))
+    if budget.max_accuracy_drop is not None:
+        if drop is None:
+            reasons.append("accuracy not measured (no labelled data): the accuracy budget cannot be confirmed")
+        elif drop > budget.max_accuracy_drop:
+            reasons.append(_over("accuracy drop", drop, budget.max_accuracy_drop, "points"))
+    return t, reasons

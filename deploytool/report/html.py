@@ -17,6 +17,13 @@ figure { margin: 1.5em 0; } details { margin-top: 2em; }
 """
 
 
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """An HTML table of plain-text cells (escaped)."""
+    return "\n".join(["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>",
+                      *("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in rows),
+                      "</table>"])
+
+
 def render(results) -> tuple[str, bool]:
     """The page, and whether it has plots (matplotlib installed)."""
     views = artifacts(results)
@@ -27,10 +34,8 @@ def render(results) -> tuple[str, bool]:
     out = ["<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
            f"<title>deploytool report: {html.escape(m.model.name)}</title>", f"<style>{CSS}</style></head><body>",
            f"<h1>deploytool report: {html.escape(m.model.name)}</h1>", f"<p class='{klass}'>{html.escape(verdict)}</p>",
-           "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>"]
-    for cells in rows:
-        out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
+           _table(headers, rows), "<h2>Where it runs</h2>", f"<p>{html.escape(markdown.MATRIX_KEY)}</p>",
+           _table(*markdown.matrix_table(results, views))]
     failed = markdown.failures(views, markdown=False)
     if failed:
         out.append("<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in failed) + "</ul>")

@@ -1,10 +1,11 @@
-"""report.md: GitHub-flavoured Markdown, verdict first, one row per artifact, a column group per
-machine, failures with their blamed hop and repro folder, the environment folded away. Small
-enough to append to $GITHUB_STEP_SUMMARY as it is."""
+"""report.md: GitHub-flavoured Markdown, verdict first, one row per target, a column group per
+machine, "where it runs" (every artifact × every runtime that runs it: verdict, error, p50), failures
+with their blamed hop and repro folder, the environment folded away. Small enough to append to
+$GITHUB_STEP_SUMMARY as it is."""
 from __future__ import annotations
 
 from deploytool.report.console import human_size
-from deploytool.report.view import ArtifactView, artifacts, pareto, when
+from deploytool.report.view import EXPORT_KIND, ArtifactView, artifacts, matrix, pareto, when
 
 
 def _ms(x: float | None) -> str:
@@ -58,9 +59,7 @@ def table(results, views: list[ArtifactView]) -> tuple[list[str], list[list[str]
     headers += ["chain"]
     rows = []
     for v in views:
-        verdict = ", ".join(s.upper() + _paren(mach if len(v.verdicts) > 1 else "", v.origin(mach))
-                            for mach, s in v.verdicts.items()) or v.exported.upper()
-        cells = [v.name, v.runtime, v.precision, verdict, v.basis or "-",
+        cells = [v.name, v.runtime, v.precision, verdict_text(v), v.basis or "-",
                  "-" if v.max_abs is None else f"{v.max_abs:.2e}", _acc(v), human_size(v.size_bytes)]
         for name in bench_machines:
             t = v.best(name)
@@ -69,6 +68,44 @@ def table(results, views: list[ArtifactView]) -> tuple[list[str], list[list[str]
         cells.append(" → ".join(v.chain) + (f" ({v.route})" if v.route else ""))
         rows.append(cells)
     return headers, rows
+
+
+def verdict_text(v: ArtifactView, origins: bool = True) -> str:
+    """``PASS``; each machine's verdict named by the machine when several checked it (``PASS (runner-a), FAIL
+    (runner-b)``), with where it comes from when not the latest run (``origins``); the export status if none."""
+    return ", ".join(s.upper() + _paren(mach if len(v.verdicts) > 1 else "", v.origin(mach) if origins else "")
+                     for mach, s in v.verdicts.items()) or v.exported.upper()
+
+
+NOT_RUN = "—"  # a matrix cell of a runtime that does not run the artifact
+MATRIX_KEY = (f"Each cell: verdict · max abs error · task accuracy (drop in points), where measured · p50 at 1 "
+              f"thread, batch 1 (the machine named when several); {NOT_RUN}: the runtime does not run that artifact.")
+
+
+def matrix_table(results, views: list[ArtifactView]) -> tuple[list[str], list[list[str]]]:
+    """"Where it runs" (``view.matrix``) as (headers, rows of cell text), shared by the Markdown and HTML pages."""
+    mx = matrix(results.manifest, views)
+    bench_machines = list(dict.fromkeys(d["machine"]["name"] for d in results.benches))
+    rows = [[fmt, *(_cell(cells[r], mx.exported[fmt], bench_machines) if r in cells else NOT_RUN
+                    for r in mx.runtimes)] for fmt, cells in mx.rows.items()]
+    return ["artifact", *mx.runtimes], rows
+
+
+def _cell(v: ArtifactView | None, exported: str, bench_machines: list[str]) -> str:
+    """``PASS · 1.20e-06 · p50 0.412 ms``; ``not checked`` for a target no result holds."""
+    if exported != "ok":
+        return EXPORT_KIND.get(exported, exported.replace("_", " "))
+    if v is None or not (v.verdicts or v.timings):
+        return "not checked"
+    parts = [verdict_text(v, origins=False) if v.verdicts else "not checked"]
+    if v.verdicts:
+        parts += ["-" if v.max_abs is None else f"{v.max_abs:.2e}", *([_acc(v)] if v.accuracy else [])]
+    p50 = [(m, t) for m in bench_machines if (t := v.single(m)) is not None]
+    if p50:
+        several = len(bench_machines) > 1
+        parts.append("p50 " + ", ".join(f"{_ms(t.p50_ms)} ms" + (f" ({t.threads}t)" if t.threads != 1 else "")
+                                        + (f" @ {m}" if several else "") for m, t in p50))
+    return " · ".join(parts)
 
 
 def failures(views: list[ArtifactView], markdown: bool = True) -> list[str]:
@@ -124,6 +161,12 @@ def coverage_lines(manifest, markdown: bool = True) -> list[str]:
     return out
 
 
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines, each row's first cell (a name) as code."""
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(c.replace("|", "\\|") for c in [f"`{cells[0]}`", *cells[1:]]) + " |" for cells in rows)]
+
+
 def _paren(*parts: str) -> str:
     text = ", ".join(p for p in parts if p)
     return f" ({text})" if text else ""
@@ -137,16 +180,15 @@ def render(results) -> str:
     lines = [f"# deploytool report: {m.model.name}", "", verdict_line(views), ""]
     lines += [f"{line}\n" for line in coverage_lines(m)]
     headers, rows = table(results, views)
-    lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for cells in rows:
-        cells = [f"`{cells[0]}`", *cells[1:]]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += _table(headers, rows)
     for name in bench_machines:
         front = pareto({v.label: (t.p90_ms, float(v.size_bytes)) for v in views
                         if v.passed and v.size_bytes and (t := v.best(name)) is not None})
         if front:
             names = ", ".join(f"`{n}`" for n in sorted(front))
             lines += ["", f"Pareto-optimal on p90 latency and size @ {name}: {names}"]
+    mx_headers, mx_rows = matrix_table(results, views)
+    lines += ["", "## Where it runs", "", MATRIX_KEY, "", *_table(mx_headers, mx_rows)]
     failed = failures(views)
     if failed:
         lines += ["", "## Failures", "", *(f"- {line}" for line in failed)]

@@ -1,7 +1,8 @@
 """The facts a report and ``recommend`` show, gathered from the results (manifest, validation.json
 and bench.json per machine), one record per target (an artifact on a runtime). Reads; computes
-nothing new beyond picking the rows (batch 1) and the Pareto set of (p90, size). Result files of
-earlier versions (keyed by format) read as each format on the runtime they name.
+nothing new beyond picking the rows (batch 1), the Pareto set of (p90, size) and laying the targets
+out as the "where it runs" matrix (``matrix``). Result files of earlier versions (keyed by format)
+read as each format on the runtime they name.
 
 Each verdict keeps where it comes from (``Checked``): the newest results of a machine hold the targets
 checked in its latest run and, after a partial ``validate -f``, those kept from earlier runs, each with
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from deploytool.results import targets_of
 from deploytool.running.jobs import FAILING_CHECKS
+from deploytool.targets import runtimes_of
 
 FAILURES = tuple(str(s) for s in FAILING_CHECKS)
 EXPORT = "export"  # the machine name of a verdict taken from the manifest (the check export made)
@@ -117,6 +119,32 @@ class ArtifactView:
         fits = [t for t in rows if (max_p90_ms is None or t.p90_ms <= max_p90_ms)
                 and (max_rss_mb is None or t.rss_mb <= max_rss_mb)]
         return min(fits or rows, key=lambda t: t.p90_ms) if rows else None
+
+    def single(self, machine: str) -> Timing | None:
+        """The row the matrix compares runtimes on: at 1 thread (batch 1), else the fastest at any thread count."""
+        return self.best(machine, threads=1) or self.best(machine)
+
+
+@dataclass
+class Matrix:
+    """Where each artifact runs: a row per artifact (manifest order), a column per runtime that runs any of
+    them (each artifact's runtimes as the registries order them, its default first), the target's view in a
+    cell. A runtime absent from a row does not run that artifact; None: it does, but nothing checked it."""
+
+    runtimes: list[str]
+    rows: dict[str, dict[str, ArtifactView | None]]
+    exported: dict[str, str]  # format -> the manifest's status
+
+
+def matrix(manifest, views: list[ArtifactView]) -> Matrix:
+    """The "where it runs" matrix of ``views`` (``artifacts``); a runtime a result names that the registries
+    do not (a plugin not installed here) is a column too."""
+    rows: dict[str, dict[str, ArtifactView | None]] = {}
+    for name in manifest.artifacts:
+        runs = {r: None for r in runtimes_of(name)}
+        rows[name] = {**runs, **{v.runtime: v for v in views if v.name == name}}
+    runtimes = list(dict.fromkeys(r for cells in rows.values() for r in cells))
+    return Matrix(runtimes, rows, {name: str(rec.status) for name, rec in manifest.artifacts.items()})
 
 
 def artifacts(results) -> list[ArtifactView]:
