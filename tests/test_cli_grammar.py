@@ -41,10 +41,11 @@ def test_names_are_repeated_or_comma_separated_and_a_prefix_selects_its_family()
 
 @pytest.mark.parametrize("call, message", [
     (lambda: format_names(["onnx,tflite_fp23"]),
-     "--format tflite_fp23: no such format (did you mean tflite_fp32, tflite_fp16 or tflite?); one of: onnx, "),
+     "--format tflite_fp23: no such format (did you mean tflite_fp32, tflite_fp16 or tflite?); one of: executorch, "),
     (lambda: format_names(["tflit"]), "(did you mean tflite?)"),
     (lambda: format_names(["t"]), "--format t: no such format; one of: "),  # no half-word prefixes
-    (lambda: check_runtimes(["litrt"]), "--runtime litrt: no such runtime (did you mean litert?); one of: keras, "),
+    (lambda: check_runtimes(["litrt"]),
+     "--runtime litrt: no such runtime (did you mean litert?); one of: executorch, keras, "),
     (lambda: format_names(["tflite_int8"], ["onnx", "tflite_fp32"], "the bundle has no such artifact"),
      "--format tflite_int8: the bundle has no such artifact (it has onnx, tflite_fp32)"),
 ])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import assert_fits, manifest_of
+from conftest import assert_fits, manifest_of, zoo_formats
 
 from deploytool.core.contract import Contract
 from deploytool.formats import FORMATS
@@ -22,7 +22,7 @@ def test_zoo_has_the_required_models():
 def test_export_exits_zero_and_prints_the_table(zoo_bundles, model):
     bundle, proc = zoo_bundles[model]
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for fmt in FORMATS:
+    for fmt in zoo_formats(model):
         assert any(line.startswith(fmt) and "PASS" in line for line in proc.stdout.splitlines()), proc.stdout
     assert "Traceback" not in proc.stderr
     assert_fits(proc.stdout)
@@ -37,6 +37,8 @@ def test_export_exits_zero_and_prints_the_table(zoo_bundles, model):
 @pytest.mark.parametrize("model", ZOO)
 def test_every_artifact_exported_hashed_and_matching(zoo_bundles, model, fmt):
     bundle, _ = zoo_bundles[model]
+    if fmt not in zoo_formats(model):
+        pytest.skip(f"{fmt} is not exported for {model} in the suite (conftest.zoo_formats)")
     rec = manifest_of(bundle)["artifacts"][fmt]
     spec = FORMATS[fmt]
     assert rec["status"] == "ok", rec.get("error")

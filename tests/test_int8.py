@@ -21,8 +21,8 @@ def _report(bundle) -> dict:
 
 
 def test_the_registry_has_the_int8_formats():
-    assert set(INT8) >= {"tflite_int8", "tflite_dynamic", "onnx_int8"} and set(CALIBRATED) == {"tflite_int8",
-                                                                                              "onnx_int8"}
+    assert set(INT8) >= {"tflite_int8", "tflite_dynamic", "onnx_int8", "executorch_int8"}
+    assert set(CALIBRATED) == {"tflite_int8", "onnx_int8", "executorch_int8"}
 
 
 @pytest.mark.parametrize("fmt", INT8)
