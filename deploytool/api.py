@@ -22,10 +22,13 @@ from deploytool.commands.recommend import Budget, RecommendOutcome
 from deploytool.commands.recommend import run as recommend
 from deploytool.commands.report import ReportOutcome
 from deploytool.commands.report import run as report
+from deploytool.commands.setup import SetupOutcome
+from deploytool.commands.setup import run as setup
 from deploytool.commands.validate import ValidateOptions, ValidateOutcome
 from deploytool.commands.validate import run as validate
 from deploytool.store.manifest import read as read_manifest
 
 __all__ = ["export", "ExportOptions", "ExportOutcome", "validate", "ValidateOptions", "ValidateOutcome",
            "bench", "BenchOptions", "BenchOutcome", "report", "ReportOutcome", "recommend", "Budget",
-           "RecommendOutcome", "read_manifest", "device_copy", "DeviceCopyOutcome"]
+           "RecommendOutcome", "read_manifest", "device_copy", "DeviceCopyOutcome",
+           "setup", "SetupOutcome"]

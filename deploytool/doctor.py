@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -112,8 +111,7 @@ def components() -> list[Component]:
             c.installed = not rt.missing_packages()
             out.append(c)
         for program in rt.programs:  # a requirement that is not a package: a program on PATH, its hint as the fix
-            found = shutil.which(program.name)
-            out.append(Component(program.name, program.name, "runtime", program.hint, found is not None, None, None,
+            out.append(Component(program.name, program.name, "runtime", program.hint, program.found(), None, None,
                                  None, runtime=rt.name, program=True))
     out += [_component(n, "optional", extra) for n, extra in OPTIONAL.items()]
     return out
@@ -213,7 +211,9 @@ def run(role: str = "export", bundle: str | Path | None = None, check_imports: b
         for c in items:
             if c.kind == "runtime" and needed_runtimes is not None and c.runtime in needed_runtimes:
                 c.needed = True
-        if needed_runtimes is None and not any(c.kind == "runtime" and c.installed for c in items):
+        usable = {c.runtime for c in items if c.kind == "runtime"} - \
+            {c.runtime for c in items if c.kind == "runtime" and not c.installed}  # every requirement there
+        if needed_runtimes is None and not usable:
             outcome.problems.append("no runtime is installed: validate and bench can check nothing here")
             choices = runtime_extras()
             first = LIGHTEST_RUNTIME_EXTRA if LIGHTEST_RUNTIME_EXTRA in choices else choices[0]

@@ -16,9 +16,10 @@ The ``deploytool`` fixture exports into the test's temporary directory (or valid
 then asserts every target (an artifact on a runtime) passed its check: the statuses that fail the CLI
 (``FAILING_CHECKS``: failed, errored, vacuous, corrupt, not exported), and, as ``--strict`` does, a
 check skipped because the artifact's default runtime is not installed and a PASS on weakly covered
-golden inputs (``allow`` names statuses to accept, e.g. ``{"skipped", "weak_coverage"}``), fail the test with one table row per failing target: format,
-runtime, status, the hop where the error appears, and the failing metric. A further runtime that
-is not installed (OpenVINO for an ``onnx`` artifact) is a skip, as on the command line.
+golden inputs (``allow`` names statuses to accept, e.g. ``{"skipped", "weak_coverage"}``), fail the
+test with one table row per failing target: format, runtime, status, the hop where the error appears,
+and the failing metric. A further runtime that is not installed (OpenVINO for an ``onnx`` artifact) is a
+skip, as on the command line.
 ``assert_passed(outcome)`` is the same assertion for an outcome of ``deploytool.api``.
 
 The marker is ``deploytool_export`` (not ``slow``, so it cannot collide with a suite's own markers).

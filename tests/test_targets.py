@@ -47,8 +47,10 @@ def test_every_format_runs_on_its_default_runtime_first_and_onnx_also_on_openvin
 
     for name, fmt in FORMATS.items():
         assert runtimes_of(name)[0] == fmt.runtime and set(runtimes_of(name)) <= set(RUNTIMES)
-    assert runtimes_of("onnx") == ["onnxruntime", "openvino"]  # openvino adds itself (Runtime.runs)
-    assert runtimes_of("onnx_int8") == ["onnxruntime", "openvino"]
+    # openvino and onnxruntime_web add themselves (Runtime.runs)
+    assert runtimes_of("onnx") == ["onnxruntime", "onnxruntime_web", "openvino"]
+    assert runtimes_of("onnx_int8") == ["onnxruntime", "onnxruntime_web", "openvino"]
+    assert runtimes_of("torchscript") == ["torchscript", "libtorch"]
     assert runtimes_of("openvino") == ["openvino"]
     assert check_runtimes(None) is None and check_runtimes(["openvino", "openvino"]) == ["openvino"]
     with pytest.raises(UsageError, match="no such runtime"):

@@ -19,6 +19,7 @@ from deploytool.cli.export import export_command
 from deploytool.cli.options import CONTEXT, option_names
 from deploytool.cli.recommend import recommend_command
 from deploytool.cli.report import report_command
+from deploytool.cli.setup import setup_command
 from deploytool.cli.validate import validate_command
 from deploytool.core.errors import EXIT_CODES, SIGNALLED, DeployToolError, UsageError, exit_codes_help
 from deploytool.running import spawn
@@ -124,7 +125,7 @@ def main(ctx: click.Context) -> None:
 
 
 for _command in (export_command, validate_command, bench_command, report_command, recommend_command, config_command,
-                 doctor_command, device_copy_command):
+                 doctor_command, device_copy_command, setup_command):
     main.add_command(_command)
 
 

@@ -39,7 +39,8 @@ EXIT_CODES = {
     REGRESSION: "bench --compare: a row's p50 latency is slower than the baseline beyond the threshold",
     NO_MATCH: "recommend: no artifact meets the budget",
     UNUSABLE: "doctor: this machine's stack cannot do the role checked (a package it needs is missing or broken, "
-              "or the network guard does not work); it prints what to install",
+              "or the network guard does not work); it prints what to install. setup: npm could not install the "
+              "packages",
     SIGNALLED + 1: "interrupted by SIGHUP; like 130",
     SIGNALLED + 2: "interrupted (Ctrl-C, SIGINT): workers ended, nothing half-written left behind, a previous bundle "
                    "intact",
@@ -58,6 +59,7 @@ COMMAND_EXIT_CODES = {
     "config": (OK, INTERNAL, USAGE, *SIGNALS),
     "doctor": (OK, INTERNAL, USAGE, BUNDLE, UNUSABLE, *SIGNALS),
     "device-copy": (OK, INTERNAL, USAGE, BUNDLE, *SIGNALS),
+    "setup": (OK, INTERNAL, USAGE, UNUSABLE, *SIGNALS),
 }
 # What success (exit 0) means for each command (the group's --help says EXIT_CODES[OK]).
 SUCCESS = {
@@ -69,6 +71,7 @@ SUCCESS = {
     "config": "success: the options were shown",
     "doctor": "success: this machine can do the role checked",
     "device-copy": "success: the copy was written and every hash of it verified",
+    "setup": "success: the npm packages the browser runtimes need are installed (or already were)",
 }
 # When several outcomes apply, the exit code is the first of these that occurred.
 PRECEDENCE = (MODEL, BUNDLE, UNUSABLE, PARITY, RUNTIME, REGRESSION, NO_MATCH, EXPORT, SKIPPED)

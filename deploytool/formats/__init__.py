@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +221,9 @@ class Format:
         return f"{model}{self.suffix}"
 
     def missing_packages(self) -> list[str]:
-        return [p for p in self.requires if importlib.util.find_spec(p) is None]
+        from deploytool import install
+
+        return [p for p in self.requires if not install.installed(p)]
 
 
 def _discover() -> dict[str, Format]:

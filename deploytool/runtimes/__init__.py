@@ -22,11 +22,16 @@ from deploytool import install
 
 @dataclass(frozen=True)
 class Program:
-    """A requirement that is not a Python package: a program found on ``PATH`` (``shutil.which``)."""
+    """A requirement that is not a Python package: a program found on ``PATH`` (``shutil.which``), or anything
+    else ``present`` can tell is there (the npm packages ``deploytool setup`` installs)."""
 
     name: str  # e.g. "g++", "chromium"
     why: str  # what the runtime needs it for, e.g. "compiles the libtorch runner"
     hint: str  # how to get it, e.g. "apt-get install g++"
+    present: Callable[[], bool] | None = None  # None: a program on PATH
+
+    def found(self) -> bool:
+        return self.present() if self.present is not None else shutil.which(self.name) is not None
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ class Runtime:
     def missing(self) -> list[Missing]:
         """Everything it needs that this machine lacks (packages, then programs), each with its hint."""
         out = [Missing("package", p, self.install_hint) for p in self.missing_packages()]
-        return out + [Missing("program", p.name, p.hint, p.why) for p in self.programs if shutil.which(p.name) is None]
+        return out + [Missing("program", p.name, p.hint, p.why) for p in self.programs if not p.found()]
 
     def unavailable(self) -> str | None:
         """One line saying what is missing and how to get it; None when it can run here."""
