@@ -71,6 +71,19 @@ def run_cli(cli_env):
 # The ExecuTorch formats add ~6 min to the zoo's export (mobilenet_v2's executorch_int8 alone ~3 min): the suite
 # exports them for digits_cnn only (and tests/test_executorch.py covers them there).
 ZOO_FULL = ("digits_cnn",)
+# mobilenet_v2's seeded (untrained) weights: its logits vary across images by ~6 % of their norm, less than int8
+# quantization moves them, so an artifact returning the mean logits passes the int8 tier too (issue 22's
+# informativeness rule: VACUOUS). The suite accepts that explicitly; its int8 targets are CONSTANT_ACCEPTED.
+ZOO_ACCEPT = {"mobilenet_v2": "logits"}
+
+
+def zoo_statuses(model: str, fmt: str) -> set[str]:
+    """The statuses a zoo bundle's target may have in the suite: pass, or accepted where ``ZOO_ACCEPT`` says so
+    for a reduced-precision (int8) artifact."""
+    from deploytool.formats import FORMATS
+
+    accepted = model in ZOO_ACCEPT and FORMATS[fmt].tier == "int8"
+    return {"pass", "constant_accepted"} if accepted else {"pass"}
 
 
 def zoo_formats(model: str) -> list[str]:
@@ -88,7 +101,8 @@ def zoo_bundles(tmp_path_factory, run_cli) -> dict[str, tuple[Path, subprocess.C
     out = tmp_path_factory.mktemp("bundles")
     results = {}
     for name in zoo_names():
-        proc = run_cli("export", "--model", name, "--out", out, "--format", ",".join(zoo_formats(name)))
+        accept = ["--accept-uninformative", ZOO_ACCEPT[name]] if name in ZOO_ACCEPT else []
+        proc = run_cli("export", "--model", name, "--out", out, "--format", ",".join(zoo_formats(name)), *accept)
         results[name] = (out / name, proc)
     return results
 
@@ -101,7 +115,10 @@ def keras_bundle(run_cli, tmp_path_factory):
 
     src = tf_sources.keras_mobilenet_v2(tmp_path_factory.mktemp("keras_src") / "mobilenet_v2_keras.keras")
     out = tmp_path_factory.mktemp("keras_bundle")
-    return out / "mobilenet_v2_keras", run_cli("export", "--model", src, "--out", out), src
+    # random weights: the output varies too little across samples for the reduced-precision tiers to tell a wrong
+    # artifact (issue 22's informativeness rule); accepted explicitly (tflite_dynamic is then CONSTANT_ACCEPTED)
+    proc = run_cli("export", "--model", src, "--out", out, "--accept-uninformative", "predictions")
+    return out / "mobilenet_v2_keras", proc, src
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -143,3 +160,15 @@ def result_of(report: dict, fmt: str, runtime: str | None = None) -> dict:
     from deploytool.formats import FORMATS
 
     return report["targets"][f"{fmt}@{runtime or FORMATS[fmt].runtime}"]
+
+
+def wait_for(predicate, timeout: float = 300.0) -> bool:
+    """Poll ``predicate`` every 0.2 s until it is true (True) or ``timeout`` seconds pass (False)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False

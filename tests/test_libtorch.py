@@ -12,14 +12,13 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import manifest_of, result_of
+from conftest import manifest_of, result_of, wait_for
 from faults import rehash
 
 from deploytool.runtimes import _libtorch_build
@@ -82,15 +81,6 @@ def _runners(cache: str) -> list[int]:
         except OSError:
             continue
     return pids
-
-
-def _wait(predicate, timeout: float = 300.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_a_failed_build_is_one_line_naming_the_first_error_and_the_log(tmp_path, monkeypatch):
@@ -193,7 +183,7 @@ def _bench_in_background(lt_env, bundle: Path) -> subprocess.Popen:
                              "--runtime", "libtorch", "--threads", "1", "--no-source", "--no-peak",
                              "--min-time", "120", "--max-time", "120"], env=lt_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    if not _wait(lambda: _runners(lt_env[_libtorch_build.CACHE_ENV]) or proc.poll() is not None):
+    if not wait_for(lambda: _runners(lt_env[_libtorch_build.CACHE_ENV]) or proc.poll() is not None):
         proc.kill()
     assert proc.poll() is None, "the bench ended before its runner started"
     return proc
@@ -208,7 +198,7 @@ def test_the_runner_ends_when_its_worker_is_killed_and_when_the_cli_is_terminate
         (runner,) = _runners(cache)
         worker = int(Path(f"/proc/{runner}/stat").read_text().rsplit(")", 1)[1].split()[1])
         os.kill(worker, signal.SIGKILL)
-        assert _wait(lambda: not _runners(cache), 10), "the runner outlived its worker"
+        assert wait_for(lambda: not _runners(cache), 10), "the runner outlived its worker"
     finally:
         proc.kill()
         proc.wait()
@@ -216,6 +206,6 @@ def test_the_runner_ends_when_its_worker_is_killed_and_when_the_cli_is_terminate
     try:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 143
-        assert _wait(lambda: not _runners(cache), 10), "the runner outlived the CLI"
+        assert wait_for(lambda: not _runners(cache), 10), "the runner outlived the CLI"
     finally:
         proc.kill()

@@ -12,11 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import result_of
+from conftest import result_of, wait_for
 from faults import _scale_onnx_weight
 
 from deploytool.browser import driver, npm
@@ -79,15 +78,6 @@ def _chromiums(tmpdir: str) -> dict[int, int]:
         except OSError:
             continue
     return {pid: ppid for pid, (state, ppid, pgrp) in live.items() if pgrp in groups and state != "Z"}
-
-
-def _wait(predicate, timeout: float = 300.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_without_the_npm_packages_the_runtime_says_to_run_setup(tmp_path, monkeypatch):
@@ -191,7 +181,7 @@ def _bench_in_background(env: dict, bundle: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "deploytool", "bench", str(bundle), "-f", "onnx", "--runtime",
                              "onnxruntime_web", "--threads", "1", "--no-source", "--no-peak", "--min-time", "120",
                              "--max-time", "120"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not _wait(lambda: _chromiums(env["TMPDIR"]) or proc.poll() is not None):
+    if not wait_for(lambda: _chromiums(env["TMPDIR"]) or proc.poll() is not None):
         proc.kill()
     assert proc.poll() is None, "the bench ended before its Chromium started"
     return proc
@@ -208,7 +198,7 @@ def test_chromium_ends_when_its_worker_is_killed_and_when_the_cli_is_terminated(
         assert workers and os.getpid() not in workers
         for worker in workers:
             os.kill(worker, signal.SIGKILL)
-        assert _wait(lambda: not _chromiums(str(tmp_path)), 10), "Chromium outlived its worker"
+        assert wait_for(lambda: not _chromiums(str(tmp_path)), 10), "Chromium outlived its worker"
     finally:
         proc.kill()
         proc.wait()
@@ -216,6 +206,6 @@ def test_chromium_ends_when_its_worker_is_killed_and_when_the_cli_is_terminated(
     try:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 143
-        assert _wait(lambda: not _chromiums(str(tmp_path)), 10), "Chromium outlived the CLI"
+        assert wait_for(lambda: not _chromiums(str(tmp_path)), 10), "Chromium outlived the CLI"
     finally:
         proc.kill()

@@ -97,8 +97,15 @@ def window_bundle(run_cli, tmp_path_factory):
     # --runtime onnxruntime: these tests are about conversion routes. (OpenVINO 2026.4.1 ran this model's int8
     # ONNX with cosine 0.43 against the source on an AVX-512 machine, while onnxruntime and every exposed
     # intermediate tensor matched: a verdict of its own, left out here, and CPU-dependent.)
-    proc = run_cli("export", "--model", TEST_MODELS / "shifted_window.py", "--out", out, "--runtime", "onnxruntime")
+    # random weights: the output varies too little across samples for the reduced-precision tiers to tell a wrong
+    # artifact (issue 22's informativeness rule); accepted explicitly (the int8 artifacts are then CONSTANT_ACCEPTED)
+    proc = run_cli("export", "--model", TEST_MODELS / "shifted_window.py", "--out", out, "--runtime", "onnxruntime",
+                   "--accept-uninformative", "logits")
     return out / "shifted_window", proc
+
+
+# the formats VACUOUS without --accept-uninformative logits (see window_bundle): CONSTANT_ACCEPTED allowed there
+WINDOW_ACCEPTED = {"onnx_int8", "executorch_int8"}
 
 
 def test_model_only_the_torchscript_exporter_handles_gets_every_format(window_bundle):
@@ -106,7 +113,8 @@ def test_model_only_the_torchscript_exporter_handles_gets_every_format(window_bu
     assert proc.returncode == 0, proc.stdout + proc.stderr
     art = manifest_of(bundle)["artifacts"]
     for name, rec in art.items():
-        assert rec["status"] == "ok" and rec["check"]["status"] == "pass", (name, rec.get("check"), rec.get("error"))
+        want = {"pass", "constant_accepted"} if name in WINDOW_ACCEPTED else {"pass"}
+        assert rec["status"] == "ok" and rec["check"]["status"] in want, (name, rec.get("check"), rec.get("error"))
     onnx = art["onnx"]
     assert onnx["route"]["name"] == "torchscript" and len(onnx["route"]["failed"]) == 1
     assert onnx["route"]["failed"][0].startswith("dynamo: torch.export failed: ValueError: Cannot view a tensor "

@@ -26,10 +26,16 @@ def onnx_source(tmp_path_factory):
     return path
 
 
+# the formats VACUOUS without --accept-uninformative scores (see onnx_bundle): CONSTANT_ACCEPTED allowed there
+ONNX_ACCEPTED = {"tflite_dynamic", "tflite_fp16"}
+
+
 @pytest.fixture(scope="module")
 def onnx_bundle(onnx_source, run_cli, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx_bundle")
-    proc = run_cli("export", "--model", onnx_source, "--out", out)
+    # random weights: the output varies too little across samples for the reduced-precision tiers to tell a wrong
+    # artifact (issue 22's informativeness rule); accepted explicitly (ONNX_ACCEPTED are then CONSTANT_ACCEPTED)
+    proc = run_cli("export", "--model", onnx_source, "--out", out, "--accept-uninformative", "scores")
     return out / "small_cnn", proc
 
 
@@ -47,7 +53,8 @@ def test_onnx_file_exports_every_applicable_format_with_parity(onnx_bundle, onnx
     assert m["flops"]["per_sample"] == 2 * (32 * 32 * 8 * 3 * 9 + 8 * 5) and "ONNX graph" in m["flops"]["method"]
     assert (bundle / "artifacts/small_cnn.onnx").read_bytes() == onnx_source.read_bytes()
     for fmt in ("onnx", "savedmodel", "tflite_fp32", "tflite_fp16"):
-        assert art[fmt]["status"] == "ok" and art[fmt]["check"]["status"] == "pass", (fmt, art[fmt]["check"])
+        want = {"pass", "constant_accepted"} if fmt in ONNX_ACCEPTED else {"pass"}
+        assert art[fmt]["status"] == "ok" and art[fmt]["check"]["status"] in want, (fmt, art[fmt]["check"])
     assert "NOT_APPLICABLE" in proc.stdout
 
 
@@ -180,7 +187,8 @@ def test_module_path_factory_with_example_inputs(factory_dir, run_cli, tmp_path)
                    cwd=factory_dir)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     m = manifest_of(tmp_path / "mlp_with_examples")
-    assert m["contract"]["inputs"][0]["shape"] == [4, 6] and m["contract"]["inputs"][0]["name"] == "input"
+    # the example's batch (4) becomes a dynamic batch dim (issue 22 item 3); the feature size stays fixed
+    assert m["contract"]["inputs"][0]["shape"] == ["batch", 6] and m["contract"]["inputs"][0]["name"] == "input"
 
 
 @pytest.mark.parametrize("args, message", [

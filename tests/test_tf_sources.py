@@ -96,7 +96,10 @@ def test_savedmodel_directory_exports_every_applicable_format_with_parity(savedm
 
 def test_keras_multi_input_dict_output_model_maps_every_tensor_by_name(run_cli, tmp_path):
     src = tf_sources.keras_multi_io(tmp_path / "multi_io_keras.keras")
-    proc = run_cli("export", "--model", src, "--input-range", "ids:0:50", "--out", tmp_path / "out")
+    # random weights: the output varies too little across samples for the reduced-precision tiers to tell a wrong
+    # artifact (issue 22's informativeness rule); accepted explicitly (tflite_dynamic is then CONSTANT_ACCEPTED)
+    proc = run_cli("export", "--model", src, "--input-range", "ids:0:50", "--out", tmp_path / "out",
+                   "--accept-uninformative", "logits")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     m = manifest_of(tmp_path / "out/multi_io_keras")
     assert [(s["name"], s["shape"]) for s in m["contract"]["inputs"]] == [("image", ["batch", 16, 16, 3]),

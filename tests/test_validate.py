@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HERE, assert_fits, error_lines, manifest_of, result_of, zoo_formats
+from conftest import HERE, assert_fits, error_lines, manifest_of, result_of, zoo_formats, zoo_statuses
 
 from deploytool.core import errors, records
 from deploytool.formats import FORMATS
@@ -39,8 +39,10 @@ def _rehash(bundle: Path, fmt: str) -> None:
 def test_zero_false_failures_on_every_zoo_bundle(zoo_bundles, run_cli, model):
     proc = run_cli("validate", zoo_bundles[model][0])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # every target of every artifact
-    assert proc.stdout.count("PASS") == sum(len(runtimes_of(f)) for f in zoo_formats(model))
+    # every target of every artifact (passed, or accepted where the suite accepts an uninformative output)
+    rows = [ln.split() for ln in proc.stdout.splitlines() if ln.split() and ln.split()[0] in zoo_formats(model)]
+    assert len(rows) == sum(len(runtimes_of(f)) for f in zoo_formats(model))
+    assert all(r[2].lower() in zoo_statuses(model, r[0]) for r in rows), proc.stdout
     assert "main,alt" in proc.stdout  # every artifact also checked at the second shape
     assert_fits(proc.stdout)
 
@@ -126,7 +128,8 @@ def test_tflite_validates_without_torch_or_tensorflow(zoo_bundles, tmp_path):
                            "--json", str(tmp_path / "also.json")], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("tflite_")]
-    assert len(rows) == len([f for f in FORMATS if f.startswith("tflite")]) and all("PASS" in r for r in rows)
+    assert len(rows) == len([f for f in FORMATS if f.startswith("tflite")])
+    assert all(r.split()[2].lower() in zoo_statuses("mobilenet_v2", r.split()[0]) for r in rows), proc.stdout
     # the per-hop comparison still works, against the SavedModel outputs stored at export time
     report = json.loads((bundle / "reports/validation.json").read_text())
     assert result_of(report, "tflite_fp32")["hop"]["main"]["logits"]["passed"]
@@ -232,4 +235,4 @@ def test_tolerance_overrides_per_format(zoo_bundles, run_cli, tmp_path):
 
 def test_unknown_format_selection(zoo_bundles, run_cli):
     proc = run_cli("validate", zoo_bundles["digits_cnn"][0], "-f", "coreml")
-    assert proc.returncode == errors.USAGE and "no such artifact" in proc.stderr
+    assert proc.returncode == errors.USAGE and "--format coreml: no such format" in proc.stderr
