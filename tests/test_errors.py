@@ -53,7 +53,7 @@ def test_debug_shows_the_traceback(run_cli, tmp_path):
 def test_unknown_format_is_a_usage_error(run_cli, tmp_path):
     proc = run_cli("export", "--formats", "onnx,coreml", "--out", tmp_path)
     assert proc.returncode == errors.USAGE
-    assert "--format coreml: no such format; one of: onnx, torchscript, " in _one_line_error(proc)
+    assert "--format coreml: no such format; one of: executorch, executorch_int8, onnx, " in _one_line_error(proc)
     proc = run_cli("export", "-f", "onnx", "-f", "tflite_fp23", "--out", tmp_path)
     assert proc.returncode == errors.USAGE
     assert "--format tflite_fp23: no such format (did you mean tflite_fp32" in _one_line_error(proc)
