@@ -5,11 +5,13 @@ import {encode, fetchFeeds, timeCalls} from "/harness.mjs";
 
 let session;
 
-export async function load(threads) {
+export async function load(threads, externalData) {
   ort.env.wasm.wasmPaths = "/ort/";
   ort.env.logLevel = "error";
   if (threads) ort.env.wasm.numThreads = threads;
-  session = await ort.InferenceSession.create("/artifact", {executionProviders: ["wasm"]});
+  const options = {executionProviders: ["wasm"]};
+  if (externalData && externalData.length) options.externalData = externalData;  // sidecars, served under /data/
+  session = await ort.InferenceSession.create("/artifact", options);
   const spec = (m) => ({name: m.name, dtype: m.type, shape: (m.shape || []).map((d) => typeof d === "number" ? d : null)});
   const described = session.inputMetadata && session.outputMetadata;
   return {threads: ort.env.wasm.numThreads, simd: ort.env.wasm.simd ?? null, version: ort.env.versions.web,

@@ -52,7 +52,8 @@ def _close(page: Page, scratch: Path) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def open_session(page_js: Path, artifact: Path, routes: dict[str, Path], threads: int | None) -> Session:
+def open_session(page_js: Path, artifact: Path, routes: dict[str, Path], threads: int | None,
+                 *load_args: Any) -> Session:
     """``page_js`` in a fresh page that may fetch ``routes``, the artifact (``/artifact``) and the feeds
     (``/feeds/``), its ``load(threads)`` called. Raises RuntimeError naming what to install when it cannot run."""
     if not npm.installed():
@@ -65,7 +66,7 @@ def open_session(page_js: Path, artifact: Path, routes: dict[str, Path], threads
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     try:
-        loaded = page.call("load", threads)
+        loaded = page.call("load", threads, *load_args)
     except BaseException:
         _close(page, scratch)
         raise

@@ -19,9 +19,25 @@ PAGE_JS = Path(browser.__file__).with_name("onnxruntime_web.mjs")
 PACKAGE = "onnxruntime-web"
 
 
+def _external_data(path: Path) -> list[str]:
+    """The external data files (sidecars) the .onnx names, relative to it: served to the page one by one and
+    handed to onnxruntime-web as ``externalData`` (it cannot read them beside the file as native onnxruntime
+    does). Reading them needs the onnx package; a device install without it serves none (a model that has
+    them then fails to load, saying which file it missed)."""
+    try:
+        from deploytool.store.bundle import onnx_external_data
+
+        return onnx_external_data(Path(path))
+    except ImportError:
+        return []
+
+
 def load(path, settings):
     dist = npm.package_dir(PACKAGE) / "dist"
-    return browser.open_session(PAGE_JS, path, {"/ort/": dist}, int(settings.get("threads") or 0) or None)
+    sidecars = _external_data(Path(path))
+    routes = {"/ort/": dist, **{f"/data/{name}": Path(path).parent / name for name in sidecars}}
+    external = [{"path": name, "data": f"/data/{name}"} for name in sidecars]
+    return browser.open_session(PAGE_JS, path, routes, int(settings.get("threads") or 0) or None, external)
 
 
 def version():
