@@ -131,7 +131,7 @@ class Page:
                    (os.POSIX_SPAWN_DUP2, log_fd, 2), (os.POSIX_SPAWN_DUP2, to_chromium, 3),
                    (os.POSIX_SPAWN_DUP2, from_chromium, 4)]
         try:
-            self.pid = os.posix_spawn(exe, args, os.environ, file_actions=actions, setpgroup=0)
+            self.pid = os.posix_spawn(exe, args, self._environment(), file_actions=actions, setpgroup=0)
         finally:
             for fd in (to_chromium, from_chromium, log_fd):
                 os.close(fd)
@@ -139,6 +139,17 @@ class Page:
             raise RuntimeError("the watcher was started without a pipe")
         self.watcher.stdin.write(f"{self.pid}\n".encode())
         self.watcher.stdin.flush()
+
+    def _environment(self) -> dict[str, str]:
+        """Chromium's environment: its home, cache and configuration folders inside the scratch folder, so it
+        writes nothing outside it (dconf's cache under $XDG_CACHE_HOME, NSS's database under ~/.pki, ...)."""
+        env = dict(os.environ)
+        for var, sub in (("HOME", "home"), ("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config"),
+                         ("XDG_DATA_HOME", "data")):
+            folder = self.scratch / "chromium-env" / sub
+            folder.mkdir(parents=True, exist_ok=True)
+            env[var] = str(folder)
+        return env
 
     def _open(self) -> None:
         """A tab on the page, attached (flat sessions), and the runtime's module loaded."""
