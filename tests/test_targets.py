@@ -192,9 +192,8 @@ def test_bench_times_each_target_and_says_its_runtime(bundle, run_cli, tmp_path)
                    "--reports", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = json.loads((tmp_path / "bench.json").read_text())["rows"]
-    assert {(r["format"], r["runtime"], r["status"]) for r in rows} == {("onnx", "onnxruntime", "ok"),
-                                                                        ("onnx", "openvino", "ok")}
-    assert {tuple(r[:2]) for r in _rows(proc.stdout)} == {("onnx", "onnxruntime"), ("onnx", "openvino")}
+    assert {(r["format"], r["runtime"], r["status"]) for r in rows} == {("onnx", r, "ok") for r in runtimes_of("onnx")}
+    assert {tuple(r[:2]) for r in _rows(proc.stdout)} == {("onnx", r) for r in runtimes_of("onnx")}
 
 
 def _without_openvino(cli_env: dict) -> dict:
@@ -216,7 +215,8 @@ def test_without_the_openvino_extra_its_targets_are_skipped_naming_the_extra(bun
     proc = validate("-f", "onnx")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {(r[0], r[1]): r[2] for r in _rows(proc.stdout)}
-    assert rows == {("onnx", "onnxruntime"): "PASS", ("onnx", "openvino"): "SKIPPED"}
+    assert rows == {("onnx", "onnxruntime"): "PASS", ("onnx", "onnxruntime_web"): "PASS",
+                    ("onnx", "openvino"): "SKIPPED"}
     skipped = json.loads((tmp_path / "validation.json").read_text())["targets"]["onnx@openvino"]
     assert "pip install 'deploytool[openvino]'" in skipped["reason"]
     assert "pip install 'deploytool[openvino]'" in proc.stderr  # the warning line names the extra
