@@ -114,6 +114,20 @@ def components() -> list[Component]:
             out.append(Component(program.name, program.name, "runtime", program.hint, program.found(), None, None,
                                  None, runtime=rt.name, program=True))
     out += [_component(n, "optional", extra) for n, extra in OPTIONAL.items()]
+    return out + env_components()
+
+
+def env_components() -> list[Component]:
+    """Each Python environment of ``deploytool.envs`` (the TF.js converter's) as a converter: made by ``deploytool
+    setup`` (its ``extra`` holds that hint), its version the first package it records."""
+    from deploytool import envs
+
+    out = []
+    for env in envs.ENVS.values():
+        version = env.versions().get(f"{env.name}/{env.recorded[0]}")
+        out.append(Component(f"{env.name} environment", f"{env.name} environment ({env.recorded[0]})", "converter",
+                             envs.HINT, env.installed(), version, envs.pins(env).get(env.recorded[0]), None,
+                             program=True))
     return out
 
 
@@ -233,6 +247,8 @@ def run(role: str = "export", bundle: str | Path | None = None, check_imports: b
         elif c.needed and c.import_error:
             outcome.problems.append(f"{c.distribution} ({what}) is installed but does not import: {c.import_error}")
             extras.append(c.extra)
+        if c.program and c.kind == "converter" and not c.installed:  # an environment of deploytool.envs
+            outcome.warnings.append(f"{c.name} is not set up: the formats made in it fail to export ({c.extra})")
         if c.installed and c.verified_ok is False:
             outcome.warnings.append(f"{c.distribution} {c.version} is not the version this release was verified with "
                                     f"({c.verified})")

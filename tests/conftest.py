@@ -71,6 +71,8 @@ def run_cli(cli_env):
 # The ExecuTorch formats add ~6 min to the zoo's export (mobilenet_v2's executorch_int8 alone ~3 min): the suite
 # exports them for digits_cnn only (and tests/test_executorch.py covers them there).
 ZOO_FULL = ("digits_cnn",)
+# tfjs likewise: its converter starts TensorFlow 2.19 in another environment (~15 s a model) and its runtime a browser
+ZOO_FULL_ONLY = ("executorch", "tfjs")
 # mobilenet_v2's seeded (untrained) weights: its logits vary across images by ~6 % of their norm, less than int8
 # quantization moves them, so an artifact returning the mean logits passes the int8 tier too (issue 22's
 # informativeness rule: VACUOUS). The suite accepts that explicitly; its int8 targets are CONSTANT_ACCEPTED.
@@ -90,7 +92,7 @@ def zoo_formats(model: str) -> list[str]:
     """The formats the ``zoo_bundles`` fixture exports for ``model``."""
     from deploytool.formats import FORMATS
 
-    return [f for f in FORMATS if model in ZOO_FULL or not f.startswith("executorch")]
+    return [f for f in FORMATS if model in ZOO_FULL or not f.startswith(ZOO_FULL_ONLY)]
 
 
 @pytest.fixture(scope="session")

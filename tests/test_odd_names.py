@@ -140,15 +140,16 @@ def _assert_all_pass(bundle: Path, outputs: list[str], formats: set[str]) -> Non
     from deploytool.targets import runtimes_of
 
     results = json.loads((bundle / "reports" / "validation.json").read_text())["targets"]
-    results = {k: t for k, t in results.items() if t["format"] in formats}  # (ExecuTorch: not covered here yet)
+    results = {k: t for k, t in results.items() if t["format"] in formats}  # (from an ONNX file: no ExecuTorch)
     assert len(results) == sum(len(runtimes_of(f)) for f in formats)  # every runtime of each: OpenVINO, browser
     for key, target in results.items():
         assert target["status"] == "pass", (key, target.get("reason"))
         assert sorted(target["sets"]["main"]) == sorted(outputs), key  # keyed by the source's output names
 
 
-ONNX_FORMATS = {"onnx", "onnx_int8", "openvino", "savedmodel", "tflite_dynamic", "tflite_fp16", "tflite_fp32",
+ONNX_FORMATS = {"onnx", "onnx_int8", "openvino", "savedmodel", "tfjs", "tflite_dynamic", "tflite_fp16", "tflite_fp32",
                 "tflite_int8"}
+TORCH_FORMATS = ONNX_FORMATS | {"torchscript", "executorch", "executorch_int8"}
 
 
 @pytest.mark.slow
@@ -165,6 +166,5 @@ def test_onnx_file_with_odd_names_exports_every_format(run_cli, tmp_path):
 @pytest.mark.slow
 def test_torch_source_with_odd_names_exports_every_format(run_cli, tmp_path):
     bundle, manifest = _export(run_cli, tmp_path, Path(odd_names.__file__), odd_names.TORCH_INPUTS)
-    _assert_every_format_by_source_names(manifest, odd_names.TORCH_INPUTS, odd_names.TORCH_OUTPUTS,
-                                         ONNX_FORMATS | {"torchscript"})
-    _assert_all_pass(bundle, odd_names.TORCH_OUTPUTS, ONNX_FORMATS | {"torchscript"})
+    _assert_every_format_by_source_names(manifest, odd_names.TORCH_INPUTS, odd_names.TORCH_OUTPUTS, TORCH_FORMATS)
+    _assert_all_pass(bundle, odd_names.TORCH_OUTPUTS, TORCH_FORMATS)

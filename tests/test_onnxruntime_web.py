@@ -18,6 +18,7 @@ import pytest
 from conftest import result_of, wait_for
 from faults import _scale_onnx_weight
 
+from deploytool import envs
 from deploytool.browser import driver, npm
 from deploytool.runtimes import RUNTIMES
 
@@ -36,7 +37,7 @@ def npm_installed() -> None:
     """The set-up step, once a session, where the packages are not installed yet (CI's README command did it)."""
     from deploytool.commands import setup
 
-    setup.run()
+    setup.run(skip=tuple(envs.ENVS))  # the npm packages only
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from deploytool import install
+from deploytool import envs, install
 from deploytool.checking import golden, judge
 from deploytool.checking.golden import GoldenSet
 from deploytool.checking.parity import Tolerances
@@ -30,7 +30,7 @@ from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, dims_of, parse_input_spec, parse_range
 from deploytool.core.errors import ModelError, UsageError
 from deploytool.core.target import NATIVE, Target
-from deploytool.formats import FORMATS, Format, lineage, plan, resolve
+from deploytool.formats import FORMATS, Format, lineage, plan, resolve, stage_order
 from deploytool.progress import Progress, as_progress
 from deploytool.report.validation import write_reports
 from deploytool.results import ArtifactCheck
@@ -282,7 +282,7 @@ class _Pipeline:
         self.records: dict[str, ArtifactRecord] = {
             n: self._record(n, ArtifactStatus.NOT_APPLICABLE, error=self.plan[n].not_applicable)
             for n in names if self.plan[n].not_applicable}
-        names = [n for n in names if n not in self.records]
+        names = stage_order([n for n in names if n not in self.records], self.plan)
         self.stages = [(stage, list(group)) for stage, group in groupby(names, key=lambda n: self.plan[n].stage)]
         if not self.stages or self.stages[0][0] != source.framework:
             self.stages.insert(0, (source.framework, []))
@@ -294,8 +294,11 @@ class _Pipeline:
 
     def _worker(self, index: int, stage: str, group: list[str], attempt: int = 1) -> Worker:
         suffix = "" if attempt == 1 else f"-{attempt}"
+        if any(s == stage for s, _ in self.stages[:index]):  # a stage its parents made run twice: a worker each
+            suffix = f"-{index}{suffix}"
         return Worker(self.work / f"export-{stage}{suffix}", self.staging / bundle.LOGS / f"export-{stage}{suffix}.log",
-                      preload=self._preload(self.source.framework if index == 0 else None, group))
+                      preload=self._preload(self.source.framework if index == 0 else None, group),
+                      env=envs.for_stage(stage))
 
     def close(self) -> None:
         for w in self.workers:
@@ -386,6 +389,11 @@ class _Pipeline:
                 "needs calibration data: this source has none of its own; pass --calib-data FILE.npz (inputs "
                 f"named as in the contract, rows are samples, >= {golden.CALIB_RECOMMENDED} recommended; never the "
                 "data you validate on)"))
+            return False
+        env = envs.for_stage(fmt.stage)
+        if env is not None and not env.installed():
+            self.records[name] = self._record(name, ArtifactStatus.FAILED,
+                                              error=f"exporter needs {env.describe()}: {envs.HINT}")
             return False
         if fmt.missing_packages():
             self.records[name] = self._record(name, ArtifactStatus.FAILED, error=f"exporter needs "
@@ -570,13 +578,18 @@ class _Pipeline:
             tool={"name": "deploytool", "version": bundle.package_versions()["deploytool"]},
             model=ModelInfo(name=self.source.name, description=self.description, source=self.source.to_dict()),
             seed=self.options.seed, platform=bundle.platform_info(),
-            versions={**bundle.package_versions(), **self.versions},
+            versions={**bundle.package_versions(), **self.versions, **self._env_versions()},
             formats_requested=[n for n in self.names if n not in self.added], formats_added=self.added,
             contract=self.contract, golden=data,
             tolerances=self.tolerances.to_dict(),  # overrides of the parity tiers the export was judged with
             accepted_constant=self.options.accept_constant,
             flops=self.flops,
             artifacts={n: self.records[n] for n in self.plan if n in self.records})
+
+    def _env_versions(self) -> dict[str, str | None]:
+        """What the other Python environments that made artifacts had installed (``<env>/<package>``)."""
+        made = {envs.for_stage(self.plan[n].stage) for n, r in self.records.items() if r.status == ArtifactStatus.OK}
+        return {k: v for env in made if env is not None for k, v in env.versions().items()}
 
     def _preload(self, framework: str | None, group: list[str]) -> tuple[str, ...]:
         mods = list(FRAMEWORKS.get(framework, ())) if framework else []

@@ -1,4 +1,6 @@
-"""``deploytool setup``: install what the runtimes need that pip does not (the browser runtimes' npm packages).
+"""``deploytool setup``: install what the runtimes and converters need that pip's install of deploytool does not:
+the browser runtimes' npm packages (``deploytool/browser``) and the Python environments of stages that cannot share
+deploytool's own (``deploytool/envs``: the TF.js converter's).
 
 Run once per machine (the README's set-up runs it); idempotent: what is installed already is said and left as it
 is. Everything else a runtime needs beyond pip is a program the machine's package manager installs (Chromium,
@@ -10,25 +12,60 @@ from dataclasses import dataclass, field
 
 from deploytool.core.errors import UNUSABLE, DeployToolError
 
+NPM = "npm"
+
+
+def parts() -> list[str]:
+    """What setup installs, by the names ``--skip`` takes: the npm packages, then each environment."""
+    from deploytool import envs
+
+    return [NPM, *envs.ENVS]
+
+
+@dataclass
+class Done:
+    name: str  # "npm" or an environment's name
+    what: str  # e.g. "npm packages onnxruntime-web 1.31.1" / "the tfjs Python environment (...)"
+    folder: str
+    install_s: float  # 0.0: it was installed already
+
 
 @dataclass
 class SetupOutcome:
-    npm_folder: str
-    npm_packages: dict[str, str]  # name -> version, as pinned and installed
-    install_s: float  # 0.0: they were installed already
+    done: list[Done] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # --skip
     programs_missing: list[str] = field(default_factory=list)  # "chromium (runtime onnxruntime_web): apt-get ..."
 
 
-def run(offline: bool = False) -> SetupOutcome:
-    """Install the npm packages of ``deploytool/browser/package-lock.json`` unless they are; raises
-    DeployToolError (exit 11, the machine cannot be set up) naming npm's error."""
+def run(offline: bool = False, skip: tuple[str, ...] = ()) -> SetupOutcome:
+    """Install the npm packages of ``deploytool/browser/package-lock.json`` and create each environment of
+    ``deploytool/envs``, unless they are (or are in ``skip``); raises DeployToolError (exit 11, the machine cannot be
+    set up) naming npm's or pip's error."""
+    from deploytool import envs
     from deploytool.browser import npm
     from deploytool.runtimes import RUNTIMES
 
-    try:
-        done = npm.ensure(offline=offline)
-    except npm.SetupError as e:
-        raise DeployToolError(f"setup: {e}", UNUSABLE) from None
-    missing = [f"{m.name} (runtime {rt.name}): {m.hint}" for rt in RUNTIMES.values() for m in rt.missing()
-               if m.kind == "program"]
-    return SetupOutcome(str(done.folder), done.packages, done.install_s, missing)
+    unknown = [s for s in skip if s not in parts()]
+    if unknown:
+        from deploytool.core.errors import UsageError
+
+        raise UsageError(f"--skip {unknown[0]}: setup installs {', '.join(parts())}")
+    outcome = SetupOutcome(skipped=[s for s in parts() if s in skip])
+    if NPM not in skip:
+        try:
+            got = npm.ensure(offline=offline)
+        except npm.SetupError as e:
+            raise DeployToolError(f"setup: {e}", UNUSABLE) from None
+        what = ", ".join(f"{name} {version}" for name, version in got.packages.items())
+        outcome.done.append(Done(NPM, f"npm packages {what}", str(got.folder), got.install_s))
+    for env in envs.ENVS.values():
+        if env.name in skip:
+            continue
+        try:
+            made = envs.ensure(env)
+        except envs.SetupError as e:
+            raise DeployToolError(f"setup: {e}", UNUSABLE) from None
+        outcome.done.append(Done(env.name, env.describe(), str(made.folder), made.install_s))
+    outcome.programs_missing = [f"{m.name} (runtime {rt.name}): {m.hint}" for rt in RUNTIMES.values()
+                                for m in rt.missing() if m.kind == "program"]
+    return outcome

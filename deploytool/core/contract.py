@@ -255,6 +255,12 @@ def to_artifact(contract: Contract, feeds: dict[str, np.ndarray]) -> dict[str, n
             scale, zero = spec.quant
             info = np.iinfo(dtype)
             x = np.clip(np.round(np.asarray(x, np.float64) / scale) + zero, info.min, info.max)
+        elif np.asarray(x).dtype.kind in "iu" and np.dtype(dtype).kind in "iu" and np.asarray(x).size:
+            info = np.iinfo(dtype)  # an artifact that takes a narrower integer (TF.js: int32): never wrapped
+            low, high = int(np.min(x)), int(np.max(x))
+            if low < info.min or high > info.max:
+                raise ValueError(f"input {spec.name!r} holds {low}..{high}; the artifact takes it as {dtype} "
+                                 f"({info.min}..{info.max})")
         out[spec.feed_name] = np.ascontiguousarray(x.astype(dtype, copy=False))
     return out
 
@@ -271,6 +277,9 @@ def from_artifact(contract: Contract, outputs: dict[str, np.ndarray]) -> dict[st
         if spec.quant:  # back to the contract's real values and dtype
             scale, zero = spec.quant
             y = ((y.astype(np.float64) - zero) * scale).astype(spec.dtype)
+        elif spec.artifact_dtype and str(y.dtype) == spec.artifact_dtype != spec.dtype and y.dtype.kind in "iu" \
+                and np.can_cast(y.dtype, spec.dtype, "safe"):
+            y = y.astype(spec.dtype)  # an artifact that computes a narrower integer (TF.js: int32), widened losslessly
         result[spec.name] = y
     return result
 

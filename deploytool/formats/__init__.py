@@ -290,4 +290,21 @@ def resolve(requested: list[str] | None, framework: str = DEFAULT_FRAMEWORK) -> 
     return [n for n in formats if n in wanted], added
 
 
+def stage_order(names: list[str], formats: dict[str, Format]) -> list[str]:
+    """``names`` (parents first) reordered so that the formats of one stage are made together where their parents
+    allow: of the formats whose parent is made (or not being made), one of the stage running now is taken before
+    one that would start another stage (else the first in ``names``' order). Without it, a format of another stage
+    sorting between siblings (``tfjs`` between ``savedmodel`` and the ``tflite_*``) would split a stage in two
+    workers."""
+    order: list[str] = []
+    pending = list(names)
+    while pending:
+        ready = [n for n in pending if formats[n].parent not in pending]
+        current = formats[order[-1]].stage if order else None
+        pick = next((n for n in ready if formats[n].stage == current), ready[0])
+        order.append(pick)
+        pending.remove(pick)
+    return order
+
+
 FORMATS: dict[str, Format] = _discover()

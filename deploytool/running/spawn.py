@@ -30,10 +30,13 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploytool.core import records
 from deploytool.running import jobs
+
+if TYPE_CHECKING:
+    from deploytool.envs import Env
 
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",  # TensorFlow's C++ INFO/WARNING lines
@@ -52,9 +55,10 @@ EXIT_GRACE_S = 10.0  # a worker that has replied to its last job gets this long 
 STOP_WAIT_S = 5.0  # stop_all(): how long the killed workers get to be reaped, all together
 
 
-def worker_command(base: Path, preload: tuple[str, ...] = ()) -> list[str]:
-    """How a worker is started: ``-P``, so the working directory is not on its ``sys.path``."""
-    cmd = [sys.executable, "-P", "-m", "deploytool.running.worker", str(base)]
+def worker_command(base: Path, preload: tuple[str, ...] = (), python: str | None = None) -> list[str]:
+    """How a worker is started: ``-P``, so the working directory is not on its ``sys.path``; under ``python``
+    (another environment's, ``deploytool.envs``) or this one's."""
+    cmd = [python or sys.executable, "-P", "-m", "deploytool.running.worker", str(base)]
     return cmd + ["--preload", ",".join(preload)] if preload else cmd
 
 
@@ -139,8 +143,10 @@ def reply_path(base: Path, n: int) -> Path:
 class Worker:
     """One worker process. ``start()`` it early (it preloads, then waits), ``run(job)`` later."""
 
-    def __init__(self, base: Path, log_path: Path, preload: tuple[str, ...] = ()) -> None:
+    def __init__(self, base: Path, log_path: Path, preload: tuple[str, ...] = (), env: Env | None = None) -> None:
         self.base, self.log_path, self.preload = Path(base), Path(log_path), tuple(preload)
+        self.env = env  # the Python environment it runs in (``deploytool.envs``); None: deploytool's own
+        self.unusable: str | None = None  # why it cannot start (its environment was not created)
         self.proc: subprocess.Popen | None = None
         self.n = 0
         self.done = False
@@ -151,13 +157,23 @@ class Worker:
         """Start the process (once); after ``stop_all()`` nothing is started."""
         if self.proc is None and not _STOPPING.is_set():
             self.base.parent.mkdir(parents=True, exist_ok=True)
+            python: str | None = None
+            extra: dict[str, str] = {}
+            if self.env is not None:
+                from deploytool.envs import SetupError, worker_interpreter
+
+                try:
+                    python, extra = worker_interpreter(self.env)
+                except SetupError as e:  # not created: nothing starts, and a job is answered with why
+                    self.unusable = str(e)
+                    return self
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             # Never through a link: a log inside a bundle must not write outside it.
             fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             with os.fdopen(fd, "ab") as log:
-                self.proc = _SPAWNER.popen(worker_command(self.base, self.preload), stdout=log,
+                self.proc = _SPAWNER.popen(worker_command(self.base, self.preload, python), stdout=log,
                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           env={**os.environ, **WORKER_ENV, PARENT_ENV: str(os.getpid())})
+                                           env={**os.environ, **WORKER_ENV, **extra, PARENT_ENV: str(os.getpid())})
         return self
 
     def run(self, job: jobs.Job[jobs.R], last: bool = True, timeout: float | None = None) -> jobs.R:
@@ -177,9 +193,9 @@ class Worker:
         tmp.write_text(json.dumps(data, default=str))
         tmp.replace(target)  # the waiting worker sees a complete job or none
         proc = self.start().proc
-        if proc is None:  # stop_all() came in between
+        if proc is None:  # stop_all() came in between, or its environment is not there
             self.done = True
-            return reply_type.crashed("not run: deploytool was interrupted")
+            return reply_type.crashed(self.unusable or "not run: deploytool was interrupted")
         code = None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
