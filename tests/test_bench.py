@@ -60,7 +60,10 @@ def test_thread_settings_are_applied_through_each_runtimes_knob(digits_bench):
     bundle, _ = digits_bench
     for r in json.loads((bundle / "reports/bench.json").read_text())["rows"]:
         # every runtime reports its knobs read back under the same names (runtimes.Settings)
-        assert r["settings"]["threads"] == r["threads"], (r["runtime"], r["settings"])
+        # ...and a runtime that takes fewer threads than asked (TF.js wasm: half the cores) says so in the row
+        took = r["settings"]["threads"]
+        said = f"asked for {r['threads']} threads, the runtime runs {took}"
+        assert took == r["threads"] or any(said in w for w in r["warnings"]), (r["runtime"], r["settings"])
         assert {"inter_op_threads", "spinning"} <= set(r["settings"]), r["settings"]
         if r["runtime"] == "litert":
             assert r["settings"]["xnnpack"] is True

@@ -202,11 +202,14 @@ def _run_row(t: Target, threads: int, batch: int, inputs: Path, timing: _Timing)
     if res.status != RunStatus.OK:
         where = "load" if res.status == RunStatus.LOAD_FAILED else "run"
         return replace(row, status=RowStatus.FAILED, reason=f"failed to {where} in {t.runtime}: {res.error}")
+    summary = B.summarize(res.samples_ns, batch)
+    took = (res.settings or {}).get("threads")
+    if took is not None and took != threads:  # e.g. TF.js's wasm backend: at most half the cores the page sees
+        summary.warnings.append(f"asked for {threads} threads, the runtime runs {took}: the row is timed at {took}")
     return replace(row, settings=res.settings, runtime_version=res.version, import_s=res.import_s,
                    load_s=res.load_s, first_inference_ms=res.first_inference_ms, rss_start_mb=res.rss_start_mb,
                    rss_after_load_mb=res.rss_after_load_mb, rss_peak_mb=res.rss_peak_mb,
-                   warmup_runs=res.warmup_runs, capped=res.capped, samples_ns=res.samples_ns,
-                   summary=B.summarize(res.samples_ns, batch))
+                   warmup_runs=res.warmup_runs, capped=res.capped, samples_ns=res.samples_ns, summary=summary)
 
 
 def run(bundle_dir: Path | str, options: BenchOptions | None = None,
