@@ -114,7 +114,7 @@ def components() -> list[Component]:
             out.append(Component(program.name, program.name, "runtime", program.hint, program.found(), None, None,
                                  None, runtime=rt.name, program=True))
     out += [_component(n, "optional", extra) for n, extra in OPTIONAL.items()]
-    return out + env_components()
+    return out + env_components() + emulation_components()
 
 
 def env_components() -> list[Component]:
@@ -129,6 +129,17 @@ def env_components() -> list[Component]:
                              envs.HINT, env.installed(), version, envs.pins(env).get(env.recorded[0]), None,
                              program=True))
     return out
+
+
+def emulation_components() -> list[Component]:
+    """The aarch64 emulation (``deploytool.emulation``: QEMU, an arm64 Python, LiteRT's aarch64 build) as a component
+    of kind ``emulation``: built by ``deploytool setup`` (its ``extra`` holds that hint), its version QEMU's. Never
+    needed by a role: without it the emulated targets are SKIPPED, which is a warning."""
+    from deploytool.emulation import build
+
+    qemu = build.record().get("qemu")
+    return [Component("aarch64 emulation", "aarch64 emulation (qemu-aarch64)", "emulation", build.HINT,
+                      build.installed(), qemu.split()[0] if qemu else None, None, None, program=True)]
 
 
 def cpu_features(cpuinfo: str | None = None, machine: str | None = None) -> dict[str, bool]:
@@ -249,6 +260,8 @@ def run(role: str = "export", bundle: str | Path | None = None, check_imports: b
             extras.append(c.extra)
         if c.program and c.kind == "converter" and not c.installed:  # an environment of deploytool.envs
             outcome.warnings.append(f"{c.name} is not set up: the formats made in it fail to export ({c.extra})")
+        if c.kind == "emulation" and not c.installed:
+            outcome.warnings.append(f"the {c.name} is not set up: `validate --emulate` targets are SKIPPED ({c.extra})")
         if c.installed and c.verified_ok is False:
             outcome.warnings.append(f"{c.distribution} {c.version} is not the version this release was verified with "
                                     f"({c.verified})")

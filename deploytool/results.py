@@ -59,6 +59,9 @@ class ArtifactCheck:
     # Why the golden inputs it ran on exercised the model weakly (golden.weak_text: an integer input drawn with no
     # known range); empty: they covered it. A PASS with it is not a plain PASS; --strict fails it (exit 7).
     coverage: str = ""
+    # The precision the target really computed in (``platforms.executed_precision``): the format's, or, for a format
+    # asking for fp16 arithmetic, whether this CPU ran it ("fp16 arithmetic") or computed in fp32.
+    executed: str = ""
 
     @property
     def target(self) -> Target:

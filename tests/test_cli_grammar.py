@@ -17,7 +17,7 @@ from deploytool.running.jobs import ArtifactStatus
 from deploytool.store.manifest import ArtifactRecord
 from deploytool.targets import check_runtimes, format_names, select
 
-TFLITE = ["tflite_dynamic", "tflite_fp16", "tflite_fp32", "tflite_int8"]
+TFLITE = ["tflite_dynamic", "tflite_fp16", "tflite_fp16_arith", "tflite_fp32", "tflite_int8"]
 RUNNERS = ("export", "validate", "bench")  # the commands that take --format and --runtime
 
 

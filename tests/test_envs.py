@@ -83,8 +83,8 @@ def test_a_changed_lock_is_another_environment(tiny):
 
 
 def test_setup_skip_names_what_it_installs():
-    assert setup.parts() == ["npm", *envs.ENVS]
-    with pytest.raises(UsageError, match="--skip nope: setup installs npm, tfjs"):
+    assert setup.parts() == ["npm", *envs.ENVS, "aarch64"]
+    with pytest.raises(UsageError, match="--skip nope: setup installs npm, tfjs, aarch64"):
         setup.run(skip=("nope",))
 
 

@@ -147,8 +147,8 @@ def _assert_all_pass(bundle: Path, outputs: list[str], formats: set[str]) -> Non
         assert sorted(target["sets"]["main"]) == sorted(outputs), key  # keyed by the source's output names
 
 
-ONNX_FORMATS = {"onnx", "onnx_int8", "openvino", "savedmodel", "tfjs", "tflite_dynamic", "tflite_fp16", "tflite_fp32",
-                "tflite_int8"}
+ONNX_FORMATS = {"onnx", "onnx_int8", "openvino", "savedmodel", "tfjs", "tflite_dynamic", "tflite_fp16",
+                "tflite_fp16_arith", "tflite_fp32", "tflite_int8"}
 TORCH_FORMATS = ONNX_FORMATS | {"torchscript", "executorch", "executorch_int8"}
 
 

@@ -37,7 +37,7 @@ def npm_installed() -> None:
     """The set-up step, once a session, where the packages are not installed yet (CI's README command did it)."""
     from deploytool.commands import setup
 
-    setup.run(skip=tuple(envs.ENVS))  # the npm packages only
+    setup.run(skip=(*envs.ENVS, "aarch64"))  # the npm packages only
 
 
 @pytest.fixture(scope="module")

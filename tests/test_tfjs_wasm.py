@@ -34,7 +34,7 @@ def npm_packages() -> None:
     """The set-up step's npm part, where the packages are not installed yet (CI's README command did it)."""
     from deploytool.commands import setup
 
-    setup.run(skip=tuple(envs.ENVS))
+    setup.run(skip=(*envs.ENVS, "aarch64"))
 
 
 @pytest.fixture(scope="module")

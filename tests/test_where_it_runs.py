@@ -140,3 +140,23 @@ def test_recommend_runtime_takes_several_in_the_shared_grammar(tmp_path):
     assert outcome.excluded["onnx"] == ["runtime onnxruntime, not openvino"]
     with pytest.raises(UsageError, match="--runtime openvin0: no such runtime.*openvino"):
         rank(results, Budget(runtimes=["openvin0"]))
+
+
+def test_an_emulated_cpu_is_a_column_of_its_own_and_says_what_it_computed_in(tmp_path):
+    """Emulated targets (validate --emulate) are their own rows, keys and matrix columns, never mixed with the
+    native runtime's; the per-target table says the precision each really computed in."""
+    emulated = {f"tflite_int8@litert@aarch64-{cpu}": {**_entry("tflite_int8", "litert", 0.2),
+                                                      "platform": f"aarch64-{cpu}", "executed": "int8"}
+                for cpu in ("cortex-a72", "cortex-a55")}
+    validation = {**VALIDATION, "targets": {**VALIDATION["targets"], **emulated}}
+    results = Results(tmp_path, _manifest(), "sha", validations=[validation], benches=[_bench("ci")])
+    views = artifacts(results)
+    assert [v.key for v in views if v.name == "tflite_int8"] == [
+        "tflite_int8@litert", "tflite_int8@litert@aarch64-cortex-a55", "tflite_int8@litert@aarch64-cortex-a72"]
+    headers, rows = _matrix(results)
+    assert rows["tflite_int8"]["litert"].startswith("PASS · 1.00e-01")  # native: its own verdict and p50
+    assert rows["tflite_int8"]["litert (aarch64-cortex-a55)"] == "PASS · 2.00e-01"  # never timed: no p50
+    assert "litert (aarch64-cortex-a72)" in headers
+    table_headers, table_rows = markdown.table(results, views)
+    computes = {(r[0], r[1]): r[table_headers.index("computes in")] for r in table_rows}
+    assert computes[("tflite_int8", "litert (aarch64-cortex-a55)")] == "int8"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from deploytool import platforms
 from deploytool.checking import informative, parity
 from deploytool.checking.golden import GoldenSet
 from deploytool.core import errors, npz
@@ -19,7 +20,7 @@ from deploytool.core.contract import Contract
 from deploytool.core.target import NATIVE, Target
 from deploytool.formats import DEFAULT_FRAMEWORK, lineage, plan
 from deploytool.results import ArtifactCheck, Checks, worst_sample  # noqa: F401 - worst_sample: re-exported
-from deploytool.running.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
+from deploytool.running.jobs import FAILING_CHECKS, ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
 from deploytool.store.manifest import ArtifactRecord
 
 
@@ -103,7 +104,7 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
         targets = [Target(n, formats[n].runtime) for n in formats if n in records]
     order = {n: i for i, n in enumerate(formats)}
     targets = sorted(targets, key=lambda t: (order.get(t.format, len(order)), t.runtime != formats[t.format].runtime,
-                                             t.runtime, t.platform))
+                                             t.runtime, t.platform != NATIVE, t.platform))
     keys = {t.key for t in targets}
     drops = max_drop or {}
     for target in targets:
@@ -113,7 +114,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
         run = runs.get(key) or (runs.get(name) if target.runtime == fmt.runtime and target.platform == NATIVE
                                 else None)
         chk = ArtifactCheck(format=name, runtime=target.runtime, platform=target.platform,
-                            status=CheckStatus.NOT_EXPORTED)
+                            status=CheckStatus.NOT_EXPORTED,
+                            executed=platforms.executed_precision(fmt.precision, fmt.compute, target.platform))
         checks[key] = chk
         if name in refused:
             chk.status, chk.reason = CheckStatus.CORRUPT, refused[name]
@@ -213,6 +215,11 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
             chk.hop_from, chk.hop_to = blame_targets(chk.target, checks, framework)
             chk.hop_blamed = hop_text(chk.hop_from, chk.hop_to, checks, framework)
             chk.reason = f"{chk.reason} [error appears at hop {chk.hop_blamed}]"
+        native = checks.get(Target(chk.format, chk.runtime).key)
+        if chk.platform != NATIVE and chk.status in FAILING_CHECKS and native is not None and \
+                native.status == CheckStatus.PASS:  # the x86 cross-check: an emulator bug looks like a model bug
+            chk.notes.append(f"the same artifact passes on {chk.runtime} natively: the difference is in the "
+                             f"{chk.platform} kernels or in the emulator (QEMU)")
     return checks
 
 

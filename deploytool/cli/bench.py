@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 @format_option("Artifacts to time, after the source model (torch eager, or Keras for a .keras source) as the "
                "baseline unless --no-source")
 @runtime_option("Time only the targets on these runtimes")
+@click.option("--emulate", "emulate", multiple=True, hidden=True, expose_value=True, metavar="ARCH[:CPU,...]",
+              help="Refused: emulated CPUs are never timed.")
 @click.option("--threads", default=("1",), multiple=True, show_default=True, metavar="N",
               help="Intra-op thread counts (repeatable or comma-separated), set through each runtime's own knob.")
 @click.option("--batch", default=("1",), multiple=True, show_default=True, metavar="N",
@@ -81,8 +83,13 @@ def bench_command(wide: bool, quiet: bool, github: bool, debug: bool, **kw) -> N
     """
     from deploytool import api
     from deploytool.commands.bench import sorted_rows
+    from deploytool.core.errors import UsageError
     from deploytool.report.console import bench_table, compare_table
 
+    if kw.pop("emulate"):  # validate checks emulated CPUs; their latency would say nothing about a device's
+        raise UsageError("--emulate: bench does not time emulated CPUs: QEMU runs ARM code ~70-900x slower than a "
+                         "device would, so its latency says nothing about the device's; `validate --emulate` checks "
+                         "their numbers")
     bundle, options = kw.pop("bundle"), bench_options(kw)
     with open_progress(debug, quiet) as progress:
         outcome = api.bench(bundle, options, progress)

@@ -35,6 +35,12 @@ from deploytool.targets import split_names
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=str))
 @format_option("Artifacts to check")
 @runtime_option("Check only the targets on these runtimes")
+@click.option("--emulate", "emulate", multiple=True, metavar="ARCH[:CPU,...]",
+              help="Also check on emulated CPUs, under user-mode QEMU (repeatable): `aarch64` checks every .tflite "
+              "on LiteRT's aarch64 build for cortex-a72 (plain NEON), cortex-a55 (fp16 arithmetic, dotprod) and "
+              "neoverse-v1 (SVE, i8mm); `aarch64:cortex-a76,neoverse-n1` names the CPUs. Each is a target of its "
+              "own (tflite_int8@litert@aarch64-cortex-a55), judged like the others and never timed. Needs "
+              "`deploytool setup` (its aarch64 part); else SKIPPED, saying so.")
 @click.option("--data", type=click.Path(dir_okay=False), help="Your own inputs: .npz with the contract's input names "
               "(rows of a dynamic first dim are samples). Needs the source model to compute references.")
 @click.option("--source", metavar="MODEL", help="Allow running the bundle's source model where it is Python (a "
@@ -59,8 +65,8 @@ from deploytool.targets import split_names
 @github_option
 @config_option
 @click.option("--debug", is_flag=True, help="Show tracebacks and every step.")
-def validate_command(bundle, formats, runtimes, atol, rtol, max_accuracy_drop, tier_defaults, reports, wide, quiet,
-                     github, debug, **options):
+def validate_command(bundle, formats, runtimes, emulate, atol, rtol, max_accuracy_drop, tier_defaults, reports, wide,
+                     quiet, github, debug, **options):
     """Re-check every artifact of BUNDLE on its own runtime, fail closed.
 
     Each artifact runs in its own process on the golden inputs stored in the bundle (and on a
@@ -81,6 +87,7 @@ def validate_command(bundle, formats, runtimes, atol, rtol, max_accuracy_drop, t
 
     # the other parameters are ValidateOptions fields by name (data, samples, strict, ..., junit_path)
     opts = api.ValidateOptions(formats=split_names(formats) or None, runtimes=split_names(runtimes) or None,
+                               emulate=list(emulate) or None,
                                tolerances=parse_tolerances(atol, rtol),
                                max_accuracy_drop=parse_drops(max_accuracy_drop), tier_defaults=tier_defaults,
                                reports_dir=reports, **options)

@@ -1,6 +1,7 @@
 """``deploytool setup``: install what the runtimes and converters need that pip's install of deploytool does not:
-the browser runtimes' npm packages (``deploytool/browser``) and the Python environments of stages that cannot share
-deploytool's own (``deploytool/envs``: the TF.js converter's).
+the browser runtimes' npm packages (``deploytool/browser``), the Python environments of stages that cannot share
+deploytool's own (``deploytool/envs``: the TF.js converter's) and the aarch64 emulation (``deploytool/emulation``:
+QEMU, an arm64 Python and LiteRT's aarch64 build, for ``validate --emulate``).
 
 Run once per machine (the README's set-up runs it); idempotent: what is installed already is said and left as it
 is. Everything else a runtime needs beyond pip is a program the machine's package manager installs (Chromium,
@@ -13,18 +14,19 @@ from dataclasses import dataclass, field
 from deploytool.core.errors import UNUSABLE, DeployToolError
 
 NPM = "npm"
+AARCH64 = "aarch64"
 
 
 def parts() -> list[str]:
-    """What setup installs, by the names ``--skip`` takes: the npm packages, then each environment."""
+    """What setup installs, by the names ``--skip`` takes: the npm packages, each environment, the aarch64 emulation."""
     from deploytool import envs
 
-    return [NPM, *envs.ENVS]
+    return [NPM, *envs.ENVS, AARCH64]
 
 
 @dataclass
 class Done:
-    name: str  # "npm" or an environment's name
+    name: str  # "npm", an environment's name or "aarch64"
     what: str  # e.g. "npm packages onnxruntime-web 1.31.1" / "the tfjs Python environment (...)"
     folder: str
     install_s: float  # 0.0: it was installed already
@@ -38,9 +40,9 @@ class SetupOutcome:
 
 
 def run(offline: bool = False, skip: tuple[str, ...] = ()) -> SetupOutcome:
-    """Install the npm packages of ``deploytool/browser/package-lock.json`` and create each environment of
-    ``deploytool/envs``, unless they are (or are in ``skip``); raises DeployToolError (exit 11, the machine cannot be
-    set up) naming npm's or pip's error."""
+    """Install the npm packages of ``deploytool/browser/package-lock.json``, create each environment of
+    ``deploytool/envs`` and build the aarch64 emulation, unless they are (or are in ``skip``); raises DeployToolError
+    (exit 11, the machine cannot be set up) naming npm's, pip's or apt's error."""
     from deploytool import envs
     from deploytool.browser import npm
     from deploytool.runtimes import RUNTIMES
@@ -66,6 +68,20 @@ def run(offline: bool = False, skip: tuple[str, ...] = ()) -> SetupOutcome:
         except envs.SetupError as e:
             raise DeployToolError(f"setup: {e}", UNUSABLE) from None
         outcome.done.append(Done(env.name, env.describe(), str(made.folder), made.install_s))
+    if AARCH64 not in skip:
+        outcome.done.append(_aarch64())
     outcome.programs_missing = [f"{m.name} (runtime {rt.name}): {m.hint}" for rt in RUNTIMES.values()
                                 for m in rt.missing() if m.kind == "program"]
     return outcome
+
+
+def _aarch64() -> Done:
+    from deploytool.emulation import build
+
+    try:
+        built = build.ensure()
+    except build.SetupError as e:
+        raise DeployToolError(f"setup: {e}", UNUSABLE) from None
+    what = (f"the aarch64 emulation (QEMU {built.qemu.split()[0]}, LiteRT {build.wheels()['ai-edge-litert']} aarch64, "
+            f"{built.size_bytes / 1e6:.0f} MB)")
+    return Done(AARCH64, what, str(built.folder), built.build_s)

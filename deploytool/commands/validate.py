@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from deploytool import platforms
 from deploytool.checking import golden, judge
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.checking.parity import Tolerances
@@ -25,7 +26,7 @@ from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, describe_sample, dims_of, nonfinite_sample
 from deploytool.core.errors import BundleError, DeployToolError, UsageError
-from deploytool.core.target import Target
+from deploytool.core.target import NATIVE, Target
 from deploytool.formats import FORMATS
 from deploytool.progress import Progress, as_progress
 from deploytool.report.validation import write_reports
@@ -57,8 +58,10 @@ def select_formats(manifest: Manifest, requested: list[str] | None) -> list[str]
     return format_names(requested, present, "the bundle has no such artifact") or present
 
 
-def select_targets(manifest: Manifest, names: list[str], runtimes: list[str] | None) -> list[Target]:
-    """The targets of the chosen artifacts: every runtime that runs each, or those of ``runtimes``.
+def select_targets(manifest: Manifest, names: list[str], runtimes: list[str] | None,
+                   emulated: list[str] | None = None) -> list[Target]:
+    """The targets of the chosen artifacts: every runtime that runs each, or those of ``runtimes``, and on each
+    emulated platform of ``emulated`` whose architecture has a build of one of them (``platforms.targets``).
     A ``--runtime`` that runs none of them is a usage error naming what does."""
     chosen = []
     for n in names:
@@ -68,6 +71,10 @@ def select_targets(manifest: Manifest, names: list[str], runtimes: list[str] | N
             chosen += [t for t in targets_of(n)[:1] if runtimes is None or set(runtimes_of(n)) & set(runtimes)]
         else:
             chosen += targets_of(n, runtimes)
+            chosen += platforms.targets(n, [t.runtime for t in targets_of(n, runtimes)], emulated or [])
+    if emulated and not any(t.platform != NATIVE for t in chosen):
+        raise UsageError(f"--emulate: no artifact chosen ({', '.join(names)}) runs on a runtime with an emulated "
+                         f"build (emulated: {', '.join(r for rs in platforms.ARCHES.values() for r in rs)})")
     if runtimes and not chosen:
         runs = sorted({r for n in names for r in runtimes_of(n)})
         raise UsageError(f"--runtime {', '.join(runtimes)}: runs none of the artifacts chosen "
@@ -91,8 +98,10 @@ class ValidateOptions:
     ``timeout``: the limit for each artifact's run. ``accept_constant``: outputs ("*": all) whose reference may
     be constant across the golden samples (else such a check is VACUOUS, exit 5). ``runtimes``: check only the
     targets on these runtimes (default: every runtime that runs each artifact; those not installed here are
-    SKIPPED, naming the extra that adds them). ``reports_dir``, ``json_path``, ``junit_path``: where the
-    reports go (default: the bundle's reports/); ``machine_name``: this machine's label in them."""
+    SKIPPED, naming the extra that adds them). ``emulate``: emulated CPUs to check on too (``aarch64``,
+    ``aarch64:cortex-a72,neoverse-v1``: ``deploytool.platforms``). ``reports_dir``, ``json_path``,
+    ``junit_path``: where the reports go (default: the bundle's reports/); ``machine_name``: this machine's label
+    in them."""
 
     formats: list[str] | None = None
     data: Path | None = None
@@ -110,6 +119,7 @@ class ValidateOptions:
     accept_constant: list[str] = field(default_factory=list)
     runtimes: list[str] | None = None
     source: str | None = None
+    emulate: list[str] | None = None
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -119,6 +129,9 @@ class ValidateOptions:
         if isinstance(self.runtimes, str):
             self.runtimes = [self.runtimes]
         self.runtimes = list(self.runtimes) or None if self.runtimes is not None else None
+        if isinstance(self.emulate, str):
+            self.emulate = [self.emulate]
+        self.emulate = list(self.emulate) or None if self.emulate is not None else None
         self.data = Path(self.data) if self.data is not None else None
         self.source = str(self.source) if self.source is not None else None
         self.reports_dir = Path(self.reports_dir) if self.reports_dir else None
@@ -153,7 +166,7 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
     if unknown:
         raise BundleError(f"bundle {bundle_dir}: artifacts of formats this deploytool does not know: {unknown}")
     names = select_formats(manifest, opts.formats)
-    chosen = select_targets(manifest, names, wanted)
+    chosen = select_targets(manifest, names, wanted, platforms.parse(opts.emulate))
     check_source_option(manifest.model.source, opts.source)  # one naming another model: exit 2, before any run
     # The overrides the bundle was exported with (unless --tier-defaults), then this run's (a more
     # specific key still wins). The checks report each override they applied.
@@ -187,7 +200,8 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
             rec = records[target.format]
             if target.format in refused or rec.status != ArtifactStatus.OK or rec.path is None or rec.contract is None:
                 continue
-            runs.submit(target.key, target.runtime, bundle_dir / rec.path, rec.contract, sets, rec.load_settings())
+            runs.submit(target.key, target.runtime, bundle_dir / rec.path, rec.contract, sets, rec.load_settings(),
+                        target.platform)
         if runs.futures:
             progress.stage(f"checking {len(runs.futures)} target(s): {len(records)} artifact(s) on their runtimes")
         replies = runs.results(lambda key, reply: progress.step(key, f"ran on {reply.runtime} ({reply.status})"))

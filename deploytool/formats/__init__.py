@@ -208,6 +208,9 @@ class Format:
     is_dir: bool = False
     needs_calibration: bool = False  # made from calibration data (int8 activations); needs_data without it
     compare_to: str | None = None  # the full-precision sibling bench compares its speed and size with
+    # its arithmetic where that differs from its stored ``precision``: "fp16" (fp16 accumulation, which only some CPUs
+    # run), "fp32" (reduced-precision weights computed in fp32) (``platforms.executed_precision``)
+    compute: str | None = None
     routes: dict[str, Route] = field(default_factory=dict)  # other source framework -> how it is made there
     # Set by plan(): why this format cannot be made from that plan's kind of source.
     not_applicable: str | None = None

@@ -128,10 +128,18 @@ def _from_saved_model(ctx: ExportContext, precision: str, saved_model: Path, par
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     options: dict = {"from": "saved_model", "signature": "serving_default", "ops": "TFLITE_BUILTINS"}
     notes: list[str] = []
-    if precision == "fp16":
+    if precision in ("fp16", "fp16_arith"):
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
         options.update(optimizations="DEFAULT", supported_types="float16")
+        if precision == "fp16_arith":  # metadata fp16accfp16: XNNPACK computes in fp16 where the CPU has fp16
+            # arithmetic (ARMv8.2 FEAT_FP16), in fp32 elsewhere. A private TensorFlow 2.21 attribute (TFLiteConverter
+            # has no public one): checked to exist, so a TensorFlow without it fails the export, saying so.
+            if not hasattr(conv.target_spec, "_experimental_supported_accumulation_type"):
+                raise RuntimeError(f"TensorFlow {tf.__version__}'s TFLiteConverter has no fp16 accumulation setting "
+                                   "(target_spec._experimental_supported_accumulation_type)")
+            conv.target_spec._experimental_supported_accumulation_type = tf.float16
+            options.update(accumulation="float16")
     elif precision == "dynamic":  # int8 weights, float activations: no calibration data
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         options.update(optimizations="DEFAULT", quantization="dynamic range (int8 weights)")

@@ -1,4 +1,5 @@
-"""TFLite with fp16 weights (float16 quantisation), converted from the SavedModel artifact."""
+"""TFLite with fp16 weights (float16 quantisation), converted from the SavedModel artifact: fp16 storage, computed in
+fp32 everywhere (``tflite_fp16_arith`` computes in fp16 where the CPU can)."""
 from deploytool.formats import Format, _tflite
 
 FORMAT = Format(
@@ -15,4 +16,5 @@ FORMAT = Format(
     convert=lambda ctx: _tflite.convert(ctx, "fp16"),
     compare_to="tflite_fp32",
     explain=_tflite.explain,
+    compute="fp32",  # fp16 storage: its metadata says fp16accfp32, every CPU computes it in fp32
 )

@@ -111,13 +111,18 @@ def export_table(manifest: Manifest, checks: dict, wide: bool = False, width: in
                 note, chk.coverage if chk else "", chk.basis if chk else "", chk.overrides_text() if chk else "",
                 *(chk.notes if chk else []),
                 rec.route.text() if rec.route else ""]))))
-            rows.append([name, chk.target.where if chk else rec.runtime, status, fmt_err(chk.max_abs if chk else None),
-                         rec.tier, human_size(rec.size_bytes),
+            rows.append([name, chk.target.where if chk else rec.runtime, status, _computes(rec, chk),
+                         fmt_err(chk.max_abs if chk else None), rec.tier, human_size(rec.size_bytes),
                          f"{rec.export_seconds:.1f}" if rec.export_seconds is not None else "-"])
             row_checks.append(chk)
-    headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "tier", "size", "export_s"],
-                                   rows, row_checks, 4)
-    return fit(headers, rows, notes, ["tier", "export_s"], wide, width)
+    headers, rows = _with_accuracy(["format", "runtime", "status", "computes", "max_abs_err", "tier", "size",
+                                    "export_s"], rows, row_checks, 5)
+    return fit(headers, rows, notes, ["tier", "export_s", "size"], wide, width)
+
+
+def _computes(rec, chk) -> str:
+    """The precision the target computed in (``ArtifactCheck.executed``), else the artifact's."""
+    return (chk.executed if chk is not None else "") or rec.precision
 
 
 def _label(name: str, chk, count: int = 1) -> str:
@@ -150,16 +155,16 @@ def validate_table(manifest: Manifest, checks: dict, wide: bool = False, width: 
                     if v["metrics"]["max_abs"] is not None]
         if hop_errs:
             hop = f"{max(hop_errs):.2e}"
-        rows.append([name, chk.target.where, chk.status.upper(), fmt_err(chk.max_abs),
+        rows.append([name, chk.target.where, chk.status.upper(), _computes(rec, chk), fmt_err(chk.max_abs),
                      "-" if cos is None else f"{cos:.6f}", "-" if sqnr is None else f"{sqnr:.1f}",
                      hop, rec.tier, ",".join(chk.sets) or "-"])
         several = sum(1 for c in checks.values() if c.format == name)
         notes.append((_label(name, chk, several), "; ".join(filter(None, [
             chk.reason or _skipped(chk), chk.coverage, chk.basis, chk.overrides_text(), *chk.notes,
             rec.route.text() if rec.route else ""]))))
-    headers, rows = _with_accuracy(["format", "runtime", "status", "max_abs_err", "min_cosine", "min_sqnr_db",
-                                    "vs_parent", "tier", "sets"], rows, list(checks.values()), 7)
-    return fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine"], wide, width)
+    headers, rows = _with_accuracy(["format", "runtime", "status", "computes", "max_abs_err", "min_cosine",
+                                    "min_sqnr_db", "vs_parent", "tier", "sets"], rows, list(checks.values()), 8)
+    return fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine", "sets", "vs_parent"], wide, width)
 
 
 def _ms(x) -> str:

@@ -53,13 +53,13 @@ def _counts(made: list[ArtifactView]) -> str:
 def table(results, views: list[ArtifactView]) -> tuple[list[str], list[list[str]]]:
     """The per-target table (headers, rows of cell text), shared by the Markdown and HTML pages."""
     bench_machines = [d["machine"]["name"] for d in results.benches]
-    headers = ["format", "runtime", "precision", "verdict", "basis", "max_abs_err", "accuracy (drop)", "size"]
+    headers = ["format", "runtime", "computes in", "verdict", "basis", "max_abs_err", "accuracy (drop)", "size"]
     for name in bench_machines:
         headers += [f"p50 / p90 ms @ {name}", f"load / first ms @ {name}", f"peak RSS MB @ {name}"]
     headers += ["chain"]
     rows = []
     for v in views:
-        cells = [v.name, v.runtime, v.precision, verdict_text(v), v.basis or "-",
+        cells = [v.name, v.column, v.executed or v.precision, verdict_text(v), v.basis or "-",
                  "-" if v.max_abs is None else f"{v.max_abs:.2e}", _acc(v), human_size(v.size_bytes)]
         for name in bench_machines:
             t = v.best(name)

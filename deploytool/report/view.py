@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deploytool.core.target import NATIVE, Target
 from deploytool.results import targets_of
 from deploytool.running.jobs import FAILING_CHECKS
 from deploytool.targets import runtimes_of
@@ -69,18 +70,25 @@ class ArtifactView:
     several: bool = False  # its artifact is shown on several runtimes
     basis: str = ""  # what the verdict shown was decided on (``ArtifactCheck.basis``)
     checked: dict[str, Checked] = field(default_factory=dict)  # machine -> where its verdict comes from
+    platform: str = NATIVE  # an emulated CPU (deploytool.platforms), else native
+    executed: str = ""  # the precision it computed in, where a check said (``ArtifactCheck.executed``)
 
     @property
     def key(self) -> str:
-        """The target key, ``onnx@openvino``."""
-        return f"{self.name}@{self.runtime}"
+        """The target key, ``onnx@openvino`` (``tflite_int8@litert@aarch64-cortex-a55`` on an emulated CPU)."""
+        return Target(self.name, self.runtime, self.platform).key
+
+    @property
+    def column(self) -> str:
+        """Where it runs, as the matrix's column names it: the runtime (and the emulated CPU)."""
+        return Target(self.name, self.runtime, self.platform).where
 
     @property
     def label(self) -> str:
         """How prose names it: the format on its default runtime, FORMAT@RUNTIME on another."""
         from deploytool.results import target_label
 
-        return target_label(self.name, self.runtime)
+        return target_label(self.name, self.runtime, self.platform)
 
     @property
     def passed(self) -> bool:
@@ -142,7 +150,7 @@ def matrix(manifest, views: list[ArtifactView]) -> Matrix:
     rows: dict[str, dict[str, ArtifactView | None]] = {}
     for name in manifest.artifacts:
         runs = {r: None for r in runtimes_of(name)}
-        rows[name] = {**runs, **{v.runtime: v for v in views if v.name == name}}
+        rows[name] = {**runs, **{v.column: v for v in views if v.name == name}}
     runtimes = list(dict.fromkeys(r for cells in rows.values() for r in cells))
     return Matrix(runtimes, rows, {name: str(rec.status) for name, rec in manifest.artifacts.items()})
 
@@ -153,23 +161,25 @@ def artifacts(results) -> list[ArtifactView]:
     m = results.manifest
     views: dict[str, ArtifactView] = {}
 
-    def view(fmt: str, runtime: str) -> ArtifactView | None:
+    def view(fmt: str, runtime: str, platform: str = NATIVE) -> ArtifactView | None:
         rec = m.artifacts.get(fmt)
         if rec is None:
             return None
-        key = f"{fmt}@{runtime}"
+        key = Target(fmt, runtime, platform).key
         if key not in views:
             views[key] = ArtifactView(fmt, runtime, rec.precision, rec.chain, rec.size_bytes or None, str(rec.status),
-                                      route=rec.route.text() if rec.route else "")
+                                      route=rec.route.text() if rec.route else "", platform=platform)
         return views[key]
 
     for name, rec in m.artifacts.items():
         for key in rec.checks or {f"{name}@{rec.runtime}": rec.check}:
-            view(name, key.split("@")[1])
+            t = Target.parse(key, rec.runtime)
+            view(name, t.runtime, t.platform)
     for (machine, _key), (entry, checked) in _newest(results.validations).items():
-        v = view(entry.get("format", ""), entry.get("runtime", ""))
+        v = view(entry.get("format", ""), entry.get("runtime", ""), entry.get("platform") or NATIVE)
         if v is not None:
             _take(v, machine, entry, checked)
+            v.executed = entry.get("executed") or v.executed
     for key, v in views.items():  # not in any validation.json given: the check export made
         rec = m.artifacts[v.name]
         check = rec.checks.get(key) or (rec.check if v.runtime == rec.runtime else None)
@@ -191,7 +201,7 @@ def artifacts(results) -> list[ArtifactView]:
                 r["rss_peak_mb"], [s / 1e6 for s in r.get("samples_ns", [])]))
     order = list(m.artifacts)
     out = sorted(views.values(), key=lambda v: (order.index(v.name), v.runtime != m.artifacts[v.name].runtime,
-                                                v.runtime))
+                                                v.runtime, v.platform != NATIVE, v.platform))
     for v in out:
         v.several = sum(1 for w in out if w.name == v.name) > 1
     return out

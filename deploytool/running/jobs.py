@@ -147,6 +147,7 @@ class RunArtifact(Job["ArtifactRan"]):
     contract: Contract  # the artifact's contract (how to feed it and read it)
     sets: list[RunSet]
     settings: dict[str, Any] = field(default_factory=dict)
+    platform: str = "native"  # core.target.NATIVE, or an emulated CPU (deploytool.platforms)
 
 
 @dataclass

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from deploytool import platforms
 from deploytool.checking.golden import GoldenSet, applicable_sets
 from deploytool.core.contract import Contract
+from deploytool.core.target import NATIVE
 from deploytool.running import jobs
 from deploytool.running.spawn import Worker
 from deploytool.runtimes import RUNTIMES
@@ -30,9 +32,9 @@ class RunPool:
         self.warm: dict[str, Worker] = {}
         self.skipped_sets: dict[str, dict[str, str]] = {}  # key -> golden sets not given to it, and why
 
-    def _worker(self, key: str, runtime: str) -> Worker:
-        return self.warm.pop(key, None) or Worker(self.work / f"{key}.run", self.logs / f"run-{key}.log",
-                                                  RUNTIMES[runtime].packages)
+    def _worker(self, key: str, runtime: str, platform: str = NATIVE) -> Worker:
+        preload = RUNTIMES[runtime].packages if platform == NATIVE else ()  # emulated: its packages are not here
+        return self.warm.pop(key, None) or Worker(self.work / f"{key}.run", self.logs / f"run-{key}.log", preload)
 
     def prestart(self, key: str, runtime: str) -> None:
         """Start the runtime's worker now so its imports overlap work still running."""
@@ -45,11 +47,13 @@ class RunPool:
             worker.close()
 
     def submit(self, key: str, runtime: str, artifact: Path, contract: Contract, sets: list[GoldenSet],
-               load_settings: dict | None = None) -> None:
-        """Run the artifact on every set it accepts (``load_settings``: the artifact's own, from its record)."""
+               load_settings: dict | None = None, platform: str = NATIVE) -> None:
+        """Run the artifact on every set it accepts (``load_settings``: the artifact's own, from its record), on
+        ``platform`` (an emulated CPU: ``deploytool.platforms``)."""
         rt = RUNTIMES[runtime]
         sets, self.skipped_sets[key] = applicable_sets(contract, sets)
-        why = rt.unavailable()  # a package or a program it needs is missing: a skip naming what to install
+        # a package or a program it needs is missing (on an emulated CPU: the emulation): a skip naming what to do
+        why = rt.unavailable() if platform == NATIVE else platforms.unavailable(platform)
         if why:
             fut: Future = Future()
             fut.set_result(jobs.ArtifactRan(status=jobs.RunStatus.SKIPPED, runtime=runtime, error=why))
@@ -58,8 +62,8 @@ class RunPool:
         job = jobs.RunArtifact(runtime=runtime, artifact=str(artifact), contract=contract,
                                settings={**self.settings, **(load_settings or {})},
                                sets=[jobs.RunSet(s.name, str(s.inputs), str(self.work / f"{key}.{s.name}.npz"))
-                                     for s in sets])
-        worker = self._worker(key, runtime)
+                                     for s in sets], platform=platform)
+        worker = self._worker(key, runtime, platform)
         self.futures[key] = self.pool.submit(worker.run, job, True, self.timeout)
 
     def results(self, on_done: Callable[[str, jobs.ArtifactRan], None] | None = None) -> dict[str, jobs.ArtifactRan]:

@@ -231,11 +231,20 @@ def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:
                                    error=reason, traceback=tb)
 
 
-def _open(runtime_name: str, artifact: str, settings: dict, reply: Any) -> Any:
-    """Import the runtime (timed apart from load), load the artifact; fills ``reply``'s fields."""
+def _runtime(name: str, platform: str = "native") -> Any:
+    """The runtime ``name`` (a ``deploytool.runtimes.Runtime``), on an emulated CPU where ``platform`` names one."""
     from deploytool.runtimes import RUNTIMES
 
-    rt = RUNTIMES[runtime_name]
+    if platform == "native":
+        return RUNTIMES[name]
+    from deploytool import platforms
+
+    return platforms.runtime(name, platform)
+
+
+def _open(runtime_name: str, artifact: str, settings: dict, reply: Any, platform: str = "native") -> Any:
+    """Import the runtime (timed apart from load), load the artifact; fills ``reply``'s fields."""
+    rt = _runtime(runtime_name, platform)
     reply.runtime = rt.name
     t0 = time.perf_counter()
     for package in rt.packages:
@@ -254,16 +263,15 @@ def run_artifact(job: jobs.RunArtifact, env: dict) -> jobs.ArtifactRan:
 
     from deploytool.core import contract as C
     from deploytool.core import npz
-    from deploytool.runtimes import RUNTIMES
 
     reply = jobs.ArtifactRan(status=jobs.RunStatus.OK, runtime=job.runtime,
                              worker_start_s=STARTUP_S if STARTUP_S is not None else time.perf_counter() - T_START)
     try:
-        session = _open(job.runtime, job.artifact, job.settings, reply)
+        rt = _runtime(job.runtime, job.platform)
+        session = _open(job.runtime, job.artifact, job.settings, reply, job.platform)
     except Exception as e:  # noqa: BLE001
         reply.status, reply.error, reply.traceback = jobs.RunStatus.LOAD_FAILED, short_error(e), traceback.format_exc()
         return reply
-    rt = RUNTIMES[job.runtime]
     run, contract = rt.run, job.contract
     declared = rt.describe(session)
     mismatches = C.declared_mismatches(contract, declared) if declared is not None else []
