@@ -193,3 +193,12 @@ def test_doctor_lists_each_environment_and_warns_when_it_is_not_set_up(cache):
     outcome = doctor.run("export", guard=False)
     assert any(w.startswith("tfjs environment is not set up: the formats made in it fail to export (run `deploytool "
                             "setup`)") for w in outcome.warnings), outcome.warnings
+
+
+def test_the_ops_tfjs_lacks_are_named():
+    from deploytool.formats.tfjs import explain
+
+    exc = ValueError("Unsupported Ops in the model before optimization\nErfc, BroadcastArgs")
+    assert explain(exc, "=== deploytool: exporting tfjs (tensorflowjs_converter) ===\nlog: line", None) == \
+        "TensorFlow.js has no kernel for ops of this model: Erfc, BroadcastArgs"
+    assert explain(RuntimeError("boom\nlast line"), "", None) == "the TF.js converter failed: RuntimeError: last line"

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from conftest import TEST_MODELS, manifest_of, note_of
 
+from deploytool.core import errors
+
 HF = TEST_MODELS / "hf_models.py"
 ALL = ("onnx", "torchscript", "savedmodel", "tflite_fp32", "tflite_fp16")
 TF_SIDE = ("savedmodel", "tflite_fp32", "tflite_fp16")
@@ -31,10 +33,17 @@ def hf_bundle(request, run_cli, tmp_path_factory):
     return request.param, out / "hf_models", proc, alt_dims, fixed
 
 
+# TensorFlow.js has no kernel for exact GELU's Erf/Erfc (BERT, ViT): tfjs fails to export, naming them (a
+# limitation of TF.js, said as such); every other format is made and passes.
+TFJS_LACKS = "TensorFlow.js has no kernel for ops of this model: Erf"
+
+
 def test_every_format_passes_parity(hf_bundle):
     name, bundle, proc, alt_dims, _ = hf_bundle
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     m = manifest_of(bundle)
+    failed = {n: r for n, r in m["artifacts"].items() if r["status"] not in ("ok", "needs_data")}  # int8: no calib
+    assert set(failed) <= {"tfjs"} and all(r["error"].startswith(TFJS_LACKS) for r in failed.values()), failed
+    assert proc.returncode == (errors.EXPORT if failed else 0), proc.stdout + proc.stderr
     assert m["model"]["source"]["kind"] == "factory" and m["model"]["source"]["factory"] == name
     assert m["golden"]["sets"]["alt"]["dims"] == alt_dims
     for fmt in ALL:

@@ -177,7 +177,8 @@ def convert(ctx: ExportContext) -> ExportResult:
 
 def explain(exc: BaseException, log: str, ctx: ExportContext) -> str:
     """The converter's own reason: the ops TF.js cannot run, or its last error line."""
-    unsupported = re.search(r"Unsupported Ops in the model[^:]*:\s*([^\n]+)", f"{exc}\n{log}")
+    # tensorflowjs 4.22: ValueError('Unsupported Ops in the model before optimization\n' + ', '.join(ops))
+    unsupported = re.search(r"Unsupported Ops in the model (?:before|after) optimization\s*\n\s*([^\n]+)", str(exc))
     if unsupported:
         return f"TensorFlow.js has no kernel for ops of this model: {unsupported.group(1).strip()}"
     last = (str(exc).strip().splitlines() or [""])[-1][:300]
