@@ -1,7 +1,8 @@
 """Platforms a target runs on besides this machine's own CPU (``Target.platform``): emulated CPUs.
 
 ``validate --emulate aarch64`` (``[validate] emulate = ["aarch64"]`` in a config) adds, for every artifact a runtime
-with an emulated build runs (LiteRT's aarch64 build: every ``.tflite``), one target per CPU model, e.g.
+with an emulated build runs (LiteRT's aarch64 build: every ``.tflite``; onnxruntime's: ``onnx``, ``onnx_int8``), one
+target per CPU model, e.g.
 ``tflite_int8@litert@aarch64-cortex-a55``: the artifact on that runtime's aarch64 kernels under user-mode QEMU
 emulating that CPU (``deploytool/emulation``, built by ``deploytool setup``). They are judged like every target (same
 tiers, verdicts, blame and reports). They are never timed: an emulator's latency says nothing about a device's, so
@@ -20,7 +21,8 @@ from deploytool.core.errors import UsageError, did_you_mean
 from deploytool.core.target import NATIVE, Target
 
 # The CPU models, which of them compute in fp16, and the default set: deploytool.emulation (one place).
-ARCHES = {"aarch64": ("litert",)}  # an emulated architecture -> the runtimes with a build for it
+# An emulated architecture -> the runtimes with a build for it, each the Runtime of deploytool/emulation/<runtime>.py.
+ARCHES = {"aarch64": ("litert", "onnxruntime")}
 SEP = "-"  # aarch64-cortex-a55: the architecture, then QEMU's CPU model
 
 
@@ -67,12 +69,13 @@ def unavailable(platform: str) -> str | None:
 
 def runtime(name: str, platform: str):
     """Worker side: the runtime ``name`` on ``platform`` (a ``deploytool.runtimes.Runtime`` whose sessions run under
-    the emulator)."""
-    from deploytool.emulation.litert import emulated_runtime
+    the emulator: ``deploytool/emulation/<name>.py``'s)."""
+    import importlib
 
-    if name != "litert":
-        raise ValueError(f"runtime {name} has no emulated build")
-    return emulated_runtime(split(platform)[1])
+    arch, cpu = split(platform)
+    if name not in ARCHES[arch]:
+        raise ValueError(f"runtime {name} has no emulated {arch} build (emulated: {', '.join(ARCHES[arch])})")
+    return importlib.import_module(f"deploytool.emulation.{name}").emulated_runtime(cpu)
 
 
 def executed_precision(precision: str, compute: str | None, platform: str) -> str:

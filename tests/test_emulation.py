@@ -1,8 +1,9 @@
 """The aarch64 emulation (deploytool/emulation): its locks, its build (QEMU >= 10, sysroot, wheels), the emulated
-LiteRT session as a drop-in for the native one, and its lifecycle (no emulator left behind).
+LiteRT and onnxruntime sessions as drop-ins for the native ones, and their lifecycle (no emulator left behind).
 
 The fast tests need nothing built. The slow ones build the environment for real into the real cache (later runs reuse
-it; skipped only when the package registries cannot be reached) and run digits_cnn's TFLite artifacts under it.
+it; skipped only when the package registries cannot be reached) and run digits_cnn's TFLite and ONNX artifacts under
+it.
 """
 from __future__ import annotations
 
@@ -48,6 +49,13 @@ def test_the_wheel_lock_pins_deploytools_litert_and_a_numpy_2_with_hashes():
     assert build.wheels()["numpy"].startswith("2.")
 
 
+def test_the_wheel_lock_pins_deploytools_onnxruntime_with_its_dependencies_and_the_build_imports_it():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert f"onnxruntime=={build.wheels()['onnxruntime']}" in extras["onnxruntime"]
+    assert {"numpy", "protobuf", "flatbuffers", "packaging"} <= set(build.wheels())  # onnxruntime's Requires-Dist
+    assert "onnxruntime" in build.SMOKE.split("import", 1)[1].replace(" ", "").split(",")
+
+
 def test_the_folder_is_keyed_by_the_locks(tmp_path, monkeypatch):
     monkeypatch.setenv(build.CACHE_ENV, str(tmp_path))
     first = build.folder()
@@ -62,17 +70,29 @@ def test_the_folder_is_keyed_by_the_locks(tmp_path, monkeypatch):
 
 # --- not built: said, with the command ---------------------------------------------------------------------------
 
-def test_without_the_environment_emulated_targets_say_to_run_setup(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, file", [("litert", "m.tflite"), ("onnxruntime", "m.onnx")])
+def test_without_the_environment_emulated_targets_say_to_run_setup(tmp_path, monkeypatch, name, file):
     monkeypatch.setenv(build.CACHE_ENV, str(tmp_path))
-    from deploytool.emulation.litert import emulated_runtime
+    from deploytool import platforms
 
     assert not build.installed() and build.record() == {}
     assert emulation.unavailable() == "the aarch64 emulation environment is not set up: run `deploytool setup`"
-    runtime = emulated_runtime("cortex-a72")
-    assert runtime.name == "litert" and runtime.time is None  # emulated rows are never timed
+    runtime = platforms.runtime(name, "aarch64-cortex-a72")
+    assert runtime.name == name and runtime.time is None  # emulated rows are never timed
+    assert "cortex-a72" in runtime.description and runtime.packages == ()  # nothing of it needed on the host
     assert "run `deploytool setup`" in (runtime.unavailable() or "")
     with pytest.raises(build.SetupError, match="not set up: run `deploytool setup`"):
-        runtime.load(tmp_path / "m.tflite", {"threads": 1})
+        runtime.load(tmp_path / file, {"threads": 1})
+
+
+def test_only_runtimes_with_an_aarch64_build_are_emulated():
+    from deploytool import platforms
+
+    assert platforms.ARCHES["aarch64"] == ("litert", "onnxruntime")
+    assert [t.key for t in platforms.targets("onnx_int8", ["onnxruntime", "openvino"], ["aarch64-neoverse-v1"])] == \
+        ["onnx_int8@onnxruntime@aarch64-neoverse-v1"]
+    with pytest.raises(ValueError, match="runtime openvino has no emulated aarch64 build"):
+        platforms.runtime("openvino", "aarch64-cortex-a72")
 
 
 def test_setup_has_an_aarch64_part_and_doctor_warns_when_it_is_missing(tmp_path, monkeypatch):
@@ -132,16 +152,73 @@ def test_default_cpus_cover_neon_fp16_and_sve_and_say_which_compute_fp16():
         emulation.fp16_arith("cortex-a99")
 
 
-# --- the runner's protocol (on the host's own Python and LiteRT: no emulator needed) --------------------------------
+# --- the runner's protocol (on the host's own Python and runtimes: no emulator needed) ------------------------------
 
 def test_the_runner_answers_failures_as_one_error_line_and_ends_with_its_stdin(tmp_path):
-    proc = subprocess.run([sys.executable, "-P", str(RUNNER)], input="load /nonexistent/m.tflite 1\nbogus x\n",
+    commands = ['load litert {"path": "/nonexistent/m.tflite", "threads": 1}',
+                'load onnxruntime {"path": "/nonexistent/m.onnx", "options": {}, "config": {}}',
+                "load tvm {}", f"run {tmp_path / 'request.json'}", "bogus x"]
+    proc = subprocess.run([sys.executable, "-P", str(RUNNER)], input="\n".join(commands) + "\n",
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     lines = proc.stdout.splitlines()
-    assert proc.returncode == 0 and len(lines) == 2, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and len(lines) == 5, proc.stdout + proc.stderr
     assert lines[0].startswith("error ValueError: ") and "/nonexistent/m.tflite" in lines[0]
-    assert lines[1] == "error ValueError: unknown command 'bogus'"
+    assert lines[1].startswith("error NoSuchFile: ") and "/nonexistent/m.onnx" in lines[1]
+    assert lines[2] == "error ValueError: unknown runtime 'tvm' (known: litert, onnxruntime)"
+    assert lines[3] == "error ValueError: nothing is loaded"
+    assert lines[4] == "error ValueError: unknown command 'bogus'"
     assert "Traceback" in proc.stderr and "Traceback" not in proc.stdout
+
+
+def _two_outputs_with_external_data(folder: Path) -> Path:
+    """A small ONNX model whose weights are external data beside it, with two outputs of two dtypes in an order that
+    is not alphabetical (``zeta`` float32, then ``alpha`` int64) and a batch dimension of any size."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w"),
+               numpy_helper.from_array(rng.standard_normal(32).astype(np.float32), "b")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["zeta"]),
+             helper.make_node("ArgMax", ["zeta"], ["alpha"], axis=1, keepdims=0)]
+    graph = helper.make_graph(nodes, "two", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+                              [helper.make_tensor_value_info("zeta", TensorProto.FLOAT, ["n", 32]),
+                               helper.make_tensor_value_info("alpha", TensorProto.INT64, ["n"])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = folder / "two.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=True, location="two.weights", size_threshold=0)
+    assert (folder / "two.weights").stat().st_size == (64 * 32 + 32) * 4  # the weights are beside it, not inside
+    return path
+
+
+def test_the_onnxruntime_session_is_the_native_one_over_the_runners_protocol(tmp_path, monkeypatch):
+    """The host side and the runner together, with the host's own Python and onnxruntime standing in for the emulated
+    ones (no emulator needed): the same describe, settings, outputs (names, order, dtypes) as the native runtime, and
+    external data read from beside the file, though the runner works in a folder of its own."""
+    from deploytool.emulation.onnxruntime import emulated_runtime
+    from deploytool.runtimes import onnxruntime as native
+
+    monkeypatch.setattr(build, "installed", lambda: True)
+    monkeypatch.setattr(build, "record", lambda: {"qemu": "none (the host's Python)"})
+    monkeypatch.setattr(build, "emulated_python", lambda cpu, args: ([sys.executable, "-P", *args], dict(os.environ)))
+    (tmp_path / "model").mkdir()
+    path = _two_outputs_with_external_data(tmp_path / "model")
+    runtime, asked = emulated_runtime("neoverse-v1"), {"threads": 1, "spinning": False}
+    session, want_session = runtime.load(path, asked), native.load(path, asked)
+    assert runtime.describe(session) == native.describe(want_session)
+    assert runtime.describe(session)["outputs"][1] == {"name": "alpha", "dtype": "int64", "shape": [None]}
+    feeds = {"x": np.random.default_rng(1).standard_normal((3, 64)).astype(np.float32)}
+    got, want = runtime.run(session, feeds), native.run(want_session, feeds)
+    assert list(got) == list(want) == ["zeta", "alpha"]
+    assert [v.dtype for v in got.values()] == [np.float32, np.int64]
+    np.testing.assert_array_equal(got["zeta"], want["zeta"])
+    np.testing.assert_array_equal(got["alpha"], want["alpha"])
+    assert runtime.run(session, {"x": feeds["x"][:1]})["zeta"].shape == (1, 32)  # another batch size
+    settings = runtime.reported_settings(session)
+    assert settings == {**native.RUNTIME.reported_settings(want_session), "inter_op_threads": 1,
+                        "emulated_cpu": "neoverse-v1", "qemu": "none (the host's Python)"}
+    assert settings["threads"] == 1 and settings["spinning"] is False
 
 
 # --- for real: built, run, compared with the native runtime, ended ----------------------------------------------------
@@ -274,3 +351,62 @@ def test_no_emulator_outlives_the_process_that_holds_the_session(tflite, tmp_pat
     finally:
         holder.kill()
         os.kill(keeper, signal.SIGKILL)
+
+
+# --- onnxruntime's aarch64 build, for real ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def onnx_bundle(built, run_cli, tmp_path_factory):
+    """digits_cnn (the default model) exported with onnx and onnx_int8 only, once: the bundle folder."""
+    out = tmp_path_factory.mktemp("emulated_onnx")
+    proc = run_cli("export", "-f", "onnx,onnx_int8", "--out", out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out / "digits_cnn"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", ["cortex-a72", "neoverse-v1"])  # plain NEON; SVE, i8mm and dotprod
+@pytest.mark.parametrize("fmt, file", [("onnx", "digits_cnn.onnx"), ("onnx_int8", "digits_cnn_int8.onnx")])
+def test_the_emulated_onnxruntime_computes_as_the_native_one(onnx_bundle, fmt, file, cpu):
+    from deploytool.emulation.onnxruntime import emulated_runtime
+    from deploytool.runtimes import onnxruntime as native
+
+    path = onnx_bundle / "artifacts" / file
+    runtime = emulated_runtime(cpu)
+    session, want_session = runtime.load(path, {"threads": 1}), native.load(path, {"threads": 1})
+    assert runtime.describe(session) == native.describe(want_session)
+    for image in np.load(onnx_bundle / "golden" / "inputs.npz")["image"][:SAMPLES]:  # one (1, 1, 8, 8) batch each
+        got, want = runtime.run(session, {"image": image}), native.run(want_session, {"image": image})
+        assert list(got) == list(want) and [v.dtype for v in got.values()] == [v.dtype for v in want.values()]
+        for name in want:
+            if fmt == "onnx_int8":
+                # Bit-identical on every CPU: onnxruntime fuses the QDQ pairs into the same u8s8 QLinearConv / QGemm
+                # on both ISAs; their integer sums are exact and the requantisation (an fp32 scale, rounded to
+                # nearest even) is the same on x86 (AVX-VNNI) and on ARM (NEON, dotprod, i8mm). A difference of one
+                # quantisation step would be legitimate ARM behaviour; none is seen with the pinned 1.32.0.
+                np.testing.assert_array_equal(got[name], want[name])
+            else:
+                assert float(np.abs(got[name] - want[name]).max()) <= 1e-4
+    settings = runtime.reported_settings(session)
+    assert (settings["threads"], settings["emulated_cpu"], settings["providers"]) == (1, cpu, ["CPUExecutionProvider"])
+    assert runtime.version().startswith(build.wheels()["onnxruntime"] + " (aarch64, QEMU 10.")
+
+
+@pytest.mark.slow
+def test_validate_checks_onnx_artifacts_on_an_emulated_cpu_through_the_cli(onnx_bundle, run_cli):
+    import json
+
+    proc = run_cli("validate", onnx_bundle, "-f", "onnx,onnx_int8", "--runtime", "onnxruntime",
+                   "--emulate", "aarch64:cortex-a72", "--samples", str(SAMPLES))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"onnx_int8 +onnxruntime \(aarch64-cortex-a72\) +PASS +int8 ", proc.stdout), proc.stdout
+    targets = json.loads((onnx_bundle / "reports/validation.json").read_text())["targets"]
+    assert sorted(k for k in targets if "@aarch64-" in k) == ["onnx@onnxruntime@aarch64-cortex-a72",
+                                                              "onnx_int8@onnxruntime@aarch64-cortex-a72"]
+    for fmt in ("onnx", "onnx_int8"):
+        t = targets[f"{fmt}@onnxruntime@aarch64-cortex-a72"]
+        assert (t["status"], t["platform"], t["settings"]["emulated_cpu"]) == ("pass", "aarch64-cortex-a72",
+                                                                              "cortex-a72"), t.get("reason")
+        assert t["runtime_version"].startswith(f"{build.wheels()['onnxruntime']} (aarch64, QEMU 10.")
+        assert not t["timings"].get("p50_ms")  # never timed
+    assert targets["onnx_int8@onnxruntime@aarch64-cortex-a72"]["max_abs"] == targets["onnx_int8@onnxruntime"]["max_abs"]

@@ -36,16 +36,18 @@ def test_emulated_targets_exist_for_the_artifacts_an_emulated_runtime_runs():
     chosen = select_targets(_manifest("onnx", "tflite_int8"), ["onnx", "tflite_int8"], None,
                             platforms.parse("aarch64:cortex-a72,cortex-a55"))
     emulated = [t.key for t in chosen if t.platform != NATIVE]
-    assert emulated == ["tflite_int8@litert@aarch64-cortex-a72", "tflite_int8@litert@aarch64-cortex-a55"]
-    assert Target.parse(emulated[0]) == Target("tflite_int8", "litert", "aarch64-cortex-a72")
-    assert Target.parse(emulated[0]).where == "litert (aarch64-cortex-a72)"
-    with pytest.raises(UsageError, match=r"--emulate: no artifact chosen \(onnx\) runs on a runtime with an emulated "
-                                         r"build \(emulated: litert\)"):
-        select_targets(_manifest("onnx"), ["onnx"], None, platforms.parse("aarch64"))
-    # --runtime narrows the emulated targets too: none of litert's when only onnxruntime is asked for
+    assert emulated == ["onnx@onnxruntime@aarch64-cortex-a72", "onnx@onnxruntime@aarch64-cortex-a55",
+                        "tflite_int8@litert@aarch64-cortex-a72", "tflite_int8@litert@aarch64-cortex-a55"]
+    assert Target.parse(emulated[2]) == Target("tflite_int8", "litert", "aarch64-cortex-a72")
+    assert Target.parse(emulated[2]).where == "litert (aarch64-cortex-a72)"
+    with pytest.raises(UsageError, match=r"--emulate: no artifact chosen \(torchscript\) runs on a runtime with an "
+                                         r"emulated build \(emulated: litert, onnxruntime\)"):
+        select_targets(_manifest("torchscript"), ["torchscript"], None, platforms.parse("aarch64"))
+    # --runtime narrows the emulated targets too
     chosen = select_targets(_manifest("onnx", "tflite_int8"), ["onnx", "tflite_int8"], ["onnxruntime", "litert"],
                             platforms.parse("aarch64:cortex-a72"))
-    keys = ["onnx@onnxruntime", "tflite_int8@litert", "tflite_int8@litert@aarch64-cortex-a72"]
+    keys = ["onnx@onnxruntime", "onnx@onnxruntime@aarch64-cortex-a72", "tflite_int8@litert",
+            "tflite_int8@litert@aarch64-cortex-a72"]
     assert [t.key for t in chosen] == keys
 
 

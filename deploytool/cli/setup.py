@@ -28,9 +28,10 @@ def setup_command(offline, skip, debug):
       cannot share deploytool's own), made with `python -m venv` + `pip install` from the lock deploytool ships
       (deploytool/envs/tfjs.txt, every package pinned), into envs/tfjs-KEY (~3 GB);
     - aarch64: the emulation `validate --emulate aarch64` runs on: qemu-aarch64 (QEMU >= 10, Debian
-      bookworm-backports), an arm64 Python 3.11 from Debian's arm64 packages and the aarch64 wheels of LiteRT and
-      numpy, every one pinned with its sha256 (deploytool/emulation/aarch64-*.txt), fetched through an apt
-      configuration of its own (the system's is not changed; no root needed), into emulation/aarch64-KEY (~170 MB).
+      bookworm-backports), an arm64 Python 3.11 from Debian's arm64 packages and the aarch64 wheels of LiteRT,
+      onnxruntime and numpy, every one pinned with its sha256 (deploytool/emulation/aarch64-*.txt), fetched
+      through an apt configuration of its own (the system's is not changed; no root needed), into
+      emulation/aarch64-KEY (~230 MB).
 
     Running it again changes nothing. Also lists the programs runtimes need that this machine lacks (e.g.
     chromium, g++), with the command that installs them."""

@@ -37,10 +37,10 @@ from deploytool.targets import split_names
 @runtime_option("Check only the targets on these runtimes")
 @click.option("--emulate", "emulate", multiple=True, metavar="ARCH[:CPU,...]",
               help="Also check on emulated CPUs, under user-mode QEMU (repeatable): `aarch64` checks every .tflite "
-              "on LiteRT's aarch64 build for cortex-a72 (plain NEON), cortex-a55 (fp16 arithmetic, dotprod) and "
-              "neoverse-v1 (SVE, i8mm); `aarch64:cortex-a76,neoverse-n1` names the CPUs. Each is a target of its "
-              "own (tflite_int8@litert@aarch64-cortex-a55), judged like the others and never timed. Needs "
-              "`deploytool setup` (its aarch64 part); else SKIPPED, saying so.")
+              "on LiteRT's aarch64 build and every onnx/onnx_int8 on onnxruntime's, for cortex-a72 (plain NEON), "
+              "cortex-a55 (fp16 arithmetic, dotprod) and neoverse-v1 (SVE, i8mm); `aarch64:cortex-a76,neoverse-n1` "
+              "names the CPUs. Each is a target of its own (onnx_int8@onnxruntime@aarch64-cortex-a55), judged like "
+              "the others and never timed. Needs `deploytool setup` (its aarch64 part); else SKIPPED, saying so.")
 @click.option("--data", type=click.Path(dir_okay=False), help="Your own inputs: .npz with the contract's input names "
               "(rows of a dynamic first dim are samples). Needs the source model to compute references.")
 @click.option("--source", metavar="MODEL", help="Allow running the bundle's source model where it is Python (a "

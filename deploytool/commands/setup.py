@@ -82,6 +82,7 @@ def _aarch64() -> Done:
         built = build.ensure()
     except build.SetupError as e:
         raise DeployToolError(f"setup: {e}", UNUSABLE) from None
-    what = (f"the aarch64 emulation (QEMU {built.qemu.split()[0]}, LiteRT {build.wheels()['ai-edge-litert']} aarch64, "
-            f"{built.size_bytes / 1e6:.0f} MB)")
+    wheels = build.wheels()
+    what = (f"the aarch64 emulation (QEMU {built.qemu.split()[0]}, LiteRT {wheels['ai-edge-litert']} and onnxruntime "
+            f"{wheels['onnxruntime']} aarch64, {built.size_bytes / 1e6:.0f} MB)")
     return Done(AARCH64, what, str(built.folder), built.build_s)

@@ -1,11 +1,13 @@
-"""Emulated aarch64 CPUs: LiteRT's aarch64 build, run by user-mode QEMU on an x86 machine, per emulated CPU model.
+"""Emulated aarch64 CPUs: the runtimes' aarch64 builds (LiteRT, onnxruntime), run by user-mode QEMU on an x86 machine,
+per emulated CPU model.
 
 The runtimes pick their kernels per instruction set (plain NEON, dotprod, fp16 arithmetic, SVE/i8mm), so the same
-``.tflite`` computes differently on an ARM device than on x86, and some precisions (fp16 arithmetic) exist only there.
+artifact computes differently on an ARM device than on x86, and some precisions (fp16 arithmetic) exist only there.
 ``build`` makes the environment once per machine (``deploytool setup``, part ``aarch64``): QEMU >= 10, an arm64
-Python 3.11 sysroot and the aarch64 wheels, every input pinned by the lock files beside it. ``litert`` is the host
-side of a session (a ``deploytool.runtimes.Runtime`` per CPU model) and ``runner`` what runs inside the emulated
-Python. Imports nothing but the standard library here, so the coordinator and ``doctor`` can ask about it.
+Python 3.11 sysroot and the aarch64 wheels, every input pinned by the lock files beside it. ``<runtime>.py``
+(``litert``, ``onnxruntime``: the runtimes ``platforms.ARCHES`` names) is the host side of that runtime's sessions (a
+``deploytool.runtimes.Runtime`` per CPU model, on ``session``'s process and protocol) and ``runner`` what runs inside
+the emulated Python. Imports nothing but the standard library here, so the coordinator and ``doctor`` can ask about it.
 """
 from __future__ import annotations
 

@@ -6,15 +6,15 @@ What it holds, each input pinned by a lock file beside this module:
   is required and checked: bookworm's own 7.2 segfaults at the emulated interpreter's start and computes int8 wrong
   with SME, and an emulator bug looks like a model bug.
 - ``sysroot/``: an arm64 Python 3.11 from Debian bookworm's arm64 packages (``aarch64-debs.txt``), passed as ``-L``.
-- ``site/``: the aarch64 wheels of ai-edge-litert (deploytool's pin) and numpy (``aarch64-wheels.txt``, with their
-  hashes), unpacked: the emulated Python's ``PYTHONPATH``.
+- ``site/``: the aarch64 wheels of ai-edge-litert and onnxruntime (deploytool's pins), numpy and their dependencies
+  (``aarch64-wheels.txt``, with their hashes), unpacked: the emulated Python's ``PYTHONPATH``.
 
 The Debian packages come through a private apt configuration in the build folder (its own sources.list, state and
 cache): ``apt-get update`` then ``apt-get download PKG:ARCH=VERSION`` (apt checks each .deb against the signed index;
 the lock's sha256 is checked too), unpacked with ``dpkg-deb -x``. Nothing of the system's apt configuration or state
 is changed, and no step needs root. It is built in a temporary folder renamed into
 ``$DEPLOYTOOL_CACHE/emulation/aarch64-<key>/`` (default ``~/.cache/deploytool``; ``key`` hashes the lock files) under a
-lock, after a smoke check (the emulated Python imports ai_edge_litert), ``installed.json`` written last, as
+lock, after a smoke check (the emulated Python imports both runtimes), ``installed.json`` written last, as
 ``deploytool/envs`` and ``deploytool/browser/npm.py`` do: a half-built one is never used, and building is idempotent.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ MIRROR = "http://deb.debian.org/debian"
 SUITES = ("bookworm", "bookworm-backports")
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")  # the debian-archive-keyring package's
 WHEEL_TAGS = ("manylinux_2_28_aarch64", "manylinux_2_27_aarch64", "manylinux2014_aarch64")
-SMOKE = "import numpy, ai_edge_litert.interpreter"
+SMOKE = "import numpy, ai_edge_litert.interpreter, onnxruntime"  # every runtime with an emulated build
 
 
 class SetupError(RuntimeError):
@@ -288,7 +288,7 @@ def _normal(name: str) -> str:
 
 
 def _smoke(tmp: Path, out: IO[str], deadline: float, log: Path) -> None:
-    """The emulated Python imports numpy and ai_edge_litert (writing their bytecode, so later starts are quicker)."""
+    """The emulated Python imports numpy and the runtimes (writing their bytecode, so later starts are quicker)."""
     from deploytool.emulation import DEFAULT_CPUS
 
     argv, env = emulated_python(DEFAULT_CPUS[0], ["-c", SMOKE], root=tmp)
@@ -298,9 +298,9 @@ def _smoke(tmp: Path, out: IO[str], deadline: float, log: Path) -> None:
         done = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               timeout=min(SMOKE_TIMEOUT_S, max(1.0, deadline - time.monotonic())), check=False)
     except subprocess.TimeoutExpired:
-        raise SetupError(f"the emulated Python did not import ai_edge_litert in time (log: {log})") from None
+        raise SetupError(f"the emulated Python did not import the runtimes in time (log: {log})") from None
     if done.returncode != 0:
-        raise SetupError(f"the emulated Python cannot import ai_edge_litert: {_last_error(log)} (log: {log})")
+        raise SetupError(f"the emulated Python cannot import the runtimes ({SMOKE}): {_last_error(log)} (log: {log})")
 
 
 def _last_error(log: Path) -> str:
