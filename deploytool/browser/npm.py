@@ -20,9 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploytool.core import cache
+
 HERE = Path(__file__).parent
 FILES = ("package.json", "package-lock.json")
-CACHE_ENV = "DEPLOYTOOL_CACHE"
+CACHE_ENV = cache.CACHE_ENV
 NPM = "npm"
 INSTALL_TIMEOUT_S = 900.0
 HINT = "run `deploytool setup`"
@@ -53,7 +55,7 @@ def key() -> str:
 
 def folder() -> Path:
     """Where this lockfile's packages are (or would be) installed."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "deploytool") / "npm" / key()
+    return cache.root() / "npm" / key()
 
 
 def installed() -> bool:

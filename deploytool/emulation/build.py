@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from deploytool.core import cache
+
 HERE = Path(__file__).parent
 LOCKS = ("aarch64-debs.txt", "aarch64-wheels.txt")
-CACHE_ENV = "DEPLOYTOOL_CACHE"
+CACHE_ENV = cache.CACHE_ENV
 HINT = "run `deploytool setup`"
 READY = "installed.json"
 BUILD_TIMEOUT_S = 1800.0
@@ -105,7 +107,7 @@ def key() -> str:
 
 def folder() -> Path:
     """Where this lock's environment is (or would be) built."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "deploytool") / "emulation" / f"aarch64-{key()}"
+    return cache.root() / "emulation" / f"aarch64-{key()}"
 
 
 def installed() -> bool:

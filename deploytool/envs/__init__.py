@@ -27,8 +27,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploytool.core import cache
+
 HERE = Path(__file__).parent
-CACHE_ENV = "DEPLOYTOOL_CACHE"
+CACHE_ENV = cache.CACHE_ENV
 HINT = "run `deploytool setup`"
 INSTALL_TIMEOUT_S = 1800.0
 READY = "installed.json"
@@ -56,8 +58,7 @@ class Env:
         return digest.hexdigest()[:16]
 
     def folder(self) -> Path:
-        return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "deploytool") / "envs" / \
-            f"{self.name}-{self.key()}"
+        return cache.root() / "envs" / f"{self.name}-{self.key()}"
 
     def python(self) -> Path:
         return self.folder() / "bin" / "python"

@@ -25,8 +25,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from deploytool.core import cache
+
 SOURCE = Path(__file__).with_name("libtorch_runner.cpp")
-CACHE_ENV = "DEPLOYTOOL_CACHE"
+CACHE_ENV = cache.CACHE_ENV
 COMPILER = "g++"
 BINARY = "libtorch_runner"
 BUILD_TIMEOUT_S = 1200.0  # 35-41 s on an idle 2-core machine; minutes on a busy one
@@ -79,7 +81,7 @@ def key(torch_version: str, compiler_version: str, build_flags: list[str]) -> st
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "deploytool") / "libtorch"
+    return cache.root() / "libtorch"
 
 
 def first_error(log: str) -> str:
