@@ -65,8 +65,11 @@ def _gone_within(pids: set[int], seconds: float, mark: str = WORKER_MODULE) -> s
 
 
 def _start(args: list[str], env: dict) -> subprocess.Popen:
+    """The CLI in a session of its own, with SIGHUP at its default (under `nohup` the suite inherits it ignored, and
+    the CLI rightly keeps ignoring a signal it was started ignoring)."""
     return subprocess.Popen([sys.executable, "-m", "deploytool", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
 
 def _busy_workers(proc: subprocess.Popen, ready, timeout: float = 300) -> set[int]:

@@ -177,22 +177,23 @@ def test_without_chromium_or_npm_packages_the_target_is_skipped_naming_what_to_i
     assert chromium["installed"] is False and chromium["extra"] == "apt-get install chromium"
 
 
-def _bench_in_background(env: dict, bundle: Path) -> subprocess.Popen:
-    """A long onnxruntime_web bench, started; returns once its Chromium is running."""
-    proc = subprocess.Popen([sys.executable, "-m", "deploytool", "bench", str(bundle), "-f", "onnx", "--runtime",
-                             "onnxruntime_web", "--threads", "1", "--no-source", "--no-peak", "--min-time", "120",
-                             "--max-time", "120"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _bench_in_background(env: dict, bundle: Path, fmt: str, runtime: str) -> subprocess.Popen:
+    """A long bench of ``fmt`` on the browser ``runtime``, started; returns once its Chromium is running."""
+    proc = subprocess.Popen([sys.executable, "-m", "deploytool", "bench", str(bundle), "-f", fmt, "--runtime", runtime,
+                             "--threads", "1", "--no-source", "--no-peak", "--min-time", "120", "--max-time", "120"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not wait_for(lambda: _chromiums(env["TMPDIR"]) or proc.poll() is not None):
         proc.kill()
     assert proc.poll() is None, "the bench ended before its Chromium started"
     return proc
 
 
-@pytest.mark.slow
-def test_chromium_ends_when_its_worker_is_killed_and_when_the_cli_is_terminated(web_bundle, web_env, tmp_path):
-    bundle = _copy(web_bundle, tmp_path)
-    env = {**web_env, "TMPDIR": str(tmp_path)}
-    proc = _bench_in_background(env, bundle)
+def assert_chromium_ends_with_its_worker_and_cli(env: dict, bundle: Path, tmp_path: Path, fmt: str,
+                                                 runtime: str) -> None:
+    """Shared by the browser runtimes' tests: a worker SIGKILLed mid-bench takes its Chromium with it, and a CLI
+    given SIGTERM exits 143 leaving no Chromium."""
+    env = {**env, "TMPDIR": str(tmp_path)}
+    proc = _bench_in_background(env, bundle, fmt, runtime)
     try:
         browsers = _chromiums(str(tmp_path))
         workers = {ppid for pid, ppid in browsers.items() if int(_stat(str(pid))[2]) == pid}  # the leaders' parents
@@ -203,10 +204,16 @@ def test_chromium_ends_when_its_worker_is_killed_and_when_the_cli_is_terminated(
     finally:
         proc.kill()
         proc.wait()
-    proc = _bench_in_background(env, bundle)
+    proc = _bench_in_background(env, bundle, fmt, runtime)
     try:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 143
         assert wait_for(lambda: not _chromiums(str(tmp_path)), 10), "Chromium outlived the CLI"
     finally:
         proc.kill()
+
+
+@pytest.mark.slow
+def test_chromium_ends_when_its_worker_is_killed_and_when_the_cli_is_terminated(web_bundle, web_env, tmp_path):
+    assert_chromium_ends_with_its_worker_and_cli(web_env, _copy(web_bundle, tmp_path), tmp_path, "onnx",
+                                                 "onnxruntime_web")

@@ -9,17 +9,20 @@ what digits_cnn does not: two inputs and two outputs named by the signature, int
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import result_of, wait_for
+from conftest import result_of
 from faults import rehash
-from test_onnxruntime_web import FAST, _chromiums, _cli, _copy, _stat, needs_chromium
+from test_onnxruntime_web import (
+    FAST,
+    _chromiums,
+    _cli,
+    _copy,
+    assert_chromium_ends_with_its_worker_and_cli,
+    needs_chromium,
+)
 
 from deploytool import envs
 from deploytool.browser import npm
@@ -247,7 +250,7 @@ def test_an_int64_decision_output_passes_computed_in_int32(tfjs_env, tmp_path):
     m = json.loads((tmp_path / "argmax_head" / "manifest.json").read_text())
     tfjs = m["artifacts"]["tfjs"]
     assert "label: computed in int32 (TensorFlow.js has no int64)" in tfjs["notes"]
-    assert {s["name"]: s.get("artifact_dtype") for s in tfjs["contract"]["outputs"]} == {"logits": None,
+    assert {s["name"]: s.get("artifact_dtype") for s in tfjs["contract"]["outputs"]} == {"logits": "float32",
                                                                                          "label": "int32"}
     assert tfjs["checks"]["tfjs@tfjs_wasm"]["status"] == "pass"
 
@@ -278,40 +281,10 @@ def test_bench_times_tfjs_wasm_in_the_page_beside_tensorflow(tfjs_bundle, tfjs_e
     assert not _chromiums(tfjs_env["TMPDIR"])
 
 
-def _bench_in_background(env: dict, bundle: Path) -> subprocess.Popen:
-    """A long tfjs_wasm bench, started; returns once its Chromium is running."""
-    proc = subprocess.Popen([sys.executable, "-m", "deploytool", "bench", str(bundle), "-f", "tfjs", "--threads", "1",
-                             "--no-source", "--no-peak", "--min-time", "120", "--max-time", "120"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not wait_for(lambda: _chromiums(env["TMPDIR"]) or proc.poll() is not None):
-        proc.kill()
-    assert proc.poll() is None, "the bench ended before its Chromium started"
-    return proc
-
-
 @pytest.mark.slow
 @needs_chromium
 def test_chromium_ends_when_its_worker_is_killed_and_when_the_cli_is_terminated(tfjs_bundle, tfjs_env, tmp_path):
-    bundle = _copy(tfjs_bundle, tmp_path)
-    env = {**tfjs_env, "TMPDIR": str(tmp_path)}
-    proc = _bench_in_background(env, bundle)
-    try:
-        browsers = _chromiums(str(tmp_path))
-        workers = {ppid for pid, ppid in browsers.items() if int(_stat(str(pid))[2]) == pid}  # the leaders' parents
-        assert workers and os.getpid() not in workers
-        for worker in workers:
-            os.kill(worker, signal.SIGKILL)
-        assert wait_for(lambda: not _chromiums(str(tmp_path)), 10), "Chromium outlived its worker"
-    finally:
-        proc.kill()
-        proc.wait()
-    proc = _bench_in_background(env, bundle)
-    try:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 143
-        assert wait_for(lambda: not _chromiums(str(tmp_path)), 10), "Chromium outlived the CLI"
-    finally:
-        proc.kill()
+    assert_chromium_ends_with_its_worker_and_cli(tfjs_env, _copy(tfjs_bundle, tmp_path), tmp_path, "tfjs", "tfjs_wasm")
 
 
 def test_tfjs_dtypes_narrow_feeds_without_wrapping_and_widen_integer_outputs_back():

@@ -11,6 +11,7 @@ back in the dtype TensorFlow.js computed them in (an int64 output is int32 there
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,20 @@ def as_tfjs(feeds: dict) -> dict:
     return out
 
 
+# tfjs-backend-wasm registers fewer kernels than TensorFlow.js's cpu/webgl backends (no Einsum in 4.22): the graph
+# converts and loads, and the first call fails with "Kernel 'Einsum' not registered for backend 'wasm'".
+MISSING_KERNEL = re.compile(r"Kernel '([^']+)' not registered for backend 'wasm'")
+
+
 def run(session: browser.Session, feeds: dict) -> dict:
-    return browser.run(session, as_tfjs(feeds))
+    try:
+        return browser.run(session, as_tfjs(feeds))
+    except Exception as e:  # said as what it is: the backend lacks a kernel, not a wrong model
+        missing = MISSING_KERNEL.search(str(e))
+        if missing is None:
+            raise
+        raise RuntimeError(f"TensorFlow.js's wasm backend has no kernel for {missing.group(1)} (tfjs-backend-wasm "
+                           f"{npm.pins()[BACKEND]}); the graph itself converted") from None
 
 
 def time(session: browser.Session, feeds: list[dict], protocol: Any) -> Timed:
