@@ -134,3 +134,39 @@ def test_a_planted_weight_change_fails_on_every_emulated_cpu(emulated_run, run_c
     targets = json.loads((bundle / "reports/validation.json").read_text())["targets"]
     for cpu in emulation.DEFAULT_CPUS:
         assert targets[f"tflite_fp32@litert@aarch64-{cpu}"]["status"] == "fail", cpu
+
+
+def test_an_artifact_not_exported_keeps_its_verdict_under_emulate():
+    """--emulate with an artifact whose export failed: its NOT_EXPORTED verdict stays (no usage error)."""
+    m = _manifest("tflite_int8")
+    m.artifacts["tflite_int8"].status = ArtifactStatus.FAILED
+    chosen = select_targets(m, ["tflite_int8"], None, platforms.parse("aarch64"))
+    assert [t.key for t in chosen] == ["tflite_int8@litert"]
+
+
+def test_the_report_says_what_an_export_only_bundle_computed_in(tmp_path):
+    from types import SimpleNamespace
+
+    from deploytool.report.view import artifacts
+    from deploytool.results import Results
+
+    def rec(name, precision):
+        return SimpleNamespace(precision=precision, chain=["source", name], size_bytes=1, route=None, checks={},
+                               check=None, runtime="litert", status="ok")
+
+    manifest = SimpleNamespace(artifacts={"tflite_fp16": rec("tflite_fp16", "fp16"),
+                                          "tflite_fp16_arith": rec("tflite_fp16_arith", "fp16")},
+                               created="2026-01-02T00:00:00+00:00", model=SimpleNamespace(name="m"))
+    views = {v.name: v for v in artifacts(Results(tmp_path, manifest, "sha", validations=[], benches=[]))}
+    assert views["tflite_fp16"].executed == "fp32 (fp16 weights)"
+    assert views["tflite_fp16_arith"].executed == platforms.FP32_NO_FP16
+
+
+def test_the_cache_folder_is_absolute(tmp_path, monkeypatch):
+    from deploytool.core import cache
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(cache.CACHE_ENV, "rel/cache")
+    assert cache.root() == tmp_path.resolve() / "rel" / "cache"
+    monkeypatch.setenv(cache.CACHE_ENV, "~/c")
+    assert cache.root().is_absolute() and "~" not in str(cache.root())

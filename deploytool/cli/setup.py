@@ -42,6 +42,9 @@ def setup_command(offline, skip, debug):
         how = f"installed in {done.install_s:.1f} s" if done.install_s else "already installed"
         click.echo(f"{done.what}: {how}: {done.folder}")
     for name in outcome.skipped:
-        click.echo(f"{name}: skipped (--skip)")
+        if not any(w.startswith(f"{name}:") for w in outcome.warnings):
+            click.echo(f"{name}: skipped (--skip)")
+    for line in outcome.warnings:
+        click.echo(f"deploytool: warning: {line}", err=True)
     for line in outcome.programs_missing:
         click.echo(f"deploytool: warning: not on PATH: {line}", err=True)

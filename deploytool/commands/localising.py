@@ -23,7 +23,7 @@ from deploytool.checking.localise import Finding, Limits, Node, locate, unavaila
 from deploytool.core import npz
 from deploytool.core.contract import Contract
 from deploytool.core.errors import short_error
-from deploytool.core.target import Target
+from deploytool.core.target import NATIVE, Target
 from deploytool.expose import EXPOSERS
 from deploytool.formats import FORMATS
 from deploytool.progress import Progress, as_progress
@@ -88,6 +88,9 @@ def _localise(hop: str, parent: str, child: str, chk: ArtifactCheck, records: di
             runnable[side] = source_artifact(source, contract, work)
         else:
             target = Target.parse(side)
+            if target.platform != NATIVE:  # its kernels run under QEMU; the exposers run natively, on other kernels
+                return unavailable(hop, f"intermediate tensors are not exposed on an emulated CPU ({target.platform})"
+                                   ), {}
             rec = records.get(target.format)
             if rec is None or rec.status != jobs.ArtifactStatus.OK or rec.path is None or rec.contract is None:
                 return unavailable(hop, f"the {target.format} artifact is not in the bundle"), {}

@@ -35,7 +35,8 @@ class Done:
 @dataclass
 class SetupOutcome:
     done: list[Done] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # --skip
+    skipped: list[str] = field(default_factory=list)  # --skip, or a part this machine cannot have
+    warnings: list[str] = field(default_factory=list)  # why a part was left out
     programs_missing: list[str] = field(default_factory=list)  # "chromium (runtime onnxruntime_web): apt-get ..."
 
 
@@ -69,7 +70,14 @@ def run(offline: bool = False, skip: tuple[str, ...] = ()) -> SetupOutcome:
             raise DeployToolError(f"setup: {e}", UNUSABLE) from None
         outcome.done.append(Done(env.name, env.describe(), str(made.folder), made.install_s))
     if AARCH64 not in skip:
-        outcome.done.append(_aarch64())
+        from deploytool.emulation import build
+
+        why = build.unsupported_host()
+        if why is None:
+            outcome.done.append(_aarch64())
+        else:  # optional: the rest of the set-up stands, and emulated targets say they are skipped
+            outcome.skipped.append(AARCH64)
+            outcome.warnings.append(f"aarch64: not built on this machine: {why}")
     outcome.programs_missing = [f"{m.name} (runtime {rt.name}): {m.hint}" for rt in RUNTIMES.values()
                                 for m in rt.missing() if m.kind == "program"]
     return outcome

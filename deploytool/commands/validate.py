@@ -26,7 +26,7 @@ from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, describe_sample, dims_of, nonfinite_sample
 from deploytool.core.errors import BundleError, DeployToolError, UsageError
-from deploytool.core.target import NATIVE, Target
+from deploytool.core.target import Target
 from deploytool.formats import FORMATS
 from deploytool.progress import Progress, as_progress
 from deploytool.report.validation import write_reports
@@ -72,7 +72,8 @@ def select_targets(manifest: Manifest, names: list[str], runtimes: list[str] | N
         else:
             chosen += targets_of(n, runtimes)
             chosen += platforms.targets(n, [t.runtime for t in targets_of(n, runtimes)], emulated or [])
-    if emulated and not any(t.platform != NATIVE for t in chosen):
+    emulable = {r for rs in platforms.ARCHES.values() for r in rs}
+    if emulated and not any(set(runtimes_of(n)) & emulable for n in names):
         raise UsageError(f"--emulate: no artifact chosen ({', '.join(names)}) runs on a runtime with an emulated "
                          f"build (emulated: {', '.join(r for rs in platforms.ARCHES.values() for r in rs)})")
     if runtimes and not chosen:

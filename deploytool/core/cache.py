@@ -9,5 +9,6 @@ CACHE_ENV = "DEPLOYTOOL_CACHE"
 
 
 def root() -> Path:
-    """The cache folder (read at each call: a test or a CI job may point it elsewhere)."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "deploytool")
+    """The cache folder, absolute (``~`` expanded; a relative one is the working directory's): read at each call, a
+    test or a CI job may point it elsewhere; subprocesses started in other folders find it all the same."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "deploytool").expanduser().resolve()

@@ -40,7 +40,7 @@ EXIT_CODES = {
     NO_MATCH: "recommend: no artifact meets the budget",
     UNUSABLE: "doctor: this machine's stack cannot do the role checked (a package it needs is missing or broken, "
               "or the network guard does not work); it prints what to install. setup: npm could not install the "
-              "packages, or pip could not create an environment",
+              "packages, pip could not create an environment, or the aarch64 emulation could not be built",
     SIGNALLED + 1: "interrupted by SIGHUP; like 130",
     SIGNALLED + 2: "interrupted (Ctrl-C, SIGINT): workers ended, nothing half-written left behind, a previous bundle "
                    "intact",
@@ -71,7 +71,8 @@ SUCCESS = {
     "config": "success: the options were shown",
     "doctor": "success: this machine can do the role checked",
     "device-copy": "success: the copy was written and every hash of it verified",
-    "setup": "success: the npm packages and the other Python environments are installed (or already were)",
+    "setup": "success: the npm packages, the other Python environments and the aarch64 emulation are installed (or "
+             "already were; a machine that cannot build the emulation says so in a warning)",
 }
 # When several outcomes apply, the exit code is the first of these that occurred.
 PRECEDENCE = (MODEL, BUNDLE, UNUSABLE, PARITY, RUNTIME, REGRESSION, NO_MATCH, EXPORT, SKIPPED)

@@ -189,15 +189,30 @@ def _build(target: Path, timeout: float) -> Built:
     return Built(target, qemu, build_s, size)
 
 
+class UnsupportedHost(SetupError):
+    """This machine cannot build the emulation at all (not x86_64, no apt/dpkg, no Debian keyring): the rest of
+    ``deploytool setup`` goes on, and the emulated targets are SKIPPED saying why."""
+
+
+def unsupported_host() -> str | None:
+    """Why this machine cannot build the emulation, or None."""
+    try:
+        _check_host()
+    except UnsupportedHost as e:
+        return str(e)
+    return None
+
+
 def _check_host() -> None:
     if platform.machine() not in ("x86_64", "AMD64"):
-        raise SetupError(f"the aarch64 emulation environment is built for x86_64 hosts, not {platform.machine()}")
+        raise UnsupportedHost(f"the aarch64 emulation environment is built for x86_64 hosts, not {platform.machine()}")
     missing = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
     if missing:
-        raise SetupError(f"building the aarch64 emulation needs {' and '.join(missing)} (a Debian or Ubuntu machine)")
+        raise UnsupportedHost(f"building the aarch64 emulation needs {' and '.join(missing)} (a Debian or Ubuntu "
+                              "machine)")
     if not KEYRING.is_file():
-        raise SetupError(f"no Debian archive keyring at {KEYRING} to check the packages: "
-                         "apt-get install debian-archive-keyring")
+        raise UnsupportedHost(f"no Debian archive keyring at {KEYRING} to check the packages: "
+                              "apt-get install debian-archive-keyring")
 
 
 def _run(cmd: list[str], out: IO[str], deadline: float, log: Path, what: str, cwd: Path | None = None) -> None:

@@ -171,7 +171,9 @@ def _create(env: Env, target: Path, timeout: float) -> Installed:
     seconds = round(time.perf_counter() - t0, 1)
     version = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
                              capture_output=True, text=True, timeout=120, check=False).stdout.strip()
-    (target / READY).write_text(json.dumps({"python": version, "packages": packages, "install_s": seconds}, indent=1))
+    ready = target / f"{READY}.tmp"
+    ready.write_text(json.dumps({"python": version, "packages": packages, "install_s": seconds}, indent=1))
+    os.replace(ready, target / READY)  # last, and whole: a reader sees the environment complete or not at all
     return Installed(env, target, seconds)
 
 

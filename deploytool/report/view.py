@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deploytool import platforms
 from deploytool.core.target import NATIVE, Target
+from deploytool.formats import FORMATS
 from deploytool.results import targets_of
 from deploytool.running.jobs import FAILING_CHECKS
 from deploytool.targets import runtimes_of
@@ -180,6 +182,9 @@ def artifacts(results) -> list[ArtifactView]:
         if v is not None:
             _take(v, machine, entry, checked)
             v.executed = entry.get("executed") or v.executed
+    for v in views.values():  # a view from export's checks alone: what it computed in, as the judge decides it
+        if not v.executed and v.name in FORMATS:
+            v.executed = platforms.executed_precision(v.precision, FORMATS[v.name].compute, v.platform)
     for key, v in views.items():  # not in any validation.json given: the check export made
         rec = m.artifacts[v.name]
         check = rec.checks.get(key) or (rec.check if v.runtime == rec.runtime else None)

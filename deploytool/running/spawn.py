@@ -164,8 +164,9 @@ class Worker:
 
                 try:
                     python, extra = worker_interpreter(self.env)
-                except SetupError as e:  # not created: nothing starts, and a job is answered with why
-                    self.unusable = str(e)
+                except (SetupError, OSError) as e:  # not created (or its cache unwritable): nothing starts, and a
+                    self.unusable = str(e) if isinstance(e, SetupError) else \
+                        f"{self.env.describe()} cannot be used: {e.strerror or e}"  # job is answered with why
                     return self
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             # Never through a link: a log inside a bundle must not write outside it.
