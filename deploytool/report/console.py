@@ -164,7 +164,7 @@ def validate_table(manifest: Manifest, checks: dict, wide: bool = False, width: 
             rec.route.text() if rec.route else ""]))))
     headers, rows = _with_accuracy(["format", "runtime", "status", "computes", "max_abs_err", "min_cosine",
                                     "min_sqnr_db", "vs_parent", "tier", "sets"], rows, list(checks.values()), 8)
-    return fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine", "sets", "vs_parent"], wide, width)
+    return fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine", "vs_parent", "computes"], wide, width)
 
 
 def _ms(x) -> str:
