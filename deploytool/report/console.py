@@ -74,7 +74,8 @@ def fit(headers: list[str], rows: list[list], notes: list[tuple[str, str]], opti
         out += [textwrap.fill(f"{k}: {n}", width, initial_indent="  ", subsequent_indent="      ",
                               break_on_hyphens=False) for k, n in noted]
     if dropped:
-        out.append(f"({', '.join(dropped)} left out to fit {width} columns: --wide shows every column)")
+        out.append(textwrap.fill(f"({', '.join(dropped)} left out to fit {width} columns: --wide shows every "
+                                 "column)", width, break_on_hyphens=False))
     return "\n".join(out)
 
 
