@@ -144,6 +144,14 @@ def test_a_planted_weight_change_fails_on_onnxruntime_web(web_bundle, web_env, t
     assert res["status"] == "fail" and res["max_abs"] > 0.1
 
 
+def assert_timed_in_the_page(row: dict) -> None:
+    """A browser runtime's bench row (shared with the other browser runtimes' tests): timed by the page itself, at
+    bench's protocol, with µs-resolution samples."""
+    assert row["status"] == "ok" and row["n"] == len(row["samples_ns"]) >= 30 and row["warmup_runs"] >= 10
+    assert 0 < row["min_ms"] <= row["p50_ms"] <= row["p99_ms"] and row["settings"]["threads"] == 1
+    assert len(set(row["samples_ns"])) > 1  # performance.now() is fine-grained in an isolated page
+
+
 @pytest.mark.slow
 def test_bench_times_onnxruntime_web_in_the_page(web_bundle, web_env, tmp_path):
     bundle = _copy(web_bundle, tmp_path)
@@ -151,9 +159,7 @@ def test_bench_times_onnxruntime_web_in_the_page(web_bundle, web_env, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {r["runtime"]: r for r in json.loads((bundle / "reports/bench.json").read_text())["rows"]}
     web = rows["onnxruntime_web"]
-    assert web["status"] == "ok" and web["n"] == len(web["samples_ns"]) >= 30 and web["warmup_runs"] >= 10
-    assert 0 < web["min_ms"] <= web["p50_ms"] <= web["p99_ms"] and web["settings"]["threads"] == 1
-    assert len(set(web["samples_ns"])) > 1  # performance.now() is fine-grained in an isolated page
+    assert_timed_in_the_page(web)
     print(f"p50 onnxruntime {rows['onnxruntime']['p50_ms']:.4f} ms, onnxruntime_web {web['p50_ms']:.4f} ms")
     assert not _chromiums(web_env["TMPDIR"])
 

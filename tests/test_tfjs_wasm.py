@@ -21,6 +21,7 @@ from test_onnxruntime_web import (
     _cli,
     _copy,
     assert_chromium_ends_with_its_worker_and_cli,
+    assert_timed_in_the_page,
     needs_chromium,
 )
 
@@ -274,9 +275,7 @@ def test_bench_times_tfjs_wasm_in_the_page_beside_tensorflow(tfjs_bundle, tfjs_e
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = {r["runtime"]: r for r in json.loads((bundle / "reports/bench.json").read_text())["rows"]}
     web = rows["tfjs_wasm"]
-    assert web["status"] == "ok" and web["n"] == len(web["samples_ns"]) >= 30 and web["warmup_runs"] >= 10
-    assert 0 < web["min_ms"] <= web["p50_ms"] <= web["p99_ms"] and web["settings"]["threads"] == 1
-    assert len(set(web["samples_ns"])) > 1  # performance.now() is fine-grained in an isolated page
+    assert_timed_in_the_page(web)
     print(f"p50 tensorflow {rows['tensorflow']['p50_ms']:.4f} ms, tfjs_wasm {web['p50_ms']:.4f} ms")
     assert not _chromiums(tfjs_env["TMPDIR"])
 

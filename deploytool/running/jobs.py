@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from deploytool.checking.golden import GoldenSetPlan
 from deploytool.core import records
 from deploytool.core.contract import Contract
+from deploytool.core.target import NATIVE
 
 # Default time limits per worker job, in seconds (--timeout sets them). A worker still busy when its
 # limit runs out is killed and that step reported as failed with the limit it hit.
@@ -147,7 +148,7 @@ class RunArtifact(Job["ArtifactRan"]):
     contract: Contract  # the artifact's contract (how to feed it and read it)
     sets: list[RunSet]
     settings: dict[str, Any] = field(default_factory=dict)
-    platform: str = "native"  # core.target.NATIVE, or an emulated CPU (deploytool.platforms)
+    platform: str = NATIVE  # or an emulated CPU (deploytool.platforms)
 
 
 @dataclass

@@ -62,6 +62,7 @@ def _end_with_coordinator() -> int:
 COORDINATOR = _end_with_coordinator() if __name__ == "__main__" else os.getppid()
 
 from deploytool.core.errors import DeployToolError, short_error  # noqa: E402
+from deploytool.core.target import NATIVE  # noqa: E402
 from deploytool.running import jobs  # noqa: E402
 from deploytool.running.offline import forbid_network  # noqa: E402
 
@@ -231,18 +232,18 @@ def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:
                                    error=reason, traceback=tb)
 
 
-def _runtime(name: str, platform: str = "native") -> Any:
+def _runtime(name: str, platform: str = NATIVE) -> Any:
     """The runtime ``name`` (a ``deploytool.runtimes.Runtime``), on an emulated CPU where ``platform`` names one."""
     from deploytool.runtimes import RUNTIMES
 
-    if platform == "native":
+    if platform == NATIVE:
         return RUNTIMES[name]
     from deploytool import platforms
 
     return platforms.runtime(name, platform)
 
 
-def _open(runtime_name: str, artifact: str, settings: dict, reply: Any, platform: str = "native") -> Any:
+def _open(runtime_name: str, artifact: str, settings: dict, reply: Any, platform: str = NATIVE) -> Any:
     """Import the runtime (timed apart from load), load the artifact; fills ``reply``'s fields."""
     rt = _runtime(runtime_name, platform)
     reply.runtime = rt.name
