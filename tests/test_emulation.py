@@ -417,7 +417,7 @@ def test_validate_checks_onnx_artifacts_on_an_emulated_cpu_through_the_cli(onnx_
     import json
 
     proc = run_cli("validate", onnx_bundle, "-f", "onnx,onnx_int8", "--runtime", "onnxruntime",
-                   "--emulate", "aarch64:cortex-a72", "--samples", str(SAMPLES))
+                   "--emulate", "aarch64:cortex-a72", "--samples", str(SAMPLES), "--wide")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"onnx_int8 +onnxruntime \(aarch64-cortex-a72\) +PASS +int8 ", proc.stdout), proc.stdout
     targets = json.loads((onnx_bundle / "reports/validation.json").read_text())["targets"]
