@@ -10,7 +10,6 @@ half-finished one is never used.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -71,16 +70,13 @@ def ensure(offline: bool = False, timeout: float = INSTALL_TIMEOUT_S) -> Install
     """The packages of the lockfile, installed now unless they already are. ``offline``: from npm's own cache
     only (``--offline``). Raises SetupError."""
     target = folder()
-    if installed():
-        return Installed(target, pins(), 0.0)
-    if shutil.which(NPM) is None:
-        raise SetupError("no npm on PATH to install the browser runtimes' packages: apt-get install npm")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if this process dies
-        if installed():  # another process installed it while we waited
-            return Installed(target, pins(), 0.0)
+
+    def install() -> Installed:
+        if shutil.which(NPM) is None:
+            raise SetupError("no npm on PATH to install the browser runtimes' packages: apt-get install npm")
         return _install(target, offline, timeout)
+    return cache.once(target.parent / f"{target.name}.lock",
+                      lambda: Installed(target, pins(), 0.0) if installed() else None, install)
 
 
 def _install(target: Path, offline: bool, timeout: float) -> Installed:

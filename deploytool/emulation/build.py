@@ -19,7 +19,6 @@ lock, after a smoke check (the emulated Python imports both runtimes), ``install
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -143,14 +142,8 @@ def qemu_version(text: str) -> tuple[int, ...]:
 def ensure(timeout: float = BUILD_TIMEOUT_S) -> Built:
     """The environment built now unless it is; under a lock, so concurrent calls build it once. Raises SetupError."""
     target = folder()
-    if installed():
-        return _built(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if this process dies
-        if installed():  # another process built it while we waited
-            return _built(target)
-        return _build(target, timeout)
+    return cache.once(target.parent / f"{target.name}.lock", lambda: _built(target) if installed() else None,
+                      lambda: _build(target, timeout))
 
 
 def _built(target: Path) -> Built:

@@ -15,7 +15,6 @@ The same mechanism checks a bundle under another version of a runtime: an enviro
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -130,14 +129,9 @@ def ensure(env: Env, timeout: float = INSTALL_TIMEOUT_S) -> Installed:
     """``env`` created now unless it is; under a lock, ``installed.json`` written last, so a half-made one is never
     used (it is removed and made again). Raises SetupError."""
     target = env.folder()
-    if env.installed():
-        return Installed(env, target, 0.0)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f"{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if this process dies
-        if env.installed():  # another process made it while we waited
-            return Installed(env, target, 0.0)
-        return _create(env, target, timeout)
+    return cache.once(target.parent / f"{target.name}.lock",
+                      lambda: Installed(env, target, 0.0) if env.installed() else None,
+                      lambda: _create(env, target, timeout))
 
 
 def _create(env: Env, target: Path, timeout: float) -> Installed:

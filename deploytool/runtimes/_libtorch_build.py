@@ -13,7 +13,6 @@ command that builds ahead of time (``python -m deploytool.runtimes._libtorch_bui
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -111,14 +110,8 @@ def ensure(timeout: float = BUILD_TIMEOUT_S) -> Build:
     building it). Raises BuildError naming the first compiler error and the log."""
     build, build_flags = planned()
     binary = Path(build.path)
-    if binary.is_file():
-        return build
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    with open(binary.parent / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if this process dies
-        if binary.is_file():  # another process built it while we waited
-            return build
-        return _compile(binary.parent, build, build_flags, timeout)
+    return cache.once(binary.parent / "build.lock", lambda: build if binary.is_file() else None,
+                      lambda: _compile(binary.parent, build, build_flags, timeout))
 
 
 def _compile(folder: Path, build: Build, build_flags: list[str], timeout: float) -> Build:
