@@ -14,7 +14,10 @@ shows which rows exercised which kernels. Coordinator side: imports no framework
 """
 from __future__ import annotations
 
+import functools
+import platform as pyplatform
 from collections.abc import Iterable
+from pathlib import Path
 
 from deploytool import emulation
 from deploytool.core.errors import UsageError, did_you_mean
@@ -88,7 +91,24 @@ def executed_precision(precision: str, compute: str | None, platform: str) -> st
         return precision
     if platform != NATIVE and emulation.fp16_arith(split(platform)[1]):
         return FP16_ARITH
+    if platform == NATIVE and host_fp16_arith():
+        return FP16_ARITH
     return FP32_NO_FP16
+
+
+@functools.cache
+def host_fp16_arith(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this machine's own CPU has fp16 arithmetic: an ARM CPU whose features name ``asimdhp`` (Armv8.2 half
+    precision; LiteRT's XNNPACK then runs an fp16-accumulating model in fp16). x86 CPUs: never (LiteRT computes such
+    a model in fp32 there)."""
+    if pyplatform.machine().lower() not in ("aarch64", "arm64"):
+        return False
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    return any(line.split(":", 1)[0].strip() == "Features" and "asimdhp" in line.split(":", 1)[1].split()
+               for line in text.splitlines() if ":" in line)
 
 
 FP16_ARITH = "fp16 arith"

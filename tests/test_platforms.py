@@ -170,3 +170,16 @@ def test_the_cache_folder_is_absolute(tmp_path, monkeypatch):
     assert cache.root() == tmp_path.resolve() / "rel" / "cache"
     monkeypatch.setenv(cache.CACHE_ENV, "~/c")
     assert cache.root().is_absolute() and "~" not in str(cache.root())
+
+
+def test_a_native_arm_host_with_half_precision_is_said_to_compute_in_fp16(tmp_path, monkeypatch):
+    # On an ARM machine itself (not emulated), the fp16-arithmetic model runs in fp16 where the CPU has asimdhp; the
+    # label must not say the CPU lacks it. Decided from /proc/cpuinfo's Features line.
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp\n")
+    old = tmp_path / "old"
+    old.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm crc32\n")
+    monkeypatch.setattr(platforms.pyplatform, "machine", lambda: "aarch64")
+    assert platforms.host_fp16_arith(str(arm)) and not platforms.host_fp16_arith(str(old))
+    monkeypatch.setattr(platforms.pyplatform, "machine", lambda: "x86_64")
+    assert not platforms.host_fp16_arith(str(tmp_path / "x86-same-text-as-arm"))
