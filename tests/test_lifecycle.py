@@ -256,3 +256,37 @@ def test_a_new_command_after_an_interrupted_one_starts_workers_again():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+# A worker in another Python environment (deploytool.envs: the TF.js converter's venv) is started by the same spawner:
+# it must end with its coordinator as deploytool's own workers do.
+ENV_COORDINATOR = """
+import sys, tempfile, time
+from pathlib import Path
+from deploytool import envs
+from deploytool.running.spawn import Worker
+base = Path(tempfile.mkdtemp())
+worker = Worker(base / "w", base / "w.log", env=envs.ENVS["tfjs"]).start()
+print(worker.proc.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_in_another_environment_ends_when_its_coordinator_is_killed():
+    from deploytool import envs
+
+    if not envs.ENVS["tfjs"].installed():
+        pytest.skip("the tfjs environment is not set up here (deploytool setup)")
+    coordinator = subprocess.Popen([sys.executable, "-c", ENV_COORDINATOR], stdout=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+    pid = int(coordinator.stdout.readline())  # type: ignore[union-attr]
+    try:
+        assert _running({pid}) == {pid}
+        assert _procs()[pid][2].startswith(str(envs.ENVS["tfjs"].python()))  # the environment's own interpreter
+        coordinator.kill()
+        coordinator.wait()
+        assert not _gone_within({pid}, 10)
+    finally:
+        coordinator.kill()
+        if _running({pid}):
+            os.kill(pid, signal.SIGKILL)
