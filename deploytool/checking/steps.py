@@ -300,7 +300,8 @@ def judge(ref_outs: dict[str, np.ndarray], got_outs: dict[str, np.ndarray], pair
         w = where or {}
         j.failures.append(f"greedy {w.get('input', 'token')} differs first at step {first} of {steps} (reference "
                           f"{w.get('reference')}, artifact {w.get('artifact')}, sample {w.get('sample')})"
-                          + (f"; {agree} must agree" if agree < steps else ""))
+                          + (f"; {agree} must agree" if agree < steps else "")
+                          + f"; step error grows {_g(errors[0])} -> {_g(errors[(first or 1) - 1])} by then")
     if max_error is not None and j.compared_error() > max_error:
         upto = len(errors) if first is None else first
         worst = int(np.argmax([e if not math.isnan(e) else -1 for e in errors[:upto]]))
