@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TEST_MODELS, manifest_of, result_of
 
 from deploytool.checking import steps as S
 from deploytool.core.contract import Contract
-from conftest import TEST_MODELS, manifest_of, result_of
 
 GRU_LM = TEST_MODELS / "gru_lm.py"
 V, H = 16, 16
@@ -142,7 +141,8 @@ def test_a_planted_weight_change_names_the_first_diverging_step():
     first = rec["first_diverging_step"]
     assert first is not None and 1 < first <= 32
     ref_tokens, got_tokens = S.decisions(PAIRS, S.split(ref)[1])["token"], S.decisions(PAIRS, S.split(got)[1])["token"]
-    assert (ref_tokens[:first - 1] == got_tokens[:first - 1]).all() and (ref_tokens[first - 1] != got_tokens[first - 1]).any()
+    assert (ref_tokens[:first - 1] == got_tokens[:first - 1]).all()
+    assert (ref_tokens[first - 1] != got_tokens[first - 1]).any()
     d = rec["divergence"]
     assert d["reference"] == ref_tokens[first - 1][d["sample"]][0] != d["artifact"]
     (failure,) = rec["failures"]
@@ -263,7 +263,8 @@ def test_a_planted_weight_change_is_named_at_its_first_diverging_step(gru_bundle
     assert proc.returncode in (0, 5), proc.stderr
     bundle = tmp_path / "gru_lm"
     shutil.copytree(original, bundle)
-    shutil.copyfile(tmp_path / "planted_out" / "gru_lm" / "artifacts" / "gru_lm.onnx", bundle / "artifacts" / "gru_lm.onnx")
+    shutil.copyfile(tmp_path / "planted_out" / "gru_lm" / "artifacts" / "gru_lm.onnx",
+                    bundle / "artifacts" / "gru_lm.onnx")
     m = manifest_of(bundle)
     m["artifacts"]["onnx"]["files"] = records.dump(B.file_records(bundle, bundle / m["artifacts"]["onnx"]["path"]))
     (bundle / "manifest.json").write_text(json.dumps(m, indent=2))

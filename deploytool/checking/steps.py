@@ -274,9 +274,9 @@ def judge(ref_outs: dict[str, np.ndarray], got_outs: dict[str, np.ndarray], pair
         for name, r in ref_dec.items():
             diff = np.argwhere(r[t] != got_dec[name][t])
             if len(diff):
-                s, j = (int(x) for x in diff[0])
-                first, where = t + 1, {"input": name, "sample": s, "reference": int(r[t][s][j]),
-                                       "artifact": int(got_dec[name][t][s][j])}
+                s, k = (int(x) for x in diff[0])
+                first, where = t + 1, {"input": name, "sample": s, "reference": int(r[t][s][k]),
+                                       "artifact": int(got_dec[name][t][s][k])}
                 break
         if first is not None:
             break
@@ -333,16 +333,16 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], pairs: list[
     _, ref_outs = split(ref)
     _, got_outs = split(got)
     steps, samples = next(iter(ref_outs.values())).shape[:2]
-    agree, max_error = gates.for_tier(tier, steps, any(p.argmax for p in pairs))
-    j = judge(ref_outs, got_outs, pairs, agree, max_error)
+    agree, max_error = gates.for_tier(tier, int(steps), any(p.argmax for p in pairs))
+    judged = judge(ref_outs, got_outs, pairs, agree, max_error)
     gated = bool(agree) or max_error is not None
     passing_decoys = [name for name, outs in decoys(ref_outs).items()
                       if gated and not judge(ref_outs, outs, pairs, agree, max_error).failures]
     return {"steps": int(steps), "samples": int(samples), "feedback": texts(pairs),
-            "first_diverging_step": j.first_diverging_step, "divergence": j.divergence,
-            "agree_steps": j.agree_steps, "step_error": j.errors, "step_max_abs": j.max_abs,
+            "first_diverging_step": judged.first_diverging_step, "divergence": judged.divergence,
+            "agree_steps": judged.agree_steps, "step_error": judged.errors, "step_max_abs": judged.max_abs,
             "gates": {"min_agree_steps": agree or None, "max_step_error": max_error, "tier": tier},
-            "gated": gated, "failures": j.failures,
+            "gated": gated, "failures": judged.failures,
             "uninformative": (f"a wrong trajectory ({', '.join(passing_decoys)}) passes the same gates"
                               if passing_decoys else None)}
 

@@ -24,8 +24,7 @@ from deploytool import envs, install
 from deploytool.checking import golden, judge, steps
 from deploytool.checking.golden import GoldenSet
 from deploytool.checking.parity import Tolerances
-from deploytool.commands import check_run_options, tolerances_of
-from deploytool.commands import stepping
+from deploytool.commands import check_run_options, stepping, tolerances_of
 from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, dims_of, parse_input_spec, parse_range

@@ -21,8 +21,7 @@ from deploytool import platforms
 from deploytool.checking import golden, judge, steps
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.checking.parity import Tolerances
-from deploytool.commands import check_run_options, tolerances_of
-from deploytool.commands import stepping
+from deploytool.commands import check_run_options, stepping, tolerances_of
 from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, describe_sample, dims_of, nonfinite_sample
