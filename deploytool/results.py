@@ -62,6 +62,9 @@ class ArtifactCheck:
     # The precision the target really computed in (``platforms.executed_precision``): the format's, or, for a format
     # asking for fp16 arithmetic, whether this CPU ran it ("fp16 arithmetic") or computed in fp32.
     executed: str = ""
+    # The multi-step check of a stateful model (checking/steps.py, commands/stepping.py): steps, the first step whose
+    # greedy decision differs, the error per step, the gates; None when the bundle declares no feedback loop.
+    steps: dict | None = None
 
     @property
     def target(self) -> Target:

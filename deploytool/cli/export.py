@@ -20,6 +20,7 @@ from deploytool.cli.options import (
     parse_tolerances,
     progress_options,
     runtime_option,
+    steps_gate_options,
     strict_option,
     tolerance_options,
 )
@@ -93,6 +94,14 @@ def _models_help() -> str:
                    "recorded in the manifest's load_settings after export checked it).")
 @accuracy_option
 @accept_constant_option
+@click.option("--feedback", multiple=True, metavar="OUT->IN[:argmax]",
+              help="Multi-step check of a stateful model (repeatable or comma-separated): step t+1's input IN is step "
+                   "t's output OUT (same shape and dtype), or with :argmax the argmax over OUT's last axis (greedy "
+                   "token). Each artifact runs --steps steps with its own outputs fed back and is compared with the "
+                   "source's trajectory. A model file may declare FEEDBACK = {'OUT': 'IN[:argmax]'} instead.")
+@click.option("--steps", type=int, default=None, metavar="N",
+              help="Steps of the multi-step check (default 32, or the model file's STEPS).")
+@steps_gate_options
 @click.option("--sign", type=click.Path(dir_okay=False), metavar="KEY.pem",
               help="Sign the bundle's content (manifest, artifacts, golden data) with this EC private key "
                    "(OpenSSF model-signing, offline) into BUNDLE/signature.sig; check with validate --verify.")

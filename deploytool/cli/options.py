@@ -148,6 +148,18 @@ def tolerance_options(f):
                              "check elementwise.")(f)
 
 
+def steps_gate_options(f):
+    """--min-agree-steps / --max-step-error: the multi-step check's gates (checking/steps.py), export and validate."""
+    f = click.option("--max-step-error", type=float, default=None, metavar="E",
+                     help="Multi-step check: the largest error allowed at any step before the decisions diverge, "
+                          "relative to the reference's largest magnitude at that step. Default by tier: fp32 1e-3, "
+                          "fp16/int8 not gated (reported).")(f)
+    return click.option("--min-agree-steps", type=int, default=None, metavar="K",
+                        help="Multi-step check: the first K steps' greedy decisions (OUT->IN:argmax) must agree with "
+                             "the source's. Default: every step for fp32 artifacts; fp16/int8 reported, not gated "
+                             "(0).")(f)
+
+
 def _groups(names: list[str]) -> str:
     """How a prefix reads (``tflite`` = tflite_dynamic, ...), for the help."""
     return "".join(f"; {p} = {', '.join(matches(p, names))}" for p in prefixes(names))

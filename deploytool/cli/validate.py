@@ -21,6 +21,7 @@ from deploytool.cli.options import (
     progress_options,
     reports_option,
     runtime_option,
+    steps_gate_options,
     strict_option,
     tolerance_options,
     verify_option,
@@ -52,6 +53,7 @@ from deploytool.targets import split_names
 @strict_option
 @accuracy_option
 @accept_constant_option
+@steps_gate_options
 @click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
               "(they are shown as overrides in the table and report otherwise).")
 @verify_option

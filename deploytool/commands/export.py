@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from deploytool import envs, install
-from deploytool.checking import golden, judge
+from deploytool.checking import golden, judge, steps
 from deploytool.checking.golden import GoldenSet
 from deploytool.checking.parity import Tolerances
-from deploytool.commands import check_run_options, tolerances_of
+from deploytool.commands import check_run_options, stepping, tolerances_of
 from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, dims_of, parse_input_spec, parse_range
@@ -41,6 +41,7 @@ from deploytool.running.jobs import (
     FormatExported,
     LoadSource,
     WriteGolden,
+    WriteSteps,
 )
 from deploytool.running.pool import RunPool
 from deploytool.running.spawn import Worker
@@ -119,6 +120,12 @@ class ExportOptions:
     # further runtimes to check each artifact on besides its own (None: every one that runs it; those not
     # installed here are SKIPPED); an artifact is always checked on its format's default runtime
     runtimes: list[str] | None = None
+    # the multi-step check (checking/steps.py): feedback pairs "OUT->IN" / "OUT->IN:argmax" (else the model file's
+    # FEEDBACK), the steps to run (else its STEPS, else steps.DEFAULT_STEPS), and the gates (None: the tier's)
+    feedback: list[str] = field(default_factory=list)
+    steps: int | None = None
+    min_agree_steps: int | None = None
+    max_step_error: float | None = None
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -137,6 +144,7 @@ class ExportOptions:
         self.accept_constant = [accept] if isinstance(accept, str) else list(accept or [])
         self.runtimes = [self.runtimes] if isinstance(self.runtimes, str) else \
             (list(self.runtimes) if self.runtimes else None)
+        self.feedback = [self.feedback] if isinstance(self.feedback, str) else list(self.feedback or [])
 
     def check(self) -> None:
         """Refuse, with one line (exit 2), options that cannot run: before any worker starts."""
@@ -154,6 +162,11 @@ class ExportOptions:
         for option, path in (("--calib-data", self.calib_data), ("--data", self.data)):
             if path is not None and not path.is_file():
                 raise UsageError(f"{option} {path}: no such file")
+        try:
+            steps.parse(self.feedback)
+            steps.Gates(self.min_agree_steps, self.max_step_error).check()
+        except ValueError as e:
+            raise UsageError(str(e)) from None
 
     def source_inputs(self) -> tuple[list[dict], dict]:
         """``--input`` and ``--input-range`` parsed: (input specs, {input: [low, high)})."""
@@ -180,6 +193,7 @@ def run(model: str, options: ExportOptions | Sequence[str] | None = None, out: P
     opts.check()
     specs, ranges = opts.source_inputs()
     source = resolve_source(model, specs, ranges, opts.weights)
+    loop = stepping.declared(source.to_dict(), opts.feedback, opts.steps)  # a bad declaration: exit 2, before workers
     missing = [p for p in FRAMEWORKS.get(source.framework, ()) if not install.installed(p)]
     if missing:  # a device-sized install: say what to install, before any worker starts
         raise ModelError(f"model {source.name!r}: loading a {source.framework} source needs {', '.join(missing)}, "
@@ -190,6 +204,7 @@ def run(model: str, options: ExportOptions | Sequence[str] | None = None, out: P
         raise UsageError(f"unknown format(s) {e.args[0]}; known: {', '.join(FORMATS)}") from None
     with _staged(opts.out, source.name) as staging:
         pipeline = _Pipeline(source, names, added, staging, opts, as_progress(progress))
+        pipeline.loop = loop
         try:
             manifest, checks = pipeline.run()
             if opts.sign is not None:
@@ -276,6 +291,8 @@ class _Pipeline:
         self.calibration: CalibrationRecord | None = None
         self.labelled_dims: dict[str, int] | None = None
         self.flops: FlopsRecord | None = None
+        self.loop: tuple[list[steps.Pair], int, str] | None = None  # the declared feedback loop (multi-step check)
+        self.steps: steps.StepsRecord | None = None
         self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=self.timeout)
         self.targets: list[Target] = []  # every target submitted for checking, in export order
         self.plan = plan(source.framework)  # each format as made from this kind of source
@@ -324,6 +341,10 @@ class _Pipeline:
         unmade = [Target(n, self.plan[n].runtime) for n in self.records if all(t.format != n for t in self.targets)]
         checks = judge.judge(self.contract, self.records, evidence, rules, self.source.framework,
                              self.targets + unmade)
+        if self.steps is not None:
+            stepping.apply(checks, runs, self.staging / self.steps.path, self.steps,
+                           {n: r.tier for n, r in self.records.items()},
+                           steps.Gates(self.options.min_agree_steps, self.options.max_step_error))
         golden.annotate(checks, self.contract, self.coverage)
         self._keep_outputs(checks)
         extras = localise_failures(checks, self.records, self.staging, self.sets, self.tolerances, self.work,
@@ -443,6 +464,23 @@ class _Pipeline:
                                labelled_output if p.labels else None) for p in plans]
         self.coverage = {s.name: golden.coverage(self.contract, npz.load(s.inputs), given=s.name == golden.LABELLED
                                                  and labelled == "given") for s in self.sets}
+        if self.loop is not None:
+            self._write_steps(worker, written.samples.get(golden.MAIN, 0))
+
+    def _write_steps(self, worker: Worker, main_samples: int) -> None:
+        """The multi-step check's reference trajectory: the source runs the declared loop (``checking/steps.py``)."""
+        if self.loop is None or self.contract is None:
+            return
+        pairs, n, where = self.loop
+        stepping.check_declared(self.contract, pairs)
+        record = steps.StepsRecord(steps.texts(pairs), n, min(steps.STEP_SAMPLES, main_samples), steps.FILE, where)
+        self.progress.stage(f"running {self.source.name} {n} steps with {', '.join(record.feedback)} fed back")
+        main = next(s for s in self.sets if s.name == golden.MAIN)
+        done = worker.run(WriteSteps(str(main.inputs), record.samples, record.feedback, n,
+                                     str(self.staging / record.path)), last=False, timeout=self.timeout)
+        if not done.ok:
+            raise ModelError(_named(self.source.name, done.error), done.exit_code, detail=done.traceback)
+        self.steps = record
 
     def _user_data(self, contract: Contract) -> str | None:
         """--calib-data and export --data (labelled), checked against the contract and copied into the
@@ -511,7 +549,8 @@ class _Pipeline:
         if rec.status == ArtifactStatus.OK and rec.contract is not None:
             for target in self._targets(name):  # checked on every runtime that runs it
                 self.targets.append(target)
-                self.runs.submit(target.key, target.runtime, path, rec.contract, self.sets, rec.load_settings())
+                self.runs.submit(target.key, target.runtime, path, rec.contract, self.sets, rec.load_settings(),
+                                 steps=stepping.plan(self.staging, self.steps) if self.steps else None)
         else:
             for target in self._targets(name):
                 self.runs.cancel(target.key)
@@ -583,7 +622,7 @@ class _Pipeline:
             contract=self.contract, golden=data,
             tolerances=self.tolerances.to_dict(),  # overrides of the parity tiers the export was judged with
             accepted_constant=self.options.accept_constant,
-            flops=self.flops,
+            flops=self.flops, steps=self.steps,
             artifacts={n: self.records[n] for n in self.plan if n in self.records})
 
     def _env_versions(self) -> dict[str, str | None]:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from deploytool import platforms
-from deploytool.checking import golden, judge
+from deploytool.checking import golden, judge, steps
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.checking.parity import Tolerances
-from deploytool.commands import check_run_options, tolerances_of
+from deploytool.commands import check_run_options, stepping, tolerances_of
 from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, describe_sample, dims_of, nonfinite_sample
@@ -121,6 +121,9 @@ class ValidateOptions:
     runtimes: list[str] | None = None
     source: str | None = None
     emulate: list[str] | None = None
+    # the multi-step check's gates (checking/steps.py; None: the tier's default); the loop is the bundle's
+    min_agree_steps: int | None = None
+    max_step_error: float | None = None
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -148,6 +151,10 @@ class ValidateOptions:
         """Refuse, with one line (exit 2), options that cannot run; returns the runtimes asked for (known
         names, once each; None: every runtime)."""
         check_run_options(self.timeout, self.tolerances, self.max_accuracy_drop)
+        try:
+            steps.Gates(self.min_agree_steps, self.max_step_error).check()
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         return check_runtimes(self.runtimes)
 
 
@@ -202,7 +209,7 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
             if target.format in refused or rec.status != ArtifactStatus.OK or rec.path is None or rec.contract is None:
                 continue
             runs.submit(target.key, target.runtime, bundle_dir / rec.path, rec.contract, sets, rec.load_settings(),
-                        target.platform)
+                        target.platform, steps=stepping.plan(bundle_dir, manifest.steps) if manifest.steps else None)
         if runs.futures:
             progress.stage(f"checking {len(runs.futures)} target(s): {len(records)} artifact(s) on their runtimes")
         replies = runs.results(lambda key, reply: progress.step(key, f"ran on {reply.runtime} ({reply.status})"))
@@ -215,6 +222,10 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
                                   runs.skipped_sets)
         rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant)
         checks = judge.judge(contract, records, evidence, rules, manifest.model.framework, chosen)
+        if manifest.steps is not None:
+            stepping.apply(checks, replies, bundle_dir / manifest.steps.path, manifest.steps,
+                           {n: r.tier for n, r in manifest.artifacts.items()},
+                           steps.Gates(opts.min_agree_steps, opts.max_step_error))
         golden.annotate(checks, contract, {name: rec.coverage for name, rec in manifest.golden.sets.items()})
         extras = localise_failures(checks, manifest.artifacts, bundle_dir, sets, tolerances, work,
                                    _logs(bundle_dir, work), timeout, progress=progress,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from deploytool.report import markdown, plots
+from deploytool.report.steps import steps_table
 from deploytool.report.view import artifacts
 
 CSS = """
@@ -39,6 +40,8 @@ def render(results) -> tuple[str, bool]:
     failed = markdown.failures(views, markdown=False)
     if failed:
         out.append("<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in failed) + "</ul>")
+    if any(v.steps for v in views):
+        out += ["<h2>Multi-step parity</h2>", _table(*steps_table(views))]
     has_plots = plots.available()
     if has_plots:
         figures = []
@@ -46,6 +49,7 @@ def render(results) -> tuple[str, bool]:
             name = data["machine"]["name"]
             figures += [plots.latency(views, name), plots.latency_vs_size(views, name)]
         figures.append(plots.hop_errors(views))
+        figures.append(plots.step_errors(views))
         out += [f"<figure>{svg}</figure>" for svg in figures if svg]
     else:
         out.append(f"<p><i>Plots need matplotlib: {html.escape(plots.INSTALL_HINT)}</i></p>")

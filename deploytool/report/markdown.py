@@ -5,6 +5,7 @@ $GITHUB_STEP_SUMMARY as it is."""
 from __future__ import annotations
 
 from deploytool.report.console import human_size
+from deploytool.report.steps import steps_section
 from deploytool.report.view import EXPORT_KIND, ArtifactView, artifacts, matrix, pareto, when
 
 
@@ -192,6 +193,7 @@ def render(results) -> str:
     failed = failures(views)
     if failed:
         lines += ["", "## Failures", "", *(f"- {line}" for line in failed)]
+    lines += steps_section(views)
     lines += ["", "<details><summary>Environment</summary>", "", *(f"- {line}" for line in environment(results)),
               "", "</details>", ""]
     if not machines:

@@ -86,3 +86,24 @@ def hop_errors(views: list[ArtifactView]) -> str | None:
     ax.set_xlabel("largest absolute error against the parent artifact (per hop)")
     ax.set_title("Per-hop error along each export chain")
     return _svg(fig)
+
+
+def step_errors(views: list[ArtifactView]) -> str | None:
+    """The multi-step check's error per step, one line per target, the first diverging decision marked."""
+    rows = [(v.label, v.steps) for v in views if v.steps and v.steps.get("step_error")]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, rec in rows:
+        errs = [max(e, 1e-12) for e in rec["step_error"]]
+        line, = ax.plot(range(1, len(errs) + 1), errs, label=name)
+        first = rec.get("first_diverging_step")
+        if first:
+            ax.plot([first], [errs[first - 1]], marker="x", color=line.get_color(), markersize=9)
+    ax.set_yscale("log")
+    ax.set_xlabel("step (x: first step whose greedy decision differs)")
+    ax.set_ylabel("error relative to the reference's magnitude")
+    ax.set_title("Multi-step parity: error growth over the steps")
+    ax.legend(fontsize=7)
+    return _svg(fig)

@@ -74,6 +74,7 @@ class ArtifactView:
     checked: dict[str, Checked] = field(default_factory=dict)  # machine -> where its verdict comes from
     platform: str = NATIVE  # an emulated CPU (deploytool.platforms), else native
     executed: str = ""  # the precision it computed in, where a check said (``ArtifactCheck.executed``)
+    steps: dict | None = None  # the multi-step check shown (``ArtifactCheck.steps``)
 
     @property
     def key(self) -> str:
@@ -239,6 +240,7 @@ def _take(v: ArtifactView, machine: str, entry: dict, checked: Checked) -> None:
         return
     v.max_abs, v.accuracy, v.reason = entry.get("max_abs"), entry.get("accuracy"), entry.get("reason") or ""
     v.basis, v.hop_blamed, v.repro = entry.get("basis") or "", entry.get("hop_blamed"), entry.get("repro")
+    v.steps = entry.get("steps")
     v.hop_errors = {}
     for set_name, per_out in (entry.get("hop") or {}).items():
         errs = [x["metrics"]["max_abs"] for x in per_out.values() if x["metrics"].get("max_abs") is not None]

@@ -14,6 +14,7 @@ Jobs and their replies:
   RunArtifact    -> ArtifactRan      run an artifact on golden sets, write its outputs
   TimeArtifact   -> ArtifactTimed    time an artifact (bench)
   ExposeTensors  -> TensorsExposed   run an artifact on one sample, write its intermediate tensors (localise)
+  WriteSteps     -> StepsWritten     run the source N steps with its outputs fed back, write the trajectory
 """
 from __future__ import annotations
 
@@ -141,6 +142,17 @@ class RunSet:
 
 
 @dataclass
+class StepsPlan:
+    """A multi-step run (checking/steps.py): from the reference trajectory's step-1 inputs, ``steps`` steps with
+    the outputs fed back as ``feedback`` says; the trajectory goes to ``out``."""
+
+    reference: str  # the reference trajectory (.npz; its step-1 inputs are the initial inputs)
+    feedback: list[str]
+    steps: int
+    out: str
+
+
+@dataclass
 class RunArtifact(Job["ArtifactRan"]):
     MODE: ClassVar[str] = "run"
     runtime: str
@@ -149,6 +161,7 @@ class RunArtifact(Job["ArtifactRan"]):
     sets: list[RunSet]
     settings: dict[str, Any] = field(default_factory=dict)
     platform: str = NATIVE  # or an emulated CPU (deploytool.platforms)
+    steps: StepsPlan | None = None  # then, on the same session, the multi-step run
 
 
 @dataclass
@@ -172,6 +185,16 @@ class ExposeTensors(Job["TensorsExposed"]):
     inputs: str  # .npz of one sample's inputs in the source layout
     out: str  # where the intermediate tensors go (.npz, names as the runtime has them, its own layout)
     limits: dict[str, Any] = field(default_factory=dict)  # localise.Limits fields
+
+
+@dataclass
+class WriteSteps(Job["StepsWritten"]):
+    MODE: ClassVar[str] = "steps"
+    inputs: str  # the main golden inputs: the first ``samples`` are the initial inputs
+    samples: int
+    feedback: list[str]
+    steps: int
+    out: str  # the reference trajectory (.npz)
 
 
 @dataclass
@@ -269,6 +292,8 @@ class ArtifactRan(Reply):
     outputs: dict[str, str] = field(default_factory=dict)  # set -> outputs .npz
     error: str | None = None
     traceback: str | None = None
+    steps: str | None = None  # the multi-step trajectory (.npz), when the job asked for one
+    steps_error: str | None = None  # why the multi-step run failed (the sets' outputs still stand)
 
     @classmethod
     def crashed(cls, why: str) -> ArtifactRan:
@@ -320,11 +345,24 @@ class TensorsExposed(Reply):
         return cls(status=RunStatus.CRASHED, error=why)
 
 
+@dataclass
+class StepsWritten(Reply):
+    ok: bool
+    error: str | None = None
+    exit_code: int = 3
+    traceback: str | None = None
+
+    @classmethod
+    def crashed(cls, why: str) -> StepsWritten:
+        return cls(ok=False, error=f"the source's multi-step run crashed: {why}")
+
+
 JOBS: dict[str, type[Job[Any]]] = {cls.MODE: cls for cls in (LoadSource, WriteGolden, ExportFormat, RunArtifact,
-                                                         TimeArtifact, ExposeTensors, Exit)}
+                                                         TimeArtifact, ExposeTensors, Exit, WriteSteps)}
 REPLY_OF: dict[type[Job[Any]], type[Reply]] = {LoadSource: SourceLoaded, WriteGolden: GoldenWritten,
                                           ExportFormat: FormatExported, RunArtifact: ArtifactRan,
-                                          TimeArtifact: ArtifactTimed, ExposeTensors: TensorsExposed}
+                                          TimeArtifact: ArtifactTimed, ExposeTensors: TensorsExposed,
+                                          WriteSteps: StepsWritten}
 
 
 def encode(job: Job[Any], reply_path: str, log: str | None, last: bool) -> dict:

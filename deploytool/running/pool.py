@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 
 from deploytool import platforms
-from deploytool.checking.golden import GoldenSet, applicable_sets
+from deploytool.checking.golden import MAIN, GoldenSet, applicable_sets
 from deploytool.core.contract import Contract
 from deploytool.core.target import NATIVE
 from deploytool.running import jobs
@@ -47,9 +48,10 @@ class RunPool:
             worker.close()
 
     def submit(self, key: str, runtime: str, artifact: Path, contract: Contract, sets: list[GoldenSet],
-               load_settings: dict | None = None, platform: str = NATIVE) -> None:
+               load_settings: dict | None = None, platform: str = NATIVE, steps: jobs.StepsPlan | None = None) -> None:
         """Run the artifact on every set it accepts (``load_settings``: the artifact's own, from its record), on
-        ``platform`` (an emulated CPU: ``deploytool.platforms``)."""
+        ``platform`` (an emulated CPU: ``deploytool.platforms``); ``steps``: then the multi-step run, on the same
+        session (its trajectory written to the work folder)."""
         rt = RUNTIMES[runtime]
         sets, self.skipped_sets[key] = applicable_sets(contract, sets)
         # a package or a program it needs is missing (on an emulated CPU: the emulation): a skip naming what to do
@@ -63,6 +65,8 @@ class RunPool:
                                settings={**self.settings, **(load_settings or {})},
                                sets=[jobs.RunSet(s.name, str(s.inputs), str(self.work / f"{key}.{s.name}.npz"))
                                      for s in sets], platform=platform)
+        if steps is not None and any(s.name == MAIN for s in sets):  # its initial inputs are main-set samples
+            job.steps = replace(steps, out=str(self.work / f"{key}.steps.npz"))
         worker = self._worker(key, runtime, platform)
         self.futures[key] = self.pool.submit(worker.run, job, True, self.timeout)
 

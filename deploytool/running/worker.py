@@ -307,6 +307,10 @@ def run_artifact(job: jobs.RunArtifact, env: dict) -> jobs.ArtifactRan:
             return reply
         npz.save(item.outputs, stacked)
         reply.outputs[item.name] = item.outputs
+    if job.steps is not None:  # the multi-step check, on the same session (running/stepping.py)
+        from deploytool.running.stepping import run_steps
+
+        run_steps(job.steps, run, session, contract, reply)
     return reply
 
 
@@ -411,7 +415,14 @@ def _batched_feeds(contract, inputs: dict, batch: int) -> list[dict]:
 HANDLERS: dict[type, Callable[[Any, dict], jobs.Reply]] = {
     jobs.LoadSource: load_source, jobs.WriteGolden: write_golden, jobs.ExportFormat: export_format,
     jobs.RunArtifact: run_artifact, jobs.TimeArtifact: time_artifact, jobs.ExposeTensors: expose_tensors,
+    jobs.WriteSteps: lambda job, env: _write_steps(job),
 }
+
+
+def _write_steps(job: jobs.WriteSteps) -> jobs.StepsWritten:
+    from deploytool.running.stepping import write_steps
+
+    return write_steps(job, _State.loaded, _State.model_name)
 
 
 def _preload(names: list[str]) -> None:

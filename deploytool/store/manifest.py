@@ -14,6 +14,7 @@ from typing import Any
 
 from deploytool import __version__
 from deploytool.checking.parity import check_overrides
+from deploytool.checking.steps import StepsRecord
 from deploytool.core import records
 from deploytool.core.contract import Contract
 from deploytool.core.errors import BundleError
@@ -150,6 +151,7 @@ class Manifest:
     # outputs export accepted as constant (--accept-constant-output); later validate runs accept them too
     accepted_constant: list[str] = field(default_factory=list)
     flops: FlopsRecord | None = None  # absent in bundles made before it was counted
+    steps: StepsRecord | None = None  # the multi-step check's loop (checking/steps.py); absent: none declared
 
     def to_json(self) -> dict:
         return records.dump(self)

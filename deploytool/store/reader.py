@@ -15,7 +15,9 @@ field or file), before anything is loaded into a runtime:
   shapes at the set's dims) and the manifest (``samples``, ``dims``), or whose references are
   not finite; an artifact's stored outputs that do not match the reference's names and shapes;
 - a hashed file that is missing, unless only export reads it (``Manifest.export_only``: the
-  calibration data, left out of a device copy); such a file is still checked when present.
+  calibration data, left out of a device copy); such a file is still checked when present;
+- a multi-step reference trajectory (``Manifest.steps``) that is not hashed, does not match the contract or its
+  record, holds NaN/Inf, or declares a feedback pair the contract cannot take.
 
 Each artifact's own files are hashed later, per artifact (a mismatch refuses that artifact,
 exit 8, while the others are still checked).
@@ -67,6 +69,8 @@ def open_bundle(path: Path | str, verify_key: Path | str | None = None) -> Opene
     absent = [rel for rel in m.export_only() if rel not in entries]
     bundle.verify_files(root, [f for f in m.golden.files if f.path not in absent], f"bundle {root}: golden data")
     inputs, references, labels = _check_golden(root, m, absent)
+    if m.steps is not None:
+        _check_steps(root, m)
     _check_contracts(root, m)
     return OpenedBundle(root, m, inputs, references, labels, absent)
 
@@ -222,3 +226,24 @@ def _load(root: Path, rel: str, what: str) -> dict[str, np.ndarray]:
 
 def _shapes(arrays: dict[str, np.ndarray]) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in arrays.items()}
+
+
+def _check_steps(root: Path, m: Manifest) -> None:
+    """The multi-step record and its reference trajectory (``checking/steps.py``)."""
+    from deploytool.checking import steps
+
+    rec = m.steps
+    if rec is None:
+        return
+    where = f"bundle {root}: manifest.steps"
+    rel = bundle.contained(rec.path, f"{where}.path")
+    if rel not in [f.path for f in m.golden.files]:
+        raise BundleError(f"{where}.path {rel!r} is not among the hashed golden files")
+    if not 1 <= rec.steps <= steps.MAX_STEPS or rec.samples < 1:
+        raise BundleError(f"{where}: steps = {rec.steps}, samples = {rec.samples}")
+    try:
+        steps.check(m.contract, steps.parse(rec.feedback))
+        steps.check_reference(m.contract, rec, _load(root, rel, f"{where}: {rel}"),
+                              m.contract.dim_sizes("example", batch_one=True), f"{where}: {rel}")
+    except ValueError as e:
+        raise BundleError(str(e) if str(e).startswith("bundle") else f"{where}: {e}") from None
