@@ -62,6 +62,9 @@ class ArtifactCheck:
     # The precision the target really computed in (``platforms.executed_precision``): the format's, or, for a format
     # asking for fp16 arithmetic, whether this CPU ran it ("fp16 arithmetic") or computed in fp32.
     executed: str = ""
+    # validate --pipeline: decision agreement with the source on the raw samples, the gate, the deployed
+    # preprocessing's finding (commands/pipeline.py); None: no pipeline was checked.
+    pipeline: dict | None = None
 
     @property
     def target(self) -> Target:
