@@ -139,7 +139,7 @@ def normalise(result: Any, samples: int, what: str) -> Decisions:
                 raise ValueError(f"{what} returned {len(margins)} margins for {samples} samples")
         result = result["decisions"]
     if isinstance(result, (list, tuple)):
-        boxes = []
+        boxes: list[np.ndarray] = []
         for i, d in enumerate(result):
             a = np.asarray(d, dtype=np.float64)
             if a.size == 0:
@@ -148,7 +148,7 @@ def normalise(result: Any, samples: int, what: str) -> Decisions:
                 raise ValueError(f"{what}: detections of sample {i} have shape {list(a.shape)}, expected [k, 6] "
                                  "(x1, y1, x2, y2, score, class)")
             boxes.append(a)
-        kind, values = DETECTIONS, boxes
+        kind, values = DETECTIONS, boxes  # type: tuple[str, Any]
     else:
         a = np.asarray(result)
         if a.dtype == bool and a.ndim == 2:
@@ -287,7 +287,7 @@ class Gate:
     count: int | None = None
 
     def text(self) -> str:
-        return f"{self.count} sample(s)" if self.count is not None else f"{self.fraction:.4g} of the samples"
+        return f"{self.count} sample(s)" if self.count is not None else f"{100 * (self.fraction or 0):.4g}% of the samples"
 
     def allows(self, flips: int, samples: int) -> bool:
         if self.count is not None:

@@ -88,8 +88,8 @@ def diagnose(deployed: np.ndarray, reference: np.ndarray, layout: str | None = N
         for ax in _channel_axes(rf, layout):
             fits = _per_channel(v, rf, ax)
             if fits is not None:
-                return prefix + "normalisation per channel (axis %d): deployed = reference*[%s]+[%s]" % (
-                    ax, ", ".join(f"{s:.4g}" for s, _ in fits), ", ".join(f"{t:.4g}" for _, t in fits))
+                scales, offsets = ", ".join(f"{s:.4g}" for s, _ in fits), ", ".join(f"{t:.4g}" for _, t in fits)
+                return prefix + f"normalisation per channel (axis {ax}): deployed = reference*[{scales}]+[{offsets}]"
             flipped = np.flip(v, axis=ax)
             fits = _per_channel(flipped, rf, ax)
             if fits is not None:

@@ -46,7 +46,7 @@ def _call(mod: Any, name: str, path: str, arg: Any, hint: str = "") -> Any:
     except KeyError as e:
         raise PipelineError(f"{name}() in {path} raised KeyError: {e}{hint}") from e
     except Exception as e:
-        raise PipelineError(f"{name}() in {path} raised {short_error(e)}") from e
+        raise PipelineError(f"{name}() in {path} raised {short_error(e)}{hint}") from e
 
 
 def _as_inputs(result: Any, names: list[str], what: str) -> dict:
@@ -83,7 +83,11 @@ def _pre(job: jobs.RunPipeline, mod: Any, reply: jobs.PipelineRan) -> None:
     assert job.raw is not None and job.out is not None
     raw = npz.load(job.raw)
     arg: Any = next(iter(raw.values())) if len(raw) == 1 else raw
-    hint = f" (the raw data's keys: {', '.join(sorted(raw))})"
+    if len(raw) == 1:
+        key, a = next(iter(raw.items()))
+        hint = f" (the raw data holds one array, {key!r} {a.dtype}{list(a.shape)}, passed to it as an array)"
+    else:
+        hint = f" (the raw data's keys: {', '.join(sorted(raw))}, passed to it as a dict)"
     n = len(next(iter(raw.values())))
     t0 = time.perf_counter()
     inputs = _as_inputs(_call(mod, "preprocess", job.file, arg, hint), job.input_names,
