@@ -65,6 +65,18 @@ def test_options_refuse_with_one_line(tmp_path):
     assert opts is not None and opts.operating_point.value == 3 and opts.gate.fraction == pytest.approx(0.02)
 
 
+def test_a_source_model_file_defining_preprocess_is_the_pipeline(tmp_path):
+    raw = _raw(tmp_path / "raw.npz", 4)
+    model = _file(tmp_path, "my_model.py", "INPUTS = OUTPUTS = []\ndef build():\n    pass\n"
+                  "def preprocess(raw):\n    return raw\n")
+    for source in (str(model), f"{model}:build"):
+        opts = pipeline.options_of(None, raw, None, None, source)
+        assert opts is not None and opts.file == model.resolve()
+    plain = _file(tmp_path, "plain.py", "def build():\n    pass\n")
+    with pytest.raises(UsageError, match="--raw-data needs --pipeline"):
+        pipeline.options_of(None, raw, None, None, str(plain))
+
+
 def _pre(tmp_path: Path, file: Path, raw: Path) -> jobs.PipelineRan:
     return run_pipeline(jobs.RunPipeline(file=str(file), stage="pre", input_names=["image"], raw=str(raw),
                                          out=str(tmp_path / "out.npz"), deployed=str(tmp_path / "dep.npz")))
@@ -166,7 +178,9 @@ def test_a_deployed_preprocessing_without_normalisation_is_caught_and_named(zoo_
     proc, report = _validate(run_cli, bundle, tmp_path, "--pipeline", file, "--raw-data", raw, "-f",
                              "onnx,tflite_fp32", "--runtime", "onnxruntime,litert")
     assert proc.returncode == 5, proc.stderr
-    for key, t in _targets(report, ("onnx", "tflite_fp32")).items():
+    targets = _targets(report, ("onnx", "tflite_fp32"))
+    assert len(targets) == 2
+    for t in targets.values():
         assert t["status"] == "fail"
         dep = t["pipeline"]["preprocess_deployed"]
         assert not dep["match"] and dep["finding"] == "input 'image': normalisation: deployed = reference*16+0 " \

@@ -287,7 +287,9 @@ class Gate:
     count: int | None = None
 
     def text(self) -> str:
-        return f"{self.count} sample(s)" if self.count is not None else f"{100 * (self.fraction or 0):.4g}% of the samples"
+        if self.count is not None:
+            return f"{self.count} sample(s)"
+        return f"{100 * (self.fraction or 0):.4g}% of the samples"
 
     def allows(self, flips: int, samples: int) -> bool:
         if self.count is not None:

@@ -96,11 +96,11 @@ def options_of(pipeline: Path | None, raw: Path | None, operating_point: str | N
             raise UsageError(f"--pipeline {pipeline}: defines no preprocess(raw) function (it needs preprocess, "
                              "and optionally postprocess, preprocess_deployed)")
         file = pipeline
-    elif source is not None and source.endswith(".py") and Path(source).is_file() and \
-            "preprocess" in defined_functions(Path(source)) and raw is not None:
-        file = Path(source)
     else:
-        file = None
+        model_file = Path(source.rsplit(":", 1)[0] if source and ".py:" in source else source or "")
+        found = raw is not None and model_file.suffix == ".py" and model_file.is_file() and \
+            "preprocess" in defined_functions(model_file)
+        file = model_file if found else None
     if file is None:
         if raw is not None:
             raise UsageError("--raw-data needs --pipeline FILE.py (or a --source model file defining preprocess)")
