@@ -82,6 +82,7 @@ def options_of(pipeline: Path | None, raw: Path | None, operating_point: str | N
                source: str | None) -> PipelineOptions | None:
     """The pipeline options of this run, checked (exit 2, one line); None when no pipeline is asked for. Without
     ``--pipeline``, a ``--source`` model file that defines ``preprocess`` is the pipeline file."""
+    file: Path | None = None
     if pipeline is not None:
         if not pipeline.is_file():
             raise UsageError(f"--pipeline {pipeline}: no such file")
