@@ -205,3 +205,20 @@ def test_preprocess_raising_is_one_line_and_exit_2(zoo_bundles, run_cli, tmp_pat
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"deploytool: error: preprocess() in {file} raised IndexError: ")
     assert lines[0].endswith("(the raw data holds one array, 'pixels' uint8[4, 8, 8], passed to it as an array)")
+
+
+def test_bench_reports_pre_inference_and_post_time_apart(zoo_bundles, run_cli, tmp_path):
+    raw = _raw(tmp_path / "raw.npz", 16)
+    out = tmp_path / "bench"
+    proc = run_cli("bench", zoo_bundles["digits_cnn"][0], "-f", "tflite_fp32", "--runtime", "litert", "--no-source",
+                   "--no-peak", "--min-time", "0.2", "--min-runs", "20", "--pipeline", DIGITS_PIPELINE,
+                   "--raw-data", raw, "--reports", out)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "bench.json").read_text())
+    timing = data["pipeline"]
+    assert timing["samples"] == 16 and timing["postprocess"] == "built-in"
+    assert 0 < timing["pre_ms"] < 100 and 0 < timing["post_ms"] < 100
+    p50 = data["rows"][0]["p50_ms"]
+    total = timing["pre_ms"] + p50 + timing["post_ms"]
+    assert f"tflite_fp32 (threads=1, batch=1): {timing['pre_ms']:.4f} + {p50:.4f} + {timing['post_ms']:.4f} = " \
+        f"{total:.4f} ms (pre + inference p50 + post)" in proc.stdout

@@ -303,3 +303,41 @@ def _compare(ref: decisions.Decisions, got: decisions.Decisions, band: float | N
         return decisions.compare(ref, got, band)
     except ValueError:
         return None
+
+
+def bench_timing(opts: PipelineOptions, contract: Contract, reference: Path, work: Path, logs: Path,
+                 timeout: float) -> dict:
+    """``bench --pipeline``: the median time of preprocess on one raw sample and of postprocess on one sample of
+    the bundle's golden reference outputs (each in a batch of one, in the pipeline worker; no source model needed),
+    in ms: ``{"file", "raw_data", "samples", "pre_ms", "post_ms", "post_on"}``."""
+    raw_path = work / "pipeline.raw.npz"
+    try:
+        raw = npz.load(opts.raw)
+    except npz.NpzError as e:
+        raise UsageError(f"--raw-data {e}") from None
+    if not raw or len({len(v) if v.ndim else 0 for v in raw.values()} - {0}) != 1:
+        raise UsageError(f"--raw-data {opts.raw}: every array must hold the same number (>= 1) of samples along its "
+                         "first axis")
+    shutil.copyfile(opts.raw, raw_path)
+    op = opts.operating_point
+    classifier = next((s.name for s in contract.outputs if s.kind == "classifier"), contract.outputs[0].name)
+    rows = [s.name for s in contract.outputs if s.shape and isinstance(s.shape[0], str)]
+    reply = _run(logs, work, "pipeline-time", jobs.RunPipeline(
+        file=str(opts.file), stage="time", input_names=contract.input_names, raw=str(raw_path),
+        outputs={"reference": str(reference)}, unbatch=rows, classifier_output=classifier,
+        operating_point={"kind": op.kind, "value": op.value, "band": op.band} if op else None), timeout)
+    return {"file": str(opts.file), "raw_data": str(opts.raw), "samples": reply.samples, "pre_ms": reply.pre_ms,
+            "post_ms": reply.post_ms.get("reference"), "post_on": "the bundle's golden reference outputs",
+            "postprocess": "postprocess()" if "postprocess" in reply.functions else "built-in"}
+
+
+def bench_lines(timing: dict, rows: list) -> list[str]:
+    """One line per timed row at batch 1: pre + inference p50 + post = the pipeline's time per sample."""
+    pre, post = timing.get("pre_ms") or 0.0, timing.get("post_ms") or 0.0
+    out = [f"pipeline {timing['file']}: preprocess {pre:.4f} ms, postprocess ({timing['postprocess']}) {post:.4f} ms "
+           f"per sample (medians over {timing['samples']} raw samples, batches of one)"]
+    for r in rows:
+        if r.p50_ms is not None and r.batch == 1:
+            out.append(f"  {r.label}: {pre:.4f} + {r.p50_ms:.4f} + {post:.4f} = {pre + r.p50_ms + post:.4f} ms "
+                       "(pre + inference p50 + post)")
+    return out

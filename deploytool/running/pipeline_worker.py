@@ -68,6 +68,8 @@ def run_pipeline(job: jobs.RunPipeline) -> jobs.PipelineRan:
         reply.constants = {c: getattr(mod, c) for c in CONSTANTS if isinstance(getattr(mod, c, None), (int, float))}
         if job.stage == "pre":
             _pre(job, mod, reply)
+        elif job.stage == "time":
+            _time(job, mod, reply)
         else:
             _post(job, mod, reply)
     except PipelineError as e:
@@ -133,3 +135,51 @@ def _post(job: jobs.RunPipeline, mod: Any, reply: jobs.PipelineRan) -> None:
         reply.post_ms[name] = (time.perf_counter() - t0) * 1e3 / max(n, 1)
         reply.kind = got.kind
         npz.save(job.decisions[name], decisions.encode(got))
+
+
+def _time(job: jobs.RunPipeline, mod: Any, reply: jobs.PipelineRan) -> None:
+    """bench --pipeline: preprocess on each raw sample alone, postprocess on each sample of each outputs file alone
+    (batches of one, after one untimed call); the medians, in ms, in ``pre_ms`` and ``post_ms``."""
+    import statistics
+
+    import numpy as np
+
+    from deploytool.checking import decisions
+    from deploytool.core import npz
+
+    if "preprocess" not in reply.functions:
+        raise PipelineError(f"{job.file} defines no preprocess(raw) function")
+    assert job.raw is not None
+    raw = npz.load(job.raw)
+    n = len(next(iter(raw.values())))
+
+    def one(i: int) -> Any:
+        return next(iter(raw.values()))[i:i + 1] if len(raw) == 1 else {k: v[i:i + 1] for k, v in raw.items()}
+
+    times = []
+    for i in [0, *range(n)]:
+        arg = one(i)
+        t0 = time.perf_counter()
+        _call(mod, "preprocess", job.file, arg)
+        times.append(time.perf_counter() - t0)
+    reply.pre_ms, reply.samples = statistics.median(times[1:]) * 1e3, n
+    user = "postprocess" in reply.functions
+    c = reply.constants  # without --operating-point, the file's own THRESHOLD / TOP_K, as validate takes them
+    op = decisions.OperatingPoint(**job.operating_point) if job.operating_point else \
+        decisions.OperatingPoint("threshold", float(c["THRESHOLD"])) if 0 < c.get("THRESHOLD", 0) < 1 else \
+        decisions.OperatingPoint("top-k", float(int(c["TOP_K"]))) if c.get("TOP_K", 0) >= 1 else \
+        decisions.OperatingPoint()
+    for name, path in job.outputs.items():
+        outputs = {k: (v[:, 0] if k in job.unbatch and v.ndim >= 2 and v.shape[1] == 1 else v)
+                   for k, v in npz.load(path).items()}
+        m = len(next(iter(outputs.values())))
+        times = []
+        for i in [0, *range(m)]:
+            sample = {k: v[i:i + 1] for k, v in outputs.items()}
+            t0 = time.perf_counter()
+            if user:
+                _call(mod, "postprocess", job.file, sample)
+            elif job.classifier_output is not None:
+                decisions.builtin(np.asarray(sample[job.classifier_output]), op)
+            times.append(time.perf_counter() - t0)
+        reply.post_ms[name] = statistics.median(times[1:]) * 1e3
