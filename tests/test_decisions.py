@@ -33,7 +33,7 @@ def test_threshold_margins_and_near_flips():
     got = decisions.builtin(np.log(np.array([[0.49, 0.51], [0.94, 0.06]])), op)
     result = decisions.compare(ref, got, 0.05)
     assert result["flips"] == 1 and result["flipped"] == [0]
-    assert result["near"] == {"band": 0.05, "samples": 1, "flips": 1, "far_flips": 0}
+    assert result["near"] == {"band": 0.05, "samples": 1, "flips": 1, "flip_rate": 1.0, "far_flips": 0}
     assert result["margins"]["min"] == pytest.approx(0.01)
 
 

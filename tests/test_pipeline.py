@@ -196,6 +196,24 @@ def test_a_deployed_preprocessing_without_normalisation_is_caught_and_named(zoo_
     assert len(errors) == 2 and all("missing normalisation" in line for line in errors)
 
 
+def test_a_user_postprocess_whose_decisions_move_fails_the_gate(zoo_bundles, run_cli, tmp_path):
+    """A postprocess that reads the logits below fp32 rounding (their 8th digit): the onnx artifact, within 1e-5 of
+    the source, decides otherwise on most samples, and the default fp32 gate (0 flips) fails it."""
+    raw = _raw(tmp_path / "raw.npz", 16)
+    file = _file(tmp_path, "fragile.py", DIGITS_PIPELINE.read_text() + "\n\ndef postprocess(outputs):\n"
+                 "    return np.floor(outputs['logits'][:, 0].astype(np.float64) * 1e7).astype(np.int64) % 7\n")
+    proc, report = _validate(run_cli, zoo_bundles["digits_cnn"][0], tmp_path, "--pipeline", file, "--raw-data", raw,
+                             "-f", "onnx", "--runtime", "onnxruntime")
+    assert proc.returncode == 5, proc.stderr
+    t = report["targets"]["onnx@onnxruntime"]
+    p = t["pipeline"]
+    assert (p["kind"], p["operating_point"], p["margins"]) == ("class", "postprocess()", None)
+    assert t["status"] == "fail" and p["flips"] > 8 and p["gate"]["passed"] is False
+    assert all(v["passed"] for v in t["sets"]["pipeline"].values())  # the tensors themselves match
+    assert f"pipeline: {p['flips']}/16 decisions differ" in t["reason"]
+    assert "more than --max-decision-flips allows (0 sample(s))" in t["reason"]
+
+
 def test_preprocess_raising_is_one_line_and_exit_2(zoo_bundles, run_cli, tmp_path):
     raw = _raw(tmp_path / "raw.npz", 4)
     file = _file(tmp_path, "keys.py", "def preprocess(raw):\n    return {'image': raw['images']}\n")

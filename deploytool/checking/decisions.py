@@ -271,7 +271,9 @@ def compare(ref: Decisions, got: Decisions, band: float | None) -> dict:
         out["detections"] = totals
     if ref.margins is not None and band is not None:
         near = np.asarray(ref.margins) < band
-        out["near"] = {"band": band, "samples": int(near.sum()), "flips": int((flags & near).sum()),
+        near_flips = int((flags & near).sum())
+        out["near"] = {"band": band, "samples": int(near.sum()), "flips": near_flips,
+                       "flip_rate": near_flips / int(near.sum()) if near.any() else 0.0,
                        "far_flips": int((flags & ~near).sum())}
     out["margins"] = margin_stats(ref.margins)
     return out
