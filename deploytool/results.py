@@ -65,6 +65,9 @@ class ArtifactCheck:
     # The multi-step check of a stateful model (checking/steps.py, commands/stepping.py): steps, the first step whose
     # greedy decision differs, the error per step, the gates; None when the bundle declares no feedback loop.
     steps: dict | None = None
+    # validate --pipeline: decision agreement with the source on the raw samples, the gate, the deployed
+    # preprocessing's finding (commands/pipeline.py); None: no pipeline was checked.
+    pipeline: dict | None = None
 
     @property
     def target(self) -> Target:

@@ -53,6 +53,12 @@ if TYPE_CHECKING:
               "model .py file or file.py:factory / package.module:factory) to time it as the baseline row; named as "
               "export's --model, it must be the one the manifest records (else exit 2). Without it no code a bundle "
               "names is run (that row is SKIPPED).")
+@click.option("--pipeline", type=click.Path(dir_okay=False), help="A pipeline file (as validate --pipeline takes: "
+              "preprocess, optionally postprocess): also time preprocess on each --raw-data sample and postprocess "
+              "on each golden reference output (batches of one, medians) and print pre + inference + post per row.")
+@click.option("--raw-data", type=click.Path(dir_okay=False), help="Raw samples for --pipeline (.npz).")
+@click.option("--operating-point", metavar="threshold=P|top-k=K", help="The built-in postprocess --pipeline times "
+              "where the file has none (default: the file's THRESHOLD / TOP_K, else top-k=1).")
 @click.option("--no-peak", is_flag=True, help="Do not probe this machine's fp32 GEMM peak (no % of peak per row).")
 @click.option("--compare", type=click.Path(file_okay=False), help="Baseline bundle: time both interleaved (A B A B) "
               "and flag rows whose p50 is slower than the baseline's by more than --threshold (exit 9).")
@@ -102,6 +108,10 @@ def bench_command(wide: bool, quiet: bool, github: bool, debug: bool, **kw) -> N
     if outcome.compare is not None:
         click.echo("")
         click.echo(compare_table(outcome.compare, options.threshold, wide))
+    if outcome.pipeline:
+        from deploytool.commands.pipeline import bench_lines
+
+        click.echo("\n".join(bench_lines(outcome.pipeline, sorted_rows(outcome.rows))))
     click.echo(f"reports: {outcome.reports['json']}, {outcome.reports['csv']}")
     for r in outcome.rows:
         if r.status in (RowStatus.FAILED, RowStatus.CORRUPT):
@@ -128,4 +138,6 @@ def bench_options(kw: dict) -> BenchOptions:
                         protocol=protocol, compare=kw["compare"], threshold=kw["threshold"], rounds=kw["rounds"],
                         strict=kw["strict"], with_source=not kw["no_source"], source=kw["source"],
                         reports_dir=kw["reports"], verify_key=kw["verify_key"], timeout=kw["timeout"],
-                        machine_name=kw["machine_name"], gemm_peak=not kw["no_peak"])
+                        machine_name=kw["machine_name"], gemm_peak=not kw["no_peak"],
+                        pipeline=kw.get("pipeline"), raw_data=kw.get("raw_data"),
+                        operating_point=kw.get("operating_point"))

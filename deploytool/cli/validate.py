@@ -49,6 +49,19 @@ from deploytool.targets import split_names
               "from the source; named as export's --model, it must be the one the manifest records (else exit 2). "
               "Without it no code a bundle names is run.")
 @click.option("--samples", type=click.IntRange(1), help="Use the first N golden samples (default: all stored).")
+@click.option("--pipeline", type=click.Path(dir_okay=False), help="A Python file defining preprocess(raw) -> "
+              "inputs and optionally postprocess(outputs) -> decisions, preprocess_deployed(raw), THRESHOLD or TOP_K: "
+              "every target runs the whole pipeline on --raw-data and its decisions are compared with the source's "
+              "(docs/pipeline.md). A --source model file defining preprocess serves as one. Needs the source model.")
+@click.option("--raw-data", type=click.Path(dir_okay=False), help="Raw samples for --pipeline (.npz; each array's "
+              "first axis is the samples; a single array is passed to preprocess as it is, several as a dict).")
+@click.option("--operating-point", metavar="threshold=P|top-k=K[,band=B]", help="The built-in postprocess where "
+              "the pipeline has none: softmax + threshold P on the first classifier output, or the K best classes "
+              "(default: the file's THRESHOLD / TOP_K, else top-k=1); band: what counts as near it (default 0.05 "
+              "for a threshold, 0.1 score gap for top-k).")
+@click.option("--max-decision-flips", metavar="FRACTION|N%|Nsamples", help="Fail a target whose pipeline decisions "
+              "differ from the source's on more than this share of the raw samples (0.02, 2%) or this many "
+              "(3samples). Default: 0 for fp32/fp16 targets, 2% for int8 and fp16-arithmetic ones.")
 @tolerance_options
 @strict_option
 @accuracy_option

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool.checking.golden import MAIN
-from deploytool.commands import check_run_options
+from deploytool.commands import check_run_options, pipeline
 from deploytool.commands.validate import select_formats, select_targets
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract
@@ -63,6 +63,7 @@ class BenchOutcome:
     reports: dict[str, Path]
     exit_code: int
     peak: dict | None = None  # this machine's GEMM peak (peak.measure), None when not probed
+    pipeline: dict | None = None  # --pipeline: pre/post time per sample (commands/pipeline.py bench_timing)
 
 
 @dataclass
@@ -97,6 +98,10 @@ class BenchOptions:
     machine_name: str | None = None
     gemm_peak: bool = True
     source: str | None = None
+    # --pipeline FILE.py --raw-data RAW.npz [--operating-point]: pre and post time beside each row's inference
+    pipeline: Path | str | None = None
+    raw_data: Path | str | None = None
+    operating_point: str | None = None
 
     def __post_init__(self) -> None:
         self.protocol = self.protocol or B.Protocol()  # None (as the API has always taken): the default
@@ -223,6 +228,10 @@ def run(bundle_dir: Path | str, options: BenchOptions | None = None,
     opened = open_bundle(bundle_dir, opts.verify_key)
     bundle_dir, manifest = opened.root, opened.manifest
     check_source_option(manifest.model.source, opts.source)  # one naming another model: exit 2, before any run
+    pipe_opts = pipeline.options_of(Path(opts.pipeline) if opts.pipeline else None,
+                                    Path(opts.raw_data) if opts.raw_data else None, opts.operating_point, None,
+                                    opts.source)
+    pipe_timing = None
     work = Path(tempfile.mkdtemp(prefix="deploytool-bench-"))
     try:
         logs = bundle.real_dir(bundle_dir, bundle.LOGS)
@@ -250,6 +259,11 @@ def run(bundle_dir: Path | str, options: BenchOptions | None = None,
             raise UsageError(f"cannot write reports to {bundle_dir / bundle.REPORTS}: {e.strerror or e} "
                              "(use --reports DIR)") from None
         _relate(rows)
+        if pipe_opts is not None:
+            progress.stage(f"timing the pipeline {pipe_opts.file} on {pipe_opts.raw}")
+            reference = work / "a" / "main.reference.npz"
+            npz.save(reference, opened.references[MAIN])
+            pipe_timing = pipeline.bench_timing(pipe_opts, manifest.contract, reference, work, logs, opts.limit)
         machine_peak = None
         if opts.gemm_peak and any(r.status == RowStatus.OK for r in rows):
             progress.stage("probing this machine's fp32 GEMM peak")
@@ -259,7 +273,8 @@ def run(bundle_dir: Path | str, options: BenchOptions | None = None,
         # pct_of_peak
         machine = {**fingerprint(opts.machine_name), "gemm_peak": machine_peak}
         reports = write_bench_reports(manifest, bundle.sha256_file(bundle_dir / MANIFEST), machine, rows,
-                                      comparison, opts.protocol, opts.threshold, out_dir)
+                                      comparison, opts.protocol, opts.threshold, out_dir,
+                                      extra={"pipeline": pipe_timing} if pipe_timing else None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     codes = [errors.RUNTIME if r.status == RowStatus.FAILED else errors.BUNDLE if r.status == RowStatus.CORRUPT
@@ -267,7 +282,8 @@ def run(bundle_dir: Path | str, options: BenchOptions | None = None,
              else errors.OK for r in rows]
     if comparison and any(c.regression for c in comparison):
         codes.append(errors.REGRESSION)
-    return BenchOutcome(bundle_dir, manifest, rows, comparison, reports, errors.worst(codes), machine_peak)
+    return BenchOutcome(bundle_dir, manifest, rows, comparison, reports, errors.worst(codes), machine_peak,
+                        pipe_timing)
 
 
 def _required(row: BenchRow, runtimes: list[str] | None) -> bool:

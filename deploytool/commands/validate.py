@@ -21,7 +21,7 @@ from deploytool import platforms
 from deploytool.checking import golden, judge, steps
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.checking.parity import Tolerances
-from deploytool.commands import check_run_options, stepping, tolerances_of
+from deploytool.commands import check_run_options, pipeline, stepping, tolerances_of
 from deploytool.commands.localising import localise_failures
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, describe_sample, dims_of, nonfinite_sample
@@ -124,6 +124,11 @@ class ValidateOptions:
     # the multi-step check's gates (checking/steps.py; None: the tier's default); the loop is the bundle's
     min_agree_steps: int | None = None
     max_step_error: float | None = None
+    # --pipeline FILE.py, --raw-data RAW.npz, --operating-point, --max-decision-flips: commands/pipeline.py
+    pipeline: Path | None = None
+    raw_data: Path | None = None
+    operating_point: str | None = None
+    max_decision_flips: str | None = None
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -144,6 +149,8 @@ class ValidateOptions:
         self.verify_key = Path(self.verify_key) if self.verify_key is not None else None
         self.tolerances = tolerances_of(self.tolerances)
         self.max_accuracy_drop = dict(self.max_accuracy_drop or {})
+        self.pipeline = Path(self.pipeline) if self.pipeline is not None else None
+        self.raw_data = Path(self.raw_data) if self.raw_data is not None else None
         accept = self.accept_constant
         self.accept_constant = [accept] if isinstance(accept, str) else list(accept or [])
 
@@ -176,6 +183,8 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
     names = select_formats(manifest, opts.formats)
     chosen = select_targets(manifest, names, wanted, platforms.parse(opts.emulate))
     check_source_option(manifest.model.source, opts.source)  # one naming another model: exit 2, before any run
+    pipe_opts = pipeline.options_of(opts.pipeline, opts.raw_data, opts.operating_point, opts.max_decision_flips,
+                                    opts.source)
     # The overrides the bundle was exported with (unless --tier-defaults), then this run's (a more
     # specific key still wins). The checks report each override they applied.
     kept = Tolerances() if opts.tier_defaults else Tolerances.from_dict(manifest.tolerances, "manifest.tolerances")
@@ -194,6 +203,13 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
             s, ref = _data_set(bundle_dir, manifest, contract, data, work, timeout, opts.source)
             sets.append(s)
             references[s.name] = ref
+        prepared = None
+        if pipe_opts is not None:
+            progress.stage(f"running the pipeline {pipe_opts.file} on {pipe_opts.raw}")
+            prepared = pipeline.prepare(pipe_opts, bundle_dir, manifest.model.source, contract, work,
+                                        _logs(bundle_dir, work), timeout, opts.source)
+            sets += prepared.sets
+            references.update(prepared.references)
         records = {n: manifest.artifacts[n] for n in dict.fromkeys(t.format for t in chosen)}
         runs = RunPool(_logs(bundle_dir, work), work, timeout=timeout)
         refused: dict[str, str] = {}
@@ -230,6 +246,9 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
         extras = localise_failures(checks, manifest.artifacts, bundle_dir, sets, tolerances, work,
                                    _logs(bundle_dir, work), timeout, progress=progress,
                                    source=manifest.model.source, contract=contract, consent=opts.source)
+        if prepared is not None:
+            progress.stage("comparing the pipeline's decisions with the source's")
+            pipeline.judge_decisions(prepared, checks, contract, work, _logs(bundle_dir, work), timeout)
         try:
             # The bundle's own reports/ only through real directories inside it; --reports is the user's.
             reports_dir = opts.reports_dir or bundle.real_dir(bundle_dir, bundle.REPORTS)

@@ -20,7 +20,7 @@ CSV_FIELDS = ["format", "runtime", "threads", "batch", "status", "p50_ms", "p90_
 
 def write_bench_reports(manifest: Manifest, manifest_sha256: str, machine: dict, rows: list[BenchRow],
                         comparison: list[Comparison] | None, protocol: timing.Protocol, threshold: float,
-                        reports_dir: Path) -> dict[str, Path]:
+                        reports_dir: Path, extra: dict | None = None) -> dict[str, Path]:
     """``machine``: the fingerprint of the machine measured on, with its ``gemm_peak`` (deploytool.measuring.peak's
     probe: fp32 GFLOP/s at 1 and all threads, the library; rows' pct_of_peak)."""
     row_dicts = [r.to_dict() for r in rows]
@@ -34,6 +34,7 @@ def write_bench_reports(manifest: Manifest, manifest_sha256: str, machine: dict,
         "rows": row_dicts, "compare": None if comparison is None else [c.to_dict() for c in comparison],
         "threshold": threshold,
     }
+    data.update(extra or {})  # e.g. "pipeline": bench --pipeline's pre/post time (commands/pipeline.py)
     try:
         reports_dir.mkdir(parents=True, exist_ok=True)
         bundle.write_json(reports_dir / "bench.json", data)

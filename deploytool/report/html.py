@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from deploytool.report import markdown, plots
+from deploytool.report import markdown, pipeline_section, plots
 from deploytool.report.steps import steps_table
 from deploytool.report.view import artifacts
 
@@ -37,6 +37,9 @@ def render(results) -> tuple[str, bool]:
            f"<h1>deploytool report: {html.escape(m.model.name)}</h1>", f"<p class='{klass}'>{html.escape(verdict)}</p>",
            _table(headers, rows), "<h2>Where it runs</h2>", f"<p>{html.escape(markdown.MATRIX_KEY)}</p>",
            _table(*markdown.matrix_table(results, views))]
+    pipe_headers, pipe_rows = pipeline_section.rows(results)  # validate --pipeline: decision agreement per target
+    if pipe_rows:
+        out += ["<h2>Pipeline decisions</h2>", _table(pipe_headers, pipe_rows)]
     failed = markdown.failures(views, markdown=False)
     if failed:
         out.append("<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in failed) + "</ul>")

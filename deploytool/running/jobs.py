@@ -15,6 +15,7 @@ Jobs and their replies:
   TimeArtifact   -> ArtifactTimed    time an artifact (bench)
   ExposeTensors  -> TensorsExposed   run an artifact on one sample, write its intermediate tensors (localise)
   WriteSteps     -> StepsWritten     run the source N steps with its outputs fed back, write the trajectory
+  RunPipeline    -> PipelineRan      run a user's pre/postprocess functions (validate --pipeline)
 """
 from __future__ import annotations
 
@@ -198,6 +199,27 @@ class WriteSteps(Job["StepsWritten"]):
 
 
 @dataclass
+class RunPipeline(Job["PipelineRan"]):
+    """Run a user's pipeline functions (``validate --pipeline``: ``running/pipeline_worker.py``). ``stage`` "pre":
+    ``preprocess`` (and ``preprocess_deployed``) on the raw samples of ``raw``, written to ``out`` (and
+    ``deployed``); "post": ``postprocess`` (or the built-in ``operating_point``) on each outputs .npz of
+    ``outputs`` (name -> path), the decisions written to ``decisions`` (name -> path)."""
+
+    MODE: ClassVar[str] = "pipeline"
+    file: str
+    stage: str  # "pre" or "post"
+    input_names: list[str] = field(default_factory=list)
+    raw: str | None = None
+    out: str | None = None
+    deployed: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    decisions: dict[str, str] = field(default_factory=dict)
+    unbatch: list[str] = field(default_factory=list)  # outputs stored [samples, 1, ...]: given as [samples, ...]
+    classifier_output: str | None = None  # the built-in postprocess's output
+    operating_point: dict[str, Any] | None = None  # decisions.OperatingPoint fields (None: the file's own)
+
+
+@dataclass
 class Exit(Job["Reply"]):
     MODE: ClassVar[str] = "exit"
 
@@ -357,12 +379,29 @@ class StepsWritten(Reply):
         return cls(ok=False, error=f"the source's multi-step run crashed: {why}")
 
 
+@dataclass
+class PipelineRan(Reply):
+    ok: bool
+    error: str | None = None  # one line naming the function and the file
+    traceback: str | None = None
+    functions: list[str] = field(default_factory=list)  # the pipeline functions the file defines
+    constants: dict[str, Any] = field(default_factory=dict)  # THRESHOLD, TOP_K, NEAR_BAND where it sets them
+    samples: int = 0
+    pre_ms: float | None = None  # preprocess, per sample (the whole batch's time / samples)
+    post_ms: dict[str, float] = field(default_factory=dict)  # postprocess per sample, per outputs file
+    kind: str = ""  # the decisions' kind (decisions.KINDS)
+
+    @classmethod
+    def crashed(cls, why: str) -> PipelineRan:
+        return cls(ok=False, error=f"the pipeline worker crashed: {why}")
+
+
 JOBS: dict[str, type[Job[Any]]] = {cls.MODE: cls for cls in (LoadSource, WriteGolden, ExportFormat, RunArtifact,
-                                                         TimeArtifact, ExposeTensors, Exit, WriteSteps)}
+                                                         TimeArtifact, ExposeTensors, Exit, WriteSteps, RunPipeline)}
 REPLY_OF: dict[type[Job[Any]], type[Reply]] = {LoadSource: SourceLoaded, WriteGolden: GoldenWritten,
                                           ExportFormat: FormatExported, RunArtifact: ArtifactRan,
                                           TimeArtifact: ArtifactTimed, ExposeTensors: TensorsExposed,
-                                          WriteSteps: StepsWritten}
+                                          WriteSteps: StepsWritten, RunPipeline: PipelineRan}
 
 
 def encode(job: Job[Any], reply_path: str, log: str | None, last: bool) -> dict:

@@ -65,6 +65,7 @@ from deploytool.core.errors import DeployToolError, short_error  # noqa: E402
 from deploytool.core.target import NATIVE  # noqa: E402
 from deploytool.running import jobs  # noqa: E402
 from deploytool.running.offline import forbid_network  # noqa: E402
+from deploytool.running.pipeline_worker import run_pipeline  # noqa: E402
 
 forbid_network()
 
@@ -415,7 +416,7 @@ def _batched_feeds(contract, inputs: dict, batch: int) -> list[dict]:
 HANDLERS: dict[type, Callable[[Any, dict], jobs.Reply]] = {
     jobs.LoadSource: load_source, jobs.WriteGolden: write_golden, jobs.ExportFormat: export_format,
     jobs.RunArtifact: run_artifact, jobs.TimeArtifact: time_artifact, jobs.ExposeTensors: expose_tensors,
-    jobs.WriteSteps: lambda job, env: _write_steps(job),
+    jobs.WriteSteps: lambda job, env: _write_steps(job), jobs.RunPipeline: lambda job, env: run_pipeline(job),
 }
 
 
