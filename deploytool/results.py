@@ -62,6 +62,9 @@ class ArtifactCheck:
     # The precision the target really computed in (``platforms.executed_precision``): the format's, or, for a format
     # asking for fp16 arithmetic, whether this CPU ran it ("fp16 arithmetic") or computed in fp32.
     executed: str = ""
+    # Per input family (checking/families.py: seeded, data, perturbed, edge), this target's verdict on that family's
+    # golden sets: {"status": "pass"/"fail", "sets": [...], "reason": the first failure, "gating": bool}
+    families: dict = field(default_factory=dict)
 
     @property
     def target(self) -> Target:
