@@ -46,6 +46,7 @@ EDGE_MAX_SAMPLES = 2
 EDGE_MAX_ELEMENTS = 1 << 22  # a sample of the edge_max set stays under this many elements per input (the batch cut)
 UNGATED_BY_DEFAULT = {EDGE: "accuracy_gated"}  # family -> the tiers (Tier attribute) it does not gate by default
 PERTURBATIONS = ("scale", "noise", "contrast", "flip")
+INT_SWAP = 0.1  # the share of an integer input's values (token ids, indices) a perturbed sample redraws in range
 
 
 def parse(text: str | list[str] | None, option: str = "--families") -> list[str]:
@@ -86,7 +87,9 @@ def plan(contract: Contract, families: list[str], seed: int, main: GoldenSetPlan
         p = plan_type(PERTURBED, PERTURBED_SAMPLES, seed + PERTURBED_SEED_OFFSET, dict(base.dims),
                       "golden/inputs_perturbed.npz", "golden/reference_perturbed.npz", PERTURBED)
         p.family, p.base = PERTURBED, base.name
-        p.note = f"the {base.name} set ({base.family}) perturbed: {', '.join(_kinds(contract))}, clipped to the range"
+        ints = any(s.dtype in INT_DTYPES and s.range is not None for s in contract.inputs)
+        p.note = (f"the {base.name} set ({base.family}) perturbed: {', '.join(_kinds(contract))}, clipped to the range"
+                  + (f"; {INT_SWAP:.0%} of integer values redrawn in range" if ints else ""))
         out.append(p)
     if EDGE in families:
         p = plan_type(EDGE, len(edge_values(contract)), seed, dict(main.dims), "golden/inputs_edge.npz",
@@ -191,9 +194,9 @@ def perturbed_inputs(contract: Contract, base: dict[str, np.ndarray], samples: i
                      ) -> dict[str, np.ndarray]:
     """``samples`` perturbed copies of the base set's samples (in turn), perturbation ``i % kinds`` on sample i:
     ``scale`` (x * U[0.8, 1.2]), ``noise`` (+ N(0, 5% of the range's width)), ``contrast`` ((x - mean) *
-    U[0.6, 1.4] + mean, image-like inputs), ``flip`` (the width axis reversed, image-like inputs). Float inputs
-    only (integer and bool inputs keep the base's values); clipped to the declared range; deterministic for a
-    seed."""
+    U[0.6, 1.4] + mean, image-like inputs), ``flip`` (the width axis reversed, image-like inputs) on float
+    inputs, clipped to the declared range; an integer input with a range has INT_SWAP of its values redrawn in it
+    (bool inputs and integers without a range keep the base's values). Deterministic for a seed."""
     rng = np.random.default_rng(seed)
     kinds = _kinds(contract)
     n = len(next(iter(base.values())))
@@ -218,6 +221,10 @@ def perturbed_inputs(contract: Contract, base: dict[str, np.ndarray], samples: i
                 if spec.range is not None:
                     x = np.clip(x, lo, hi)
                 x = x.astype(spec.dtype)
+            elif spec.dtype in INT_DTYPES and spec.range is not None and x.size:  # ids, tokens: some replaced
+                lo, hi, _ = _bounds(spec)
+                swap = rng.random(x.shape) < INT_SWAP
+                x = np.where(swap, rng.integers(int(lo), int(hi) + 1, size=x.shape), x).astype(spec.dtype)
             out[spec.name].append(x)
     return {k: np.ascontiguousarray(np.stack(v)) for k, v in out.items()}
 

@@ -168,8 +168,14 @@ def applicable_sets(contract: Contract, sets: list[GoldenSet]) -> tuple[list[Gol
     ok, skipped = [], {}
     for s in sets:
         clash = {d: v for d, v in contract.fixed_dims.items() if d in s.dims and s.dims[d] != v}
+        # an artifact that records a smaller maximum than the source's (ExecuTorch's planned memory): the largest
+        # dims (the edge_max set, checking/families.py) are beyond what it takes
+        over = {d: int(spec["max"]) for d, spec in contract.dims.items()
+                if spec.get("max") is not None and s.dims.get(d, 0) > int(spec["max"]) and d not in contract.fixed_dims}
         if clash:
             skipped[s.name] = "artifact fixed " + ", ".join(f"{d}={v}" for d, v in contract.fixed_dims.items())
+        elif over:
+            skipped[s.name] = "the artifact takes at most " + ", ".join(f"{d}={v}" for d, v in over.items())
         else:
             ok.append(s)
     return ok, skipped
