@@ -222,3 +222,30 @@ def test_an_artifact_bounding_a_dim_below_the_largest_skips_the_edge_max_set(tmp
     assert [s.name for s in ok] == ["main", "alt", "edge"]
     assert skipped == {"edge_max": "the artifact takes at most batch=4"}
     assert [s.name for s in applicable_sets(IMAGE, sets)[0]] == ["main", "alt", "edge", "edge_max"]
+
+
+def test_gate_families_gates_the_edge_tensors_of_an_int8_artifact_judged_on_accuracy(tmp_path):
+    """With labels an int8 artifact is judged on task accuracy, its tensor metrics reported only; the edge set has
+    no labels, so --gate-families edge gates on its tensor metrics."""
+    contract = Contract.from_dict({**CONTRACT.to_dict(), "outputs": [
+        {"name": "y", "shape": ["batch", 6], "dtype": "float32", "kind": "classifier"}]})
+    rng = np.random.default_rng(0)
+    refs = {s: {"y": rng.normal(size=(n, 1, 6)).astype(np.float32)} for s, n in (("labelled", 20), ("edge", 3))}
+    npz.save(tmp_path / "labels.npz", {"labels": refs["labelled"]["y"][:, 0].argmax(-1)})
+    sets = [GoldenSet("labelled", tmp_path / "l.npz", tmp_path / "lr.npz", {"batch": 1}, 20, tmp_path / "labels.npz",
+                      "y", family="data"),
+            GoldenSet("edge", tmp_path / "e.npz", tmp_path / "er.npz", {"batch": 1}, 3, family="edge")]
+    outputs = {}
+    for s, err in (("labelled", 0.0), ("edge", 5.0)):
+        outputs[s] = str(tmp_path / f"{s}.out.npz")
+        npz.save(tmp_path / f"{s}.out.npz", {"y": refs[s]["y"] + err})
+    f = plan()["onnx_int8"]
+    rec = ArtifactRecord(format="onnx_int8", status=ArtifactStatus.OK, precision=f.precision, tier=f.tier,
+                         runtime=f.runtime, parent=None, path="artifacts/m.onnx", contract=contract)
+    runs = {"onnx_int8": ArtifactRan(status=RunStatus.OK, runtime=f.runtime, outputs=outputs)}
+    default = judge(contract, {"onnx_int8": rec}, Evidence(runs, sets, refs))["onnx_int8"]
+    assert default.status == CheckStatus.PASS and default.families["edge"]["status"] == "fail"
+    assert default.families["data"]["status"] == "pass"
+    gated = judge(contract, {"onnx_int8": rec}, Evidence(runs, sets, refs), Rules(gate_families=["edge"]))["onnx_int8"]
+    assert gated.status == CheckStatus.FAIL and gated.sets["edge"]["y"]["gating"] is True
+    assert gated.reason.startswith("families disagree: passes data; fails edge: y (edge set): ")

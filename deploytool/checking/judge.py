@@ -183,7 +183,9 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                     bool(verdict.metrics.nonfinite_ref) or str(got[spec.name].dtype) != spec.dtype
                 gating = structural or spec.name != waived_output or bool(overrides)
                 family_ungated = set_families.get(set_name) in ungated and not structural
-                gating = gating and not family_ungated
+                # a family asked to gate (--gate-families) gates on its tensors even where accuracy stands in for
+                # them elsewhere: its sets have no labels
+                gating = (gating or set_families.get(set_name) in rules.gate_families) and not family_ungated
                 tried = tensor_decoys(set_name, spec.name, tier, classifier, resolution) \
                     if verdict.passed and gating else []
                 _record_decoys(chk.sets[set_name], spec.name, verdict.to_dict(), gating, tried,
