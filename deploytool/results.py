@@ -68,6 +68,9 @@ class ArtifactCheck:
     # validate --pipeline: decision agreement with the source on the raw samples, the gate, the deployed
     # preprocessing's finding (commands/pipeline.py); None: no pipeline was checked.
     pipeline: dict | None = None
+    # Per input family (checking/families.py: seeded, data, perturbed, edge), this target's verdict on that family's
+    # golden sets: {"status": "pass"/"fail", "sets": [...], "reason": the first failure, "gating": bool}
+    families: dict = field(default_factory=dict)
 
     @property
     def target(self) -> Target:

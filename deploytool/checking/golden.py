@@ -66,6 +66,11 @@ class GoldenSetPlan:
     generator: str
     labels: str | None = None  # the labels file, for a labelled set
     labelled_output: str | None = None
+    # its input family (checking/families.py: seeded, data, perturbed, edge); generator "perturbed" perturbs the
+    # set named ``base``; ``note``: how it was made, where that needs saying (the largest dims taken)
+    family: str | None = None
+    base: str | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -79,12 +84,16 @@ class GoldenSet:
     samples: int
     labels: Path | None = None  # one integer class per sample, for ``labelled_output``
     labelled_output: str | None = None
+    family: str | None = None  # checking/families.py (None: by its name, families.family_of)
 
 
 def plan_sets(contract: Contract, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED,
-              labelled: str | None = None) -> list[GoldenSetPlan]:
+              labelled: str | None = None, families: list[str] | None = None,
+              source_data: bool = False) -> list[GoldenSetPlan]:
     """``labelled``: None, "source" (the source ships labelled data) or "given" (``--data`` with labels,
-    already written to ``golden/labelled.npz`` and ``LABELS_FILE`` by the coordinator)."""
+    already written to ``golden/labelled.npz`` and ``LABELS_FILE`` by the coordinator). ``families``: the
+    optional input families to add (``export --families``: perturbed, edge; checking/families.py);
+    ``source_data``: the source's golden inputs are its own data (the ``data`` family), not seeded."""
     sets = [GoldenSetPlan(MAIN, samples, seed, contract.dim_sizes("example", batch_one=True),
                           "golden/inputs.npz", "golden/reference.npz", "source")]
     if contract.dynamic_dims():
@@ -94,6 +103,12 @@ def plan_sets(contract: Contract, samples: int = DEFAULT_SAMPLES, seed: int = DE
         sets.append(GoldenSetPlan(LABELLED, 0, seed, contract.dim_sizes("example", batch_one=True),
                                   "golden/labelled.npz", "golden/reference_labelled.npz",
                                   "labelled" if labelled == "source" else "given", LABELS_FILE))
+    from deploytool.checking import families as F
+
+    for p in sets:
+        p.family = F.DATA if p.name == LABELLED or (p.name == MAIN and source_data) else F.SEEDED
+    data = next((p for p in sets if p.family == F.DATA), None)
+    sets += F.plan(contract, list(families or []), seed, sets[0], data, GoldenSetPlan)
     return sets
 
 
@@ -153,8 +168,14 @@ def applicable_sets(contract: Contract, sets: list[GoldenSet]) -> tuple[list[Gol
     ok, skipped = [], {}
     for s in sets:
         clash = {d: v for d, v in contract.fixed_dims.items() if d in s.dims and s.dims[d] != v}
+        # an artifact that records a smaller maximum than the source's (ExecuTorch's planned memory): the largest
+        # dims (the edge_max set, checking/families.py) are beyond what it takes
+        over = {d: int(spec["max"]) for d, spec in contract.dims.items()
+                if spec.get("max") is not None and s.dims.get(d, 0) > int(spec["max"]) and d not in contract.fixed_dims}
         if clash:
             skipped[s.name] = "artifact fixed " + ", ".join(f"{d}={v}" for d, v in contract.fixed_dims.items())
+        elif over:
+            skipped[s.name] = "the artifact takes at most " + ", ".join(f"{d}={v}" for d, v in over.items())
         else:
             ok.append(s)
     return ok, skipped

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deploytool import platforms
-from deploytool.checking import informative, parity
+from deploytool.checking import families, informative, parity
 from deploytool.checking.golden import GoldenSet
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract
@@ -60,6 +60,8 @@ class Rules:
     tolerances: parity.Tolerances = field(default_factory=parity.Tolerances)
     max_drop: dict[str, float] = field(default_factory=dict)
     accept_constant: list[str] = field(default_factory=list)
+    # input families that gate where the tier would only report them (``families.ungated_families``: edge on int8)
+    gate_families: list[str] = field(default_factory=list)
 
 
 def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evidence, rules: Rules | None = None,
@@ -153,6 +155,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
         # every other output, a user's explicit tolerance, and shape/dtype/NaN failures still gate.
         waived_output = labelled_set.labelled_output if labelled_set and base_tier.accuracy_gated else None
         parent_keys = _parent_keys(target, fmt.parent, formats, keys)
+        set_families = {s.name: families.family_of(s.name, s.family) for s in sets}
+        ungated = families.ungated_families(base_tier, rules.gate_families)  # reported, not gating (edge on int8)
         bases: dict[str, list[str]] = {}  # gating output -> what its verdicts were decided on (per set)
         trivial: dict[str, tuple[str, list[informative.Decoy]]] = {}  # output -> (first set, decoys that pass)
         for set_name, out_path in run.outputs.items():
@@ -178,11 +182,20 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                 structural = not verdict.metrics.shape_ok or bool(verdict.metrics.nonfinite_new) or \
                     bool(verdict.metrics.nonfinite_ref) or str(got[spec.name].dtype) != spec.dtype
                 gating = structural or spec.name != waived_output or bool(overrides)
+                family_ungated = set_families.get(set_name) in ungated and not structural
+                # a family asked to gate (--gate-families) gates on its tensors even where accuracy stands in for
+                # them elsewhere: its sets have no labels
+                gating = (gating or set_families.get(set_name) in rules.gate_families) and not family_ungated
                 tried = tensor_decoys(set_name, spec.name, tier, classifier, resolution) \
                     if verdict.passed and gating else []
                 _record_decoys(chk.sets[set_name], spec.name, verdict.to_dict(), gating, tried,
                                refcheck[set_name][spec.name], set_name, trivial)
-                if gating:
+                if family_ungated:  # its family's verdict counts it; the check does not (families.py)
+                    chk.sets[set_name][spec.name].update(
+                        family_ungated=True, family_reason=verdict.reason,
+                        reason=f"not gating ({set_families[set_name]} family on the {base_tier.name} tier; "
+                               f"--gate-families {set_families[set_name]} gates it): {verdict.reason}")
+                elif gating:
                     bases.setdefault(spec.name, []).append(verdict.judged_on)
                 else:  # its tensor metrics are reported only: say so where they are read
                     chk.sets[set_name][spec.name].update(basis="accuracy", reason=f"not gating (judged on task "
@@ -209,6 +222,11 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")
+        disagree = families.judge(chk, set_families, ungated)
+        if disagree and chk.status == CheckStatus.FAIL:  # said once: the failing family's reason is the failure's
+            chk.reason = "; ".join([disagree, *(f for f in failures if f not in disagree)])
+        elif disagree:
+            _note(chk, f"{disagree} (not gating: {', '.join(sorted(ungated))} on the {base_tier.name} tier)")
         _informativeness(chk, trivial, refcheck, accept_constant or [], set_inputs, sets)
     for chk in checks.values():
         if chk.status == CheckStatus.FAIL:

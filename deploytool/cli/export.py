@@ -13,6 +13,7 @@ from deploytool.cli.options import (
     accuracy_option,
     config_option,
     format_option,
+    gate_families_option,
     github_option,
     github_output,
     open_progress,
@@ -86,6 +87,12 @@ def _models_help() -> str:
 @click.option("--data", type=click.Path(dir_okay=False), metavar="FILE.npz",
               help="Labelled data for task accuracy: inputs as in the contract plus 'labels' (one class per "
                    "sample; 'labels:OUTPUT' names the output). Kept in the bundle; digits_cnn brings its own.")
+@click.option("--families", "families", multiple=True, metavar="FAMILY[,FAMILY]",
+              help="Input families to add to the golden data, each judged with its own verdict: 'perturbed' (the "
+                   "model's own or --data inputs scaled, noised and, for images, contrast-changed and flipped, "
+                   "clipped to the range) and 'edge' (zeros, every range's ends, the largest declared dims); 'all' "
+                   "(repeatable or comma-separated). Off by default. See docs/families.md.")
+@gate_families_option
 @click.option("--freeze/--no-freeze", default=True, show_default=True,
               help="Save the TorchScript artifact frozen (torch.jit.freeze; falls back to unfrozen, with a note, "
                    "where freezing fails or changes the outputs).")

@@ -140,6 +140,14 @@ def accept_constant_option(f):
                              "option.")(f)
 
 
+def gate_families_option(f):
+    return click.option("--gate-families", "gate_families", multiple=True, metavar="FAMILY[,FAMILY]",
+                        help="Input families that gate where a tier only reports them: the int8 tier reports its "
+                             "verdict on the edge family (values at the ranges' ends, outside the calibration "
+                             "data: int8 saturates there by design) without failing on it; --gate-families edge "
+                             "fails it there too (repeatable or comma-separated; 'all'). See docs/families.md.")(f)
+
+
 def tolerance_options(f):
     f = click.option("--rtol", multiple=True, metavar="[FMT[:OUTPUT]=]VALUE",
                      help="Relative tolerance override, as --atol.")(f)

@@ -12,6 +12,7 @@ from deploytool.cli.options import (
     accuracy_option,
     config_option,
     format_option,
+    gate_families_option,
     github_option,
     github_output,
     machine_option,
@@ -67,6 +68,7 @@ from deploytool.targets import split_names
 @accuracy_option
 @accept_constant_option
 @steps_gate_options
+@gate_families_option
 @click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
               "(they are shown as overrides in the table and report otherwise).")
 @verify_option

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool import envs, install
-from deploytool.checking import golden, judge, steps
+from deploytool.checking import families, golden, judge, steps
 from deploytool.checking.golden import GoldenSet
 from deploytool.checking.parity import Tolerances
 from deploytool.commands import check_run_options, stepping, tolerances_of
@@ -126,6 +126,10 @@ class ExportOptions:
     steps: int | None = None
     min_agree_steps: int | None = None
     max_step_error: float | None = None
+    # input families to add to the golden data (checking/families.py: perturbed, edge; "all"), and the families
+    # that gate where a tier would only report them (--gate-families edge: int8 too)
+    families: list[str] = field(default_factory=list)
+    gate_families: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -145,6 +149,9 @@ class ExportOptions:
         self.runtimes = [self.runtimes] if isinstance(self.runtimes, str) else \
             (list(self.runtimes) if self.runtimes else None)
         self.feedback = [self.feedback] if isinstance(self.feedback, str) else list(self.feedback or [])
+        self.families = [self.families] if isinstance(self.families, str) else list(self.families or [])
+        self.gate_families = [self.gate_families] if isinstance(self.gate_families, str) else \
+            list(self.gate_families or [])
 
     def check(self) -> None:
         """Refuse, with one line (exit 2), options that cannot run: before any worker starts."""
@@ -156,6 +163,11 @@ class ExportOptions:
         if self.sign is not None and not self.sign.is_file():
             raise UsageError(f"--sign {self.sign}: no such key file")
         self.source_inputs()
+        try:
+            self.families = families.parse(self.families)
+            self.gate_families = families.parse(self.gate_families, "--gate-families")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         if self.calib_method not in CALIB_METHODS or self.int8_io not in INT8_IO:
             raise UsageError(f"--calib-method must be one of {', '.join(CALIB_METHODS)} and --int8-io one of "
                              f"{', '.join(INT8_IO)}")
@@ -287,6 +299,7 @@ class _Pipeline:
         self.description = ""
         self.versions: dict = {}
         self.sets: list[GoldenSet] = []
+        self.set_notes: dict[str, str] = {}  # set -> how a family set was made (GoldenSetRecord.note)
         self.coverage: dict[str, dict[str, dict]] = {}  # set -> input -> what its golden inputs cover
         self.calibration: CalibrationRecord | None = None
         self.labelled_dims: dict[str, int] | None = None
@@ -336,7 +349,8 @@ class _Pipeline:
         references = {s.name: npz.load(s.reference) for s in self.sets}
         evidence = judge.Evidence(runs, self.sets, references, inputs=lambda s: npz.load(s.inputs),
                                   skipped_sets=self.runs.skipped_sets)
-        rules = judge.Rules(self.tolerances, self.options.max_accuracy_drop, self.options.accept_constant)
+        rules = judge.Rules(self.tolerances, self.options.max_accuracy_drop, self.options.accept_constant,
+                            self.options.gate_families)
         # an artifact that was not made is judged once, on its default runtime (not exported, needs data, ...)
         unmade = [Target(n, self.plan[n].runtime) for n in self.records if all(t.format != n for t in self.targets)]
         checks = judge.judge(self.contract, self.records, evidence, rules, self.source.framework,
@@ -438,9 +452,10 @@ class _Pipeline:
             return
         labelled_output = self._user_data(self.contract)
         labelled = "given" if labelled_output else ("source" if loaded.labelled else None)
-        plans = golden.plan_sets(self.contract, self.options.samples, self.options.seed, labelled=labelled)
+        plans = golden.plan_sets(self.contract, self.options.samples, self.options.seed, labelled=labelled,
+                                 families=self.options.families, source_data=loaded.golden_data)
         for p in plans:  # --data decides its own dims (any size a dynamic dim allows)
-            if p.name == golden.LABELLED and labelled == "given" and self.labelled_dims is not None:
+            if golden.LABELLED in (p.name, p.base) and labelled == "given" and self.labelled_dims is not None:
                 p.dims = self.labelled_dims
         job = WriteGolden(str(self.staging), plans)
         # Only when a format made from it is to be exported: mobilenet_v2's 128 samples are 77 MB to
@@ -461,7 +476,8 @@ class _Pipeline:
         self.sets = [GoldenSet(p.name, self.staging / p.inputs, self.staging / p.reference, p.dims,
                                written.samples.get(p.name, p.samples),
                                self.staging / p.labels if p.labels else None,
-                               labelled_output if p.labels else None) for p in plans]
+                               labelled_output if p.labels else None, p.family) for p in plans]
+        self.set_notes = {p.name: p.note for p in plans if p.note}
         self.coverage = {s.name: golden.coverage(self.contract, npz.load(s.inputs), given=s.name == golden.LABELLED
                                                  and labelled == "given") for s in self.sets}
         if self.loop is not None:
@@ -606,7 +622,8 @@ class _Pipeline:
             sets={s.name: GoldenSetRecord(s.inputs.relative_to(self.staging).as_posix(),
                                           s.reference.relative_to(self.staging).as_posix(), s.dims, s.samples,
                                           s.labels.relative_to(self.staging).as_posix() if s.labels else None,
-                                          s.labelled_output, self.coverage.get(s.name, {}))
+                                          s.labelled_output, self.coverage.get(s.name, {}), s.family,
+                                          self.set_notes.get(s.name))
                   for s in self.sets},
             files=bundle.file_records(self.staging, self.staging / bundle.GOLDEN))
         if self.calibration is not None:  # its sha256 is in golden.files; repeated here with its origin

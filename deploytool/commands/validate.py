@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deploytool import platforms
-from deploytool.checking import golden, judge, steps
+from deploytool.checking import families, golden, judge, steps
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.checking.parity import Tolerances
 from deploytool.commands import check_run_options, pipeline, stepping, tolerances_of
@@ -129,6 +129,7 @@ class ValidateOptions:
     raw_data: Path | None = None
     operating_point: str | None = None
     max_decision_flips: str | None = None
+    gate_families: list[str] = field(default_factory=list)  # families that gate where a tier only reports them
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -160,6 +161,7 @@ class ValidateOptions:
         check_run_options(self.timeout, self.tolerances, self.max_accuracy_drop)
         try:
             steps.Gates(self.min_agree_steps, self.max_step_error).check()
+            self.gate_families = families.parse(self.gate_families, "--gate-families")
         except ValueError as e:
             raise UsageError(str(e)) from None
         return check_runtimes(self.runtimes)
@@ -236,7 +238,7 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
 
         evidence = judge.Evidence(replies, sets, references, stored, lambda s: npz.load(s.inputs), refused,
                                   runs.skipped_sets)
-        rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant)
+        rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant, opts.gate_families)
         checks = judge.judge(contract, records, evidence, rules, manifest.model.framework, chosen)
         if manifest.steps is not None:
             stepping.apply(checks, replies, bundle_dir / manifest.steps.path, manifest.steps,
@@ -301,7 +303,8 @@ def _sets(opened: OpenedBundle, samples: int | None, work: Path) -> tuple[list[G
             labels = work / f"{name}.labels.npz"
             npz.save(labels, {"labels": opened.labels[name]})
         sets.append(GoldenSet(name, work / f"{name}.inputs.npz", work / f"{name}.reference.npz", info.dims,
-                              len(next(iter(inputs.values()))), labels, info.labelled_output if labels else None))
+                              len(next(iter(inputs.values()))), labels, info.labelled_output if labels else None,
+                              info.family))
         references[name] = ref
     return sets, references
 

@@ -163,6 +163,23 @@ def coverage_lines(manifest, markdown: bool = True) -> list[str]:
     return out
 
 
+def families_table(views: list[ArtifactView]) -> tuple[list[str], list[list[str]]] | None:
+    """Input families x targets (checking/families.py): each family's verdict per target, where some target was
+    judged on more than one family; None otherwise."""
+    from deploytool.checking.families import FAMILIES
+
+    shown = [v for v in views if v.families]
+    if not any(len(v.families) > 1 for v in shown):
+        return None
+    names = [f for f in FAMILIES if any(f in v.families for v in shown)]
+
+    def cell(f: dict | None) -> str:
+        if f is None:
+            return "-"
+        return f["status"].upper() + ("" if f.get("gating", True) else " (not gating)")
+    return ["target", *names], [[v.label, *(cell(v.families.get(f)) for f in names)] for v in shown]
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     """A Markdown table's lines, each row's first cell (a name) as code."""
     return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
@@ -192,6 +209,11 @@ def render(results) -> str:
     mx_headers, mx_rows = matrix_table(results, views)
     lines += ["", "## Where it runs", "", MATRIX_KEY, "", *_table(mx_headers, mx_rows)]
     lines += pipeline_section.lines(results)  # validate --pipeline: decision agreement per target
+    fam = families_table(views)
+    if fam is not None:  # docs/families.md
+        lines += ["", "## Input families", "", "Each family's verdict on its own golden sets (seeded: drawn in the "
+                  "declared ranges; data: the model's or your data; perturbed; edge: zeros, the ranges' ends, the "
+                  "largest dims).", "", *_table(*fam)]
     failed = failures(views)
     if failed:
         lines += ["", "## Failures", "", *(f"- {line}" for line in failed)]

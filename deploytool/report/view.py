@@ -75,6 +75,7 @@ class ArtifactView:
     platform: str = NATIVE  # an emulated CPU (deploytool.platforms), else native
     executed: str = ""  # the precision it computed in, where a check said (``ArtifactCheck.executed``)
     steps: dict | None = None  # the multi-step check shown (``ArtifactCheck.steps``)
+    families: dict = field(default_factory=dict)  # input family -> its verdict (``ArtifactCheck.families``)
 
     @property
     def key(self) -> str:
@@ -239,6 +240,7 @@ def _take(v: ArtifactView, machine: str, entry: dict, checked: Checked) -> None:
     if shown and (entry["status"] not in FAILURES or any(s in FAILURES for s in shown)):
         return
     v.max_abs, v.accuracy, v.reason = entry.get("max_abs"), entry.get("accuracy"), entry.get("reason") or ""
+    v.families = entry.get("families") or {}
     v.basis, v.hop_blamed, v.repro = entry.get("basis") or "", entry.get("hop_blamed"), entry.get("repro")
     v.steps = entry.get("steps")
     v.hop_errors = {}

@@ -244,6 +244,7 @@ class SourceLoaded(Reply):
     error: str | None = None  # one line
     exit_code: int = 3
     traceback: str | None = None
+    golden_data: bool = False  # its golden inputs are its own data (input family 'data', not 'seeded')
 
     @classmethod
     def crashed(cls, why: str) -> SourceLoaded:

@@ -122,12 +122,12 @@ def load_source(job: jobs.LoadSource, env: dict) -> jobs.SourceLoaded:
     _State.loaded = loaded
     return jobs.SourceLoaded(ok=True, contract=loaded.contract, description=loaded.description,
                              versions=dict(loaded.versions or {}), labelled=loaded.labelled is not None,
-                             calibration=loaded.calibration is not None)
+                             calibration=loaded.calibration is not None, golden_data=loaded.golden_data)
 
 
 def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     """Draw each planned set's inputs, run the source on them, write both."""
-    from deploytool.checking import golden
+    from deploytool.checking import families, golden
     from deploytool.core import contract as C
     from deploytool.core import npz
     from deploytool.core.contract import check_inputs, generate_inputs
@@ -136,6 +136,7 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     if loaded is None:
         return jobs.GoldenWritten(ok=False, error="golden job before the source was loaded", exit_code=1)
     written, labelled_output = {}, None
+    drawn: dict[str, dict] = {}  # each set's inputs, for the sets made from another (perturbed)
     flops_per_sample: float | None = None
     flops_method = "" if loaded.flops is not None else "not counted for this kind of source"
     root = Path(job.root)
@@ -151,6 +152,10 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
                                              len(next(iter(inputs.values()))), "the source's labelled data")
             elif plan.generator == "given":  # written by the coordinator from --data
                 inputs = npz.load(root / plan.inputs)
+            elif plan.generator in (families.EDGE, families.PERTURBED):  # input families (checking/families.py)
+                inputs = families.edge_inputs(loaded.contract, plan.samples, plan.seed, plan.dims) \
+                    if plan.generator == families.EDGE else \
+                    families.perturbed_inputs(loaded.contract, drawn[plan.base or golden.MAIN], plan.samples, plan.seed)
             else:
                 inputs = generate_inputs(loaded.contract, plan.samples, plan.seed, plan.dims)
             check_inputs(loaded.contract, inputs, f"the {plan.name} golden inputs")
@@ -160,6 +165,9 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
                 f"forward() on the {plan.name} golden set raised {short_error(e)}"
             return jobs.GoldenWritten(ok=False, error=f"model {_State.model_name!r}: {what}",
                                       traceback=traceback.format_exc())
+        drawn[plan.name] = inputs
+        if plan.family in (families.EDGE, families.PERTURBED):  # where the source itself is NaN/Inf: left out
+            inputs, refs = families.finite_samples(inputs, refs)
         bad = C.nonfinite_sample(refs)
         if bad is not None:  # every check against it would be vacuous there: refuse, naming the sample
             output, sample = bad

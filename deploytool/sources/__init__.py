@@ -60,6 +60,7 @@ class LoadedModel:
     labelled: Callable[[], tuple[dict[str, np.ndarray], np.ndarray, str | None]] | None = None
     # golden inputs [samples, *shape] -> (FLOPs of one sample, how they were counted); None: not counted
     flops: Callable[[dict[str, np.ndarray]], tuple[float, str]] | None = None
+    golden_data: bool = False  # ``golden`` returns the source's own data (the ``data`` input family), not seeded
 
 
 @dataclass(frozen=True)

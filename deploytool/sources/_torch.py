@@ -141,7 +141,8 @@ def load(source: dict) -> LoadedModel:
                        reference=lambda inputs: reference_outputs(module, contract, inputs),
                        versions={"torch": torch.__version__}, calibration=calibration if has_calibration else None,
                        labelled=labelled if labelled_fn is not None else None,
-                       flops=lambda inputs: (torch_flops(module, _tensors(inputs, contract)), TORCH_METHOD))
+                       flops=lambda inputs: (torch_flops(module, _tensors(inputs, contract)), TORCH_METHOD),
+                       golden_data=golden_fn is not None)
 
 
 def _load_weights(name: str, module, path: str) -> None:

@@ -92,6 +92,8 @@ class GoldenSetRecord:
     # per input: {"range": [min, max], "distinct": n, "range_from": ..., "weak": true} (golden.coverage); absent
     # in older bundles
     coverage: dict[str, dict] = field(default_factory=dict)
+    family: str | None = None  # its input family (checking/families.py); absent in older bundles: by its name
+    note: str | None = None  # how a family set was made, where that needs saying
 
 
 @dataclass
