@@ -62,6 +62,9 @@ class ArtifactCheck:
     # The precision the target really computed in (``platforms.executed_precision``): the format's, or, for a format
     # asking for fp16 arithmetic, whether this CPU ran it ("fp16 arithmetic") or computed in fp32.
     executed: str = ""
+    # The float64 oracle rule's figures (checking/oracle.py, --oracle float64): per set and output the reference's
+    # noise floor, the artifact's error against the float64 result, their ratio, and both verdicts side by side.
+    oracle: dict | None = None
 
     @property
     def target(self) -> Target:

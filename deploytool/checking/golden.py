@@ -66,6 +66,7 @@ class GoldenSetPlan:
     generator: str
     labels: str | None = None  # the labels file, for a labelled set
     labelled_output: str | None = None
+    oracle: str | None = None  # the float64 oracle's file to write (export --oracle float64; sources/float64.py)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class GoldenSet:
     samples: int
     labels: Path | None = None  # one integer class per sample, for ``labelled_output``
     labelled_output: str | None = None
+    oracle: Path | None = None  # the float64 oracle's outputs (checking/oracle.py), when the bundle holds one
 
 
 def plan_sets(contract: Contract, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED,

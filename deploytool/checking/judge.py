@@ -14,6 +14,7 @@ import numpy as np
 
 from deploytool import platforms
 from deploytool.checking import informative, parity
+from deploytool.checking import oracle as oracle_rule
 from deploytool.checking.golden import GoldenSet
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract
@@ -44,6 +45,7 @@ class Evidence:
     inputs: Callable[[GoldenSet], dict | None] = lambda s: None
     refused: dict[str, str] = field(default_factory=dict)
     skipped_sets: dict[str, dict[str, str]] = field(default_factory=dict)
+    oracles: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # set -> float64 outputs (oracle.py)
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Rules:
     tolerances: parity.Tolerances = field(default_factory=parity.Tolerances)
     max_drop: dict[str, float] = field(default_factory=dict)
     accept_constant: list[str] = field(default_factory=list)
+    # the float64 oracle rule for the fp32 tier (checking/oracle.py): the bundle's oracle info ({"kind", "why_not"})
+    oracle: dict | None = None
 
 
 def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evidence, rules: Rules | None = None,
@@ -175,10 +179,19 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                 verdict = parity.check(got[spec.name], ref[spec.name], tier, classifier, resolution)
                 if verdict.passed and str(got[spec.name].dtype) != spec.dtype:
                     verdict.passed, verdict.reason = False, f"dtype {got[spec.name].dtype}, contract says {spec.dtype}"
+                orc = evidence.oracles.get(set_name, {}).get(spec.name) if rules.oracle is not None and \
+                    oracle_rule.applies(tier, overrides) else None
+                if orc is not None:  # judged against the float64 result; the fixed tier's verdict kept beside it
+                    verdict, figures = oracle_rule.verdict(verdict, got[spec.name], ref[spec.name], orc)
+                    chk.oracle = oracle_rule.record(chk.oracle, rules.oracle, set_name, spec.name, figures)
+                elif rules.oracle is not None and oracle_rule.applies(tier, overrides) and chk.oracle is None:
+                    chk.oracle = oracle_rule.absent(rules.oracle)
+                    _note(chk, f"fp32 tier: {chk.oracle['why_not']}")
                 structural = not verdict.metrics.shape_ok or bool(verdict.metrics.nonfinite_new) or \
                     bool(verdict.metrics.nonfinite_ref) or str(got[spec.name].dtype) != spec.dtype
                 gating = structural or spec.name != waived_output or bool(overrides)
-                tried = tensor_decoys(set_name, spec.name, tier, classifier, resolution) \
+                tried = (oracle_rule.decoys(ref[spec.name], orc) if orc is not None else
+                         tensor_decoys(set_name, spec.name, tier, classifier, resolution)) \
                     if verdict.passed and gating else []
                 _record_decoys(chk.sets[set_name], spec.name, verdict.to_dict(), gating, tried,
                                refcheck[set_name][spec.name], set_name, trivial)

@@ -52,6 +52,10 @@ from deploytool.targets import split_names
 @strict_option
 @accuracy_option
 @accept_constant_option
+@click.option("--oracle", type=click.Choice(["float64", "none"]), default=None,
+              help="float64: judge the fp32 tier against the float64 oracle stored at export (--oracle float64 "
+                   "there; exit 2 when the bundle has none); none: the fixed fp32 tier. Default: as the bundle "
+                   "was exported.")
 @click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
               "(they are shown as overrides in the table and report otherwise).")
 @verify_option

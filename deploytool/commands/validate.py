@@ -19,6 +19,7 @@ from typing import Any
 
 from deploytool import platforms
 from deploytool.checking import golden, judge
+from deploytool.checking import oracle as oracle_rule
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.checking.parity import Tolerances
 from deploytool.commands import check_run_options, tolerances_of
@@ -121,6 +122,9 @@ class ValidateOptions:
     runtimes: list[str] | None = None
     source: str | None = None
     emulate: list[str] | None = None
+    # "float64": judge the fp32 tier against the float64 oracle the bundle holds (export --oracle float64; exit 2
+    # when it holds none); "none": the fixed fp32 tier; None: as the bundle was exported (checking/oracle.py)
+    oracle: str | None = None
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -148,6 +152,10 @@ class ValidateOptions:
         """Refuse, with one line (exit 2), options that cannot run; returns the runtimes asked for (known
         names, once each; None: every runtime)."""
         check_run_options(self.timeout, self.tolerances, self.max_accuracy_drop)
+        try:
+            oracle_rule.check_option(self.oracle)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         return check_runtimes(self.runtimes)
 
 
@@ -182,6 +190,7 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
     work = Path(tempfile.mkdtemp(prefix="deploytool-validate-"))
     try:
         sets, references = _sets(opened, opts.samples, work)
+        oracle_info, oracles = oracle_rule.for_validate(opened, opts.oracle, opts.samples)
         if data is not None:
             progress.stage(f"computing references for {data} on the source model")
             s, ref = _data_set(bundle_dir, manifest, contract, data, work, timeout, opts.source)
@@ -212,8 +221,8 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
             return npz.load(bundle_dir / rel) if rel and (bundle_dir / rel).is_file() else None
 
         evidence = judge.Evidence(replies, sets, references, stored, lambda s: npz.load(s.inputs), refused,
-                                  runs.skipped_sets)
-        rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant)
+                                  runs.skipped_sets, oracles)
+        rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant, oracle_info)
         checks = judge.judge(contract, records, evidence, rules, manifest.model.framework, chosen)
         golden.annotate(checks, contract, {name: rec.coverage for name, rec in manifest.golden.sets.items()})
         extras = localise_failures(checks, manifest.artifacts, bundle_dir, sets, tolerances, work,

@@ -4,6 +4,7 @@ with their blamed hop and repro folder, the environment folded away. Small enoug
 $GITHUB_STEP_SUMMARY as it is."""
 from __future__ import annotations
 
+from deploytool.report import oracle_section
 from deploytool.report.console import human_size
 from deploytool.report.view import EXPORT_KIND, ArtifactView, artifacts, matrix, pareto, when
 
@@ -189,6 +190,7 @@ def render(results) -> str:
             lines += ["", f"Pareto-optimal on p90 latency and size @ {name}: {names}"]
     mx_headers, mx_rows = matrix_table(results, views)
     lines += ["", "## Where it runs", "", MATRIX_KEY, "", *_table(mx_headers, mx_rows)]
+    lines += oracle_section.markdown_lines(results)  # --oracle float64: the fp32 tier's two verdicts
     failed = failures(views)
     if failed:
         lines += ["", "## Failures", "", *(f"- {line}" for line in failed)]

@@ -138,6 +138,8 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     flops_per_sample: float | None = None
     flops_method = "" if loaded.flops is not None else "not counted for this kind of source"
     root = Path(job.root)
+    from deploytool.sources import float64
+    oracle = float64.Writer(loaded) if any(p.oracle for p in job.sets) else None  # export --oracle float64
     for plan in job.sets:
         try:
             labels = None
@@ -172,6 +174,8 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
                 flops_method = f"not counted: {short_error(e)}"
         npz.save(root / plan.inputs, inputs)
         npz.save(root / plan.reference, refs)
+        if oracle is not None and plan.oracle:
+            oracle.add(plan.name, root / plan.oracle, inputs, refs)
         if labels is not None and plan.labels:
             npz.save(root / plan.labels, {"labels": labels})
         written[plan.name] = len(next(iter(inputs.values())))
@@ -188,7 +192,7 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
         calibration_samples = len(next(iter(calib.values())))
     return jobs.GoldenWritten(ok=True, samples=written, calibration_samples=calibration_samples,
                               labelled_output=labelled_output, flops_per_sample=flops_per_sample,
-                              flops_method=flops_method)
+                              flops_method=flops_method, oracle=oracle.result() if oracle is not None else {})
 
 
 def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:

@@ -91,6 +91,7 @@ class GoldenSetRecord:
     # per input: {"range": [min, max], "distinct": n, "range_from": ..., "weak": true} (golden.coverage); absent
     # in older bundles
     coverage: dict[str, dict] = field(default_factory=dict)
+    oracle: str | None = None  # the float64 oracle's outputs (.npz, float64; export --oracle float64)
 
 
 @dataclass
@@ -110,6 +111,9 @@ class GoldenData:
     files: list[FileRecord]
     reference_runtime: str | None = None
     calibration: CalibrationRecord | None = None
+    # export --oracle float64: {"kind": "float64", "why_not": "" or why the source has none, "seconds": time the
+    # float64 runs took}; absent: not asked for (checking/oracle.py)
+    oracle: dict | None = None
 
 
 @dataclass
