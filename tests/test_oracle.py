@@ -1,4 +1,4 @@
-"""The float64 oracle for the fp32 tier (issue 25 item 3; checking/oracle.py, sources/float64.py): the rule on
+"""The float64 oracle for the fp32 tier (issue 25 item 3; checking/oracle.py, sources/_float64.py): the rule on
 synthetic outputs in process, then end to end on tests/models/cancellation.py (outputs that are differences of
 ~1e4 intermediates), where the fixed fp32 tier fails a correct ONNX artifact and the oracle passes it, and a
 planted relative weight change of 1e-3 fails under the oracle."""
@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from deploytool.core import errors, npz, records
 from deploytool.core.contract import Contract
 from deploytool.formats import plan
 from deploytool.running.jobs import ArtifactRan, ArtifactStatus, CheckStatus, RunStatus
-from deploytool.sources import float64
+from deploytool.sources import _float64 as float64
 from deploytool.store import bundle as B
 from deploytool.store.manifest import ArtifactRecord
 
@@ -149,12 +151,12 @@ def test_option_values_and_file_names():
 
 @pytest.fixture(scope="module")
 def cancellation(run_cli, tmp_path_factory):
-    """tests/models/cancellation.py exported with --oracle float64 (onnx only), and the planted model without."""
+    """tests/models/cancellation.py and the planted model, each exported with --oracle float64 (onnx only)."""
     out = tmp_path_factory.mktemp("oracle")
     proc = run_cli("export", "--model", TEST_MODELS / "cancellation.py", "-f", "onnx", "--runtime", "onnxruntime",
                    "--oracle", "float64", "--samples", "8", "--out", out)
     planted = run_cli("export", "--model", TEST_MODELS / "cancellation_planted.py", "-f", "onnx", "--runtime",
-                      "onnxruntime", "--samples", "8", "--out", out)
+                      "onnxruntime", "--samples", "8", "--oracle", "float64", "--out", out)
     assert planted.returncode == 0, planted.stdout + planted.stderr
     return out / "cancellation", proc, out / "cancellation_planted"
 
@@ -183,11 +185,13 @@ def test_cancellation_fixed_tier_fails_the_correct_artifact_the_oracle_passes_it
     assert o["passed"] and not o["fixed_tier_passed"], o  # side by side: the fixed tier fails it
     f = o["sets"]["main"]["y"]
     assert f["noise_floor"] > 1e-3 and f["ratio"] <= oracle.FACTOR
-    assert "Float64 oracle (fp32 tier)" in (bundle / "reports/report.md").read_text()
+    assert run_cli("report", bundle).returncode == 0
+    section = (bundle / "reports/report.md").read_text().split("## Float64 oracle (fp32 tier)")[1]
+    assert "| onnx@onnxruntime | main | y |" in section and "x (10x) | PASS | FAIL |" in section, section
     # validate follows the bundle; --oracle none is the fixed tier, which fails the same artifact
-    proc = run_cli("validate", bundle, "-r", "onnxruntime")
+    proc = run_cli("validate", bundle, "--runtime", "onnxruntime")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    fixed = run_cli("validate", bundle, "-r", "onnxruntime", "--oracle", "none", "--reports", tmp_path / "r")
+    fixed = run_cli("validate", bundle, "--runtime", "onnxruntime", "--oracle", "none", "--reports", tmp_path / "r")
     assert fixed.returncode == errors.PARITY, fixed.stdout
     assert "outside atol=0.0001 rtol=0.0001" in json.loads((tmp_path / "r/validation.json").read_text())[
         "targets"]["onnx@onnxruntime"]["reason"]
@@ -201,7 +205,7 @@ def test_cancellation_a_planted_weight_change_of_1e_3_fails_under_the_oracle(can
     shutil.copyfile(planted / _manifest(planted)["artifacts"]["onnx"]["path"], bundle / rec["path"])
     rec["files"] = records.dump(B.file_records(bundle, bundle / rec["path"]))  # what a (bad) converter wrote
     (bundle / "manifest.json").write_text(json.dumps(m, indent=2))
-    proc = run_cli("validate", bundle, "-r", "onnxruntime", "--reports", tmp_path / "r")
+    proc = run_cli("validate", bundle, "--runtime", "onnxruntime", "--reports", tmp_path / "r")
     assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr
     chk = json.loads((tmp_path / "r/validation.json").read_text())["targets"]["onnx@onnxruntime"]
     assert chk["status"] == "fail" and "against the float64 result is" in chk["reason"], chk["reason"]
@@ -221,15 +225,22 @@ def test_the_reader_checks_the_oracle_and_validate_needs_one_to_ask_for_it(cance
     y[2, 0, 5] = np.nan
     np.savez(path, y=y)
     rehash(bundle)
-    proc = run_cli("validate", bundle, "-r", "onnxruntime")
+    proc = run_cli("validate", bundle, "--runtime", "onnxruntime")
     assert proc.returncode == errors.BUNDLE, proc.stdout + proc.stderr
     assert error_lines(proc.stderr) == [f"deploytool: error: bundle {bundle}: golden data: set 'main': float64 "
                                         "oracle: 'y' holds NaN/Inf"], proc.stderr
     np.savez(path, y=y.astype(np.float32))
     rehash(bundle)
-    assert "expected float64[8, 1, 16]" in run_cli("validate", bundle, "-r", "onnxruntime").stderr
+    assert "expected float64[8, 1, 16]" in run_cli("validate", bundle, "--runtime", "onnxruntime").stderr
     # a bundle exported without it: --oracle float64 is a usage error, one line
-    proc = run_cli("validate", planted, "-r", "onnxruntime", "--oracle", "float64")
+    plain = _copy(planted, tmp_path / "plain")
+    m = _manifest(plain)
+    for info in m["golden"]["sets"].values():
+        (plain / info.pop("oracle")).unlink()
+    del m["golden"]["oracle"]
+    (plain / "manifest.json").write_text(json.dumps(m))
+    rehash(plain)
+    proc = run_cli("validate", plain, "--runtime", "onnxruntime", "--oracle", "float64")
     assert proc.returncode == errors.USAGE and "holds no float64 oracle (export it with --oracle float64)" in \
         proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
@@ -240,7 +251,7 @@ def test_an_onnx_source_gets_its_oracle_from_onnxruntime_in_double(cancellation,
     src, _, _ = cancellation
     model = tmp_path / "cancellation.onnx"
     shutil.copyfile(src / _manifest(src)["artifacts"]["onnx"]["path"], model)
-    proc = run_cli("export", "--model", model, "-f", "onnx", "-r", "onnxruntime", "--oracle", "float64",
+    proc = run_cli("export", "--model", model, "-f", "onnx", "--runtime", "onnxruntime", "--oracle", "float64",
                    "--samples", "4", "--out", tmp_path / "b")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     m = _manifest(tmp_path / "b/cancellation")
@@ -261,3 +272,36 @@ def test_oracle_is_an_option_of_export_and_validate_and_a_config_key(tmp_path):
         assert "--oracle [float64|none]" in CliRunner().invoke(main, [command, "--help"]).output
     result = CliRunner().invoke(main, ["export", "--model", "digits_cnn", "--oracle", "float32"])
     assert result.exit_code == errors.USAGE and "'float32' is not one of 'float64', 'none'" in result.output
+
+
+def test_a_source_without_a_float64_run_says_why():
+    for path, what in (("m.keras", "a Keras"), ("saved_model_dir", "a SavedModel")):
+        run, why = float64.oracle_of(SimpleNamespace(module=None if "dir" in path else object(), path=Path(path)))
+        assert run is None and why == f"no float64 oracle for {what} source (torch and ONNX sources only)"
+
+
+@pytest.mark.slow  # imports torch
+def test_a_torch_model_that_fails_in_float64_has_no_oracle_and_says_why(tmp_path):
+    import torch
+
+    class CastsToFloat32(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x.float())  # float32 input into float64 weights: no such kernel
+
+    loaded = SimpleNamespace(module=CastsToFloat32(), contract=CONTRACT, path=None)
+    inputs = {"x": np.ones((2, 1, 4), np.float32)}
+    writer = float64.Writer(loaded)
+    writer.add("main", tmp_path / "oracle.npz", inputs, {"y": np.ones((2, 1, 3), np.float32)})
+    result = writer.result()
+    assert result["sets"] == {} and not (tmp_path / "oracle.npz").exists()
+    assert result["why_not"].startswith("no float64 oracle: the model fails in float64 (") and \
+        result["why_not"].endswith("(on the main golden set)"), result
+    # the same model without the cast has one, float64, of the reference's shape
+    loaded.module = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    writer = float64.Writer(loaded)
+    writer.add("main", tmp_path / "oracle.npz", inputs, {"y": np.ones((2, 1, 3), np.float32)})
+    assert writer.result()["sets"] == {"main": True} and npz.load(tmp_path / "oracle.npz")["y"].dtype == np.float64

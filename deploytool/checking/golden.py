@@ -66,7 +66,7 @@ class GoldenSetPlan:
     generator: str
     labels: str | None = None  # the labels file, for a labelled set
     labelled_output: str | None = None
-    oracle: str | None = None  # the float64 oracle's file to write (export --oracle float64; sources/float64.py)
+    oracle: str | None = None  # the float64 oracle's file to write (export --oracle float64; sources/_float64.py)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 The fixed fp32 tier (``|a - b| <= 1e-4 + 1e-4 * |b|``, b the source's fp32 output) is too strict for a model
 whose fp32 result is itself far from the exact one (outputs that are differences of large intermediates: two
 correct fp32 implementations round those intermediates differently) and too loose for a model whose fp32
-result is very accurate. With a float64 result of the source (the oracle, ``sources/float64.py``) the error
+result is very accurate. With a float64 result of the source (the oracle, ``sources/_float64.py``) the error
 of fp32 arithmetic itself can be measured instead of assumed:
 
 - the reference's noise floor: its own error against the float64 result, ``max |ref - oracle|`` (and per
@@ -100,11 +100,11 @@ def decoys(reference: np.ndarray, oracle: np.ndarray, factor: float = FACTOR) ->
     return informative.trivial_passes(reference, decoy_rule(reference, oracle, factor))
 
 
-def record(chk_oracle: dict | None, info: dict, set_name: str, output: str, figures: dict) -> dict:
+def record(chk_oracle: dict | None, info: dict | None, set_name: str, output: str, figures: dict) -> dict:
     """``ArtifactCheck.oracle`` with one output's figures added (per set and output), and the check's two
     verdicts side by side: ``passed`` (the oracle's, what gates) and ``fixed_tier_passed``."""
     out = chk_oracle if chk_oracle and chk_oracle.get("available") else \
-        {"kind": info.get("kind", KIND), "available": True, "factor": figures["factor"], "ulps": ULPS,
+        {"kind": (info or {}).get("kind", KIND), "available": True, "factor": figures["factor"], "ulps": ULPS,
          "passed": True, "fixed_tier_passed": True, "sets": {}}
     out["sets"].setdefault(set_name, {})[output] = figures
     out["passed"] = out["passed"] and figures["passed"]

@@ -11,7 +11,7 @@ def rows(results) -> tuple[list[str], list[list[str]], list[str]]:
 
     several = len(results.validations) > 1
     headers = [*(["machine"] if several else []), "target", "set", "output", "reference noise floor",
-               "artifact error", "ratio (max)", "oracle", "fixed fp32 tier"]
+               "artifact error", "ratio (limit)", "oracle", "fixed fp32 tier"]
     out: list[list[str]] = []
     notes: list[str] = []
     for data in results.validations:

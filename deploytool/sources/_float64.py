@@ -28,11 +28,7 @@ KIND = "float64"
 def oracle_of(loaded: Any) -> tuple[Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None, str]:
     """(inputs -> float64 outputs, "") for a source that can run in float64, else (None, why not)."""
     module = getattr(loaded, "module", None)
-    try:
-        import torch
-    except ImportError:  # not a torch worker
-        torch = None  # type: ignore[assignment]
-    if torch is not None and isinstance(module, torch.nn.Module):
+    if _is_torch_module(module):
         return _torch_oracle(loaded, module)
     path = getattr(loaded, "path", None)
     if module is None and path is not None and str(path).endswith(".onnx"):
@@ -41,6 +37,14 @@ def oracle_of(loaded: Any) -> tuple[Callable[[dict[str, np.ndarray]], dict[str, 
     if path is not None and not str(path).endswith(".onnx"):
         what = "a SavedModel" if not str(path).endswith((".keras", ".h5")) else "a Keras"
     return None, f"no float64 oracle for {what} source (torch and ONNX sources only)"
+
+
+def _is_torch_module(module: Any) -> bool:
+    try:
+        import torch
+    except ImportError:  # not a torch worker
+        return False
+    return isinstance(module, torch.nn.Module)
 
 
 def _torch_oracle(loaded: Any, module: Any) -> tuple[Callable | None, str]:
