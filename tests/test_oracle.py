@@ -63,6 +63,7 @@ def test_an_artifact_as_far_from_float64_as_the_reference_passes_where_the_fixed
     assert f["noise_floor"] == pytest.approx(NOISE, rel=1e-3) and f["ratio"] < 2
     assert len(f["noise_per_sample"]) == len(f["error_per_sample"]) == 8
     assert "float64 oracle" in chk.basis
+    assert any(n.startswith("float64 oracle: PASS (max ") and n.endswith("fixed fp32 tier: FAIL") for n in chk.notes)
     # without the rule the same artifact fails the fixed tier
     fixed = _judge(tmp_path, other, rules=Rules())
     assert fixed.status == CheckStatus.FAIL and fixed.oracle is None

@@ -219,6 +219,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                 _accuracy_decoys(chk, labelled, references[labelled.name][waived_output], limit, base_tier.min_top1,
                                  trivial)
         chk.basis = _basis(bases, accuracy_basis, waived_output)
+        if chk.oracle and chk.oracle.get("available") and chk.oracle["passed"] != chk.oracle["fixed_tier_passed"]:
+            _note(chk, oracle_rule.summary(chk.oracle))  # the two verdicts differ: both, side by side
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")

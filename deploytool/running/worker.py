@@ -130,6 +130,7 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     from deploytool.core import contract as C
     from deploytool.core import npz
     from deploytool.core.contract import check_inputs, generate_inputs
+    from deploytool.sources import _float64 as float64
 
     loaded = _State.loaded
     if loaded is None:
@@ -138,7 +139,6 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     flops_per_sample: float | None = None
     flops_method = "" if loaded.flops is not None else "not counted for this kind of source"
     root = Path(job.root)
-    from deploytool.sources import _float64 as float64
     oracle = float64.Writer(loaded) if any(p.oracle for p in job.sets) else None  # export --oracle float64
     for plan in job.sets:
         try:
