@@ -192,8 +192,11 @@ def test_cancellation_fixed_tier_fails_the_correct_artifact_the_oracle_passes_it
     # validate follows the bundle; --oracle none is the fixed tier, which fails the same artifact
     proc = run_cli("validate", bundle, "--runtime", "onnxruntime")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "note: the bundle holds a float64 oracle from its export: the fp32 tier is judged against it (applied; " \
+        "--oracle none ignores it)" in proc.stdout
     fixed = run_cli("validate", bundle, "--runtime", "onnxruntime", "--oracle", "none", "--reports", tmp_path / "r")
-    assert fixed.returncode == errors.PARITY, fixed.stdout
+    assert fixed.returncode == errors.PARITY and "from its export: the fp32 tier is judged against it (ignored " \
+        "(--oracle none))" in fixed.stdout, fixed.stdout
     assert "outside atol=0.0001 rtol=0.0001" in json.loads((tmp_path / "r/validation.json").read_text())[
         "targets"]["onnx@onnxruntime"]["reason"]
 

@@ -101,6 +101,9 @@ def validate_command(bundle, formats, runtimes, emulate, atol, rtol, max_accurac
     if stored:
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
         click.echo(f"note: the bundle stores tolerance overrides from its export: {stored.describe()} ({applied})")
+    if outcome.manifest.golden.oracle is not None:  # export --oracle float64 (docs/oracle.md)
+        click.echo("note: the bundle holds a float64 oracle from its export: the fp32 tier is judged against it "
+                   f"({'ignored (--oracle none)' if opts.oracle == 'none' else 'applied; --oracle none ignores it'})")
     if outcome.manifest.accepted_constant:
         click.echo("note: the bundle accepts uninformative checks of these outputs from its export "
                    "(--accept-uninformative): " + ", ".join(outcome.manifest.accepted_constant))
