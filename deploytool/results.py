@@ -71,6 +71,9 @@ class ArtifactCheck:
     # Per input family (checking/families.py: seeded, data, perturbed, edge), this target's verdict on that family's
     # golden sets: {"status": "pass"/"fail", "sets": [...], "reason": the first failure, "gating": bool}
     families: dict = field(default_factory=dict)
+    # The float64 oracle rule's figures (checking/oracle.py, --oracle float64): per set and output the reference's
+    # noise floor, the artifact's error against the float64 result, their ratio, and both verdicts side by side.
+    oracle: dict | None = None
 
     @property
     def target(self) -> Target:

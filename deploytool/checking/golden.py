@@ -71,6 +71,7 @@ class GoldenSetPlan:
     family: str | None = None
     base: str | None = None
     note: str | None = None
+    oracle: str | None = None  # the float64 oracle's file to write (export --oracle float64; sources/_float64.py)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class GoldenSet:
     labels: Path | None = None  # one integer class per sample, for ``labelled_output``
     labelled_output: str | None = None
     family: str | None = None  # checking/families.py (None: by its name, families.family_of)
+    oracle: Path | None = None  # the float64 oracle's outputs (checking/oracle.py), when the bundle holds one
 
 
 def plan_sets(contract: Contract, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED,

@@ -14,6 +14,7 @@ import numpy as np
 
 from deploytool import platforms
 from deploytool.checking import families, informative, parity
+from deploytool.checking import oracle as oracle_rule
 from deploytool.checking.golden import GoldenSet
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract
@@ -44,6 +45,7 @@ class Evidence:
     inputs: Callable[[GoldenSet], dict | None] = lambda s: None
     refused: dict[str, str] = field(default_factory=dict)
     skipped_sets: dict[str, dict[str, str]] = field(default_factory=dict)
+    oracles: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # set -> float64 outputs (oracle.py)
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Rules:
     accept_constant: list[str] = field(default_factory=list)
     # input families that gate where the tier would only report them (``families.ungated_families``: edge on int8)
     gate_families: list[str] = field(default_factory=list)
+    # the float64 oracle rule for the fp32 tier (checking/oracle.py): the bundle's oracle info ({"kind", "why_not"})
+    oracle: dict | None = None
 
 
 def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evidence, rules: Rules | None = None,
@@ -179,6 +183,14 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                 verdict = parity.check(got[spec.name], ref[spec.name], tier, classifier, resolution)
                 if verdict.passed and str(got[spec.name].dtype) != spec.dtype:
                     verdict.passed, verdict.reason = False, f"dtype {got[spec.name].dtype}, contract says {spec.dtype}"
+                orc = evidence.oracles.get(set_name, {}).get(spec.name) if rules.oracle is not None and \
+                    oracle_rule.applies(tier, overrides) else None
+                if orc is not None:  # judged against the float64 result; the fixed tier's verdict kept beside it
+                    verdict, figures = oracle_rule.verdict(verdict, got[spec.name], ref[spec.name], orc)
+                    chk.oracle = oracle_rule.record(chk.oracle, rules.oracle, set_name, spec.name, figures)
+                elif rules.oracle is not None and oracle_rule.applies(tier, overrides) and chk.oracle is None:
+                    chk.oracle = oracle_rule.absent(rules.oracle)
+                    _note(chk, f"fp32 tier: {chk.oracle['why_not']}")
                 structural = not verdict.metrics.shape_ok or bool(verdict.metrics.nonfinite_new) or \
                     bool(verdict.metrics.nonfinite_ref) or str(got[spec.name].dtype) != spec.dtype
                 gating = structural or spec.name != waived_output or bool(overrides)
@@ -186,7 +198,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                 # a family asked to gate (--gate-families) gates on its tensors even where accuracy stands in for
                 # them elsewhere: its sets have no labels
                 gating = (gating or set_families.get(set_name) in rules.gate_families) and not family_ungated
-                tried = tensor_decoys(set_name, spec.name, tier, classifier, resolution) \
+                tried = (oracle_rule.decoys(ref[spec.name], orc) if orc is not None else
+                         tensor_decoys(set_name, spec.name, tier, classifier, resolution)) \
                     if verdict.passed and gating else []
                 _record_decoys(chk.sets[set_name], spec.name, verdict.to_dict(), gating, tried,
                                refcheck[set_name][spec.name], set_name, trivial)
@@ -219,6 +232,8 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                 _accuracy_decoys(chk, labelled, references[labelled.name][waived_output], limit, base_tier.min_top1,
                                  trivial)
         chk.basis = _basis(bases, accuracy_basis, waived_output)
+        if chk.oracle and chk.oracle.get("available") and chk.oracle["passed"] != chk.oracle["fixed_tier_passed"]:
+            _note(chk, oracle_rule.summary(chk.oracle))  # the two verdicts differ: both, side by side
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")

@@ -111,6 +111,8 @@ class Verdict:
         tier = self.tier
         if self.basis == "absolute":
             return f"absolute error (max {self.floor:.2g}: reference below the {tier.name} resolution)"
+        if self.basis == "float64 oracle":  # checking/oracle.py
+            return "error against the float64 oracle, relative to the fp32 reference's own (fp32 tier)"
         if tier.gate == "elementwise":
             whose = f"{tier.name} tier" if TIERS.get(tier.name) == tier else "override"
             return f"elementwise atol/rtol ({whose})"

@@ -109,6 +109,10 @@ def _models_help() -> str:
 @click.option("--steps", type=int, default=None, metavar="N",
               help="Steps of the multi-step check (default 32, or the model file's STEPS).")
 @steps_gate_options
+@click.option("--oracle", type=click.Choice(["float64", "none"]), default=None,
+              help="float64: also run the source in float64 on every golden set (torch and ONNX sources; stored "
+                   "as golden/oracle*.npz) and judge the fp32 tier by each artifact's error against it, at most "
+                   "10x the fp32 reference's own (docs/oracle.md). Default: the fixed fp32 tier (atol=rtol=1e-4).")
 @click.option("--sign", type=click.Path(dir_okay=False), metavar="KEY.pem",
               help="Sign the bundle's content (manifest, artifacts, golden data) with this EC private key "
                    "(OpenSSF model-signing, offline) into BUNDLE/signature.sig; check with validate --verify.")

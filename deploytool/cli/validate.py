@@ -69,6 +69,10 @@ from deploytool.targets import split_names
 @accept_constant_option
 @steps_gate_options
 @gate_families_option
+@click.option("--oracle", type=click.Choice(["float64", "none"]), default=None,
+              help="float64: judge the fp32 tier against the float64 oracle stored at export (--oracle float64 "
+                   "there; exit 2 when the bundle has none); none: the fixed fp32 tier. Default: as the bundle "
+                   "was exported.")
 @click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
               "(they are shown as overrides in the table and report otherwise).")
 @verify_option
@@ -114,6 +118,9 @@ def validate_command(bundle, formats, runtimes, emulate, atol, rtol, max_accurac
     if stored:
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
         click.echo(f"note: the bundle stores tolerance overrides from its export: {stored.describe()} ({applied})")
+    if outcome.manifest.golden.oracle is not None:  # export --oracle float64 (docs/oracle.md)
+        click.echo("note: the bundle holds a float64 oracle from its export: the fp32 tier is judged against it "
+                   f"({'ignored (--oracle none)' if opts.oracle == 'none' else 'applied; --oracle none ignores it'})")
     if outcome.manifest.accepted_constant:
         click.echo("note: the bundle accepts uninformative checks of these outputs from its export "
                    "(--accept-uninformative): " + ", ".join(outcome.manifest.accepted_constant))

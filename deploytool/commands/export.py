@@ -22,6 +22,7 @@ from typing import Any
 
 from deploytool import envs, install
 from deploytool.checking import families, golden, judge, steps
+from deploytool.checking import oracle as oracle_rule
 from deploytool.checking.golden import GoldenSet
 from deploytool.checking.parity import Tolerances
 from deploytool.commands import check_run_options, stepping, tolerances_of
@@ -130,6 +131,9 @@ class ExportOptions:
     # that gate where a tier would only report them (--gate-families edge: int8 too)
     families: list[str] = field(default_factory=list)
     gate_families: list[str] = field(default_factory=list)
+    # "float64": also run the source in float64 on every golden set (golden/oracle*.npz) and judge the fp32 tier
+    # against it (checking/oracle.py); None / "none": the fixed fp32 tier only
+    oracle: str | None = None
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -160,6 +164,10 @@ class ExportOptions:
         self.formats = format_names(self.formats)
         self.runtimes = check_runtimes(self.runtimes)
         check_run_options(self.timeout, self.tolerances, self.max_accuracy_drop)
+        try:
+            oracle_rule.check_option(self.oracle)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         if self.sign is not None and not self.sign.is_file():
             raise UsageError(f"--sign {self.sign}: no such key file")
         self.source_inputs()
@@ -306,6 +314,7 @@ class _Pipeline:
         self.flops: FlopsRecord | None = None
         self.loop: tuple[list[steps.Pair], int, str] | None = None  # the declared feedback loop (multi-step check)
         self.steps: steps.StepsRecord | None = None
+        self.oracle: dict | None = None  # the float64 oracle's record (--oracle float64: GoldenData.oracle)
         self.runs = RunPool(staging / bundle.LOGS, self.work, timeout=self.timeout)
         self.targets: list[Target] = []  # every target submitted for checking, in export order
         self.plan = plan(source.framework)  # each format as made from this kind of source
@@ -348,9 +357,9 @@ class _Pipeline:
             raise RuntimeError("no source contract")
         references = {s.name: npz.load(s.reference) for s in self.sets}
         evidence = judge.Evidence(runs, self.sets, references, inputs=lambda s: npz.load(s.inputs),
-                                  skipped_sets=self.runs.skipped_sets)
+                                  skipped_sets=self.runs.skipped_sets, oracles=oracle_rule.load(self.sets))
         rules = judge.Rules(self.tolerances, self.options.max_accuracy_drop, self.options.accept_constant,
-                            self.options.gate_families)
+                            gate_families=self.options.gate_families, oracle=self.oracle)
         # an artifact that was not made is judged once, on its default runtime (not exported, needs data, ...)
         unmade = [Target(n, self.plan[n].runtime) for n in self.records if all(t.format != n for t in self.targets)]
         checks = judge.judge(self.contract, self.records, evidence, rules, self.source.framework,
@@ -457,6 +466,9 @@ class _Pipeline:
         for p in plans:  # --data decides its own dims (any size a dynamic dim allows)
             if golden.LABELLED in (p.name, p.base) and labelled == "given" and self.labelled_dims is not None:
                 p.dims = self.labelled_dims
+        if self.options.oracle == oracle_rule.KIND:  # the float64 oracle beside each set's reference
+            for p in plans:
+                p.oracle = oracle_rule.path_of(p.reference)
         job = WriteGolden(str(self.staging), plans)
         # Only when a format made from it is to be exported: mobilenet_v2's 128 samples are 77 MB to
         # draw, write and hash.
@@ -476,8 +488,12 @@ class _Pipeline:
         self.sets = [GoldenSet(p.name, self.staging / p.inputs, self.staging / p.reference, p.dims,
                                written.samples.get(p.name, p.samples),
                                self.staging / p.labels if p.labels else None,
-                               labelled_output if p.labels else None, p.family) for p in plans]
+                               labelled_output if p.labels else None, p.family,
+                               oracle=self.staging / p.oracle if p.oracle and written.oracle.get("sets", {}).get(p.name)
+                               else None) for p in plans]
         self.set_notes = {p.name: p.note for p in plans if p.note}
+        if self.options.oracle == oracle_rule.KIND:
+            self.oracle = {k: v for k, v in written.oracle.items() if k != "sets"}
         self.coverage = {s.name: golden.coverage(self.contract, npz.load(s.inputs), given=s.name == golden.LABELLED
                                                  and labelled == "given") for s in self.sets}
         if self.loop is not None:
@@ -623,9 +639,10 @@ class _Pipeline:
                                           s.reference.relative_to(self.staging).as_posix(), s.dims, s.samples,
                                           s.labels.relative_to(self.staging).as_posix() if s.labels else None,
                                           s.labelled_output, self.coverage.get(s.name, {}), s.family,
-                                          self.set_notes.get(s.name))
+                                          self.set_notes.get(s.name),
+                                          oracle=s.oracle.relative_to(self.staging).as_posix() if s.oracle else None)
                   for s in self.sets},
-            files=bundle.file_records(self.staging, self.staging / bundle.GOLDEN))
+            files=bundle.file_records(self.staging, self.staging / bundle.GOLDEN), oracle=self.oracle)
         if self.calibration is not None:  # its sha256 is in golden.files; repeated here with its origin
             data.calibration = self.calibration
             self.calibration.sha256 = bundle.sha256_file(self.staging / self.calibration.path)

@@ -19,6 +19,7 @@ from typing import Any
 
 from deploytool import platforms
 from deploytool.checking import families, golden, judge, steps
+from deploytool.checking import oracle as oracle_rule
 from deploytool.checking.golden import DATA, MAIN, GoldenSet, read_user_data
 from deploytool.checking.parity import Tolerances
 from deploytool.commands import check_run_options, pipeline, stepping, tolerances_of
@@ -130,6 +131,9 @@ class ValidateOptions:
     operating_point: str | None = None
     max_decision_flips: str | None = None
     gate_families: list[str] = field(default_factory=list)  # families that gate where a tier only reports them
+    # "float64": judge the fp32 tier against the float64 oracle the bundle holds (export --oracle float64; exit 2
+    # when it holds none); "none": the fixed fp32 tier; None: as the bundle was exported (checking/oracle.py)
+    oracle: str | None = None
 
     def __post_init__(self) -> None:
         # the API takes strings and plain tables too; from here on each field has its one type
@@ -162,6 +166,7 @@ class ValidateOptions:
         try:
             steps.Gates(self.min_agree_steps, self.max_step_error).check()
             self.gate_families = families.parse(self.gate_families, "--gate-families")
+            oracle_rule.check_option(self.oracle)
         except ValueError as e:
             raise UsageError(str(e)) from None
         return check_runtimes(self.runtimes)
@@ -200,6 +205,7 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
     work = Path(tempfile.mkdtemp(prefix="deploytool-validate-"))
     try:
         sets, references = _sets(opened, opts.samples, work)
+        oracle_info, oracles = oracle_rule.for_validate(opened, opts.oracle, opts.samples)
         if data is not None:
             progress.stage(f"computing references for {data} on the source model")
             s, ref = _data_set(bundle_dir, manifest, contract, data, work, timeout, opts.source)
@@ -237,8 +243,9 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
             return npz.load(bundle_dir / rel) if rel and (bundle_dir / rel).is_file() else None
 
         evidence = judge.Evidence(replies, sets, references, stored, lambda s: npz.load(s.inputs), refused,
-                                  runs.skipped_sets)
-        rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant, opts.gate_families)
+                                  runs.skipped_sets, oracles)
+        rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant, gate_families=opts.gate_families,
+                            oracle=oracle_info)
         checks = judge.judge(contract, records, evidence, rules, manifest.model.framework, chosen)
         if manifest.steps is not None:
             stepping.apply(checks, replies, bundle_dir / manifest.steps.path, manifest.steps,

@@ -4,7 +4,7 @@ with their blamed hop and repro folder, the environment folded away. Small enoug
 $GITHUB_STEP_SUMMARY as it is."""
 from __future__ import annotations
 
-from deploytool.report import pipeline_section
+from deploytool.report import oracle_section, pipeline_section
 from deploytool.report.console import human_size
 from deploytool.report.steps import steps_section
 from deploytool.report.view import EXPORT_KIND, ArtifactView, artifacts, matrix, pareto, when
@@ -214,6 +214,7 @@ def render(results) -> str:
         lines += ["", "## Input families", "", "Each family's verdict on its own golden sets (seeded: drawn in the "
                   "declared ranges; data: the model's or your data; perturbed; edge: zeros, the ranges' ends, the "
                   "largest dims).", "", *_table(*fam)]
+    lines += oracle_section.markdown_lines(results)  # --oracle float64: the fp32 tier's two verdicts
     failed = failures(views)
     if failed:
         lines += ["", "## Failures", "", *(f"- {line}" for line in failed)]

@@ -262,6 +262,7 @@ class GoldenWritten(Reply):
     error: str | None = None
     exit_code: int = 3
     traceback: str | None = None
+    oracle: dict = field(default_factory=dict)  # the float64 oracle written (sources/_float64.Writer.result)
 
     @classmethod
     def crashed(cls, why: str) -> GoldenWritten:

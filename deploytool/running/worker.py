@@ -131,6 +131,7 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     from deploytool.core import contract as C
     from deploytool.core import npz
     from deploytool.core.contract import check_inputs, generate_inputs
+    from deploytool.sources import _float64 as float64
 
     loaded = _State.loaded
     if loaded is None:
@@ -140,6 +141,7 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
     flops_per_sample: float | None = None
     flops_method = "" if loaded.flops is not None else "not counted for this kind of source"
     root = Path(job.root)
+    oracle = float64.Writer(loaded) if any(p.oracle for p in job.sets) else None  # export --oracle float64
     for plan in job.sets:
         try:
             labels = None
@@ -181,6 +183,8 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
                 flops_method = f"not counted: {short_error(e)}"
         npz.save(root / plan.inputs, inputs)
         npz.save(root / plan.reference, refs)
+        if oracle is not None and plan.oracle:
+            oracle.add(plan.name, root / plan.oracle, inputs, refs)
         if labels is not None and plan.labels:
             npz.save(root / plan.labels, {"labels": labels})
         written[plan.name] = len(next(iter(inputs.values())))
@@ -197,7 +201,7 @@ def write_golden(job: jobs.WriteGolden, env: dict) -> jobs.GoldenWritten:
         calibration_samples = len(next(iter(calib.values())))
     return jobs.GoldenWritten(ok=True, samples=written, calibration_samples=calibration_samples,
                               labelled_output=labelled_output, flops_per_sample=flops_per_sample,
-                              flops_method=flops_method)
+                              flops_method=flops_method, oracle=oracle.result() if oracle is not None else {})
 
 
 def export_format(job: jobs.ExportFormat, env: dict) -> jobs.FormatExported:

@@ -94,6 +94,7 @@ class GoldenSetRecord:
     coverage: dict[str, dict] = field(default_factory=dict)
     family: str | None = None  # its input family (checking/families.py); absent in older bundles: by its name
     note: str | None = None  # how a family set was made, where that needs saying
+    oracle: str | None = None  # the float64 oracle's outputs (.npz, float64; export --oracle float64)
 
 
 @dataclass
@@ -113,6 +114,9 @@ class GoldenData:
     files: list[FileRecord]
     reference_runtime: str | None = None
     calibration: CalibrationRecord | None = None
+    # export --oracle float64: {"kind": "float64", "why_not": "" or why the source has none, "seconds": time the
+    # float64 runs took}; absent: not asked for (checking/oracle.py)
+    oracle: dict | None = None
 
 
 @dataclass

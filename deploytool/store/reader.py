@@ -51,6 +51,7 @@ class OpenedBundle:
     references: dict[str, dict[str, np.ndarray]]  # set -> reference outputs, checked
     labels: dict[str, np.ndarray]  # labelled set -> its labels, checked
     absent: list[str] = field(default_factory=list)  # export-only files not in it (a device copy), by path
+    oracles: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # set -> float64 oracle, checked
 
 
 def open_bundle(path: Path | str, verify_key: Path | str | None = None) -> OpenedBundle:
@@ -72,7 +73,8 @@ def open_bundle(path: Path | str, verify_key: Path | str | None = None) -> Opene
     if m.steps is not None:
         _check_steps(root, m)
     _check_contracts(root, m)
-    return OpenedBundle(root, m, inputs, references, labels, absent)
+    oracles = _check_oracles(root, m, references)
+    return OpenedBundle(root, m, inputs, references, labels, absent, oracles)
 
 
 def _check_contracts(root: Path, m: Manifest) -> None:
@@ -247,3 +249,28 @@ def _check_steps(root: Path, m: Manifest) -> None:
                               m.contract.dim_sizes("example", batch_one=True), f"{where}: {rel}")
     except ValueError as e:
         raise BundleError(str(e) if str(e).startswith("bundle") else f"{where}: {e}") from None
+def _check_oracles(root: Path, m: Manifest, references: dict[str, dict[str, np.ndarray]]) -> dict:
+    """Each set's float64 oracle (``export --oracle float64``): a hashed golden file, float64, finite, one array
+    per float output of the reference, of its shape."""
+    where = f"bundle {root}: golden data"
+    hashed = {f.path for f in m.golden.files}
+    oracles = {}
+    for set_name, info in m.golden.sets.items():
+        if not info.oracle:
+            continue
+        what = f"{where}: set {set_name!r}: float64 oracle"
+        if bundle.contained(info.oracle, f"bundle {root}: manifest.json: golden.sets.{set_name}.oracle") not in hashed:
+            raise BundleError(f"bundle {root}: manifest.json: golden.sets.{set_name}.oracle {info.oracle!r} is not "
+                              "among the hashed golden files")
+        arrays, ref = _load(root, info.oracle, what), references[set_name]
+        floats = sorted(k for k, v in ref.items() if v.dtype.kind == "f")
+        if sorted(arrays) != floats:
+            raise BundleError(f"{what}: arrays {sorted(arrays)}, the reference's float outputs are {floats}")
+        for name, a in arrays.items():
+            if a.dtype != np.float64 or a.shape != ref[name].shape:
+                raise BundleError(f"{what}: {name!r} is {a.dtype}{list(a.shape)}, expected float64"
+                                  f"{list(ref[name].shape)} (the reference's shape)")
+            if not np.isfinite(a).all():
+                raise BundleError(f"{what}: {name!r} holds NaN/Inf")
+        oracles[set_name] = arrays
+    return oracles
