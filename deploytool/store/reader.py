@@ -249,6 +249,8 @@ def _check_steps(root: Path, m: Manifest) -> None:
                               m.contract.dim_sizes("example", batch_one=True), f"{where}: {rel}")
     except ValueError as e:
         raise BundleError(str(e) if str(e).startswith("bundle") else f"{where}: {e}") from None
+
+
 def _check_oracles(root: Path, m: Manifest, references: dict[str, dict[str, np.ndarray]]) -> dict:
     """Each set's float64 oracle (``export --oracle float64``): a hashed golden file, float64, finite, one array
     per float output of the reference, of its shape."""
