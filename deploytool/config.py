@@ -30,7 +30,9 @@ from pathlib import Path
 from deploytool.core.errors import did_you_mean
 
 TABLES = ("export", "validate", "bench", "report", "recommend")
-PATH_KEYS = {"weights", "out", "data", "reports", "json_path", "junit_path", "compare"}
+# the options that take a path (click.Path): relative to the config file (tests/test_config.py checks every command's)
+PATH_KEYS = {"weights", "out", "data", "reports", "json_path", "junit_path", "compare", "calib_data", "sign",
+             "verify_key", "pipeline", "raw_data"}
 
 
 def load(path: str | Path, command: str, params: dict[str, tuple[str, bool]]) -> dict:
@@ -114,7 +116,7 @@ def section(data: dict, path: Path, where: str, command: str, params: dict[str, 
             value = [value]
         if not repeatable and isinstance(value, (list, dict)):
             raise ValueError(f"{where}: [{command}] {key} takes one value, got {value!r}")
-        if param == "model":
+        if param in ("model", "source"):  # validate --source names the model as export --model does
             value = _model_path(str(value), base)
         elif param in PATH_KEYS:
             value = [str(base / v) for v in value] if repeatable else str(base / str(value))

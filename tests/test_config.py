@@ -99,3 +99,24 @@ def test_format_and_formats_are_one_option_in_a_config_file(tmp_path):
         path.write_text(f'[validate]\n{key} = ["onnx", "tflite"]\nruntime = "onnxruntime,openvino"\n')
         assert config.load(path, "validate", params) == {"formats": ["onnx", "tflite"],
                                                          "runtimes": ["onnxruntime,openvino"]}
+
+
+def test_every_option_that_takes_a_path_is_read_relative_to_the_config_file(tmp_path):
+    """A path in a config file means the same wherever the command runs from: every click.Path option of the
+    commands a config file configures is in ``config.PATH_KEYS`` (or is the model, read as export --model reads it)."""
+    import click
+
+    from deploytool.cli import main
+
+    for command in config.TABLES:
+        for p in main.commands[command].params:
+            if isinstance(p, click.Option) and isinstance(p.type, click.Path) and p.name != "config":
+                assert p.name in config.PATH_KEYS, f"{command} --{p.name}"
+    path = tmp_path / "ci" / "deploy.toml"
+    path.parent.mkdir()
+    path.write_text('[validate]\npipeline = "pipe.py"\nraw-data = "raw.npz"\nsource = "model.py:build"\n')
+    from deploytool.cli.options import option_names
+
+    got = config.load(path, "validate", option_names(main.commands["validate"]))
+    assert got == {"pipeline": str(path.parent / "pipe.py"), "raw_data": str(path.parent / "raw.npz"),
+                   "source": f"{path.parent / 'model.py'}:build"}
