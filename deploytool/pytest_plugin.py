@@ -49,7 +49,7 @@ def failures(outcome, allow: set[str] | frozenset[str] = frozenset()) -> list[li
     covered golden inputs (both as ``--strict``: allow ``skipped`` / ``weak_coverage``), and artifacts that failed to
     export; less the statuses in ``allow``."""
     from deploytool.formats import plan
-    from deploytool.report.github import first_failing_metric
+    from deploytool.report.github import failure_text
     from deploytool.running.jobs import FAILING_CHECKS, ArtifactStatus, CheckStatus
 
     failing = {str(s) for s in FAILING_CHECKS} - set(allow)
@@ -69,8 +69,7 @@ def failures(outcome, allow: set[str] | frozenset[str] = frozenset()) -> list[li
         if weak:
             rows.append([chk.format, chk.target.where, "WEAK_COVERAGE", "-", chk.coverage])
             continue
-        metric = first_failing_metric(chk)
-        rows.append([chk.format, chk.target.where, chk.status.upper(), chk.hop_blamed or "-", metric or chk.reason])
+        rows.append([chk.format, chk.target.where, chk.status.upper(), chk.hop_blamed or "-", failure_text(chk)])
     return rows
 
 

@@ -212,3 +212,43 @@ def test_a_vacuous_or_accepted_constant_verdict_says_so_in_its_basis(tmp_path):
         chk = judge(CONTRACT, {"onnx": _record("onnx")}, Evidence({"onnx": run}, sets, {"main": constant}),
                     Rules(accept_constant=accept))["onnx"]
         assert chk.status == status and chk.basis.startswith(basis), chk.basis
+
+
+def test_a_gate_applied_after_the_tensor_checks_fails_the_target_and_is_blamed_by_finish():
+    """The multi-step check and the pipeline's decisions fail a target after the judge's tensor checks
+    (``add_failure``); ``finish`` then blames its hop, and the emulated target's 'passes natively' cross-check is
+    not said of an artifact that now fails natively too."""
+    from deploytool.checking import judge as J
+    from deploytool.results import Checks
+
+    checks = Checks()
+    for key in ("onnx", "savedmodel", "tflite_fp32", "tflite_fp32@litert@aarch64-cortex-a72"):
+        fmt, _, rest = key.partition("@")
+        runtime, _, platform = rest.partition("@")
+        checks[key] = ArtifactCheck(fmt, runtime or plan()[fmt].runtime, CheckStatus.PASS,
+                                    platform=platform or "native")
+    checks["tflite_fp32@litert@aarch64-cortex-a72"].status = CheckStatus.FAIL
+    checks["tflite_fp32@litert@aarch64-cortex-a72"].reason = "y: max abs error 1"
+    checks["savedmodel"].status = CheckStatus.VACUOUS  # passed only vacuously: a failing gate still fails it
+    J.add_failure(checks["savedmodel"], "multi-step: greedy token differs first at step 3 of 32")
+    J.add_failure(checks["tflite_fp32"], "pipeline: 2 of 64 decisions differ")
+    J.finish(checks, "torch")
+    sm, tfl = checks["savedmodel"], checks["tflite_fp32"]
+    assert (sm.status, tfl.status) == (CheckStatus.FAIL, CheckStatus.FAIL)
+    assert sm.hop_blamed == "onnx -> savedmodel" and sm.reason.endswith("[error appears at hop onnx -> savedmodel]")
+    assert tfl.hop_blamed == "onnx -> savedmodel"  # the first failing target of its lineage
+    assert "multi-step: greedy token differs first at step 3" in sm.reason
+    assert not any("passes on litert natively" in n for n in checks["tflite_fp32@litert@aarch64-cortex-a72"].notes)
+
+
+def test_a_failure_line_names_the_gate_that_failed_not_a_reported_only_metric():
+    from deploytool.report.github import failure_text
+
+    chk = ArtifactCheck("onnx_int8", "onnxruntime", CheckStatus.FAIL, reason="multi-step: differs at step 2")
+    chk.sets = {"edge": {"y": {"passed": False, "reason": "SQNR 2.4 dB", "gating": False, "family_ungated": True}}}
+    chk.hop = {"main": {"y": {"passed": False, "reason": "hop metric"}}}
+    chk.steps = {"failures": ["decisions"]}
+    assert failure_text(chk) == "multi-step: differs at step 2"
+    chk.steps, chk.reason = None, "y: max abs error 3"
+    chk.sets["main"] = {"y": {"passed": False, "reason": "max abs error 3", "gating": True}}
+    assert failure_text(chk) == "metric main/y: max abs error 3"

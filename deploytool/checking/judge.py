@@ -69,7 +69,7 @@ class Rules:
 
 
 def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evidence, rules: Rules | None = None,
-          framework: str = DEFAULT_FRAMEWORK, targets: list[Target] | None = None) -> Checks:
+          framework: str = DEFAULT_FRAMEWORK, targets: list[Target] | None = None, final: bool = True) -> Checks:
     """Verdicts per target (artifact x runtime), set and output, against the reference and against the
     parent artifact. Keyed by ``Target.key`` (``onnx@openvino``), in registry order of the formats.
 
@@ -78,6 +78,9 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
     gates and accepted constant outputs (``Rules``; default: none).
     ``framework``: the source's, which decides each artifact's parent (``formats.plan``).
     ``targets``: the targets to judge (default: each record on its format's default runtime).
+
+    ``final``: False when the caller applies further gates (``add_failure``: multi-step, pipeline decisions) before
+    the verdicts are final; it then calls ``finish`` itself, once, after them.
 
     The hop comparison of a target takes its parent artifact on the same runtime where that target is
     judged too (so a fault only one runtime sees is blamed on that runtime's hop), else the parent on
@@ -243,6 +246,33 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
         elif disagree:
             _note(chk, f"{disagree} (not gating: {', '.join(sorted(ungated))} on the {base_tier.name} tier)")
         _informativeness(chk, trivial, refcheck, accept_constant or [], set_inputs, sets)
+    return finish(checks, framework) if final else checks
+
+
+# A target that got through the judge's checks (passed, or passed only vacuously): a further gate can still fail it.
+OPEN_TO_FURTHER_GATES = (CheckStatus.PASS, CheckStatus.VACUOUS, CheckStatus.CONSTANT_ACCEPTED)
+
+
+def add_failure(chk: ArtifactCheck, why: str) -> None:
+    """A gate checked beside the tensor checks (the multi-step check, the pipeline's decisions) failed on ``chk``: a
+    target that passed, or passed only vacuously, FAILs; the cause is appended to its reason either way. Call before
+    ``finish``, which blames the hop of every failure."""
+    if chk.status in OPEN_TO_FURTHER_GATES:
+        chk.status = CheckStatus.FAIL
+    chk.reason = f"{chk.reason}; {why}" if chk.reason else why
+
+
+def add_uninformative(chk: ArtifactCheck, why: str) -> None:
+    """A further gate passed, but so would a trivial artifact (``informative.py``): a PASS is VACUOUS; the cause is
+    appended to the reason."""
+    if chk.status == CheckStatus.PASS:
+        chk.status = CheckStatus.VACUOUS
+    chk.reason = f"{chk.reason}; {why}" if chk.reason else why
+
+
+def finish(checks: Checks, framework: str = DEFAULT_FRAMEWORK) -> Checks:
+    """The verdicts made final, once every gate has been applied: each failure's blamed hop (the first target of its
+    lineage that fails), and on an emulated CPU the cross-check against the same artifact natively."""
     for chk in checks.values():
         if chk.status == CheckStatus.FAIL:
             chk.hop_from, chk.hop_to = blame_targets(chk.target, checks, framework)

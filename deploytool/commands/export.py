@@ -363,11 +363,12 @@ class _Pipeline:
         # an artifact that was not made is judged once, on its default runtime (not exported, needs data, ...)
         unmade = [Target(n, self.plan[n].runtime) for n in self.records if all(t.format != n for t in self.targets)]
         checks = judge.judge(self.contract, self.records, evidence, rules, self.source.framework,
-                             self.targets + unmade)
+                             self.targets + unmade, final=False)
         if self.steps is not None:
             stepping.apply(checks, runs, self.staging / self.steps.path, self.steps,
                            {n: r.tier for n, r in self.records.items()},
                            steps.Gates(self.options.min_agree_steps, self.options.max_step_error))
+        judge.finish(checks, self.source.framework)  # every gate applied: the failures' hops blamed
         golden.annotate(checks, self.contract, self.coverage)
         self._keep_outputs(checks)
         extras = localise_failures(checks, self.records, self.staging, self.sets, self.tolerances, self.work,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool.checking import decisions, preprocessing
+from deploytool.checking import decisions, judge, preprocessing
 from deploytool.checking.golden import GoldenSet
 from deploytool.core import errors, npz
 from deploytool.core.contract import Contract, as_samples, dims_of, nonfinite_sample
@@ -293,9 +293,7 @@ def judge_decisions(prep: Prepared, checks: dict[str, ArtifactCheck], contract: 
                                 f"(tensor parity on identical inputs {parity})")
         chk.pipeline = result
         if failures:
-            if chk.status in (CheckStatus.PASS, CheckStatus.CONSTANT_ACCEPTED):
-                chk.status = CheckStatus.FAIL
-            chk.reason = "; ".join(filter(None, [chk.reason, *failures]))
+            judge.add_failure(chk, "; ".join(failures))
 
 
 def _compare(ref: decisions.Decisions, got: decisions.Decisions, band: float | None) -> dict | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploytool.checking import judge
 from deploytool.checking import steps as S
 from deploytool.core import npz
 from deploytool.core.contract import Contract
@@ -87,8 +88,6 @@ def apply(checks: dict[str, ArtifactCheck], replies: dict[str, ArtifactRan], ref
         if not why:
             continue
         if chk.steps.get("error") or chk.steps.get("failures"):
-            if chk.status in (CheckStatus.PASS, CheckStatus.VACUOUS, CheckStatus.CONSTANT_ACCEPTED):
-                chk.status = CheckStatus.FAIL
-        elif chk.status == CheckStatus.PASS:
-            chk.status = CheckStatus.VACUOUS
-        chk.reason = f"{chk.reason}; {why}" if chk.reason else why
+            judge.add_failure(chk, why)
+        else:
+            judge.add_uninformative(chk, why)

@@ -246,18 +246,19 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
                                   runs.skipped_sets, oracles)
         rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant, gate_families=opts.gate_families,
                             oracle=oracle_info)
-        checks = judge.judge(contract, records, evidence, rules, manifest.model.framework, chosen)
+        checks = judge.judge(contract, records, evidence, rules, manifest.model.framework, chosen, final=False)
         if manifest.steps is not None:
             stepping.apply(checks, replies, bundle_dir / manifest.steps.path, manifest.steps,
                            {n: r.tier for n, r in manifest.artifacts.items()},
                            steps.Gates(opts.min_agree_steps, opts.max_step_error))
+        if prepared is not None:
+            progress.stage("comparing the pipeline's decisions with the source's")
+            pipeline.judge_decisions(prepared, checks, contract, work, _logs(bundle_dir, work), timeout)
+        judge.finish(checks, manifest.model.framework)  # every gate applied: the failures' hops blamed
         golden.annotate(checks, contract, {name: rec.coverage for name, rec in manifest.golden.sets.items()})
         extras = localise_failures(checks, manifest.artifacts, bundle_dir, sets, tolerances, work,
                                    _logs(bundle_dir, work), timeout, progress=progress,
                                    source=manifest.model.source, contract=contract, consent=opts.source)
-        if prepared is not None:
-            progress.stage("comparing the pipeline's decisions with the source's")
-            pipeline.judge_decisions(prepared, checks, contract, work, _logs(bundle_dir, work), timeout)
         try:
             # The bundle's own reports/ only through real directories inside it; --reports is the user's.
             reports_dir = opts.reports_dir or bundle.real_dir(bundle_dir, bundle.REPORTS)

@@ -38,14 +38,33 @@ def error(title: str, message: str) -> str:
 
 
 def first_failing_metric(check) -> str | None:
-    """``set/output: reason`` of the first output that failed against the reference (or the parent); an output
-    judged on task accuracy instead (``gating`` false) is not one."""
-    for where in (check.sets, check.hop):
-        for set_name, outputs in (where or {}).items():
-            for output, verdict in (outputs or {}).items():
-                if isinstance(verdict, dict) and verdict.get("passed") is False and verdict.get("gating", True):
-                    return f"{set_name}/{output}: {verdict.get('reason', 'failed')}"
+    """``set/output: reason`` of the first output that failed against the reference and gates the verdict: not one
+    judged on task accuracy instead (``gating`` false), not one of a family reported only (``family_ungated``), not a
+    hop comparison (it blames, it does not gate)."""
+    for set_name, outputs in (check.sets or {}).items():
+        for output, verdict in (outputs or {}).items():
+            if isinstance(verdict, dict) and verdict.get("passed") is False and verdict.get("gating", True) and \
+                    not verdict.get("family_ungated"):
+                return f"{set_name}/{output}: {verdict.get('reason', 'failed')}"
     return None
+
+
+def further_gate_failed(check) -> bool:
+    """Whether a gate besides the tensor checks failed the target: task accuracy, the multi-step check, the pipeline's
+    decisions or its deployed preprocessing (the reason names each)."""
+    accuracy = check.accuracy is not None and check.accuracy.get("passed") is False
+    steps = bool(check.steps and (check.steps.get("failures") or check.steps.get("error")))
+    pipe = check.pipeline or {}
+    deployed = pipe.get("preprocess_deployed") or {}
+    pipeline = pipe.get("gate", {}).get("passed") is False or deployed.get("match") is False
+    return accuracy or steps or pipeline
+
+
+def failure_text(check) -> str:
+    """What one line says of a failed target: ``metric SET/OUTPUT: ...`` of its first failing output where the tensor
+    checks are all that failed, else its reason (which names every failure)."""
+    metric = first_failing_metric(check)
+    return f"metric {metric}" if metric and not further_gate_failed(check) else check.reason
 
 
 def check_annotations(model: str, manifest, checks: dict) -> list[str]:
@@ -61,8 +80,7 @@ def check_annotations(model: str, manifest, checks: dict) -> list[str]:
         parts = [f"{chk.format} on {chk.target.where}: {chk.status.upper()}"]
         if chk.hop_blamed:
             parts.append(f"error appears at hop {chk.hop_blamed}")
-        metric = first_failing_metric(chk)
-        parts.append(f"metric {metric}" if metric else chk.reason)  # the reason names every failing output
+        parts.append(failure_text(chk))
         out.append(error(f"deploytool {model}/{label(chk)}: {chk.status}", "; ".join(parts)))
     return out
 
