@@ -5,9 +5,10 @@ the float64 result, relative to the fp32 reference's own, on every runtime that 
         [--markdown docs/figures/oracle_evidence.md]
 
 Exports each model with ``--oracle float64`` (the fp32 formats only), then prints one row per target, golden
-set and output: the reference's noise floor (max |ref - float64|), the artifact's error (max |artifact -
-float64|), their ratio (against the noise floor or the 4-ulp floor, whichever is larger), and the oracle's and
-the fixed fp32 tier's verdicts side by side; then per model the export time with and without the oracle (the
+set and output, with the figures of its worst sample (the rule judges each sample on its own): the sample, the
+reference's noise on it (max |ref - float64|), the artifact's error on it (max |artifact - float64|), their
+ratio (against the noise or the sample's 4-ulp floor, whichever is larger), and the oracle's and the fixed fp32
+tier's verdicts side by side; then per model the export time with and without the oracle (the
 float64 runs as the manifest records them, and the whole export).
 """
 from __future__ import annotations
@@ -52,17 +53,20 @@ def main() -> None:
             o = chk.oracle
             if not o or not o.get("available"):
                 if chk.status.value in ("pass", "fail") and chk.format in formats:
-                    rows.append([model, key, "-", "-", "-", "-", "-", "-", chk.status.value, (o or {}).get("why_not",
-                                 chk.reason)[:60]])
+                    rows.append([model, key, *["-"] * 8, chk.status.value,
+                                 (o or {}).get("why_not", chk.reason)[:60]])
                 continue
             for set_name, per in o["sets"].items():
                 for output, f in per.items():
                     worst = max(worst, f["ratio"])
-                    rows.append([model, key, set_name, output, f"{f['noise_floor']:.2e}", f"{f['error']:.2e}",
-                                 f"{f['ratio']:.2f}", "PASS" if f["passed"] else "FAIL",
+                    w = f["worst"]
+                    rows.append([model, key, set_name, output, str(w["sample"]), f"{w['noise']:.2e}",
+                                 f"{w['ulps_floor']:.2e}", f"{w['error']:.2e}", f"{f['ratio']:.2f}",
+                                 "PASS" if f["passed"] else "FAIL",
                                  "PASS" if f["fixed_tier"]["passed"] else "FAIL", chk.status.value])
         print(f"{model}: done", flush=True)
-    table = md_table(["model", "target", "set", "output", "reference noise floor", "artifact error", "ratio",
+    table = md_table(["model", "target", "set", "output", "worst sample", "reference noise", "4-ulp floor",
+                      "artifact error", "ratio",
                       "oracle", "fixed fp32 tier", "check"], rows)
     timing = md_table(["model", "float64 runs (s)", "export with --oracle (s)", "export without (s)", "no oracle"],
                       times)

@@ -5,6 +5,7 @@ planted relative weight change of 1e-3 fails under the oracle."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -74,10 +75,44 @@ def test_an_error_beyond_factor_times_the_noise_floor_fails_naming_both(tmp_path
     wrong[3, 0, 1] += 40 * NOISE  # 40x the reference's own error
     chk = _judge(tmp_path, wrong)
     assert chk.status == CheckStatus.FAIL
-    assert "against the float64 result is" in chk.reason and "the fp32 reference's own (0.001; max 10x)" in \
-        chk.reason, chk.reason
+    assert chk.reason.startswith("y: sample 3: error ") and "against the float64 result is" in chk.reason and \
+        "the fp32 reference's own on it (0.001; max 10x)" in chk.reason, chk.reason
     f = chk.oracle["sets"]["main"]["y"]
     assert not f["passed"] and f["ratio"] > oracle.FACTOR and f["error_per_sample"][3] == max(f["error_per_sample"])
+
+
+def test_each_sample_is_judged_on_its_own_noise_not_the_largest_samples(tmp_path):
+    """Three samples of magnitude 1e3 and one of 1e-3: a candidate that returns zeros for the small one is off by
+    all of it (1e-3), far within 10x the large samples' fp32 noise (~1e-4 each); judged per sample it fails, as the
+    fixed tier fails it."""
+    rng = np.random.default_rng(3)
+    exact = np.concatenate([rng.normal(size=(3, 1, 3)) * 1e3, rng.normal(size=(1, 1, 3)) * 1e-3])
+    ref = exact.astype(np.float32)
+    zeros_small = ref.copy()
+    zeros_small[3] = 0
+    m = oracle.measure(zeros_small, ref, exact)
+    assert not m["passed"] and m["worst"]["sample"] == 3 and m["ratio"] > 1e3, m
+    # what the rule over the whole set let through: 10x the largest noise or 4-ulp floor of any sample
+    assert m["error"] <= oracle.FACTOR * max(m["noise_floor"], m["ulps_floor"])
+    assert oracle.measure(ref.copy(), ref, exact)["passed"]  # the correct output still passes
+    sets = [GoldenSet("main", tmp_path / "in.npz", tmp_path / "ref.npz", {"batch": 1}, 4)]
+    chk = judge(CONTRACT, {"onnx": _record()}, Evidence({"onnx": _ran(tmp_path, zeros_small)}, sets,
+                                                          {"main": {"y": ref}}, oracles={"main": {"y": exact}}),
+                ON)["onnx"]
+    assert chk.status == CheckStatus.FAIL and chk.reason.startswith("y: sample 3: error "), chk.reason
+    f = chk.oracle["sets"]["main"]["y"]
+    assert not f["passed"] and not f["fixed_tier"]["passed"]
+    # the decoys are judged per sample too: the set's mean is the large samples', far from the small one
+    mean = np.broadcast_to(ref.mean(axis=0), ref.shape).astype(np.float32)
+    assert not oracle.decoy_rule(ref, exact)(mean)[0]
+    # a sample of zeros is held to float32's denormal range, not to nothing: a runtime that flushes denormals passes
+    zeros = exact.copy()
+    zeros[3] = 0
+    denormal = zeros.astype(np.float32)
+    denormal[3] = 1e-40
+    assert oracle.measure(denormal, zeros.astype(np.float32), zeros)["passed"]
+    assert not oracle.measure(np.where(zeros == 0, 1e-9, zeros).astype(np.float32), zeros.astype(np.float32),
+                              zeros)["passed"]
 
 
 def test_the_decoys_are_judged_by_the_oracle_rule(tmp_path):
@@ -189,6 +224,9 @@ def test_cancellation_fixed_tier_fails_the_correct_artifact_the_oracle_passes_it
     assert run_cli("report", bundle).returncode == 0
     section = (bundle / "reports/report.md").read_text().split("## Float64 oracle (fp32 tier)")[1]
     assert "| onnx@onnxruntime | main | y |" in section and "x (10x) | PASS | FAIL |" in section, section
+    page = (bundle / "reports/report.html").read_text()  # the same section in report.html
+    assert "<h2>Float64 oracle (fp32 tier)</h2>" in page and "<td>onnx@onnxruntime</td><td>main</td><td>y</td>" in \
+        page and "x (10x)</td><td>PASS</td><td>FAIL</td>" in page
     # validate follows the bundle; --oracle none is the fixed tier, which fails the same artifact
     proc = run_cli("validate", bundle, "--runtime", "onnxruntime")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -247,6 +285,61 @@ def test_the_reader_checks_the_oracle_and_validate_needs_one_to_ask_for_it(cance
     proc = run_cli("validate", plain, "--runtime", "onnxruntime", "--oracle", "float64")
     assert proc.returncode == errors.USAGE and "holds no float64 oracle (export it with --oracle float64)" in \
         proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_bundle_exported_with_the_option_but_without_an_oracle_says_so_and_float64_is_a_usage_error(
+        cancellation, run_cli, tmp_path):
+    """export --oracle float64 of a source with no float64 run (Keras, SavedModel, an op without a double kernel)
+    records why and writes no oracle file: validate says the fixed tier judges (not that the oracle is applied),
+    and an explicit --oracle float64 is a usage error naming why."""
+    from faults import rehash
+
+    src, _, _ = cancellation
+    bundle = _copy(src, tmp_path)
+    m = _manifest(bundle)
+    for info in m["golden"]["sets"].values():
+        (bundle / info.pop("oracle")).unlink()
+    why = "no float64 oracle: the model fails in float64 (no double kernel) (on the main golden set)"
+    m["golden"]["oracle"]["why_not"] = why
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    rehash(bundle)
+    proc = run_cli("validate", bundle, "--runtime", "onnxruntime", "--oracle", "float64")
+    assert proc.returncode == errors.USAGE and error_lines(proc.stderr) == [
+        f"deploytool: error: --oracle float64: bundle {bundle} holds no float64 oracle: {why}"], proc.stderr
+    proc = run_cli("validate", bundle, "--runtime", "onnxruntime", "--reports", tmp_path / "r")
+    assert proc.returncode == errors.PARITY, proc.stdout + proc.stderr  # the fixed tier fails this artifact
+    assert "applied" not in proc.stdout and f"note: the bundle was exported with --oracle float64 but holds no " \
+        f"float64 oracle ({why}): the fixed fp32 tier judges" in proc.stdout, proc.stdout
+    chk = json.loads((tmp_path / "r/validation.json").read_text())["targets"]["onnx@onnxruntime"]
+    assert chk["oracle"] == {"kind": "float64", "available": False, "why_not": why}
+
+
+def _opened(oracle_info, set_oracle, arrays):
+    sets = {"main": SimpleNamespace(oracle=set_oracle)}
+    golden = SimpleNamespace(oracle=oracle_info, sets=sets)
+    return SimpleNamespace(root=Path("b"), manifest=SimpleNamespace(golden=golden), oracles=arrays)
+
+
+def test_validate_treats_an_export_without_an_oracle_as_none():
+    y = {"main": {"y": np.zeros((2, 3))}}
+    held = _opened({"kind": "float64", "why_not": ""}, "golden/oracle.npz", y)
+    assert oracle.for_validate(held, None) == ({"kind": "float64", "why_not": ""}, y)
+    assert "(applied; --oracle none ignores it)" in oracle.note(held.manifest, None)
+    assert "(ignored (--oracle none))" in oracle.note(held.manifest, "none")
+    keras = _opened({"kind": "float64", "why_not": "no float64 oracle for a Keras source"}, None, {})
+    no_files = _opened({"kind": "float64", "why_not": ""}, None, {})
+    for opened, why in ((keras, "no float64 oracle for a Keras source"),
+                        (no_files, "the bundle holds no float64 oracle file (golden.sets.*.oracle)")):
+        with pytest.raises(errors.UsageError, match=rf"^--oracle float64: bundle b holds no float64 oracle: "
+                                                    rf"{re.escape(why)}$"):
+            oracle.for_validate(opened, "float64")
+        assert oracle.for_validate(opened, None) == ({"kind": "float64", "why_not": why}, {})
+        assert oracle.for_validate(opened, "none") == (None, {})
+        assert oracle.note(opened.manifest, None) == (
+            f"note: the bundle was exported with --oracle float64 but holds no float64 oracle ({why}): the fixed "
+            "fp32 tier judges")
+    plain = _opened(None, None, {})
+    assert oracle.note(plain.manifest, None) is None and oracle.for_validate(plain, None) == (None, {})
 
 
 def test_an_onnx_source_gets_its_oracle_from_onnxruntime_in_double(cancellation, run_cli, tmp_path):

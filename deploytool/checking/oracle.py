@@ -4,12 +4,17 @@ The fixed fp32 tier (``|a - b| <= 1e-4 + 1e-4 * |b|``, b the source's fp32 outpu
 whose fp32 result is itself far from the exact one (outputs that are differences of large intermediates: two
 correct fp32 implementations round those intermediates differently) and too loose for a model whose fp32
 result is very accurate. With a float64 result of the source (the oracle, ``sources/_float64.py``) the error
-of fp32 arithmetic itself can be measured instead of assumed:
+of fp32 arithmetic itself can be measured instead of assumed.
 
-- the reference's noise floor: its own error against the float64 result, ``max |ref - oracle|`` (and per
-  sample), floored at ``ULPS`` float32 ulps of the oracle's largest magnitude (``EPS32 * max |oracle|`` each);
-- the artifact's error: ``max |artifact - oracle|``;
-- pass iff ``artifact error <= FACTOR * max(noise floor, ulps floor)``.
+Judged per golden sample s (an output's elements of one sample), so a sample of small values is never
+allowed the error that a sample of large values has:
+
+- the reference's noise on it: ``noise_s = max |ref_s - oracle_s|``, floored at ``ULPS`` float32 ulps of the
+  sample's largest oracle magnitude (``ulps_s = ULPS * max(EPS32 * max |oracle_s|, TINY32)``: a sample of
+  zeros or denormals is held to float32's denormal range, which a runtime may flush to zero);
+- the artifact's error on it: ``err_s = max |artifact_s - oracle_s|``;
+- pass iff ``err_s <= FACTOR * max(noise_s, ulps_s)`` on every sample; the ratio reported is the largest
+  ``err_s / max(noise_s, ulps_s)``, and the figures of that (worst) sample are the ones a reason names.
 
 Applies to an output judged by the fp32 tier as it is (elementwise, no user override) on a golden set that
 has an oracle. A shape, dtype or NaN/Inf failure stays the fixed tier's failure. The decoys
@@ -32,6 +37,8 @@ KIND = "float64"
 FACTOR = 10.0
 ULPS = 4  # the noise floor is never below this many float32 ulps of the oracle's largest magnitude
 EPS32 = float(np.finfo(np.float32).eps)
+# and never below ULPS x float32's smallest normal: a runtime may flush the denormals below it to zero
+TINY32 = float(np.finfo(np.float32).tiny)
 BASIS = "float64 oracle"
 JUDGED_ON = f"error against the float64 oracle (max {FACTOR:g}x the fp32 reference's own)"
 
@@ -42,35 +49,51 @@ def applies(tier: parity.Tier, overrides: dict) -> bool:
 
 
 def measure(candidate: np.ndarray, reference: np.ndarray, oracle: np.ndarray, factor: float = FACTOR) -> dict:
-    """The rule's figures for one output on one set ([samples, ...] arrays): noise floor, artifact error,
-    ratio, verdict. A candidate of another shape or with NaN/Inf fails (error inf)."""
+    """The rule's figures for one output on one set ([samples, ...] arrays), per sample and for the worst sample
+    (largest ratio): noise floor, artifact error, ratio, verdict. A candidate of another shape or with NaN/Inf
+    fails (error inf)."""
     o = np.asarray(oracle, np.float64)
     r = np.asarray(reference, np.float64)
     n = len(o) if o.ndim else 1
-    noise_s = np.abs(r - o).reshape(n, -1).max(axis=1) if o.size else np.zeros(n)
-    mag = float(np.abs(o).max()) if o.size else 0.0
-    ulps = ULPS * EPS32 * mag
+    if o.size == 0:
+        o2 = r2 = np.zeros((n, 0))
+    else:
+        o2, r2 = o.reshape(n, -1), r.reshape(n, -1)
+    noise_s = np.abs(r2 - o2).max(axis=1, initial=0.0)
+    ulps_s = ULPS * np.maximum(EPS32 * np.abs(o2).max(axis=1, initial=0.0), TINY32)
     a = np.asarray(candidate)
     if a.shape != o.shape or (a.dtype.kind in "fc" and not np.isfinite(a).all()):
         err_s = np.full(n, np.inf)
     else:
-        err_s = np.abs(a.astype(np.float64) - o).reshape(n, -1).max(axis=1) if o.size else np.zeros(n)
-    noise, err = float(noise_s.max(initial=0.0)), float(err_s.max(initial=0.0))
-    base = max(noise, ulps)
-    allowed = factor * base
-    ratio = err / base if base > 0 else (0.0 if err == 0 else float("inf"))
-    return {"noise_floor": noise, "noise_per_sample": [float(x) for x in noise_s], "ulps_floor": ulps,
-            "error": err, "error_per_sample": [float(x) for x in err_s], "ratio": ratio, "factor": factor,
-            "allowed": allowed, "passed": bool(err <= allowed)}
+        err_s = np.abs(a.astype(np.float64).reshape(o2.shape) - o2).max(axis=1, initial=0.0)
+    base_s = np.maximum(noise_s, ulps_s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_s = np.where(base_s > 0, err_s / np.where(base_s > 0, base_s, 1.0),
+                           np.where(err_s == 0, 0.0, np.inf))
+    allowed_s = factor * base_s
+    worst = int(np.argmax(ratio_s)) if n else 0
+
+    def at(v: np.ndarray) -> float:
+        return float(v[worst]) if n else 0.0
+
+    return {"noise_floor": float(noise_s.max(initial=0.0)), "noise_per_sample": [float(x) for x in noise_s],
+            "ulps_floor": float(ulps_s.max(initial=0.0)), "ulps_per_sample": [float(x) for x in ulps_s],
+            "error": float(err_s.max(initial=0.0)), "error_per_sample": [float(x) for x in err_s],
+            "ratio": at(ratio_s), "factor": factor, "allowed": at(allowed_s),
+            "worst": {"sample": worst, "noise": at(noise_s), "ulps_floor": at(ulps_s), "error": at(err_s),
+                      "allowed": at(allowed_s)},
+            "passed": bool((err_s <= allowed_s).all())}
 
 
 def reason(m: dict) -> str:
-    """``error 3.1e-02 against the float64 result is 40x the fp32 reference's own (7.6e-04; max 10x)``."""
-    own = f"{m['noise_floor']:.2g}"
-    if m["ulps_floor"] > m["noise_floor"]:
-        own += f", below its floor of {ULPS} float32 ulps {m['ulps_floor']:.2g}"
-    return (f"error {m['error']:.2g} against the float64 result is {m['ratio']:.3g}x the fp32 reference's own "
-            f"({own}; max {m['factor']:g}x)")
+    """``sample 3: error 3.1e-02 against the float64 result is 40x the fp32 reference's own on it (7.6e-04; max
+    10x)`` (the worst sample)."""
+    w = m["worst"]
+    own = f"{w['noise']:.2g}"
+    if w["ulps_floor"] > w["noise"]:
+        own += f", below its floor of {ULPS} float32 ulps {w['ulps_floor']:.2g}"
+    return (f"sample {w['sample']}: error {w['error']:.2g} against the float64 result is {m['ratio']:.3g}x the fp32 "
+            f"reference's own on it ({own}; max {m['factor']:g}x)")
 
 
 def verdict(fixed: parity.Verdict, candidate: np.ndarray, reference: np.ndarray, oracle: np.ndarray,
@@ -155,19 +178,54 @@ def load(sets: list) -> dict[str, dict[str, np.ndarray]]:
     return {s.name: npz.load(s.oracle) for s in sets if getattr(s, "oracle", None) is not None}
 
 
+def missing(manifest) -> str | None:
+    """Why a bundle exported with ``--oracle float64`` holds no float64 oracle ("" when it holds one, None when
+    it was exported without the option): the source had none (``golden.oracle.why_not``: a Keras or
+    SavedModel source, a model that fails in float64) or no golden set has an oracle file."""
+    info = manifest.golden.oracle
+    if info is None:
+        return None
+    if info.get("why_not"):
+        return info["why_not"]
+    if not any(s.oracle for s in manifest.golden.sets.values()):
+        return "the bundle holds no float64 oracle file (golden.sets.*.oracle)"
+    return ""
+
+
+def note(manifest, option: str | None) -> str | None:
+    """``validate``'s note on the bundle's oracle (None when it was exported without ``--oracle float64``): held
+    and applied, held and ignored (``--oracle none``), or asked for at export and not made (why)."""
+    why = missing(manifest)
+    if why is None:
+        return None
+    if why:
+        return (f"note: the bundle was exported with --oracle {KIND} but holds no float64 oracle ({why}): the fixed "
+                "fp32 tier judges")
+    return ("note: the bundle holds a float64 oracle from its export: the fp32 tier is judged against it "
+            f"({'ignored (--oracle none)' if option == 'none' else 'applied; --oracle none ignores it'})")
+
+
 def for_validate(opened, option: str | None, samples: int | None = None) -> tuple[dict | None, dict]:
     """(the rule's info for ``judge.Rules.oracle`` or None when it is off, the oracles by set) for a validate run
-    of an opened bundle: ``option`` None follows the bundle's export, "none" turns the rule off, "float64" needs
-    the bundle to have been exported with it (UsageError, exit 2, otherwise). ``samples``: the main set cut to
-    its first N samples, as the golden sets are."""
+    of an opened bundle: ``option`` None follows the bundle's export (where the export asked for an oracle and
+    none was made, the fixed tier judges and each fp32 check says why), "none" turns the rule off, "float64"
+    needs the bundle to hold an oracle (UsageError, exit 2, naming why otherwise). ``samples``: the main set cut
+    to its first N samples, as the golden sets are."""
     from deploytool.core.errors import UsageError
 
     info = opened.manifest.golden.oracle
+    why = missing(opened.manifest)
+    if why == "" and not opened.oracles:
+        why = "the bundle holds no float64 oracle file"
     if option == "none" or (option is None and info is None):
         return None, {}
     if info is None:
         raise UsageError(f"--oracle {option}: bundle {opened.root} holds no float64 oracle (export it with --oracle "
                          f"{KIND})")
+    if why and option == KIND:
+        raise UsageError(f"--oracle {option}: bundle {opened.root} holds no float64 oracle: {why}")
+    if why:
+        return {**info, "why_not": why}, {}
     oracles = {name: ({k: v[:samples] for k, v in arrays.items()} if name == "main" and samples else arrays)
                for name, arrays in opened.oracles.items()}
     return dict(info), oracles

@@ -1,6 +1,7 @@
-"""The report's float64 oracle section (``--oracle float64``; checking/oracle.py): per target, golden set and
-output judged by the rule, the fp32 reference's noise floor, the artifact's error against the float64 result,
-their ratio and both verdicts, the oracle's (which gates) and the fixed fp32 tier's, side by side."""
+"""The report's float64 oracle section (``--oracle float64``; checking/oracle.py), in report.md and report.html:
+per target, golden set and output judged by the rule, its worst sample (the rule judges each sample on its own),
+the fp32 reference's noise on it, the artifact's error against the float64 result on it, their ratio and both
+verdicts, the oracle's (which gates) and the fixed fp32 tier's, side by side."""
 from __future__ import annotations
 
 
@@ -10,7 +11,7 @@ def rows(results) -> tuple[list[str], list[list[str]], list[str]]:
     from deploytool.results import targets_of
 
     several = len(results.validations) > 1
-    headers = [*(["machine"] if several else []), "target", "set", "output", "reference noise floor",
+    headers = [*(["machine"] if several else []), "target", "set", "output", "worst sample", "reference noise",
                "artifact error", "ratio (limit)", "oracle", "fixed fp32 tier"]
     out: list[list[str]] = []
     notes: list[str] = []
@@ -25,10 +26,18 @@ def rows(results) -> tuple[list[str], list[list[str]], list[str]]:
                 continue
             for set_name, per in o.get("sets", {}).items():
                 for output, f in per.items():
-                    out.append([*machine, key, set_name, output, f"{f['noise_floor']:.2g}", f"{f['error']:.2g}",
-                                f"{f['ratio']:.3g}x ({f['factor']:g}x)", "PASS" if f["passed"] else "FAIL",
-                                "PASS" if f["fixed_tier"]["passed"] else "FAIL"])
+                    w = f.get("worst") or {"sample": "-", "noise": f["noise_floor"], "error": f["error"]}
+                    out.append([*machine, key, set_name, output, str(w["sample"]), f"{w['noise']:.2g}",
+                                f"{w['error']:.2g}", f"{f['ratio']:.3g}x ({f['factor']:g}x)",
+                                "PASS" if f["passed"] else "FAIL", "PASS" if f["fixed_tier"]["passed"] else "FAIL"])
     return headers, out, list(dict.fromkeys(notes))
+
+
+TITLE = "Float64 oracle (fp32 tier)"
+INTRO = ("Each fp32 artifact is judged per golden sample by its error against the source run in float64, at most "
+         "the factor times the fp32 reference's own error against it on that sample (its noise floor, at least 4 "
+         "float32 ulps of the sample's largest value); the row shows the worst sample. The fixed tier's verdict "
+         "(atol = rtol = 1e-4 against the fp32 reference) is shown beside it.")
 
 
 def markdown_lines(results) -> list[str]:
@@ -36,12 +45,20 @@ def markdown_lines(results) -> list[str]:
     headers, table, notes = rows(results)
     if not table and not notes:
         return []
-    lines = ["", "## Float64 oracle (fp32 tier)", "",
-             "Each fp32 artifact is judged by its error against the source run in float64, at most the factor "
-             "times the fp32 reference's own error against it (its noise floor); the fixed tier's verdict "
-             "(atol = rtol = 1e-4 against the fp32 reference) is shown beside it.", ""]
+    lines = ["", f"## {TITLE}", "", INTRO, ""]
     if table:
         lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
                   *("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in table)]
     lines += [f"- {n}" for n in notes]
     return lines
+
+
+def html_parts(results, table) -> list[str]:
+    """The section in report.html (none when no check used the oracle); ``table(headers, rows)`` renders a table."""
+    import html
+
+    headers, body, notes = rows(results)
+    if not body and not notes:
+        return []
+    return [f"<h2>{TITLE}</h2>", f"<p>{html.escape(INTRO)}</p>", *([table(headers, body)] if body else []),
+            *(f"<p>{html.escape(n)}</p>" for n in notes)]
