@@ -46,6 +46,17 @@ def test_parse_names_all_and_unknown():
     assert families.parse("edge", "--gate-families") == ["edge"]
 
 
+def test_gate_families_takes_only_the_families_a_tier_reports_without_gating():
+    """'all' is those (edge): seeded or data there would make the int8 tier gate the tensors of its labelled and
+    main sets, which it judges on task accuracy."""
+    assert families.parse("all", "--gate-families") == ["edge"] == list(families.UNGATED_BY_DEFAULT)
+    for name in ("seeded", "data", "perturbed", "all,data"):
+        with pytest.raises(ValueError, match="--gate-families: not .* \\(it takes edge, all, none: the families"):
+            families.parse(name, "--gate-families")
+    with pytest.raises(ValueError, match="--gate-families: unknown family bogus \\(it takes edge, all, none\\)"):
+        families.parse("bogus", "--gate-families")
+
+
 def test_without_families_the_plan_is_todays():
     names = [(p.name, p.generator, p.samples) for p in plan_sets(IMAGE, 16, 0)]
     assert names == [("main", "source", 16), ("alt", "seeded", 4)]
@@ -68,21 +79,117 @@ def test_families_are_planned_with_their_family_and_dims():
     assert labelled["perturbed"].base == "labelled"
 
 
+def test_the_perturbed_family_prefers_the_labelled_set_to_the_sources_own_main_set():
+    """As documented: the labelled set (real data, with labels), else the source's own main set."""
+    both = {p.name: p for p in plan_sets(IMAGE, 16, 0, labelled="source", families=["perturbed"], source_data=True)}
+    assert both["main"].family == both["labelled"].family == "data"
+    assert both["perturbed"].base == "labelled" and both["perturbed"].note.startswith("the labelled set (data)")
+    own = {p.name: p for p in plan_sets(IMAGE, 16, 0, families=["perturbed"], source_data=True)}
+    assert own["perturbed"].base == "main" and own["perturbed"].note.startswith("the main set (data)")
+
+
 def test_a_dim_without_a_maximum_takes_its_alt_size_and_says_so():
     plans = {p.name: p for p in plan_sets(SEQ, 16, 0, families=["edge"])}
     assert plans["edge_max"].dims == {"batch": 3, "seq": 32}
     assert "no maximum declared for batch=3: the alt size is used" in (plans["edge_max"].note or "")
 
 
-def test_edge_inputs_are_zeros_and_each_ranges_ends():
+def test_edge_inputs_are_zero_or_the_midpoint_and_each_ranges_ends():
     x = families.edge_inputs(IMAGE, 3, 0, {"batch": 1})
     image, meta = x["image"], x["meta"]
     assert image.shape == (3, 1, 3, 4, 5) and image.dtype == np.float32 and meta.dtype == np.int64
-    assert (image[0] == 0).all() and (image[1] == 0.0).all() and (image[2] == 1.0).all()
-    # zero lies outside meta's range [3, 8): clipped to its min; integers at min and max (high - 1)
-    assert (meta[0] == 3).all() and (meta[1] == 3).all() and (meta[2] == 7).all()
+    # zero is the low end of [0, 1) and outside meta's [3, 8): the midpoint instead, so no sample repeats an end
+    below_one = np.nextafter(np.float32(1), np.float32(0))  # ranges are [LOW, HIGH): the high end is below HIGH
+    assert (image[0] == 0.5).all() and (image[1] == 0.0).all() and (image[2] == below_one).all()
+    assert (meta[0] == 5).all() and (meta[1] == 3).all() and (meta[2] == 7).all()  # integers: min, max (high - 1)
+    assert len({image[i].tobytes() for i in range(3)}) == len({meta[i].tobytes() for i in range(3)}) == 3
     seq = families.edge_inputs(SEQ, 3, 0, {"batch": 1, "seq": 4})["x"]
-    assert [float(seq[i].min()) for i in range(3)] == [0.0, -2.0, 5.0]
+    assert [float(seq[i].min()) for i in range(3)] == [0.0, -2.0, float(np.nextafter(np.float32(5), np.float32(0)))]
+    assert len(families.EDGE_VALUES) == plan_sets(SEQ, 16, 0, families=["edge"])[2].samples == 3
+
+
+def _one_input(dtype: str, low, high) -> Contract:
+    return Contract.from_dict({"inputs": [{"name": "x", "shape": ["batch", 3], "dtype": dtype, "range": [low, high]}],
+                               "outputs": [{"name": "y", "shape": ["batch"], "dtype": "float32"}],
+                               "dims": {"batch": {"example": 2, "alt": 3}}})
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_the_edge_high_end_lies_inside_the_half_open_range_the_seeded_family_draws(dtype):
+    """--input-range x:-2:2 is [-2, 2): the seeded family never gives 2, so the edge set's high end is the largest
+    value of the dtype below 2, and a perturbed sample clipped to the range stays below it too."""
+    from deploytool.core.contract import generate_inputs
+
+    c = _one_input(dtype, -2, 2)
+    edge = families.edge_inputs(c, 3, 0, {"batch": 1})["x"]
+    top = np.nextafter(np.dtype(dtype).type(2), np.dtype(dtype).type(0))
+    assert edge.dtype == np.dtype(dtype) and [edge[i].max() for i in range(3)] == [0, -2, top]
+    assert (edge < 2).all() and (generate_inputs(c, 64, 0, {"batch": 1})["x"] < 2).all()
+    scaled = families.perturbed_inputs(c, {"x": np.full((1, 1, 3), top, dtype)}, 1, 0)["x"]  # x * U[0.8, 1.2]
+    assert (scaled <= top).all()
+    # a draw that rounds up to HIGH in a narrow dtype is kept below it: uniform[0, 1) in float16 hits 1.0 often
+    assert (generate_inputs(_one_input("float16", 0, 1), 4096, 0, {"batch": 1})["x"] < 1).all()
+
+
+def test_the_edge_note_says_which_inputs_take_their_midpoint_in_place_of_zero_and_why():
+    """Zero where it lies in [LOW, HIGH) and is neither end (an end is the next samples' value); the midpoint
+    otherwise, and the set's note names the input and why. x:0:1 is the low end case: zero IS inside."""
+    def first(c):
+        return float(families.edge_inputs(c, 3, 0, {"batch": 1})["x"][0].max())
+
+    def note(c):
+        return plan_sets(c, 16, 0, families=["edge"])[2].note
+
+    base = ("every input at zero, at its range's low end, at its high end (ranges are [LOW, HIGH): the largest value "
+            "below HIGH, HIGH - 1 for an integer)")
+    assert first(_one_input("float32", -2, 2)) == 0 and note(_one_input("float32", -2, 2)) == base
+    assert first(_one_input("float32", 0, 1)) == 0.5
+    assert note(_one_input("float32", 0, 1)) == \
+        base + "; in place of zero: x at 0.5, the midpoint of [0, 1) (zero is its low end, which the next sample takes)"
+    assert first(_one_input("float32", 1, 5)) == 3
+    assert note(_one_input("float32", 1, 5)).endswith("x at 3, the midpoint of [1, 5) (zero is outside it)")
+    assert first(_one_input("int64", -3, 1)) == -2  # zero is HIGH - 1, the high-end sample
+    assert note(_one_input("int64", -3, 1)).endswith(
+        "x at -2, the midpoint of [-3, 1) (zero is its largest value, which the last sample takes)")
+    assert first(_one_input("int64", -3, 2)) == 0  # zero strictly between -3 and HIGH - 1 = 1
+
+
+def test_a_non_integer_range_on_an_integer_input_is_a_usage_error(tmp_path):
+    """--input-range ids:0:20.5 on an int64 input was recorded as [0, 20.5] and drawn from [0, 20): one line, exit
+    2, naming the input and its dtype; ids:0:20.0 is the integer range [0, 20)."""
+    from deploytool.core.errors import UsageError
+
+    with pytest.raises(UsageError, match="--input-range ids:0:20.5: ids is an int64 input, so LOW and HIGH must be "
+                                         "integers"):
+        Contract.from_dict({"inputs": [{"name": "ids", "shape": [3], "dtype": "int64", "range": [0, 20.5]}],
+                            "outputs": [{"name": "y", "shape": [1], "dtype": "float32"}]})
+    spec = Contract.from_dict({"inputs": [{"name": "ids", "shape": [3], "dtype": "int64", "range": [0, 20.0]}],
+                               "outputs": [{"name": "y", "shape": [1], "dtype": "float32"}]}).inputs[0]
+    assert spec.range == [0, 20] and all(type(v) is int for v in spec.range)
+    (tmp_path / "emb.py").write_text("import torch\nfrom torch import nn\n\n\ndef build():\n"
+                                     "    return nn.Sequential(nn.Embedding(21, 4), nn.Flatten(), nn.Linear(16, 2))\n")
+    r = subprocess.run([sys.executable, "-m", "deploytool", "export", "--model", f"{tmp_path / 'emb.py'}:build",
+                        "--input", "ids:batch x 4:int64", "--input-range", "ids:0:20.5", "-f", "onnx",
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("deploytool: error:")]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert errors == ["deploytool: error: model 'emb': --input-range ids:0:20.5: ids is an int64 input, so LOW and "
+                      "HIGH must be integers"]
+
+
+def test_samples_the_source_takes_to_nan_are_left_out_and_noted_and_an_empty_set_is_skipped():
+    y = np.array([[[1.0]], [[np.inf]], [[2.0]]], np.float32)
+    x = {"x": np.arange(3, dtype=np.float32).reshape(3, 1, 1)}
+    inputs, refs, dropped = families.finite_samples(x, {"y": y})
+    assert dropped == 1 and inputs["x"].ravel().tolist() == [0.0, 2.0] and refs["y"].ravel().tolist() == [1.0, 2.0]
+    inputs, refs, dropped = families.finite_samples(x, {"y": np.full_like(y, np.nan)})
+    assert dropped == 3 and len(inputs["x"]) == len(refs["y"]) == 0
+    plans = plan_sets(IMAGE, 16, 0, families=["perturbed", "edge"])
+    kept, skipped = families.after_writing(plans, {"main": 16, "alt": 4, "perturbed": 11, "edge": 0, "edge_max": 2})
+    assert [p.name for p in kept] == ["main", "alt", "perturbed", "edge_max"]
+    assert kept[2].note.endswith("; 5 of 16 samples left out: the source model gives NaN/Inf there")
+    assert skipped == ["the edge set (edge family) is skipped: the source model gives NaN/Inf on every one of its 3 "
+                       "samples, so nothing can be checked against it"]
 
 
 def test_perturbed_is_deterministic_for_a_seed_and_stays_in_the_range():
@@ -157,6 +264,28 @@ def test_int8_reports_the_edge_family_without_gating_unless_asked(tmp_path):
     assert _judge(tmp_path, "tflite_fp16", 5.0).status == CheckStatus.FAIL
 
 
+def test_a_failure_the_families_line_cites_is_said_once_on_the_main_set_too(tmp_path):
+    """A model whose main set is its own data: failing main and passing perturbed, the families line names the
+    main set's failure, and the check's own failure line for it (worded without the set) is not repeated."""
+    rng = np.random.default_rng(0)
+    refs = {s: {"y": rng.normal(size=(n, 1, 6)).astype(np.float32)} for s, n in (("main", 8), ("perturbed", 4))}
+    sets = [GoldenSet("main", tmp_path / "m.npz", tmp_path / "mr.npz", {"batch": 1}, 8, family="data"),
+            GoldenSet("perturbed", tmp_path / "p.npz", tmp_path / "pr.npz", {"batch": 1}, 4, family="perturbed")]
+    outputs = {}
+    for s in ("main", "perturbed"):
+        outputs[s] = str(tmp_path / f"{s}.out.npz")
+        npz.save(tmp_path / f"{s}.out.npz", {"y": refs[s]["y"] + (0.5 if s == "main" else 0.0)})
+    f = plan()["onnx"]
+    rec = ArtifactRecord(format="onnx", status=ArtifactStatus.OK, precision=f.precision, tier=f.tier,
+                         runtime=f.runtime, parent=None, path="artifacts/m.onnx", contract=CONTRACT)
+    runs = {"onnx": ArtifactRan(status=RunStatus.OK, runtime=f.runtime, outputs=outputs)}
+    chk = judge(CONTRACT, {"onnx": rec}, Evidence(runs, sets, refs))["onnx"]
+    assert chk.status == CheckStatus.FAIL
+    assert chk.reason.startswith("families disagree: passes perturbed; fails data: y (main set): ")
+    why = chk.sets["main"]["y"]["reason"]
+    assert why and chk.reason.count(why) == 1, chk.reason
+
+
 def test_the_markdown_table_shows_each_family_per_target():
     a = ArtifactView("onnx", "onnxruntime", "fp32", [], None, "ok",
                      families={"seeded": {"status": "pass"}, "edge": {"status": "pass"}})
@@ -169,14 +298,54 @@ def test_the_markdown_table_shows_each_family_per_target():
     assert rows == [["onnx", "PASS", "PASS"], ["onnx_int8", "PASS", "FAIL (not gating)"]]
     assert families_table([ArtifactView("onnx", "onnxruntime", "fp32", [], None, "ok",
                                         families={"seeded": {"status": "pass"}})]) is None
+    c = ArtifactView("tflite_int8", "litert", "int8", [], None, "ok",
+                     families={"seeded": {"status": "pass"}, "edge": {"status": "pass", "gating": False}})
+    assert families_table([c])[1] == [["tflite_int8", "PASS", "PASS (not gating)"]]
+    # docs/families.md shows every cell the table prints
+    doc = (TEST_MODELS.parent.parent / "docs" / "families.md").read_text()
+    assert all(f"`{cell} (not gating)`" in doc for cell in ("PASS", "FAIL"))
+
+
+def test_the_html_report_has_the_families_table_report_md_has(tmp_path):
+    from types import SimpleNamespace
+
+    from deploytool.report import html
+    from deploytool.results import Results
+
+    rec = SimpleNamespace(precision="int8", chain=["source", "onnx", "onnx_int8"], size_bytes=1, status="ok",
+                          route=None, checks={}, check=None, runtime="onnxruntime")
+    model = SimpleNamespace(name="m", description="d", source={"kind": "zoo"}, framework="torch")
+    manifest = SimpleNamespace(artifacts={"onnx_int8": rec}, created="2026-01-01T00:00:00+00:00", model=model,
+                               tool={}, versions={})
+    fams = {"seeded": {"status": "pass", "sets": ["main"], "reason": "", "gating": True},
+            "edge": {"status": "fail", "sets": ["edge"], "reason": "y (edge set): SQNR 2.4 dB", "gating": False}}
+    validation = {"created": "2026-01-02T00:00:00+00:00", "machine": {"name": "ci"}, "targets": {
+        "onnx_int8@onnxruntime": {"format": "onnx_int8", "runtime": "onnxruntime", "status": "pass", "reason": "",
+                                  "max_abs": 1e-2, "families": fams}}}
+    page, _ = html.render(Results(tmp_path, manifest, "sha", validations=[validation]))
+    assert "<h2>Input families</h2>" in page
+    assert ("<tr><th>target</th><th>seeded</th><th>edge</th></tr>\n<tr><td>onnx_int8</td><td>PASS</td>"
+            "<td>FAIL (not gating)</td></tr>") in page
 
 
 def test_an_unknown_family_is_a_usage_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "deploytool", "export", "--families", "edges", "-f", "onnx",
                         "--out", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2
-    assert "--families: unknown family edges (one of perturbed, edge, all, none)" in r.stderr
+    assert "--families: unknown family edges (it takes perturbed, edge, all, none)" in r.stderr
     assert "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "deploytool", "export", "--families", "seeded,data,edge", "-f", "onnx",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--families: not seeded, data (it takes perturbed, edge, all, none: the seeded and data families need " \
+        "no asking" in r.stderr
+    # --gate-families takes the same families on export and validate (validate once took seeded and data)
+    for command in (["export", "-f", "onnx", "--out", str(tmp_path)], ["validate", str(tmp_path / "no_bundle")]):
+        r = subprocess.run([sys.executable, "-m", "deploytool", *command, "--gate-families", "all,seeded,data"],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert "--gate-families: not seeded, data (it takes edge, all, none: the families a tier only reports" \
+            in r.stderr
 
 
 @pytest.mark.slow
@@ -186,17 +355,25 @@ def test_a_model_failing_only_on_edge_values_fails_the_edge_family(tmp_path):
     model = str(TEST_MODELS / "edge_saturating.py")
     cmd = [sys.executable, "-m", "deploytool"]
     r = subprocess.run([*cmd, "export", "--model", model, "-f", "onnx,onnx_int8", "--families", "edge",
-                        "--runtime", "onnxruntime", "--out", str(tmp_path), "--quiet"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr  # int8 does not gate on edge values by default
+                        "--gate-families", "edge", "--runtime", "onnxruntime", "--out", str(tmp_path), "--quiet"],
+                       capture_output=True, text=True)
+    assert r.returncode == 5, r.stdout + r.stderr  # asked to gate: int8 fails on the edge family
+    assert "families disagree: passes seeded; fails edge" in r.stdout
     bundle = tmp_path / "edge_saturating"
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert {k: v["family"] for k, v in manifest["golden"]["sets"].items()} == \
         {"main": "seeded", "alt": "seeded", "edge": "edge", "edge_max": "edge"}
     assert manifest["golden"]["sets"]["edge_max"]["dims"] == {"batch": 8}
-    assert "families disagree: passes seeded; fails edge" in r.stdout
-    r = subprocess.run([*cmd, "validate", str(bundle), "--gate-families", "edge", "--runtime", "onnxruntime"],
+    assert manifest["gate_families"] == ["edge"]  # stored: a plain validate gates as the export did
+    r = subprocess.run([*cmd, "validate", str(bundle), "--runtime", "onnxruntime", "--tier-defaults"],
                        capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr  # int8 does not gate on edge values by default
+    assert "(--gate-families): edge (ignored (--tier-defaults))" in r.stdout
+    assert "families disagree: passes seeded; fails edge" in r.stdout
+    r = subprocess.run([*cmd, "validate", str(bundle), "--runtime", "onnxruntime"], capture_output=True, text=True)
     assert r.returncode == 5, r.stdout + r.stderr
+    assert "note: the bundle gates on these input families from its export (--gate-families): edge (applied; " \
+        "--tier-defaults ignores them)" in r.stdout
     checks = json.loads((bundle / "reports" / "validation.json").read_text())["targets"]
     int8, fp32 = checks["onnx_int8@onnxruntime"], checks["onnx@onnxruntime"]
     assert fp32["status"] == "pass" and {v["status"] for v in fp32["families"].values()} == {"pass"}
@@ -208,6 +385,24 @@ def test_a_model_failing_only_on_edge_values_fails_the_edge_family(tmp_path):
     assert r.returncode == 0, r.stderr
     md = (bundle / "reports" / "report.md").read_text()
     assert "## Input families" in md and "| `onnx_int8` | PASS | FAIL |" in md
+    assert "<td>onnx_int8</td><td>PASS</td><td>FAIL</td>" in (bundle / "reports" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_family_set_the_source_gives_nan_on_is_noted_or_skipped_never_failing_the_export(tmp_path):
+    """tests/models/edge_nonfinite.py: the source is NaN/Inf on all three edge samples (the set is skipped, saying
+    why) and on the perturbed samples clipped to an end of [0, 1] (left out, counted in the set's note)."""
+    r = subprocess.run([sys.executable, "-m", "deploytool", "export", "--model",
+                        str(TEST_MODELS / "edge_nonfinite.py"), "-f", "torchscript", "--runtime", "torchscript",
+                        "--families", "all", "--out", str(tmp_path), "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "note: the edge set (edge family) is skipped: the source model gives NaN/Inf on every one of its 3 " \
+        "samples, so nothing can be checked against it" in r.stdout
+    sets = json.loads((tmp_path / "edge_nonfinite" / "manifest.json").read_text())["golden"]["sets"]
+    assert list(sets) == ["main", "alt", "perturbed", "edge_max"]
+    left = 16 - sets["perturbed"]["samples"]
+    assert 0 < left < 16
+    assert sets["perturbed"]["note"].endswith(f"; {left} of 16 samples left out: the source model gives NaN/Inf there")
 
 
 def test_an_artifact_bounding_a_dim_below_the_largest_skips_the_edge_max_set(tmp_path):

@@ -11,15 +11,18 @@ manifest's ``golden.sets.<set>.family``):
   source's own ``main`` set; seeded inputs where the model has no data) perturbed, one perturbation per sample
   in turn: a scale, additive noise and, for image-like inputs (``[N,C,H,W]`` / ``[N,H,W,C]``), a contrast change
   and a horizontal flip. Seeded (``seed + PERTURBED_SEED_OFFSET``) and clipped to the declared range.
-- ``edge`` (``export --families edge``): the ``edge`` set at the main set's dims: every input all zeros (clipped
-  into its range), every input at its range's low end, every input at its high end (an integer input at its min
-  and max); and, where the contract has dynamic dims, the ``edge_max`` set at the largest declared size of each
+- ``edge`` (``export --families edge``): the ``edge`` set at the main set's dims (EDGE_VALUES): every input at
+  zero (at its range's midpoint where zero is outside [LOW, HIGH) or is one of its ends: it would repeat the next
+  samples), every input at its range's low end, every input at its high end: ranges are half-open as the seeded
+  family draws them, so the largest value of the dtype below HIGH (``HIGH - 1`` for integers, ``np.nextafter``
+  for floats); and, where the contract has dynamic dims, the ``edge_max`` set at the largest declared size of each
   dim (its ``max``; without one, its ``alt`` size, and the set says so), values seeded in range.
 
 ``plan`` is called by ``golden.plan_sets`` (the one place that names sets); ``edge_inputs`` and
 ``perturbed_inputs`` are the worker's generators (deterministic from the contract and the seed; the worker
-decides nothing); ``judge`` gives each family its own verdict per target (``ArtifactCheck.families``) and says
-when families disagree. Accuracy-gated tiers (int8) do not gate on the ``edge`` family unless asked
+decides nothing); ``after_writing`` notes the samples the worker left out where the source itself gives NaN/Inf
+(and skips a set left empty); ``judge`` gives each family its own verdict per target (``ArtifactCheck.families``)
+and says when families disagree. Accuracy-gated tiers (int8) do not gate on the ``edge`` family unless asked
 (``--gate-families edge``): values at a range's ends lie outside the calibration data, and an int8 artifact
 saturating there is how int8 behaves. Its verdict is still reported.
 """
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deploytool.core.contract import INT_DTYPES, Contract
+from deploytool.core.contract import INT_DTYPES, Contract, float_bounds
 
 if TYPE_CHECKING:  # results and golden import this module's users
     from deploytool.checking.golden import GoldenSetPlan
@@ -46,26 +49,38 @@ EDGE_MAX_SAMPLES = 2
 EDGE_MAX_ELEMENTS = 1 << 22  # a sample of the edge_max set stays under this many elements per input (the batch cut)
 UNGATED_BY_DEFAULT = {EDGE: "accuracy_gated"}  # family -> the tiers (Tier attribute) it does not gate by default
 PERTURBATIONS = ("scale", "noise", "contrast", "flip")
+# the edge set's samples, in order: zero where it lies in the range and is neither end of it, else the range's
+# midpoint (zero in [0, 1) or [0, V) is the low end: the next sample); the low end; the high end (the largest value
+# below HIGH: ranges are [LOW, HIGH))
+EDGE_VALUES = ("zero", "low", "high")
 INT_SWAP = 0.1  # the share of an integer input's values (token ids, indices) a perturbed sample redraws in range
 
 
 def parse(text: str | list[str] | None, option: str = "--families") -> list[str]:
-    """``edge,perturbed`` / ``all`` / ``none`` / a list -> the optional families asked for, in FAMILIES order.
-    ValueError naming the option and the unknown name."""
+    """``edge,perturbed`` / ``all`` / ``none`` / a list -> the families asked for, in FAMILIES order.
+    ``--families`` takes the optional families (OPTIONAL); ``--gate-families`` only those a tier does not gate by
+    default (UNGATED_BY_DEFAULT: ``edge``), ``all`` meaning those: every other family gates on every tier already,
+    and naming it there would make tensors gate that the int8 tier judges on task accuracy. ValueError naming the
+    option, the names it does not take and what it takes."""
     if text is None:
         return []
     items = text if isinstance(text, list | tuple) else [text]
     names = [n.strip() for item in items for n in str(item).split(",") if n.strip()]
-    if "all" in names:
-        return list(OPTIONAL) if option == "--families" else list(FAMILIES)
-    if "none" in names:
-        return []
-    known = OPTIONAL if option == "--families" else FAMILIES
-    unknown = [n for n in names if n not in known]
+    known = OPTIONAL if option == "--families" else tuple(f for f in FAMILIES if f in UNGATED_BY_DEFAULT)
+    takes = f"it takes {', '.join(known)}, all, none"
+    other = [n for n in names if n in FAMILIES and n not in known]
+    if other:  # a family, but not one this option takes: say why
+        why = ("the seeded and data families need no asking: their sets are there wherever the model has them"
+               if option == "--families" else
+               "the families a tier only reports; every other family is judged by its tier's own rule already")
+        raise ValueError(f"{option}: not {', '.join(other)} ({takes}: {why})")
+    unknown = [n for n in names if n not in (*known, "all", "none")]
     if unknown:
         raise ValueError(f"{option}: unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)} "
-                         f"(one of {', '.join(known)}, all, none)")
-    return [f for f in known if f in names]
+                         f"({takes})")
+    if "all" in names:
+        return list(known)
+    return [] if "none" in names else [f for f in known if f in names]
 
 
 def family_of(name: str, family: str | None = None) -> str:
@@ -94,9 +109,9 @@ def plan(contract: Contract, families: list[str], seed: int, main: GoldenSetPlan
                   + (f"; {INT_SWAP:.0%} of integer values redrawn in range" if ints else ""))
         out.append(p)
     if EDGE in families:
-        p = plan_type(EDGE, len(edge_values(contract)), seed, dict(main.dims), "golden/inputs_edge.npz",
+        p = plan_type(EDGE, len(EDGE_VALUES), seed, dict(main.dims), "golden/inputs_edge.npz",
                       "golden/reference_edge.npz", EDGE)
-        p.family, p.note = EDGE, "every input at zero, at its range's low end, at its high end"
+        p.family, p.note = EDGE, edge_note(contract)
         out.append(p)
         if contract.dynamic_dims():
             dims, note = max_dims(contract)
@@ -133,24 +148,57 @@ def max_dims(contract: Contract) -> tuple[dict[str, int], str]:
 
 
 def _bounds(spec) -> tuple[float, float, str]:
-    """(low, high, where from) of an input's values: its declared range (integers: min and max), else [-1, 1]
-    as the seeded generator draws."""
+    """(least, largest, where from) of the values an input takes, both inside: its declared range [LOW, HIGH)
+    (integers: LOW and HIGH - 1; floats: LOW and the largest value of the dtype below HIGH), else [-1, 1) for a
+    float and [0, 2) for an integer, as the seeded generator draws."""
     if spec.dtype == "bool":
         return 0, 1, "bool"
-    if spec.range is not None:
-        lo, hi = spec.range
-        return (int(lo), int(hi) - 1, "range") if spec.dtype in INT_DTYPES else (float(lo), float(hi), "range")
-    return (0, 1, "no range") if spec.dtype in INT_DTYPES else (-1.0, 1.0, "no range")
+    where = "range" if spec.range is not None else "no range"
+    if spec.dtype in INT_DTYPES:
+        lo, hi = spec.range if spec.range is not None else (0, 2)
+        return int(lo), int(hi) - 1, where
+    lo, hi = spec.range if spec.range is not None else (-1.0, 1.0)
+    low, top = float_bounds(lo, hi, spec.dtype)
+    return float(low), float(top), where
 
 
-def edge_values(contract: Contract) -> list[str]:
-    return ["zeros", "low", "high"]
+def _edge_zero(spec) -> tuple[float, str]:
+    """The edge set's first value for an input, and why it is not zero ("" where it is)."""
+    lo, top, _ = _bounds(spec)
+    if lo < 0 < top:
+        return 0, ""
+    if spec.dtype in INT_DTYPES or spec.dtype == "bool":
+        middle = (lo + top) // 2
+    else:
+        hi = spec.range[1] if spec.range is not None else 1.0
+        middle = float(np.asarray((lo + hi) / 2, spec.dtype))
+    if middle == 0:
+        return 0, ""
+    why = "zero is outside it" if not lo <= 0 <= top else \
+        "zero is its low end, which the next sample takes" if lo == 0 else \
+        "zero is its largest value, which the last sample takes"
+    return middle, why
+
+
+def edge_note(contract: Contract) -> str:
+    """The edge set's note: what its three samples hold, and which inputs take their midpoint in place of zero."""
+    note = ("every input at zero, at its range's low end, at its high end (ranges are [LOW, HIGH): the largest "
+            "value below HIGH, HIGH - 1 for an integer)")
+    moved = []
+    for spec in contract.inputs:
+        value, why = _edge_zero(spec)
+        if why:
+            lo, hi = spec.range if spec.range is not None else ((0, 2) if spec.dtype in INT_DTYPES else (-1.0, 1.0))
+            moved.append(f"{spec.name} at {value:g}, the midpoint of [{lo:g}, {hi:g}) ({why})")
+    return note + (f"; in place of zero: {'; '.join(moved)}" if moved else "")
 
 
 def edge_inputs(contract: Contract, samples: int, seed: int, dims: dict[str, int], name: str = EDGE
                 ) -> dict[str, np.ndarray]:
-    """The edge family's inputs: for ``edge``, sample 0 all zeros (clipped into the range), 1 at every range's
-    low end, 2 at its high end; for ``edge_max`` (the largest dims), seeded values in range."""
+    """The edge family's inputs: for ``edge`` (EDGE_VALUES), sample 0 at zero where zero lies in an input's range
+    [LOW, HIGH) and is neither end of it, else at the range's midpoint (so that it repeats neither end: ``edge_note``
+    names those), 1 at every range's low end, 2 at its high end (the largest value below HIGH); for ``edge_max``
+    (the largest dims), seeded values in range."""
     from deploytool.core.contract import generate_inputs
 
     if name == EDGE_MAX:
@@ -158,25 +206,44 @@ def edge_inputs(contract: Contract, samples: int, seed: int, dims: dict[str, int
     out = {}
     for spec in contract.inputs:
         shape = spec.concrete_shape(dims)
-        lo, hi, _ = _bounds(spec)
-        values = [min(max(0, lo), hi), lo, hi][:samples]
+        lo, top, _ = _bounds(spec)
+        values = [_edge_zero(spec)[0], lo, top][:samples]
         dtype = np.bool_ if spec.dtype == "bool" else np.dtype(spec.dtype)
         out[spec.name] = np.stack([np.full(shape, v, dtype=dtype) for v in values])
     return out
 
 
 def finite_samples(inputs: dict[str, np.ndarray], refs: dict[str, np.ndarray]
-                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
     """The samples whose reference outputs are all finite (an edge value may take the source itself to NaN/Inf:
-    nothing can be checked against it there); all of them when every one is."""
+    nothing can be checked against it there), and how many were left out (all of them: the arrays are empty, and
+    the set is skipped: ``after_writing``)."""
     keep = np.ones(len(next(iter(refs.values()))), bool)
     for a in refs.values():
         a = np.asarray(a)
         if a.dtype.kind in "fc" and a.size:
             keep &= np.isfinite(a.reshape(len(a), -1)).all(axis=1)
-    if keep.all() or not keep.any():
-        return inputs, refs
-    return {k: v[keep] for k, v in inputs.items()}, {k: v[keep] for k, v in refs.items()}
+    if keep.all():
+        return inputs, refs, 0
+    return {k: v[keep] for k, v in inputs.items()}, {k: v[keep] for k, v in refs.items()}, int((~keep).sum())
+
+
+def after_writing(plans: list[GoldenSetPlan], written: dict[str, int]) -> tuple[list[GoldenSetPlan], list[str]]:
+    """The planned sets once the worker wrote them (``written``: set -> samples written). A family set whose samples
+    the source took to NaN/Inf (``finite_samples``) says in its note how many were left out; one with none left is
+    skipped (an optional family never fails the export), with a line saying why. -> (the sets kept, those lines)."""
+    kept, skipped = [], []
+    for p in plans:
+        n = written.get(p.name, p.samples)
+        if p.family in (EDGE, PERTURBED) and p.samples and n < p.samples:
+            why = "the source model gives NaN/Inf there"
+            if n == 0:
+                skipped.append(f"the {p.name} set ({p.family} family) is skipped: the source model gives NaN/Inf on "
+                               f"every one of its {p.samples} samples, so nothing can be checked against it")
+                continue
+            p.note = "; ".join(x for x in (p.note, f"{p.samples - n} of {p.samples} samples left out: {why}") if x)
+        kept.append(p)
+    return kept, skipped
 
 
 def _image_axes(spec) -> tuple[int, int] | None:
@@ -231,12 +298,21 @@ def perturbed_inputs(contract: Contract, base: dict[str, np.ndarray], samples: i
     return {k: np.ascontiguousarray(np.stack(v)) for k, v in out.items()}
 
 
-def judge(chk: ArtifactCheck, set_families: dict[str, str], ungated: set[str]) -> str:
+def failure_line(output: str, set_name: str, why: str) -> str:
+    """A gating output's failure as the check's reason words it (``y: E`` on the main set, ``y (edge set): E``
+    elsewhere); ``judge`` words a family's reason with the set always named, and says which failure line it
+    repeats so that the check's reason gives it once."""
+    return f"{output}{'' if set_name == 'main' else f' ({set_name} set)'}: {why}"
+
+
+def judge(chk: ArtifactCheck, set_families: dict[str, str], ungated: set[str]) -> tuple[str, str]:
     """Each family's verdict on one target (``chk.families``), from its per-set verdicts (``chk.sets``) and the
     task accuracy (``chk.accuracy``, the ``data`` family's). ``ungated``: the families that do not gate this
-    target (reported only). Returns "families disagree: passes ...; fails FAMILY: <its first failure>" when some
-    families pass and others fail, else ""."""
+    target (reported only). Returns ("families disagree: passes ...; fails FAMILY: <its first failure>", the
+    check's failure line for that first failure: ``failure_line``, "" where it is task accuracy) when some
+    families pass and others fail, else ("", "")."""
     verdicts: dict[str, dict] = {}
+    cited: dict[str, str] = {}  # family -> its first failure as the check's failure line words it
     for set_name, per_out in chk.sets.items():
         fam = set_families.get(set_name) or family_of(set_name)
         v = verdicts.setdefault(fam, {"status": "pass", "sets": [], "reason": "", "gating": fam not in ungated})
@@ -247,6 +323,7 @@ def judge(chk: ArtifactCheck, set_families: dict[str, str], ungated: set[str]) -
                 v["status"] = "fail"
                 why = verdict.get("family_reason") or verdict.get("reason", "")
                 v["reason"] = f"{output} ({set_name} set): {why}"
+                cited[fam] = failure_line(output, set_name, why)
     acc = chk.accuracy
     if acc is not None and not acc.get("passed", True):
         fam = set_families.get(acc["set"]) or family_of(acc["set"])
@@ -260,9 +337,10 @@ def judge(chk: ArtifactCheck, set_families: dict[str, str], ungated: set[str]) -
     passing = [f for f, v in chk.families.items() if v["status"] == "pass"]
     failing = [f for f, v in chk.families.items() if v["status"] == "fail"]
     if not passing or not failing:
-        return ""
+        return "", ""
     first = chk.families[failing[0]]
-    return f"families disagree: passes {', '.join(passing)}; fails {', '.join(failing)}: {first['reason']}"
+    return (f"families disagree: passes {', '.join(passing)}; fails {', '.join(failing)}: {first['reason']}",
+            cited.get(failing[0], ""))
 
 
 def ungated_families(tier, gate: list[str] | None) -> set[str]:

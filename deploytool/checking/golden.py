@@ -109,7 +109,8 @@ def plan_sets(contract: Contract, samples: int = DEFAULT_SAMPLES, seed: int = DE
 
     for p in sets:
         p.family = F.DATA if p.name == LABELLED or (p.name == MAIN and source_data) else F.SEEDED
-    data = next((p for p in sets if p.family == F.DATA), None)
+    # the data the perturbed family perturbs: the labelled set (real data), else the source's own main set
+    data = next((p for p in sets if p.name == LABELLED), None) or next((p for p in sets if p.family == F.DATA), None)
     sets += F.plan(contract, list(families or []), seed, sets[0], data, GoldenSetPlan)
     return sets
 

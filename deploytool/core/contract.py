@@ -55,6 +55,14 @@ class TensorSpec:
                 raise ValueError(f"{self.name}: shape entries are sizes or dim names, got {d!r}")
         if self.range is not None and (len(self.range) != 2 or not self.range[0] < self.range[1]):
             raise ValueError(f"{self.name}: range must be [low, high) with low < high, got {self.range!r}")
+        if self.range is not None and self.dtype in INT_DTYPES:  # [0, 20.5) on token ids: no integer range
+            if not all(float(v).is_integer() for v in self.range):
+                from deploytool.core.errors import UsageError
+
+                lo, hi = self.range
+                raise UsageError(f"--input-range {self.name}:{lo}:{hi}: {self.name} is an {self.dtype} input, so "
+                                 "LOW and HIGH must be integers")
+            self.range = [int(v) for v in self.range]
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -189,8 +197,20 @@ def generate_inputs(contract: Contract, samples: int, seed: int, dims: dict[str,
             out[spec.name] = rng.random(shape) < 0.5
         else:
             lo, hi = spec.range if spec.range else (-1.0, 1.0)
-            out[spec.name] = rng.uniform(lo, hi, size=shape).astype(spec.dtype)
+            low, top = float_bounds(lo, hi, spec.dtype)  # a draw rounded to HIGH in the dtype is kept below it
+            out[spec.name] = np.clip(rng.uniform(lo, hi, size=shape).astype(spec.dtype), low, top)
     return out
+
+
+def float_bounds(lo: float, hi: float, dtype: str) -> tuple[np.floating, np.floating]:
+    """The least and the largest value of ``dtype`` in the half-open range [lo, hi) (hi itself is outside it)."""
+    t = np.dtype(dtype).type
+    low, top = t(lo), t(hi)
+    if float(low) < float(lo):
+        low = np.nextafter(low, t(np.inf))
+    if float(top) >= float(hi):
+        top = np.nextafter(top, t(-np.inf))
+    return low, top
 
 
 def as_samples(contract: Contract, arrays: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """Test model: overflows fp16 only on edge-value inputs (input families, docs/families.md).
 
-64 inputs in [-4, 4]; four weighted sums of them (all weights positive, U[1, 1.5]), squared. On inputs drawn in the
+64 inputs in [-4, 4); four weighted sums of them (all weights positive, U[1, 1.5]), squared. On inputs drawn in the
 range the terms mostly cancel: a sum stays within about +-80 and its square below ~7e3. With every input at one of
 the range's ends a sum is about +-320 and its square ~1e5, beyond fp16's largest finite value (65504). An artifact
 that computes in fp16 (tflite_fp16_arith on an ARM CPU with fp16 arithmetic: validate --emulate aarch64:cortex-a55)

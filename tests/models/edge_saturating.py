@@ -1,6 +1,6 @@
 """Test model: fails only on edge-value inputs, in int8 (input families, docs/families.md).
 
-An "energy detector": 64 inputs in [-8, 8], a first layer whose weights are all positive (each hidden unit sums
+An "energy detector": 64 inputs in [-8, 8), a first layer whose weights are all positive (each hidden unit sums
 its inputs), ReLU, a small head. Its int8 artifacts are calibrated on typical inputs (uniform in the range,
 ``calibration_inputs``), where the 64 terms of a hidden unit's sum mostly cancel; with every input at the range's
 high end they add up to about 4x the largest hidden activation calibration saw, so the int8 activations saturate
