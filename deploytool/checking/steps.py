@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from deploytool.core.contract import FLOAT_DTYPES, INT_DTYPES, Contract
+from deploytool.core.errors import did_you_mean
 
 DEFAULT_STEPS = 32
 STEP_SAMPLES = 4  # the first golden main-set samples are the initial inputs
@@ -59,6 +60,13 @@ class StepsRecord:
     samples: int
     path: str = FILE  # the reference trajectory, among the hashed golden files
     declared: str = "--feedback"  # or "the model file (FEEDBACK)"
+    # the gates export was given (--min-agree-steps, --max-step-error; None: the tier's): validate re-applies them
+    # unless its own command line sets that gate (or --tier-defaults)
+    min_agree_steps: int | None = None
+    max_step_error: float | None = None
+
+    def gates(self) -> Gates:
+        return Gates(self.min_agree_steps, self.max_step_error)
 
 
 @dataclass(frozen=True)
@@ -92,11 +100,26 @@ class Gates:
         if self.max_step_error is not None and not (math.isfinite(self.max_step_error) and self.max_step_error > 0):
             raise ValueError(f"--max-step-error must be a finite number > 0, got {self.max_step_error}")
 
+    def given(self) -> bool:
+        return self.min_agree_steps is not None or self.max_step_error is not None
+
+    def describe(self) -> str:
+        """The gates set, as options (``--min-agree-steps 5 --max-step-error 0.01``)."""
+        return " ".join(f"--{name} {value:g}" for name, value in (("min-agree-steps", self.min_agree_steps),
+                                                                  ("max-step-error", self.max_step_error))
+                        if value is not None)
+
+    def merged(self, over: Gates) -> Gates:
+        """These gates with ``over``'s given ones in their place."""
+        return Gates(over.min_agree_steps if over.min_agree_steps is not None else self.min_agree_steps,
+                     over.max_step_error if over.max_step_error is not None else self.max_step_error)
+
 
 # ---- declaring the loop -----------------------------------------------------------------------
 
-def parse(specs: list[str]) -> list[Pair]:
-    """``--feedback`` values (repeatable, each possibly comma-separated) -> pairs; ValueError naming the bad one."""
+def parse(specs: list[str], label: str = "--feedback") -> list[Pair]:
+    """``--feedback`` values (repeatable, each possibly comma-separated) -> pairs; ValueError naming the bad one
+    (``label``: where the values came from)."""
     pairs: list[Pair] = []
     for spec in (s.strip() for text in specs for s in text.split(",")):
         if not spec:
@@ -104,7 +127,7 @@ def parse(specs: list[str]) -> list[Pair]:
         out, arrow, rest = spec.partition("->")
         inp, colon, how = rest.partition(":")
         if not arrow or not out.strip() or not inp.strip() or (colon and how.strip() != "argmax"):
-            raise ValueError(f"--feedback {spec!r}: expected OUTPUT->INPUT or OUTPUT->INPUT:argmax")
+            raise ValueError(f"{label} {spec!r}: expected OUTPUT->INPUT or OUTPUT->INPUT:argmax")
         pairs.append(Pair(out.strip(), inp.strip(), bool(colon)))
     return pairs
 
@@ -113,7 +136,14 @@ def from_mapping(mapping: object, where: str) -> list[Pair]:
     """A model file's ``FEEDBACK = {"h_out": "h", "logits": "token:argmax"}`` -> pairs."""
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         raise ValueError(f"{where}: FEEDBACK must be a dict of output name -> input name (\"IN\" or \"IN:argmax\")")
-    return parse([f"{k}->{v}" for k, v in mapping.items()])
+    pairs = []
+    for k, v in mapping.items():
+        try:
+            pairs += parse([f"{k}->{v}"])
+        except ValueError:
+            raise ValueError(f"{where}: FEEDBACK {{{k!r}: {v!r}}}: expected {{'OUTPUT': 'INPUT'}} or "
+                             "{'OUTPUT': 'INPUT:argmax'}") from None
+    return pairs
 
 
 def declared_in_file(path: Path) -> tuple[object, object]:
@@ -135,17 +165,20 @@ def declared_in_file(path: Path) -> tuple[object, object]:
     return found.get("FEEDBACK"), found.get("STEPS")
 
 
-def check(contract: Contract, pairs: list[Pair]) -> None:
-    """Each pair against the source contract: ValueError with one line naming the pair and the cause."""
+def check(contract: Contract, pairs: list[Pair], label: str = "--feedback") -> None:
+    """Each pair against the source contract: ValueError with one line naming the pair, where it was declared
+    (``label``: ``--feedback`` or the model file's FEEDBACK) and the cause."""
     outs, ins = {s.name: s for s in contract.outputs}, {s.name: s for s in contract.inputs}
     dims = contract.dim_sizes("example", batch_one=True)
     fed: set[str] = set()
     for p in pairs:
-        what = f"--feedback {p.text()}"
+        what = f"{label} {p.text()}"
         if p.output not in outs:
-            raise ValueError(f"{what}: {p.output!r} is no output (the outputs are {contract.output_names})")
+            raise ValueError(f"{what}: {p.output!r} is no output{did_you_mean(p.output, outs)} (the outputs are "
+                             f"{contract.output_names})")
         if p.input not in ins:
-            raise ValueError(f"{what}: {p.input!r} is no input (the inputs are {contract.input_names})")
+            raise ValueError(f"{what}: {p.input!r} is no input{did_you_mean(p.input, ins)} (the inputs are "
+                             f"{contract.input_names})")
         if p.input in fed:
             raise ValueError(f"{what}: input {p.input!r} is fed back twice")
         fed.add(p.input)
@@ -183,14 +216,18 @@ def fed_back(pairs: list[Pair], inputs: dict[str, np.ndarray], outputs: dict[str
 
 
 def trajectory(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], initial: dict[str, np.ndarray],
-               pairs: list[Pair], steps: int) -> dict[str, np.ndarray]:
+               pairs: list[Pair], steps: int, stop: Callable[[int], bool] | None = None) -> dict[str, np.ndarray]:
     """Run ``steps`` steps from ``initial`` ([samples, *shape] per input), each step's outputs fed back as
     ``pairs`` say; ``run`` maps one step's inputs to its outputs (both [samples, *shape]). Returns
-    {"in:NAME": [steps, samples, *shape], "out:NAME": ...}. An exception names the step it failed at."""
+    {"in:NAME": [steps, samples, *shape], "out:NAME": ...}. An exception names the step it failed at.
+    ``stop(done)``, asked before each step: True ends the loop there (the trajectory has ``done`` steps; with
+    none done, every array is empty)."""
     ins: dict[str, list] = {k: [] for k in initial}
     outs: dict[str, list] = {}
     cur = {k: np.asarray(v) for k, v in initial.items()}
     for t in range(steps):
+        if stop is not None and stop(t):
+            break
         try:
             got = run(cur)
         except Exception as e:
@@ -200,7 +237,15 @@ def trajectory(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], in
         for k, v in got.items():
             outs.setdefault(k, []).append(np.asarray(v))
         cur = fed_back(pairs, cur, got)
+    if not outs:
+        return {}
     return {**{IN + k: np.stack(v) for k, v in ins.items()}, **{OUT + k: np.stack(v) for k, v in outs.items()}}
+
+
+def truncated(traj: dict[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
+    """The first ``steps`` steps of a trajectory (a loop stopped early is compared with that much of the
+    reference)."""
+    return {k: v[:steps] for k, v in traj.items()}
 
 
 class StepFailed(RuntimeError):
@@ -304,9 +349,11 @@ def judge(ref_outs: dict[str, np.ndarray], got_outs: dict[str, np.ndarray], pair
                           + f"; step error grows {_g(errors[0])} -> {_g(errors[(first or 1) - 1])} by then")
     if max_error is not None and j.compared_error() > max_error:
         upto = len(errors) if first is None else first
+        over = next(t for t, e in enumerate(errors[:upto]) if not math.isnan(e) and e > max_error)
         worst = int(np.argmax([e if not math.isnan(e) else -1 for e in errors[:upto]]))
-        j.failures.append(f"step error {_g(j.compared_error())} at step {worst + 1} > {_g(max_error)} "
-                          f"(error grows {_g(errors[0])} -> {_g(errors[upto - 1])})")
+        largest = "" if worst == over else f"; largest {_g(errors[worst])} at step {worst + 1}"
+        j.failures.append(f"step error {_g(errors[over])} at step {over + 1} > {_g(max_error)} (the first step over "
+                          f"it{largest}; error grows {_g(errors[0])} -> {_g(errors[upto - 1])})")
     return j
 
 
@@ -362,6 +409,7 @@ def summary(record: dict) -> str:
     """One line for reports: what the steps check found."""
     if record.get("skipped"):
         return f"not run: {record['skipped']}"
+    partial = f" (partial: {record['partial']})" if record.get("partial") else ""
     if record.get("error"):
         return f"failed: {record['error']}"
     n = record["steps"]
@@ -372,4 +420,4 @@ def summary(record: dict) -> str:
     grow = f"; step error {_g(errs[0])} -> {_g(errs[-1])}" if errs else ""
     verdict = "FAIL" if record.get("failures") else ("UNINFORMATIVE" if record.get("uninformative") else
                                                    ("pass" if record.get("gated") else "reported, not gated"))
-    return f"{verdict}: {n} steps x {record['samples']} samples, {dec}{grow}"
+    return f"{verdict}: {n} steps x {record['samples']} samples, {dec}{grow}{partial}"

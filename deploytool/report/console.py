@@ -118,7 +118,7 @@ def export_table(manifest: Manifest, checks: dict, wide: bool = False, width: in
             row_checks.append(chk)
     headers, rows = _with_accuracy(["format", "runtime", "status", "computes", "max_abs_err", "tier", "size",
                                     "export_s"], rows, row_checks, 5)
-    return fit(headers, rows, notes, ["tier", "export_s", "size"], wide, width)
+    return _with_steps(fit(headers, rows, notes, ["tier", "export_s", "size"], wide, width), checks, width)
 
 
 def _computes(rec, chk) -> str:
@@ -165,7 +165,17 @@ def validate_table(manifest: Manifest, checks: dict, wide: bool = False, width: 
             rec.route.text() if rec.route else ""]))))
     headers, rows = _with_accuracy(["format", "runtime", "status", "computes", "max_abs_err", "min_cosine",
                                     "min_sqnr_db", "vs_parent", "tier", "sets"], rows, list(checks.values()), 8)
-    return fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine", "vs_parent", "computes"], wide, width)
+    return _with_steps(fit(headers, rows, notes, ["tier", "min_sqnr_db", "min_cosine", "vs_parent", "computes"], wide,
+                           width), checks, width)
+
+
+def _with_steps(text: str, checks: dict, width: int | None) -> str:
+    """The table and, where targets ran a multi-step loop, one line saying what it found (report/steps.py)."""
+    from deploytool.report.steps import console_line
+
+    line = console_line(checks)
+    return text if not line else text + "\n" + textwrap.fill(line, width or terminal_width(), subsequent_indent="  ",
+                                                            break_on_hyphens=False)
 
 
 def _ms(x) -> str:

@@ -142,6 +142,11 @@ class RunSet:
     outputs: str  # where the artifact's outputs go (source names and layout)
 
 
+# The share of a run's timeout by which its multi-step loop (after the golden sets) must have stopped: a slow loop
+# (an emulated CPU) stops early, its steps so far compared, instead of the whole run timing out (docs/steps.md).
+STEPS_SHARE = 0.75
+
+
 @dataclass
 class StepsPlan:
     """A multi-step run (checking/steps.py): from the reference trajectory's step-1 inputs, ``steps`` steps with
@@ -151,6 +156,10 @@ class StepsPlan:
     feedback: list[str]
     steps: int
     out: str
+    # the loop's time budget: the wall-clock time (time.time()) by which it must have stopped, set by the pool when
+    # the run starts (a share of the run's timeout); the loop stops before a step that would end after it
+    stop_at: float | None = None
+    timeout: float | None = None  # the run's timeout (for the reason given when the loop stops)
 
 
 @dataclass
@@ -318,6 +327,7 @@ class ArtifactRan(Reply):
     traceback: str | None = None
     steps: str | None = None  # the multi-step trajectory (.npz), when the job asked for one
     steps_error: str | None = None  # why the multi-step run failed (the sets' outputs still stand)
+    steps_stopped: str | None = None  # why the multi-step run stopped before its last step (its time budget)
 
     @classmethod
     def crashed(cls, why: str) -> ArtifactRan:

@@ -7,6 +7,7 @@ run). The pool decides, on the coordinator side, which golden sets an artifact c
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import replace
@@ -68,7 +69,12 @@ class RunPool:
         if steps is not None and any(s.name == MAIN for s in sets):  # its initial inputs are main-set samples
             job.steps = replace(steps, out=str(self.work / f"{key}.steps.npz"))
         worker = self._worker(key, runtime, platform)
-        self.futures[key] = self.pool.submit(worker.run, job, True, self.timeout)
+        self.futures[key] = self.pool.submit(self._run, worker, job)
+
+    def _run(self, worker: Worker, job: jobs.RunArtifact) -> jobs.ArtifactRan:
+        if job.steps is not None:  # the multi-step loop's own budget: a share of this run's timeout, from now
+            job.steps.stop_at, job.steps.timeout = time.time() + jobs.STEPS_SHARE * self.timeout, self.timeout
+        return worker.run(job, True, self.timeout)
 
     def results(self, on_done: Callable[[str, jobs.ArtifactRan], None] | None = None) -> dict[str, jobs.ArtifactRan]:
         """Every run's reply, in submission order; ``on_done(key, reply)`` is told of each as it finishes."""

@@ -3,7 +3,9 @@ trajectory, ``WriteSteps``) and on a target (free-running, its own outputs fed b
 ``run_artifact`` opened). Imported by ``worker.py`` inside the worker process only; decides nothing."""
 from __future__ import annotations
 
+import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,11 +49,39 @@ def run_steps(plan: jobs.StepsPlan, run: Any, session: Any, contract: C.Contract
                 outs[name].append(np.asarray(got[name]))
         return {k: np.stack(v) for k, v in outs.items()}
 
+    budget = Budget(plan)
     try:
         ins, _ = S.split(npz.load(plan.reference))
-        traj = S.trajectory(one_step, {k: v[0] for k, v in ins.items()}, S.parse(plan.feedback), plan.steps)
+        traj = S.trajectory(one_step, {k: v[0] for k, v in ins.items()}, S.parse(plan.feedback), plan.steps,
+                            stop=budget.stop)
     except Exception as e:  # noqa: BLE001 - a target that cannot loop is data
         reply.steps_error = short_error(e)
         return
-    npz.save(plan.out, traj)
-    reply.steps = plan.out
+    reply.steps_stopped = budget.why
+    if traj:
+        npz.save(plan.out, traj)
+        reply.steps = plan.out
+
+
+class Budget:
+    """The loop's time budget (``StepsPlan.stop_at``): before each step, stop when the slowest step so far would
+    end after it. ``why`` then says where it stopped and why (None: it did not)."""
+
+    def __init__(self, plan: jobs.StepsPlan, clock: Callable[[], float] = time.time) -> None:
+        self.plan, self.clock = plan, clock
+        self.last = clock()
+        self.slowest = 0.0
+        self.why: str | None = None
+
+    def stop(self, done: int) -> bool:
+        now = self.clock()
+        if done:
+            self.slowest = max(self.slowest, now - self.last)
+        self.last = now
+        if self.plan.stop_at is None or now + self.slowest <= self.plan.stop_at:
+            return False
+        limit = f"--timeout {self.plan.timeout:g} s" if self.plan.timeout is not None else "the time limit"
+        self.why = (f"stopped after {done} of {self.plan.steps} steps: the loop's time budget (after the golden sets, "
+                    f"{int(jobs.STEPS_SHARE * 100)}% of {limit}) ran out" + (f" at {self.slowest:.3g} s a step"
+                                                                         if done else ""))
+        return True

@@ -244,6 +244,7 @@ def _check_steps(root: Path, m: Manifest) -> None:
     if not 1 <= rec.steps <= steps.MAX_STEPS or rec.samples < 1:
         raise BundleError(f"{where}: steps = {rec.steps}, samples = {rec.samples}")
     try:
+        rec.gates().check()  # the gates stored at export (validate re-applies them)
         steps.check(m.contract, steps.parse(rec.feedback))
         steps.check_reference(m.contract, rec, _load(root, rel, f"{where}: {rel}"),
                               m.contract.dim_sizes("example", batch_one=True), f"{where}: {rel}")
