@@ -110,6 +110,8 @@ def section(data: dict, path: Path, where: str, command: str, params: dict[str, 
         param, repeatable = params[name]
         if name in ("atol", "rtol") and isinstance(value, dict):
             value = [f"{target}={v}" for target, v in value.items()]
+        if name == "feedback" and isinstance(value, dict):  # the model file's FEEDBACK form: OUT = "IN[:argmax]"
+            value = [f"{out}->{inp}" for out, inp in value.items()]
         if param in ("formats", "threads", "batch") and isinstance(value, list) and not repeatable:
             value = ",".join(map(str, value))  # comma-separated on the command line
         if repeatable and not isinstance(value, list):

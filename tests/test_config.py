@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import manifest_of
@@ -120,3 +122,19 @@ def test_every_option_that_takes_a_path_is_read_relative_to_the_config_file(tmp_
     got = config.load(path, "validate", option_names(main.commands["validate"]))
     assert got == {"pipeline": str(path.parent / "pipe.py"), "raw_data": str(path.parent / "raw.npz"),
                    "source": f"{path.parent / 'model.py'}:build"}
+
+
+def test_a_bad_value_in_a_config_file_is_named_with_the_file_and_option(run_cli, cli_env, tmp_path):
+    path = tmp_path / "deploy.toml"
+    path.write_text('[validate]\noracle = "float32"\n')
+    for args in (["config", "--config", str(path), "validate"], ["validate", str(tmp_path), "--config", str(path)]):
+        proc = run_cli(*args)
+        assert proc.returncode == errors.USAGE, proc.stderr
+        assert f"--config {path}: [validate] oracle = 'float32': 'float32' is not one of 'float64', 'none'" \
+            in proc.stderr, proc.stderr
+    (tmp_path / "pyproject.toml").write_text('[tool.deploytool.export]\nsamples = "many"\n')
+    env = {k: v for k, v in cli_env.items() if k != config.NO_PYPROJECT_ENV}
+    proc = subprocess.run([sys.executable, "-m", "deploytool", "export", "--model", "nothere"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == errors.USAGE and "[export] samples = 'many'" in proc.stderr, proc.stderr
+    assert "pyproject.toml" in proc.stderr

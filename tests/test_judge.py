@@ -252,3 +252,24 @@ def test_a_failure_line_names_the_gate_that_failed_not_a_reported_only_metric():
     chk.steps, chk.reason = None, "y: max abs error 3"
     chk.sets["main"] = {"y": {"passed": False, "reason": "max abs error 3", "gating": True}}
     assert failure_text(chk) == "metric main/y: max abs error 3"
+
+
+def test_a_failure_of_the_deployed_preprocessing_alone_blames_no_hop_and_a_further_gate_is_not_localised():
+    from deploytool.checking import judge as J
+    from deploytool.results import Checks
+
+    passed = {"main": {"y": {"passed": True, "gating": True}}}
+    checks = Checks()
+    checks["onnx"] = ArtifactCheck("onnx", "onnxruntime", CheckStatus.PASS, sets=passed)
+    checks["savedmodel"] = ArtifactCheck("savedmodel", "tensorflow", CheckStatus.PASS, sets=passed)
+    checks["onnx"].pipeline = {"gate": {"passed": True}, "preprocess_deployed": {"match": False}}
+    checks["savedmodel"].steps = {"failures": ["decisions"]}
+    J.add_failure(checks["onnx"], "preprocess_deployed differs from preprocess: channel order reversed")
+    J.add_failure(checks["savedmodel"], "multi-step: greedy token differs first at step 3 of 32")
+    J.finish(checks, "torch")
+    assert checks["onnx"].status == CheckStatus.FAIL and checks["onnx"].hop_blamed is None
+    assert "error appears at hop" not in checks["onnx"].reason
+    assert checks["savedmodel"].hop_blamed == "onnx -> savedmodel"  # its own outputs diverged over the steps
+    assert J.tensors_passed(checks["savedmodel"])  # ...with no diverging tensor on a golden sample: not localised
+    checks["savedmodel"].sets = {"main": {"y": {"passed": False, "gating": True}}}
+    assert not J.tensors_passed(checks["savedmodel"])

@@ -217,8 +217,7 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
                     chk.sets[set_name][spec.name].update(basis="accuracy", reason=f"not gating (judged on task "
                                                          f"accuracy): {verdict.reason}")
                 if not verdict.passed and gating:
-                    failures.append(f"{spec.name}{'' if set_name == 'main' else f' ({set_name} set)'}: "
-                                    f"{verdict.reason}")
+                    failures.append(families.failure_line(spec.name, set_name, verdict.reason))
                 if parent_out is not None and spec.name in parent_out:
                     chk.hop[set_name][spec.name] = parity.check(got[spec.name], parent_out[spec.name], tier,
                                                                 classifier, resolution).to_dict()
@@ -240,9 +239,9 @@ def judge(contract: Contract, records: dict[str, ArtifactRecord], evidence: Evid
         chk.max_abs = max((v["metrics"]["max_abs"] for per_set in chk.sets.values() for v in per_set.values()
                            if v["metrics"]["max_abs"] is not None), default=None)
         chk.status, chk.reason = (CheckStatus.FAIL, "; ".join(failures)) if failures else (CheckStatus.PASS, "")
-        disagree = families.judge(chk, set_families, ungated)
+        disagree, cited = families.judge(chk, set_families, ungated)
         if disagree and chk.status == CheckStatus.FAIL:  # said once: the failing family's reason is the failure's
-            chk.reason = "; ".join([disagree, *(f for f in failures if f not in disagree)])
+            chk.reason = "; ".join([disagree, *(f for f in failures if f != cited and f not in disagree)])
         elif disagree:
             _note(chk, f"{disagree} (not gating: {', '.join(sorted(ungated))} on the {base_tier.name} tier)")
         _informativeness(chk, trivial, refcheck, accept_constant or [], set_inputs, sets)
@@ -270,11 +269,31 @@ def add_uninformative(chk: ArtifactCheck, why: str) -> None:
     chk.reason = f"{chk.reason}; {why}" if chk.reason else why
 
 
+def tensors_passed(chk: ArtifactCheck) -> bool:
+    """Whether every output verdict that gates ``chk`` passed (and its task accuracy): a failure then came from a
+    further gate only (the multi-step check, the pipeline), with no diverging tensor on a golden sample to
+    localise."""
+    verdicts = [v for per_set in chk.sets.values() for v in per_set.values()
+                if v.get("gating", True) and not v.get("family_ungated")]
+    return bool(verdicts) and all(v.get("passed") for v in verdicts) and \
+        (chk.accuracy is None or chk.accuracy.get("passed", True) is not False)
+
+
+def deployed_preprocessing_only(chk: ArtifactCheck) -> bool:
+    """Whether ``chk`` failed only because the pipeline's deployed preprocessing differs from the reference one: no
+    hop of the artifact causes that, so none is blamed."""
+    pipe = chk.pipeline or {}
+    steps_failed = bool(chk.steps and (chk.steps.get("failures") or chk.steps.get("error")))
+    return (pipe.get("preprocess_deployed") or {}).get("match") is False and pipe.get("gate", {}).get("passed", True) \
+        and not steps_failed and tensors_passed(chk)
+
+
 def finish(checks: Checks, framework: str = DEFAULT_FRAMEWORK) -> Checks:
     """The verdicts made final, once every gate has been applied: each failure's blamed hop (the first target of its
-    lineage that fails), and on an emulated CPU the cross-check against the same artifact natively."""
+    lineage that fails; none where only the deployed preprocessing is at fault), and on an emulated CPU the
+    cross-check against the same artifact natively."""
     for chk in checks.values():
-        if chk.status == CheckStatus.FAIL:
+        if chk.status == CheckStatus.FAIL and not deployed_preprocessing_only(chk):
             chk.hop_from, chk.hop_to = blame_targets(chk.target, checks, framework)
             chk.hop_blamed = hop_text(chk.hop_from, chk.hop_to, checks, framework)
             chk.reason = f"{chk.reason} [error appears at hop {chk.hop_blamed}]"
@@ -530,7 +549,7 @@ def blame_targets(target: Target, checks: dict[str, ArtifactCheck],
     prev = "source"
     for fmt in chain[:-1]:
         c = checked(fmt)
-        if c is not None and c.status == CheckStatus.FAIL:
+        if c is not None and c.status == CheckStatus.FAIL and not deployed_preprocessing_only(c):
             return prev, c.key
         prev = c.key if c is not None else Target(fmt, formats[fmt].runtime).key
     return prev, target.key

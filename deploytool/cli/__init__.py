@@ -16,7 +16,7 @@ from deploytool.cli.config import config_command
 from deploytool.cli.device_copy import device_copy_command
 from deploytool.cli.doctor import doctor_command
 from deploytool.cli.export import export_command
-from deploytool.cli.options import CONTEXT, option_names
+from deploytool.cli.options import CONTEXT, checked_values, option_names
 from deploytool.cli.recommend import recommend_command
 from deploytool.cli.report import report_command
 from deploytool.cli.setup import setup_command
@@ -102,7 +102,9 @@ def _load_pyproject(ctx: click.Context) -> None:
     if path is None:
         return
     try:
-        defaults = config.load_pyproject(path, name, option_names(main.commands[name]))
+        defaults = checked_values(main.commands[name], config.load_pyproject(path, name,
+                                                                         option_names(main.commands[name])),
+                                  f"pyproject {path}")
     except ValueError as e:
         raise UsageError(str(e)) from None
     ctx.default_map = {**(ctx.default_map or {}), name: defaults}

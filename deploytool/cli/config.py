@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from deploytool.cli.options import CONTEXT, Command, check_options, option_names
+from deploytool.cli.options import CONTEXT, Command, check_options, checked_values, option_names
 from deploytool.core.errors import UsageError, did_you_mean, exit_codes_help
 
 
@@ -41,8 +41,10 @@ def config_command(config_file, as_json, debug, command, args):
         check_options(cmd, name, list(args))
         params = option_names(cmd)
         try:
-            from_pyproject = config.load_pyproject(pyproject, name, params) if pyproject else {}
-            from_file = config.load(config_file, name, params) if config_file else {}
+            from_pyproject = checked_values(cmd, config.load_pyproject(pyproject, name, params),
+                                            f"pyproject {pyproject}") if pyproject else {}
+            from_file = checked_values(cmd, config.load(config_file, name, params),
+                                       f"--config {config_file}") if config_file else {}
         except ValueError as e:
             raise UsageError(str(e)) from None
         sub = cmd.make_context(name, list(args), default_map={**from_pyproject, **from_file}, resilient_parsing=True)

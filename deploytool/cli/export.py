@@ -69,7 +69,8 @@ def _models_help() -> str:
               help="Declare a factory's input (repeatable), dims as sizes or names: 'ids:batch x seq:int64'.")
 @click.option("--input-range", "input_ranges", multiple=True, metavar="NAME:LOW:HIGH",
               help="Value range [LOW, HIGH) of an input of a factory or model file (.onnx, .keras, SavedModel), "
-                   "for golden data (integers stay inside it): ids:0:30522.")
+                   "for golden data (HIGH itself left out; an integer input takes integer LOW and HIGH): "
+                   "ids:0:30522.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="A state dict for a torch model, loaded with "
               "torch.load(weights_only=True) only; missing/unexpected keys are reported by name.")
 @click.option("--keep-layout", is_flag=True,
@@ -90,7 +91,8 @@ def _models_help() -> str:
 @click.option("--families", "families", multiple=True, metavar="FAMILY[,FAMILY]",
               help="Input families to add to the golden data, each judged with its own verdict: 'perturbed' (the "
                    "model's own or --data inputs scaled, noised and, for images, contrast-changed and flipped, "
-                   "clipped to the range) and 'edge' (zeros, every range's ends, the largest declared dims); 'all' "
+                   "clipped to the range) and 'edge' (zero or the range's midpoint, every range's ends, the largest "
+                   "declared dims); 'all' "
                    "(repeatable or comma-separated). Off by default. See docs/families.md.")
 @gate_families_option
 @click.option("--freeze/--no-freeze", default=True, show_default=True,
@@ -105,14 +107,16 @@ def _models_help() -> str:
               help="Multi-step check of a stateful model (repeatable or comma-separated): step t+1's input IN is step "
                    "t's output OUT (same shape and dtype), or with :argmax the argmax over OUT's last axis (greedy "
                    "token). Each artifact runs --steps steps with its own outputs fed back and is compared with the "
-                   "source's trajectory. A model file may declare FEEDBACK = {'OUT': 'IN[:argmax]'} instead.")
+                   "source's trajectory. A model file may declare FEEDBACK = {'OUT': 'IN[:argmax]'} instead (a "
+                   "--config TOML takes that table form too).")
 @click.option("--steps", type=int, default=None, metavar="N",
               help="Steps of the multi-step check (default 32, or the model file's STEPS).")
 @steps_gate_options
 @click.option("--oracle", type=click.Choice(["float64", "none"]), default=None,
               help="float64: also run the source in float64 on every golden set (torch and ONNX sources; stored "
-                   "as golden/oracle*.npz) and judge the fp32 tier by each artifact's error against it, at most "
-                   "10x the fp32 reference's own (docs/oracle.md). Default: the fixed fp32 tier (atol=rtol=1e-4).")
+                   "as golden/oracle*.npz) and judge the fp32 tier by each artifact's error against it, per sample "
+                   "at most 10x the fp32 reference's own (docs/oracle.md). Default: the fixed fp32 tier "
+                   "(atol=rtol=1e-4).")
 @click.option("--sign", type=click.Path(dir_okay=False), metavar="KEY.pem",
               help="Sign the bundle's content (manifest, artifacts, golden data) with this EC private key "
                    "(OpenSSF model-signing, offline) into BUNDLE/signature.sig; check with validate --verify.")

@@ -26,10 +26,27 @@ def load_config(ctx: click.Context, _param, value):
 
     try:
         from_file = config.load(value, ctx.info_name or "", option_names(ctx.command))
-        ctx.default_map = {**(ctx.default_map or {}), **from_file}
+        ctx.default_map = {**(ctx.default_map or {}), **checked_values(ctx.command, from_file, f"--config {value}")}
     except ValueError as e:  # one line and exit 2, like every other usage error
         raise UsageError(str(e)) from None
     return value
+
+
+def checked_values(command: click.Command, values: dict, where: str) -> dict:
+    """``values`` (a config table's, by parameter name) checked as the command line checks them (a choice, a number):
+    a bad one is a ValueError naming the file and the option, not click's error later without the file."""
+    params = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    for name, value in values.items():
+        p = params.get(name)
+        if p is None or isinstance(p.type, click.Path) or p.type is click.STRING:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            try:
+                p.type.convert(v, p, None)
+            except click.BadParameter as e:
+                long = next((o for o in p.opts if o.startswith("--")), name)
+                raise ValueError(f"{where}: [{command.name}] {long[2:]} = {v!r}: {e.message}") from None
+    return values
 
 
 class Command(click.Command):
@@ -145,7 +162,9 @@ def gate_families_option(f):
                         help="Input families that gate where a tier only reports them: the int8 tier reports its "
                              "verdict on the edge family (values at the ranges' ends, outside the calibration "
                              "data: int8 saturates there by design) without failing on it; --gate-families edge "
-                             "fails it there too (repeatable or comma-separated; 'all'). See docs/families.md.")(f)
+                             "fails it there too. Takes only such families: edge ('all' is the same); every other "
+                             "family is judged by its tier's rule already. Export stores it in the bundle, and "
+                             "validate applies it (--tier-defaults ignores it). See docs/families.md.")(f)
 
 
 def tolerance_options(f):
@@ -161,11 +180,14 @@ def steps_gate_options(f):
     f = click.option("--max-step-error", type=float, default=None, metavar="E",
                      help="Multi-step check: the largest error allowed at any step before the decisions diverge, "
                           "relative to the reference's largest magnitude at that step. Default by tier: fp32 1e-3, "
-                          "fp16/int8 not gated (reported).")(f)
+                          "fp16/int8 not gated (reported). Needs a feedback loop (exit 2 without one); given at "
+                          "export, stored in the bundle and re-applied by validate unless it sets its own "
+                          "(--tier-defaults: the tier's).")(f)
     return click.option("--min-agree-steps", type=int, default=None, metavar="K",
                         help="Multi-step check: the first K steps' greedy decisions (OUT->IN:argmax) must agree with "
                              "the source's. Default: every step for fp32 artifacts; fp16/int8 reported, not gated "
-                             "(0).")(f)
+                             "(0). Needs a feedback loop and at most its --steps (exit 2 otherwise); stored at export "
+                             "and re-applied by validate, as --max-step-error.")(f)
 
 
 def _groups(names: list[str]) -> str:
@@ -197,8 +219,8 @@ def runtime_option(lead: str):
 def strict_option(f):
     return click.option("--strict", is_flag=True, help="Fail the run (exit 7) on an incomplete check: a target skipped "
                         "because its runtime is not installed here (when that runtime is its artifact's own or one "
-                        "asked for with --runtime), or a PASS on golden inputs that covered an integer input weakly "
-                        "(no known range).")(f)
+                        "asked for with --runtime), a PASS on golden inputs that covered an integer input weakly "
+                        "(no known range), or a multi-step check not run or stopped early (its time budget).")(f)
 
 
 def verify_option(f):

@@ -213,7 +213,8 @@ def run(model: str, options: ExportOptions | Sequence[str] | None = None, out: P
     opts.check()
     specs, ranges = opts.source_inputs()
     source = resolve_source(model, specs, ranges, opts.weights)
-    loop = stepping.declared(source.to_dict(), opts.feedback, opts.steps)  # a bad declaration: exit 2, before workers
+    loop = stepping.declared(source.to_dict(), opts.feedback, opts.steps,  # a bad declaration: exit 2, before workers
+                             steps.Gates(opts.min_agree_steps, opts.max_step_error))
     missing = [p for p in FRAMEWORKS.get(source.framework, ()) if not install.installed(p)]
     if missing:  # a device-sized install: say what to install, before any worker starts
         raise ModelError(f"model {source.name!r}: loading a {source.framework} source needs {', '.join(missing)}, "
@@ -234,10 +235,12 @@ def run(model: str, options: ExportOptions | Sequence[str] | None = None, out: P
             pipeline.close()
     codes = [errors.EXPORT for rec in manifest.artifacts.values() if rec.status == ArtifactStatus.FAILED]
     messages = [f"added {', '.join(added)} (needed to convert the requested formats)"] if added else []
+    messages += pipeline.family_skips  # a family set the source gives NaN/Inf on throughout (docs/families.md)
     if opts.keep_layout and source.framework == "tensorflow":
         messages.append("--keep-layout has no effect here: artifacts of a TensorFlow source keep its own layout")
     return ExportOutcome(opts.out / source.name, manifest, checks,
-                         errors.worst(codes + [judge.exit_code(checks, opts.strict, opts.runtimes)]),
+                         errors.worst(codes + [judge.exit_code(checks, opts.strict, opts.runtimes),
+                                               stepping.strict_code(checks, opts.strict)]),
                          time.perf_counter() - t_start, messages)
 
 
@@ -308,6 +311,7 @@ class _Pipeline:
         self.versions: dict = {}
         self.sets: list[GoldenSet] = []
         self.set_notes: dict[str, str] = {}  # set -> how a family set was made (GoldenSetRecord.note)
+        self.family_skips: list[str] = []  # family sets the source gives NaN/Inf on throughout (families.py)
         self.coverage: dict[str, dict[str, dict]] = {}  # set -> input -> what its golden inputs cover
         self.calibration: CalibrationRecord | None = None
         self.labelled_dims: dict[str, int] | None = None
@@ -486,6 +490,7 @@ class _Pipeline:
             self.calibration = CalibrationRecord(golden.CALIBRATION, "", written.calibration_samples,
                                                  "the source's own calibration data")
         labelled_output = labelled_output or written.labelled_output
+        plans, self.family_skips = families.after_writing(plans, written.samples)  # NaN/Inf at the source: noted
         self.sets = [GoldenSet(p.name, self.staging / p.inputs, self.staging / p.reference, p.dims,
                                written.samples.get(p.name, p.samples),
                                self.staging / p.labels if p.labels else None,
@@ -505,8 +510,9 @@ class _Pipeline:
         if self.loop is None or self.contract is None:
             return
         pairs, n, where = self.loop
-        stepping.check_declared(self.contract, pairs)
-        record = steps.StepsRecord(steps.texts(pairs), n, min(steps.STEP_SAMPLES, main_samples), steps.FILE, where)
+        stepping.check_declared(self.contract, pairs, where, self.source.to_dict())
+        record = steps.StepsRecord(steps.texts(pairs), n, min(steps.STEP_SAMPLES, main_samples), steps.FILE, where,
+                                   self.options.min_agree_steps, self.options.max_step_error)  # validate re-applies
         self.progress.stage(f"running {self.source.name} {n} steps with {', '.join(record.feedback)} fed back")
         main = next(s for s in self.sets if s.name == golden.MAIN)
         done = worker.run(WriteSteps(str(main.inputs), record.samples, record.feedback, n,
@@ -657,6 +663,7 @@ class _Pipeline:
             contract=self.contract, golden=data,
             tolerances=self.tolerances.to_dict(),  # overrides of the parity tiers the export was judged with
             accepted_constant=self.options.accept_constant,
+            gate_families=self.options.gate_families,  # validate gates on them too (unless --tier-defaults)
             flops=self.flops, steps=self.steps,
             artifacts={n: self.records[n] for n in self.plan if n in self.records})
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploytool.checking import parity
+from deploytool.checking import judge, parity
 from deploytool.checking.golden import GoldenSet
 from deploytool.checking.localise import Finding, Limits, Node, locate, unavailable
 from deploytool.core import npz
@@ -50,7 +50,8 @@ def localise_failures(checks: dict[str, ArtifactCheck], records: dict[str, Artif
     limits, progress = limits or Limits(), as_progress(progress)
     hops: dict[tuple[str, str], list[str]] = {}  # (parent, child) target keys -> the failing checks blaming it
     for key, chk in checks.items():
-        if chk.status == jobs.CheckStatus.FAIL and chk.hop_from and chk.hop_to:
+        # a failure of a further gate only (multi-step, decisions) has no diverging tensor on a golden sample
+        if chk.status == jobs.CheckStatus.FAIL and chk.hop_from and chk.hop_to and not judge.tensors_passed(chk):
             hops.setdefault((chk.hop_from, chk.hop_to), []).append(key)
     extras: dict[str, dict[str, np.ndarray]] = {}
     for (parent, child), failing in hops.items():

@@ -190,12 +190,20 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
     names = select_formats(manifest, opts.formats)
     chosen = select_targets(manifest, names, wanted, platforms.parse(opts.emulate))
     check_source_option(manifest.model.source, opts.source)  # one naming another model: exit 2, before any run
+    # the multi-step gates stored at export, each unless given here (or --tier-defaults); given without a loop: exit 2
+    given_gates = steps.Gates(opts.min_agree_steps, opts.max_step_error)
+    step_gates = stepping.gates_for(manifest.steps, given_gates, opts.tier_defaults, bundle_dir)
     pipe_opts = pipeline.options_of(opts.pipeline, opts.raw_data, opts.operating_point, opts.max_decision_flips,
                                     opts.source)
     # The overrides the bundle was exported with (unless --tier-defaults), then this run's (a more
     # specific key still wins). The checks report each override they applied.
     kept = Tolerances() if opts.tier_defaults else Tolerances.from_dict(manifest.tolerances, "manifest.tolerances")
     tolerances = kept.merged(opts.tolerances)
+    try:  # the families export gated on (--gate-families; unless --tier-defaults), and this run's
+        gate_families = families.parse([*([] if opts.tier_defaults else manifest.gate_families), *opts.gate_families],
+                                       "--gate-families")
+    except ValueError as e:
+        raise BundleError(f"bundle {bundle_dir}: manifest.gate_families: {e}") from None
     contract = manifest.contract
     try:  # the outputs export accepted as constant (stored in the bundle), and this run's
         accept_constant = [*manifest.accepted_constant, *judge.check_accepted(contract, opts.accept_constant)]
@@ -244,13 +252,13 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
 
         evidence = judge.Evidence(replies, sets, references, stored, lambda s: npz.load(s.inputs), refused,
                                   runs.skipped_sets, oracles)
-        rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant, gate_families=opts.gate_families,
+        rules = judge.Rules(tolerances, opts.max_accuracy_drop, accept_constant, gate_families=gate_families,
                             oracle=oracle_info)
         checks = judge.judge(contract, records, evidence, rules, manifest.model.framework, chosen, final=False)
         if manifest.steps is not None:
             stepping.apply(checks, replies, bundle_dir / manifest.steps.path, manifest.steps,
-                           {n: r.tier for n, r in manifest.artifacts.items()},
-                           steps.Gates(opts.min_agree_steps, opts.max_step_error))
+                           {n: r.tier for n, r in manifest.artifacts.items()}, step_gates,
+                           stepping.stored_note(manifest.steps, given_gates, opts.tier_defaults))
         if prepared is not None:
             progress.stage("comparing the pipeline's decisions with the source's")
             pipeline.judge_decisions(prepared, checks, contract, work, _logs(bundle_dir, work), timeout)
@@ -268,7 +276,7 @@ def run(bundle_dir: Path | str, options: ValidateOptions | Sequence[str] | None 
             raise UsageError(f"cannot write reports to {reports_dir}: {e.strerror or e} (use --reports DIR)") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    code = judge.exit_code(checks, opts.strict, wanted)
+    code = errors.worst([judge.exit_code(checks, opts.strict, wanted), stepping.strict_code(checks, opts.strict)])
     return ValidateOutcome(bundle_dir, manifest, checks, sets, reports, code, time.perf_counter() - t0)
 
 

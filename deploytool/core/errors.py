@@ -33,8 +33,8 @@ EXIT_CODES = {
     PARITY: "an artifact's outputs do not match the reference (parity failure), or the check is vacuous: an artifact "
             "returning zeros, the mean or another sample's output would pass it too (see --accept-uninformative)",
     RUNTIME: "an artifact failed to load or run in its runtime",
-    SKIPPED: "a check was incomplete (only with --strict): a runtime was not installed and its check was skipped, or "
-             "the golden inputs covered an integer input weakly",
+    SKIPPED: "a check was incomplete (only with --strict): a runtime was not installed and its check was skipped, "
+             "the golden inputs covered an integer input weakly, or a multi-step check was not run or stopped early",
     BUNDLE: "the bundle is missing, unreadable, of an unknown schema, or corrupt",
     REGRESSION: "bench --compare: a row's p50 latency is slower than the baseline beyond the threshold",
     NO_MATCH: "recommend: no artifact meets the budget",

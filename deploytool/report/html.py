@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from deploytool.report import markdown, pipeline_section, plots
+from deploytool.report import markdown, oracle_section, pipeline_section, plots
 from deploytool.report.steps import steps_table
 from deploytool.report.view import artifacts
 
@@ -40,6 +40,10 @@ def render(results) -> tuple[str, bool]:
     pipe_headers, pipe_rows = pipeline_section.rows(results)  # validate --pipeline: decision agreement per target
     if pipe_rows:
         out += ["<h2>Pipeline decisions</h2>", _table(pipe_headers, pipe_rows)]
+    fam = markdown.families_table(views)  # export --families: each family's verdict per target (docs/families.md)
+    if fam is not None:
+        out += ["<h2>Input families</h2>", f"<p>{html.escape(markdown.FAMILIES_KEY)}</p>", _table(*fam)]
+    out += oracle_section.html_parts(results, _table)  # --oracle float64: the fp32 tier's two verdicts
     failed = markdown.failures(views, markdown=False)
     if failed:
         out.append("<h2>Failures</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in failed) + "</ul>")

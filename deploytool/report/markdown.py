@@ -163,6 +163,11 @@ def coverage_lines(manifest, markdown: bool = True) -> list[str]:
     return out
 
 
+FAMILIES_KEY = ("Each family's verdict on its own golden sets (seeded: drawn in the declared ranges; data: the "
+                "model's or your data; perturbed: that data perturbed; edge: zero or the range's midpoint, the "
+                "ranges' ends, the largest dims).")
+
+
 def families_table(views: list[ArtifactView]) -> tuple[list[str], list[list[str]]] | None:
     """Input families x targets (checking/families.py): each family's verdict per target, where some target was
     judged on more than one family; None otherwise."""
@@ -211,9 +216,7 @@ def render(results) -> str:
     lines += pipeline_section.lines(results)  # validate --pipeline: decision agreement per target
     fam = families_table(views)
     if fam is not None:  # docs/families.md
-        lines += ["", "## Input families", "", "Each family's verdict on its own golden sets (seeded: drawn in the "
-                  "declared ranges; data: the model's or your data; perturbed; edge: zeros, the ranges' ends, the "
-                  "largest dims).", "", *_table(*fam)]
+        lines += ["", "## Input families", "", FAMILIES_KEY, "", *_table(*fam)]
     lines += oracle_section.markdown_lines(results)  # --oracle float64: the fp32 tier's two verdicts
     failed = failures(views)
     if failed:

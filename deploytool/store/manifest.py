@@ -156,6 +156,8 @@ class Manifest:
     tolerances: dict[str, dict[str, float]] = field(default_factory=dict)  # overrides export was judged with
     # outputs export accepted as constant (--accept-constant-output); later validate runs accept them too
     accepted_constant: list[str] = field(default_factory=list)
+    # families export gated where the tier only reports them (--gate-families edge); later validate runs gate too
+    gate_families: list[str] = field(default_factory=list)
     flops: FlopsRecord | None = None  # absent in bundles made before it was counted
     steps: StepsRecord | None = None  # the multi-step check's loop (checking/steps.py); absent: none declared
 
