@@ -334,3 +334,13 @@ class Comparison:
         if not self.in_baseline:
             del out["candidate_p50_ms"], out["baseline_p50_ms"]
         return out
+
+
+def newest_per_machine(files: list[dict]) -> list[dict]:
+    """One result file per machine (its newest by ``created``): what a report says once per machine."""
+    newest: dict[str, dict] = {}
+    for data in files:
+        name = data["machine"]["name"]
+        if name not in newest or str(data.get("created") or "") > str(newest[name].get("created") or ""):
+            newest[name] = data
+    return list(newest.values())

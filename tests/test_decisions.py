@@ -74,12 +74,25 @@ def test_encode_decode_round_trip():
 @pytest.mark.parametrize("bad, says", [
     (np.zeros((3, 4), dtype=np.float32), "expected class ids"),
     (np.array([1, 2]), "decisions for 2 samples"),
-    ([np.zeros((1, 5))] * 3, "expected [k, 6]"),
+    ([np.zeros((1, 5))] * 3, "not [k, 6]; expected class ids"),
+    ([{"cls": 1}] * 3, "returned a list of 3 (the first a dict): item 0 is a dict, no detections array; expected "
+     "class ids"),
+    ({"decisions": [{"cls": 1}] * 3}, "item 0 is a dict"),
+    ([None] * 3, "(the first a NoneType): item 0 (detections of sample 0) has shape [], not [k, 6]"),
+    ("cat", "returned a str: expected class ids"),
+    ({"decisions": np.array([1, 2, 3]), "margins": [0.1, float("nan"), 0.2]}, "non-finite margin (nan) for sample 1"),
+    ({"decisions": np.array([1, 2, 3]), "margins": ["a", "b", "c"]}, "margins that are no numbers"),
     ({"labels": 1}, "without a 'decisions' key"),
 ])
 def test_normalise_refuses_what_is_no_decision(bad, says):
-    with pytest.raises(ValueError, match=says.replace("[", r"\[")):
+    with pytest.raises(ValueError, match=__import__("re").escape(says)) as e:
         decisions.normalise(bad, 3, "postprocess() in p.py")
+    assert str(e.value).startswith("postprocess() in p.py returned ") and "\n" not in str(e.value)
+
+
+def test_a_list_of_python_ints_is_class_ids():
+    d = decisions.normalise([3, 1, 4], 3, "postprocess() in p.py")
+    assert d.kind == decisions.CLASS and list(d.values) == [3, 1, 4]
 
 
 def test_gate_grammar():
@@ -88,9 +101,22 @@ def test_gate_grammar():
     assert decisions.parse_gate("3samples").count == 3
     assert decisions.parse_gate("0").allows(0, 10) and not decisions.parse_gate("0").allows(1, 10)
     assert decisions.parse_gate("10%").allows(1, 10) and not decisions.parse_gate("10%").allows(2, 10)
-    for bad in ("1.5", "x", "-1samples"):
+    for bad in ("1.5", "x", "-1samples", "101%"):
         with pytest.raises(ValueError, match="--max-decision-flips"):
             decisions.parse_gate(bad)
+    # a bare 1 is not 100 % (the gate off) nor a guessed count: refused, saying how to write either
+    for bare, count in (("1", "1"), ("1.0", "1"), ("3", "3")):
+        with pytest.raises(ValueError, match=f"write {count}samples for a count, or {bare}% for a percentage"):
+            decisions.parse_gate(bare)
+    # what an error suggests is itself taken: no "1.5samples", no "infsamples"
+    for bad in ("1.5", "inf", "nan", "250.5"):
+        with pytest.raises(ValueError) as e:
+            decisions.parse_gate(bad)
+        assert f"{bad}samples" not in str(e.value)
+        for suggested in __import__("re").findall(r"write (\S+)", str(e.value)):
+            if suggested.endswith(("samples", "%")):
+                decisions.parse_gate(suggested)
+    assert decisions.parse_gate("100%").fraction == 1.0 and decisions.parse_gate("0.99").fraction == 0.99
 
 
 def test_operating_point_grammar():
@@ -98,9 +124,83 @@ def test_operating_point_grammar():
     assert (op.kind, op.value, op.near_band) == ("threshold", 0.3, 0.02)
     assert decisions.parse_operating_point("top-k=5").near_band == decisions.DEFAULT_BAND["top-k"]
     for bad, says in (("threshold=2", "probability"), ("top-k=1.5", "whole number"), ("foo=1", "unknown key"),
-                      ("band=0.1", "names no threshold")):
+                      ("band=0.1", "names no threshold"),
+                      ("threshold=0.5,top-k=2", "gives threshold and top-k; give one operating point"),
+                      ("top-k=2,top-k=3", "gives top-k and top-k")):
         with pytest.raises(ValueError, match=says):
             decisions.parse_operating_point(bad)
+
+
+def test_the_operating_point_is_resolved_once_and_the_file_s_constants_checked():
+    resolve = decisions.resolve_operating_point
+    op = resolve(None, {"THRESHOLD": 0.3, "NEAR_BAND": 0}, False, "p.py")
+    assert (op.kind, op.value, op.near_band) == ("threshold", 0.3, 0.0)  # NEAR_BAND = 0 is a band, not unset
+    op = resolve(None, {"TOP_K": 3, "NEAR_BAND": 0.2}, False, "p.py")
+    assert (op.kind, op.value, op.near_band) == ("top-k", 3.0, 0.2)
+    assert resolve(None, {}, False, "p.py").text() == "top-k=1"
+    # --operating-point wins; its band= first, else the file's NEAR_BAND
+    given = decisions.parse_operating_point("top-k=2")
+    assert resolve(given, {"THRESHOLD": 0.5, "NEAR_BAND": 0.3}, False, "p.py").text() == "top-k=2,band=0.3"
+    given = decisions.parse_operating_point("threshold=0.4,band=0.01")
+    assert resolve(given, {"NEAR_BAND": 0.3}, False, "p.py").near_band == 0.01
+    for constants, says in (({"THRESHOLD": 1.5}, "THRESHOLD = 1.5: a threshold is a probability in"),
+                            ({"TOP_K": True}, "TOP_K = True is not a number"),
+                            ({"THRESHOLD": True}, "THRESHOLD = True is not a number"),
+                            ({"TOP_K": 0}, "TOP_K = 0: top-k takes a whole number"),
+                            ({"TOP_K": 2.5}, "TOP_K = 2.5: top-k takes a whole number"),
+                            ({"NEAR_BAND": -1}, "NEAR_BAND = -1: a band is a number >= 0"),
+                            ({"NEAR_BAND": "'wide'"}, "NEAR_BAND = 'wide' is not a number"),
+                            ({"NEAR_BAND": float("nan")}, "NEAR_BAND = nan is not a number")):
+        with pytest.raises(ValueError, match=f"^p.py: {says}"):
+            resolve(None, constants, False, "p.py")
+    # the file's postprocess makes the decisions: a threshold given beside it would be ignored, so it is refused
+    with pytest.raises(ValueError, match="--operating-point threshold=0.4,band=0.01: p.py defines postprocess()"):
+        resolve(given, {}, True, "p.py")
+    assert resolve(None, {"THRESHOLD": 0.5}, True, "p.py").near_band == 0.05  # the band for its own margins
+
+
+def test_a_top_k_of_more_classes_than_the_output_has_is_refused():
+    with pytest.raises(ValueError, match=r"top-k=11 asks for more classes than the classifier output has \(10\)"):
+        decisions.check_classes(OperatingPoint("top-k", 11.0), 10, "x")
+    decisions.check_classes(OperatingPoint("top-k", 10.0), 10, "x")
+    decisions.check_classes(OperatingPoint("top-k", 11.0), None, "x")  # not known: the worker's builtin refuses
+    with pytest.raises(ValueError, match="more classes than the classifier output has"):
+        decisions.builtin(_logits(4), OperatingPoint("top-k", 11.0))
+
+
+def _decoy_flips(x: np.ndarray, op: OperatingPoint) -> dict:
+    ref = decisions.builtin(x, op)
+    made = decisions.decoy_outputs({"logits": x})
+    return decisions.decoy_flips(ref, {d: decisions.builtin(o["logits"], op) for d, o in made.items()})
+
+
+def test_decisions_no_wrong_output_can_change_are_uninformative():
+    x = _logits()  # softmax of N(0, 3) logits: no sample reaches 0.9999
+    op = OperatingPoint("threshold", 0.9999)
+    flips = _decoy_flips(x, op)
+    assert set(flips) == {"zeros", "mean", "shuffled"} and all(f["flips"] == 0 for f in flips.values())
+    why = decisions.uninformative(flips, decisions.Gate(count=0))
+    assert why is not None and why.startswith("decision parity is uninformative: an artifact returning all zeros, "
+                                              "the mean output over the raw samples or another sample's output "
+                                              "would pass --max-decision-flips too (0/40 decisions differ)")
+    assert "--raw-data whose decisions span the operating point" in why
+    # a gate that allows every sample to flip claims nothing, so nothing is vacuous; no gate likewise
+    assert decisions.uninformative(flips, decisions.Gate(fraction=1.0)) is None
+    assert decisions.uninformative(flips, None) is None
+    # decisions that span the threshold: every decoy flips more than the gates allow
+    spanning = _decoy_flips(x, OperatingPoint("threshold", 0.5))
+    assert decisions.uninformative(spanning, decisions.Gate(count=0)) is None
+    assert decisions.uninformative(spanning, decisions.Gate(fraction=0.02)) is None
+    # top-1 always the same class: the mean decoy decides alike
+    same = x.copy()
+    same[:, 3] += 50
+    flips = _decoy_flips(same, OperatingPoint("top-k", 1))
+    assert flips["mean"]["flips"] == 0 and flips["zeros"]["flips"] == 40
+    why = decisions.uninformative(flips, decisions.Gate(count=0))
+    assert why is not None and "returning the mean output over the raw samples or another sample's output would " \
+        "pass" in why
+    # one raw sample: only the zeros decoy can be made
+    assert set(decisions.decoy_outputs({"logits": x[:1]})) == {"zeros"}
 
 
 # ---- the deployed preprocessing ------------------------------------------------------------------

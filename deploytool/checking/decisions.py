@@ -56,6 +56,7 @@ def parse_operating_point(text: str) -> OperatingPoint:
     """``threshold=0.5``, ``top-k=5``, either with ``,band=X``; ValueError with one line otherwise."""
     op: OperatingPoint | None = None
     band = None
+    seen: list[str] = []
     for part in [p.strip() for p in str(text).split(",") if p.strip()]:
         key, sep, value = part.partition("=")
         key = key.strip().lower().replace("_", "-")
@@ -66,6 +67,11 @@ def parse_operating_point(text: str) -> OperatingPoint:
                              "band=0.05)") from None
         if not sep or not np.isfinite(number):
             raise ValueError(f"--operating-point {text}: {part!r} is not KEY=NUMBER")
+        if key in ("threshold", "top-k", "topk", "k"):
+            seen.append("threshold" if key == "threshold" else "top-k")
+            if len(seen) > 1:
+                raise ValueError(f"--operating-point {text}: gives {' and '.join(seen)}; give one operating point "
+                                 "(threshold=P or top-k=K)")
         if key == "threshold":
             if not 0.0 < number < 1.0:
                 raise ValueError(f"--operating-point {text}: a threshold is a probability in (0, 1)")
@@ -84,6 +90,56 @@ def parse_operating_point(text: str) -> OperatingPoint:
         raise ValueError(f"--operating-point {text}: names no threshold=P or top-k=K")
     op.band = band
     return op
+
+
+def _constant(constants: dict, name: str, file: str) -> float | None:
+    """A pipeline file's ``THRESHOLD`` / ``TOP_K`` / ``NEAR_BAND`` as a finite real number; None where the file does
+    not set it (or sets it to None). The worker passes a value that is no number as its repr."""
+    value = constants.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        shown = value if isinstance(value, str) else repr(value)
+        raise ValueError(f"{file}: {name} = {shown} is not a number (a bool is not one either)")
+    return float(value)
+
+
+def resolve_operating_point(given: OperatingPoint | None, constants: dict, user_postprocess: bool,
+                            file: str) -> OperatingPoint:
+    """The operating point of a pipeline run, decided once, before anything runs on it (``validate`` before any
+    target, ``bench`` before it times): ``--operating-point`` (``given``), else the file's ``THRESHOLD`` (first) or
+    ``TOP_K``, else top-k=1; the band: ``given``'s ``band=``, else the file's ``NEAR_BAND``, else ``DEFAULT_BAND``.
+    The file's constants are checked whichever wins: a real number, not a bool (``THRESHOLD`` in (0, 1), ``TOP_K``
+    a whole number >= 1, ``NEAR_BAND`` >= 0; None is unset). ``given`` beside the file's own ``postprocess()``,
+    which makes the decisions itself, is refused rather than ignored. ValueError with one line."""
+    threshold = _constant(constants, "THRESHOLD", file)
+    top_k = _constant(constants, "TOP_K", file)
+    band = _constant(constants, "NEAR_BAND", file)
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise ValueError(f"{file}: THRESHOLD = {threshold:g}: a threshold is a probability in (0, 1)")
+    if top_k is not None and (top_k < 1 or top_k != int(top_k)):
+        raise ValueError(f"{file}: TOP_K = {top_k:g}: top-k takes a whole number >= 1")
+    if band is not None and band < 0:
+        raise ValueError(f"{file}: NEAR_BAND = {band:g}: a band is a number >= 0")
+    if given is not None:
+        if user_postprocess:
+            raise ValueError(f"--operating-point {given.text()}: {file} defines postprocess(), which makes the "
+                             "decisions, so the built-in operating point would be ignored: drop --operating-point "
+                             "(NEAR_BAND in the file sets the band for the margins postprocess returns)")
+        return OperatingPoint(given.kind, given.value, given.band if given.band is not None else band)
+    if threshold is not None:
+        return OperatingPoint("threshold", threshold, band)
+    if top_k is not None:
+        return OperatingPoint("top-k", float(int(top_k)), band)
+    return OperatingPoint("top-k", 1.0, band)
+
+
+def check_classes(op: OperatingPoint, classes: int | None, where: str) -> None:
+    """Refuse a top-k of more classes than the classifier output has (``classes``: its last dim, None where not
+    known): every sample would select every class, so no decision could differ. ValueError with one line."""
+    if op.kind == "top-k" and classes is not None and int(op.value) > classes:
+        raise ValueError(f"{where}: top-k={int(op.value)} asks for more classes than the classifier output has "
+                         f"({classes}); give K <= {classes}")
 
 
 # ---- decisions ---------------------------------------------------------------------------------
@@ -115,6 +171,9 @@ def builtin(scores: np.ndarray, op: OperatingPoint) -> Decisions:
         p = _softmax(s)
         return Decisions(LABELS, p >= op.value, np.abs(p - op.value).min(axis=1))
     k = int(op.value)
+    if k > s.shape[1]:
+        raise ValueError(f"top-k={k} asks for more classes than the classifier output has ({s.shape[1]}); give "
+                         f"K <= {s.shape[1]}")
     order = np.sort(s, axis=1)[:, ::-1]
     idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
     chosen = np.zeros(s.shape, dtype=bool)
@@ -125,39 +184,74 @@ def builtin(scores: np.ndarray, op: OperatingPoint) -> Decisions:
     return Decisions(TOP_K, chosen, gap)
 
 
+EXPECTED = ("expected class ids (integers [N]), labels (bool [N, C]) or detections (a list of N arrays [k, 6]: x1, "
+            "y1, x2, y2, score, class), or {'decisions': one of these, 'margins': [N] finite floats}")
+
+
+def _describe(x: Any) -> str:
+    """What a postprocess returned, in a few words: ``a list of 40 (the first a dict)``."""
+    if isinstance(x, np.ndarray):
+        return f"a {x.dtype} array of shape {list(x.shape)}"
+    if isinstance(x, (list, tuple)):
+        return f"a {type(x).__name__} of {len(x)}" + (f" (the first a {type(x[0]).__name__})" if len(x) else "")
+    return f"a {type(x).__name__}"
+
+
 def normalise(result: Any, samples: int, what: str) -> Decisions:
-    """A user ``postprocess``'s return value as ``Decisions`` (ValueError naming what is wrong): an integer array
-    [N] (a class per sample), a bool array [N, C] (labels), a list of N arrays [k, 6] (detections), or a dict
-    ``{"decisions": one of these, "margins": [N] floats}``."""
+    """A user ``postprocess``'s return value as ``Decisions`` (ValueError, one line ``WHAT returned ...: expected
+    ...``, for anything else): an integer array [N] or a list of N ints (a class per sample), a bool array [N, C]
+    (labels), a list of N arrays [k, 6] (detections), or a dict ``{"decisions": one of these, "margins": [N] finite
+    floats}``."""
     margins = None
     if isinstance(result, dict):
         if "decisions" not in result:
-            raise ValueError(f"{what} returned a dict without a 'decisions' key (keys: {sorted(result)})")
+            raise ValueError(f"{what} returned a dict without a 'decisions' key (keys: {sorted(map(str, result))}): "
+                             f"{EXPECTED}")
         if result.get("margins") is not None:
-            margins = np.asarray(result["margins"], dtype=np.float64).reshape(-1)
+            try:
+                margins = np.asarray(result["margins"], dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                raise ValueError(f"{what} returned margins that are no numbers ({_describe(result['margins'])}): "
+                                 "expected [N] finite floats") from None
             if len(margins) != samples:
                 raise ValueError(f"{what} returned {len(margins)} margins for {samples} samples")
+            bad = np.flatnonzero(~np.isfinite(margins))
+            if bad.size:
+                raise ValueError(f"{what} returned a non-finite margin ({margins[bad[0]]}) for sample {int(bad[0])} "
+                                 f"({bad.size} of {samples}): margins are finite floats (leave 'margins' out for none)")
         result = result["decisions"]
+    if isinstance(result, (list, tuple)) and result and all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) for d in result):
+        result = np.asarray(result, dtype=np.int64)  # a list of N Python ints: a class per sample
     if isinstance(result, (list, tuple)):
         boxes: list[np.ndarray] = []
         for i, d in enumerate(result):
-            a = np.asarray(d, dtype=np.float64)
+            try:
+                if isinstance(d, (dict, str, bytes)):
+                    raise TypeError
+                a = np.asarray(d, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{what} returned {_describe(result)}: item {i} is a {type(d).__name__}, no "
+                                 f"detections array; {EXPECTED}") from None
             if a.size == 0:
                 a = a.reshape(0, 6)
             if a.ndim != 2 or a.shape[1] != 6:
-                raise ValueError(f"{what}: detections of sample {i} have shape {list(a.shape)}, expected [k, 6] "
-                                 "(x1, y1, x2, y2, score, class)")
+                raise ValueError(f"{what} returned {_describe(result)}: item {i} (detections of sample {i}) has shape "
+                                 f"{list(a.shape)}, not [k, 6]; {EXPECTED}")
             boxes.append(a)
         kind, values = DETECTIONS, boxes  # type: tuple[str, Any]
     else:
-        a = np.asarray(result)
+        try:
+            a = np.asarray(result)
+        except (TypeError, ValueError):
+            a = np.asarray(None)
         if a.dtype == bool and a.ndim == 2:
             kind, values = LABELS, a
         elif a.dtype.kind in "iu" and a.ndim == 1:
             kind, values = CLASS, a.astype(np.int64)
         else:
-            raise ValueError(f"{what} returned a {a.dtype} array of shape {list(a.shape)}: expected class ids "
-                             "(integers [N]), labels (bool [N, C]) or detections (a list of N arrays [k, 6])")
+            shown = _describe(a) if a.dtype.kind in "biuf" else _describe(result)
+            raise ValueError(f"{what} returned {shown}: {EXPECTED}")
     if len(values) != samples:
         raise ValueError(f"{what} returned decisions for {len(values)} samples, the inputs hold {samples}")
     return Decisions(kind, values, margins)
@@ -306,20 +400,86 @@ _COUNT = re.compile(r"^\s*(\d+)\s*samples?\s*$", re.IGNORECASE)
 
 
 def parse_gate(text: str) -> Gate:
-    """``0.02`` or ``2%``: a fraction of the samples; ``3samples``: a count; ValueError otherwise."""
+    """``0.02`` or ``2%``: a fraction of the samples; ``3samples``: a count; ValueError otherwise. A bare number is a
+    fraction below 1: ``1`` (or ``3``) is refused rather than read as 100 % (the gate off) or guessed as a count."""
     s = str(text).strip()
     m = _COUNT.match(s)
     if m:
         return Gate(count=int(m.group(1)))
+    percent = s.endswith("%")
     try:
-        value = float(s[:-1]) / 100 if s.endswith("%") else float(s)
+        value = float(s[:-1]) / 100 if percent else float(s)
     except ValueError:
         raise ValueError(f"--max-decision-flips {text}: expected a fraction (0.02), a percentage (2%) or a count "
                          "(3samples)") from None
+    if not np.isfinite(value):
+        raise ValueError(f"--max-decision-flips {text}: expected a fraction (0.02), a percentage (2%) or a count "
+                         "(3samples); 100% switches the gate off")
+    if not percent and value >= 1.0:
+        ways = ([f"{int(value)}samples for a count"] if value == int(value) else []) + \
+            ([f"{s}% for a percentage"] if value <= 100 else [])
+        whole = "" if value == int(value) or not ways else " (a count is a whole number: 3samples)"
+        write = ", or ".join(ways) or "a whole number of samples (3samples)"
+        raise ValueError(f"--max-decision-flips {text}: a bare number is a fraction of the samples below 1; write "
+                         f"{write}{whole} (100% switches the gate off)")
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"--max-decision-flips {text}: a fraction of the samples is in [0, 1] (a count is "
-                         "written 3samples)")
+        raise ValueError(f"--max-decision-flips {text}: a fraction of the samples is in [0, 1) and a percentage in "
+                         "[0%, 100%] (a count is written 3samples)")
     return Gate(fraction=value)
+
+
+# ---- informativeness: would a trivial artifact pass? ---------------------------------------------
+
+# decoy name (informative.DECOYS) -> what such an artifact returns, for a reason line
+DECOY_TEXT = {"zeros": "all zeros", "mean": "the mean output over the raw samples",
+              "shuffled": "another sample's output"}
+
+
+def decoy_outputs(outputs: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """The informativeness rule's decoys (``checking/informative.py``) of the source's outputs on the raw samples,
+    every output alike: decoy name -> outputs, as an artifact returning zeros, the mean or another sample's output
+    would give them. A decoy that cannot be made (the mean and the shuffle of one sample) is left out."""
+    from deploytool.checking import informative
+
+    made = {name: informative.decoys(a) for name, a in outputs.items()}
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for d in informative.DECOYS:
+        arrays = {k: v[d] for k, v in made.items()}
+        kept = {k: a for k, a in arrays.items() if a is not None}
+        if kept and len(kept) == len(arrays):
+            out[d] = kept
+    return out
+
+
+def decoy_flips(ref: Decisions, decoys: dict[str, Decisions]) -> dict[str, dict]:
+    """Each decoy's decisions against the reference's: ``{name: {"flips", "samples"}}``; a decoy whose decisions
+    cannot be compared (another kind, another count) differs from every sample."""
+    out = {}
+    for name, got in decoys.items():
+        try:
+            flips = int(differs(ref, got)[0].sum())
+        except ValueError:
+            flips = ref.samples
+        out[name] = {"flips": flips, "samples": ref.samples}
+    return out
+
+
+def uninformative(flips: dict[str, dict], gate: Gate | None) -> str | None:
+    """Why the decision gate proves nothing where a decoy passes it too. None: every decoy fails it, or there is no
+    gate to prove anything (none, or one that allows every sample to flip: ``100%``, reported only)."""
+    if gate is None:
+        return None
+    passing = [n for n, f in flips.items() if gate.allows(f["flips"], f["samples"])
+               and not gate.allows(f["samples"], f["samples"])]
+    if not passing:
+        return None
+    texts = [DECOY_TEXT.get(n, n) for n in passing]
+    who = " or ".join([", ".join(texts[:-1]), texts[-1]] if len(texts) > 1 else texts)
+    first = flips[passing[0]]
+    return (f"decision parity is uninformative: an artifact returning {who} would pass --max-decision-flips too "
+            f"({first['flips']}/{first['samples']} decisions differ): the source decides the raw samples (nearly) "
+            "all alike; give --raw-data whose decisions span the operating point (samples on both sides of the "
+            "threshold, of several classes), or --max-decision-flips 100% to report the decisions only")
 
 
 def summary_text(result: dict) -> str:

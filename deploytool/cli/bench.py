@@ -54,11 +54,13 @@ if TYPE_CHECKING:
               "export's --model, it must be the one the manifest records (else exit 2). Without it no code a bundle "
               "names is run (that row is SKIPPED).")
 @click.option("--pipeline", type=click.Path(dir_okay=False), help="A pipeline file (as validate --pipeline takes: "
-              "preprocess, optionally postprocess): also time preprocess on each --raw-data sample and postprocess "
-              "on each golden reference output (batches of one, medians) and print pre + inference + post per row.")
+              "preprocess, optionally postprocess; checked as validate checks them, exit 2): also time preprocess "
+              "on each --raw-data sample and postprocess on each golden reference output (batches of one, medians) "
+              "and print pre + inference + post per row.")
 @click.option("--raw-data", type=click.Path(dir_okay=False), help="Raw samples for --pipeline (.npz).")
 @click.option("--operating-point", metavar="threshold=P|top-k=K", help="The built-in postprocess --pipeline times "
-              "where the file has none (default: the file's THRESHOLD / TOP_K, else top-k=1).")
+              "where the file has none (default: the file's THRESHOLD / TOP_K, else top-k=1; refused, exit 2, where "
+              "the file defines postprocess).")
 @click.option("--no-peak", is_flag=True, help="Do not probe this machine's fp32 GEMM peak (no % of peak per row).")
 @click.option("--compare", type=click.Path(file_okay=False), help="Baseline bundle: time both interleaved (A B A B) "
               "and flag rows whose p50 is slower than the baseline's by more than --threshold (exit 9).")

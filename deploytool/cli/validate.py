@@ -53,16 +53,19 @@ from deploytool.targets import split_names
 @click.option("--pipeline", type=click.Path(dir_okay=False), help="A Python file defining preprocess(raw) -> "
               "inputs and optionally postprocess(outputs) -> decisions, preprocess_deployed(raw), THRESHOLD or TOP_K: "
               "every target runs the whole pipeline on --raw-data and its decisions are compared with the source's "
-              "(docs/pipeline.md). A --source model file defining preprocess serves as one. Needs the source model.")
+              "(docs/pipeline.md). A --source model file defining preprocess serves as one. Needs the source model "
+              "(a Python source: --source).")
 @click.option("--raw-data", type=click.Path(dir_okay=False), help="Raw samples for --pipeline (.npz; each array's "
               "first axis is the samples; a single array is passed to preprocess as it is, several as a dict).")
 @click.option("--operating-point", metavar="threshold=P|top-k=K[,band=B]", help="The built-in postprocess where "
               "the pipeline has none: softmax + threshold P on the first classifier output, or the K best classes "
-              "(default: the file's THRESHOLD / TOP_K, else top-k=1); band: what counts as near it (default 0.05 "
-              "for a threshold, 0.1 score gap for top-k).")
+              "(default: the file's THRESHOLD / TOP_K, else top-k=1); band: what counts as near it (default: the "
+              "file's NEAR_BAND, else 0.05 for a threshold, 0.1 score gap for top-k). One of threshold and top-k; "
+              "refused (exit 2) where the file defines postprocess.")
 @click.option("--max-decision-flips", metavar="FRACTION|N%|Nsamples", help="Fail a target whose pipeline decisions "
               "differ from the source's on more than this share of the raw samples (0.02, 2%) or this many "
-              "(3samples). Default: 0 for fp32/fp16 targets, 2% for int8 and fp16-arithmetic ones.")
+              "(3samples, at most the raw samples; a bare number >= 1 is refused). Default: 0 for fp32/fp16 "
+              "targets, 2% for int8 and fp16-arithmetic ones.")
 @tolerance_options
 @strict_option
 @accuracy_option
@@ -71,10 +74,11 @@ from deploytool.targets import split_names
 @gate_families_option
 @click.option("--oracle", type=click.Choice(["float64", "none"]), default=None,
               help="float64: judge the fp32 tier against the float64 oracle stored at export (--oracle float64 "
-                   "there; exit 2 when the bundle has none); none: the fixed fp32 tier. Default: as the bundle "
-                   "was exported.")
-@click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides stored in the bundle at export "
-              "(they are shown as overrides in the table and report otherwise).")
+                   "there; exit 2 when the bundle has none, naming why); none: the fixed fp32 tier. Default: as "
+                   "the bundle was exported.")
+@click.option("--tier-defaults", is_flag=True, help="Ignore the tolerance overrides, the --gate-families and the "
+              "multi-step gates stored in the bundle at export (the overrides are shown in the table and report "
+              "otherwise).")
 @verify_option
 @click.option("--timeout", type=float, default=CHECK_TIMEOUT_S, show_default=True, metavar="SECONDS",
               help="Time limit for each artifact's run; a run still going is killed and reported as an error.")
@@ -103,6 +107,7 @@ def validate_command(bundle, formats, runtimes, emulate, atol, rtol, max_accurac
     reports/repro/FORMAT/ (inputs, expected, actual, worst sample, hashes, versions).
     """
     from deploytool import api
+    from deploytool.checking import oracle as oracle_rule
     from deploytool.checking.parity import Tolerances
     from deploytool.report.console import validate_table
 
@@ -118,9 +123,12 @@ def validate_command(bundle, formats, runtimes, emulate, atol, rtol, max_accurac
     if stored:
         applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
         click.echo(f"note: the bundle stores tolerance overrides from its export: {stored.describe()} ({applied})")
-    if outcome.manifest.golden.oracle is not None:  # export --oracle float64 (docs/oracle.md)
-        click.echo("note: the bundle holds a float64 oracle from its export: the fp32 tier is judged against it "
-                   f"({'ignored (--oracle none)' if opts.oracle == 'none' else 'applied; --oracle none ignores it'})")
+    if oracle_note := oracle_rule.note(outcome.manifest, opts.oracle):  # export --oracle float64 (docs/oracle.md)
+        click.echo(oracle_note)
+    if outcome.manifest.gate_families:  # export --gate-families (docs/families.md)
+        applied = "ignored (--tier-defaults)" if tier_defaults else "applied; --tier-defaults ignores them"
+        click.echo("note: the bundle gates on these input families from its export (--gate-families): "
+                   f"{', '.join(outcome.manifest.gate_families)} ({applied})")
     if outcome.manifest.accepted_constant:
         click.echo("note: the bundle accepts uninformative checks of these outputs from its export "
                    "(--accept-uninformative): " + ", ".join(outcome.manifest.accepted_constant))

@@ -243,6 +243,11 @@ def run(bundle_dir: Path | str, options: BenchOptions | None = None,
         inputs = _main_inputs(opened, work / "a")
         targets = _targets(bundle_dir, manifest, opts.formats, work / "a", opts.with_source, opts.runtimes,
                            opts.source)
+        if pipe_opts is not None:  # first: a pipeline file's error (exit 2) comes before any row is timed
+            progress.stage(f"timing the pipeline {pipe_opts.file} on {pipe_opts.raw}")
+            reference = work / "a" / "main.reference.npz"
+            npz.save(reference, opened.references[MAIN])
+            pipe_timing = pipeline.bench_timing(pipe_opts, manifest.contract, reference, work, logs, opts.limit)
         rows: list[BenchRow] = []
         comparison: list[Comparison] | None = None
         if opts.compare is None:
@@ -259,11 +264,6 @@ def run(bundle_dir: Path | str, options: BenchOptions | None = None,
             raise UsageError(f"cannot write reports to {bundle_dir / bundle.REPORTS}: {e.strerror or e} "
                              "(use --reports DIR)") from None
         _relate(rows)
-        if pipe_opts is not None:
-            progress.stage(f"timing the pipeline {pipe_opts.file} on {pipe_opts.raw}")
-            reference = work / "a" / "main.reference.npz"
-            npz.save(reference, opened.references[MAIN])
-            pipe_timing = pipeline.bench_timing(pipe_opts, manifest.contract, reference, work, logs, opts.limit)
         machine_peak = None
         if opts.gemm_peak and any(r.status == RowStatus.OK for r in rows):
             progress.stage("probing this machine's fp32 GEMM peak")

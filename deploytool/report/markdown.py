@@ -8,6 +8,7 @@ from deploytool.report import oracle_section, pipeline_section
 from deploytool.report.console import human_size
 from deploytool.report.steps import steps_section
 from deploytool.report.view import EXPORT_KIND, ArtifactView, artifacts, matrix, pareto, when
+from deploytool.results import newest_per_machine
 
 
 def _ms(x: float | None) -> str:
@@ -130,7 +131,7 @@ def environment(results, markdown: bool = True) -> list[str]:
     lines = [f"model: {code(m.model.name)} ({m.model.description}), source {code(m.model.source.get('kind'))} "
              f"({m.model.framework}), exported {m.created} with deploytool {m.tool.get('version')}",
              "versions at export: " + ", ".join(f"{k} {v}" for k, v in m.versions.items() if v)]
-    for data in _newest_per_machine(results.validations) + _newest_per_machine(results.benches):
+    for data in newest_per_machine(results.validations) + newest_per_machine(results.benches):
         mach = data["machine"]
         kind = "bench" if "rows" in data else "validate"
         lines.append(f"{kind} on {code(mach['name'])}: {mach.get('cpu')}, {mach.get('cores')} cores, {mach.get('os')}, "
@@ -138,14 +139,6 @@ def environment(results, markdown: bool = True) -> list[str]:
     return lines
 
 
-def _newest_per_machine(files: list[dict]) -> list[dict]:
-    """One result file per machine (its newest): the environment is said once per machine."""
-    newest: dict[str, dict] = {}
-    for data in files:
-        name = data["machine"]["name"]
-        if name not in newest or str(data.get("created") or "") > str(newest[name].get("created") or ""):
-            newest[name] = data
-    return list(newest.values())
 
 
 def coverage_lines(manifest, markdown: bool = True) -> list[str]:

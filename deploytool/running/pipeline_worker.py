@@ -52,12 +52,39 @@ def _call(mod: Any, name: str, path: str, arg: Any, hint: str = "") -> Any:
 def _as_inputs(result: Any, names: list[str], what: str) -> dict:
     import numpy as np
 
+    expected = f"expected a dict of the model's inputs {names} (numpy arrays [N, ...], N the raw samples)" + (
+        ", or one numpy array" if len(names) == 1 else "")
     if isinstance(result, dict):
-        return {str(k): np.ascontiguousarray(np.asarray(v)) for k, v in result.items()}
-    if len(names) == 1 and result is not None:
+        out = {}
+        for k, v in result.items():
+            if isinstance(v, (list, tuple, dict, str, bytes)) or not hasattr(v, "__array__"):
+                raise PipelineError(f"{what} returned a dict whose {str(k)!r} is a {type(v).__name__}, not a numpy "
+                                    f"array: {expected}")
+            out[str(k)] = np.ascontiguousarray(np.asarray(v))
+        return out
+    if len(names) == 1 and not isinstance(result, (list, tuple, dict, str, bytes)) and hasattr(result, "__array__"):
         return {names[0]: np.ascontiguousarray(np.asarray(result))}
-    raise PipelineError(f"{what} returned {type(result).__name__}; expected a dict of the model's inputs "
-                        f"{names}")
+    shown = f"a {type(result).__name__}" + (f" of {len(result)}" if isinstance(result, (list, tuple)) else "")
+    raise PipelineError(f"{what} returned {shown}: {expected}")
+
+
+def _constants(mod: Any) -> dict[str, Any]:
+    """The file's THRESHOLD / TOP_K / NEAR_BAND where it sets them (not None): a real number as it is (a bool stays
+    a bool), anything else as its repr; the coordinator checks them (``decisions.resolve_operating_point``)."""
+    import numbers
+
+    out: dict[str, Any] = {}
+    for name in CONSTANTS:
+        value = getattr(mod, name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[name] = value
+        elif isinstance(value, numbers.Real):
+            out[name] = int(value) if isinstance(value, numbers.Integral) else float(value)
+        else:
+            out[name] = repr(value)[:80]
+    return out
 
 
 def run_pipeline(job: jobs.RunPipeline) -> jobs.PipelineRan:
@@ -65,7 +92,7 @@ def run_pipeline(job: jobs.RunPipeline) -> jobs.PipelineRan:
     try:
         mod = _import(job.file)
         reply.functions = [f for f in FUNCTIONS if callable(getattr(mod, f, None))]
-        reply.constants = {c: getattr(mod, c) for c in CONSTANTS if isinstance(getattr(mod, c, None), (int, float))}
+        reply.constants = _constants(mod)
         if job.stage == "pre":
             _pre(job, mod, reply)
         elif job.stage == "time":
@@ -82,7 +109,8 @@ def _pre(job: jobs.RunPipeline, mod: Any, reply: jobs.PipelineRan) -> None:
 
     if "preprocess" not in reply.functions:
         raise PipelineError(f"{job.file} defines no preprocess(raw) function")
-    assert job.raw is not None and job.out is not None
+    if job.raw is None or job.out is None:
+        raise PipelineError("a 'pre' pipeline job needs raw and out (a deploytool bug)")
     raw = npz.load(job.raw)
     arg: Any = next(iter(raw.values())) if len(raw) == 1 else raw
     if len(raw) == 1:
@@ -110,13 +138,12 @@ def _post(job: jobs.RunPipeline, mod: Any, reply: jobs.PipelineRan) -> None:
     from deploytool.core import npz
 
     user = "postprocess" in reply.functions
-    op = None
-    if not user:
-        fields = job.operating_point or {}
-        op = decisions.OperatingPoint(**fields) if fields else decisions.OperatingPoint()
-        if job.classifier_output is None:
-            raise PipelineError(f"{job.file} defines no postprocess(outputs) and the model has no output for the "
-                                "built-in one")
+    fields = job.operating_point or {}
+    op = decisions.OperatingPoint(**fields) if fields else decisions.OperatingPoint()
+    classifier = job.classifier_output
+    if not user and classifier is None:
+        raise PipelineError(f"{job.file} defines no postprocess(outputs) and the model has no output for the "
+                            "built-in one")
     for name, path in job.outputs.items():
         outputs = npz.load(path)
         outputs = {k: (v[:, 0] if k in job.unbatch and v.ndim >= 2 and v.shape[1] == 1 else v)
@@ -124,14 +151,18 @@ def _post(job: jobs.RunPipeline, mod: Any, reply: jobs.PipelineRan) -> None:
         n = len(next(iter(outputs.values())))
         t0 = time.perf_counter()
         if user:
-            result = _call(mod, "postprocess", job.file, outputs)
+            result = _call(mod, "postprocess", job.file, outputs, f" (the outputs: {', '.join(outputs)})")
             try:
                 got = decisions.normalise(result, n, f"postprocess() in {job.file}")
             except ValueError as e:
                 raise PipelineError(str(e)) from None
-        else:
-            assert op is not None and job.classifier_output is not None
-            got = decisions.builtin(np.asarray(outputs[job.classifier_output]), op)
+        elif classifier is not None:
+            try:
+                got = decisions.builtin(np.asarray(outputs[classifier]), op)
+            except ValueError as e:
+                raise PipelineError(f"--operating-point / {job.file}: {e}") from None
+        else:  # refused above
+            raise PipelineError(f"{job.file}: no postprocess and no output for the built-in one")
         reply.post_ms[name] = (time.perf_counter() - t0) * 1e3 / max(n, 1)
         reply.kind = got.kind
         npz.save(job.decisions[name], decisions.encode(got))
@@ -149,7 +180,19 @@ def _time(job: jobs.RunPipeline, mod: Any, reply: jobs.PipelineRan) -> None:
 
     if "preprocess" not in reply.functions:
         raise PipelineError(f"{job.file} defines no preprocess(raw) function")
-    assert job.raw is not None
+    if job.raw is None:
+        raise PipelineError("a 'time' pipeline job needs raw (a deploytool bug)")
+    user = "postprocess" in reply.functions
+    # --operating-point, else the file's THRESHOLD / TOP_K / NEAR_BAND: the resolver validate uses, before any timing
+    given = decisions.OperatingPoint(**job.operating_point) if job.operating_point else None
+    try:
+        op = decisions.resolve_operating_point(given, reply.constants, user, job.file)
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
+    if job.out is not None:  # validate's checks first, on all raw samples at once (the coordinator checks the inputs)
+        _pre(job, mod, reply)
+    if user and job.decisions:
+        _post(job, mod, reply)
     raw = npz.load(job.raw)
     n = len(next(iter(raw.values())))
 
@@ -163,12 +206,6 @@ def _time(job: jobs.RunPipeline, mod: Any, reply: jobs.PipelineRan) -> None:
         _call(mod, "preprocess", job.file, arg)
         times.append(time.perf_counter() - t0)
     reply.pre_ms, reply.samples = statistics.median(times[1:]) * 1e3, n
-    user = "postprocess" in reply.functions
-    c = reply.constants  # without --operating-point, the file's own THRESHOLD / TOP_K, as validate takes them
-    op = decisions.OperatingPoint(**job.operating_point) if job.operating_point else \
-        decisions.OperatingPoint("threshold", float(c["THRESHOLD"])) if 0 < c.get("THRESHOLD", 0) < 1 else \
-        decisions.OperatingPoint("top-k", float(int(c["TOP_K"]))) if c.get("TOP_K", 0) >= 1 else \
-        decisions.OperatingPoint()
     for name, path in job.outputs.items():
         outputs = {k: (v[:, 0] if k in job.unbatch and v.ndim >= 2 and v.shape[1] == 1 else v)
                    for k, v in npz.load(path).items()}
@@ -178,7 +215,7 @@ def _time(job: jobs.RunPipeline, mod: Any, reply: jobs.PipelineRan) -> None:
             sample = {k: v[i:i + 1] for k, v in outputs.items()}
             t0 = time.perf_counter()
             if user:
-                _call(mod, "postprocess", job.file, sample)
+                _call(mod, "postprocess", job.file, sample, f" (the outputs: {', '.join(sample)})")
             elif job.classifier_output is not None:
                 decisions.builtin(np.asarray(sample[job.classifier_output]), op)
             times.append(time.perf_counter() - t0)
