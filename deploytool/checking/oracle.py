@@ -201,8 +201,10 @@ def note(manifest, option: str | None) -> str | None:
     if why:
         return (f"note: the bundle was exported with --oracle {KIND} but holds no float64 oracle ({why}): the fixed "
                 "fp32 tier judges")
-    return ("note: the bundle holds a float64 oracle from its export: the fp32 tier is judged against it "
-            f"({'ignored (--oracle none)' if option == 'none' else 'applied; --oracle none ignores it'})")
+    if option == "none":
+        return "note: the bundle holds a float64 oracle from its export; --oracle none: the fixed fp32 tier judges"
+    return ("note: the bundle holds a float64 oracle from its export: the fp32 tier is judged against it (applied; "
+            "--oracle none ignores it)")
 
 
 def for_validate(opened, option: str | None, samples: int | None = None) -> tuple[dict | None, dict]:

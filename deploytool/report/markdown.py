@@ -128,7 +128,8 @@ def environment(results, markdown: bool = True) -> list[str]:
     """The model, the versions it was exported with, and each machine that validated or benched it (once)."""
     code = (lambda s: f"`{s}`") if markdown else (lambda s: s)
     m = results.manifest
-    lines = [f"model: {code(m.model.name)} ({m.model.description}), source {code(m.model.source.get('kind'))} "
+    described = f" ({m.model.description})" if m.model.description else ""
+    lines = [f"model: {code(m.model.name)}{described}, source {code(m.model.source.get('kind'))} "
              f"({m.model.framework}), exported {m.created} with deploytool {m.tool.get('version')}",
              "versions at export: " + ", ".join(f"{k} {v}" for k, v in m.versions.items() if v)]
     for data in newest_per_machine(results.validations) + newest_per_machine(results.benches):
