@@ -273,3 +273,33 @@ def test_a_failure_of_the_deployed_preprocessing_alone_blames_no_hop_and_a_furth
     assert J.tensors_passed(checks["savedmodel"])  # ...with no diverging tensor on a golden sample: not localised
     checks["savedmodel"].sets = {"main": {"y": {"passed": False, "gating": True}}}
     assert not J.tensors_passed(checks["savedmodel"])
+
+
+def test_a_tensor_failure_is_blamed_on_the_first_ancestor_whose_tensors_diverge_not_one_failing_a_further_gate():
+    from deploytool.checking import judge as J
+    from deploytool.results import Checks
+
+    passed = {"main": {"y": {"passed": True, "gating": True}}}
+    failed = {"main": {"y": {"passed": False, "gating": True}}}
+    checks = Checks()
+    checks["onnx"] = ArtifactCheck("onnx", "onnxruntime", CheckStatus.PASS, sets=passed)
+    checks["savedmodel"] = ArtifactCheck("savedmodel", "tensorflow", CheckStatus.PASS, sets=passed)
+    checks["tflite_fp32"] = ArtifactCheck("tflite_fp32", "litert", CheckStatus.FAIL, reason="y: max abs error 1",
+                                          sets=failed)
+    checks["onnx"].steps = {"failures": ["decisions"]}
+    J.add_failure(checks["onnx"], "multi-step: greedy token differs first at step 5 of 32")
+    J.finish(checks, "torch")
+    assert checks["onnx"].hop_blamed == "source -> onnx"  # its loop diverged: its own hop
+    assert checks["tflite_fp32"].hop_blamed == "savedmodel -> tflite_fp32"  # not onnx, which matches every sample
+
+
+def test_an_int8_target_judged_on_accuracy_counts_as_passing_its_tensors():
+    from deploytool.checking import judge as J
+
+    chk = ArtifactCheck("onnx_int8", "onnxruntime", CheckStatus.PASS,
+                        sets={"labelled": {"logits": {"passed": False, "gating": False}}},
+                        accuracy={"passed": True})
+    assert J.tensors_passed(chk)
+    chk.pipeline = {"gate": {"passed": True}, "preprocess_deployed": {"match": False}}
+    assert J.deployed_preprocessing_only(chk)
+    assert not J.tensors_passed(ArtifactCheck("onnx", "onnxruntime", CheckStatus.FAIL))  # no sets: contract mismatch

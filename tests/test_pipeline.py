@@ -216,6 +216,8 @@ def test_a_top_k_above_the_classes_is_refused_before_any_target_runs(tmp_path):
     with pytest.raises(UsageError, match=r"top-k=11 asks for more classes than the classifier output has \(10\)"):
         pipeline.check_operating_point(OperatingPoint("top-k", 11.0), DIGITS_CONTRACT)
     pipeline.check_operating_point(OperatingPoint("top-k", 10.0), DIGITS_CONTRACT)
+    # a file's own postprocess decides: its TOP_K (e.g. the most detections kept) is its own business
+    pipeline.check_operating_point(OperatingPoint("top-k", 100.0), DIGITS_CONTRACT, ["preprocess", "postprocess"])
 
 
 def test_postprocess_errors_name_the_outputs_and_every_malformed_decision_is_one_line(tmp_path):

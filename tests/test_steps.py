@@ -388,6 +388,8 @@ def test_a_loop_not_run_or_stopped_early_is_no_silent_pass_and_strict_fails_it(t
     assert [k for k, c in checks.items() if stepping.incomplete(c)] == ["none", "part"]
     assert stepping.strict_code(checks, True) == 7 and stepping.strict_code(checks, False) == 0
     assert stepping.strict_code({"full": checks["full"]}, True) == 0
+    part.status = CheckStatus.CONSTANT_ACCEPTED  # exits 0 like a PASS: --strict fails its incomplete loop alike
+    assert stepping.strict_code({"part": part}, True) == 7
 
 
 def test_the_report_has_a_multi_step_section():

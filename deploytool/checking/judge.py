@@ -275,7 +275,9 @@ def tensors_passed(chk: ArtifactCheck) -> bool:
     localise."""
     verdicts = [v for per_set in chk.sets.values() for v in per_set.values()
                 if v.get("gating", True) and not v.get("family_ungated")]
-    return bool(verdicts) and all(v.get("passed") for v in verdicts) and \
+    # no gating verdict at all is a pass where the outputs were judged on task accuracy (int8 with labels); a check
+    # with no sets (an I/O contract mismatch) has failed on its tensors
+    return bool(chk.sets) and all(v.get("passed") for v in verdicts) and \
         (chk.accuracy is None or chk.accuracy.get("passed", True) is not False)
 
 
@@ -546,10 +548,15 @@ def blame_targets(target: Target, checks: dict[str, ArtifactCheck],
         return next((c for c in mine if c.runtime == formats[fmt].runtime and c.platform == NATIVE),
                     mine[0] if mine else None)
 
+    # a target whose own tensors diverge is blamed on the first ancestor whose tensors diverge too (one that failed only
+    # a further gate, the multi-step check or a decision, matches the source on every golden sample)
+    own = next((c for c in checks.values() if c.target == target), None)
+    tensors_only = own is not None and not tensors_passed(own)
     prev = "source"
     for fmt in chain[:-1]:
         c = checked(fmt)
-        if c is not None and c.status == CheckStatus.FAIL and not deployed_preprocessing_only(c):
+        if c is not None and c.status == CheckStatus.FAIL and not deployed_preprocessing_only(c) and \
+                not (tensors_only and tensors_passed(c)):
             return prev, c.key
         prev = c.key if c is not None else Target(fmt, formats[fmt].runtime).key
     return prev, target.key

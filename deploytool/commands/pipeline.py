@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def prepare(opts: PipelineOptions, bundle_dir: Path, source: dict, contract: Con
         raise UsageError(str(e)) from None
     user = npz.load(work / "pipeline.user.npz")
     shaped = checked_inputs(opts, contract, user, pre.samples, f"preprocess() in {opts.file}")
-    check_operating_point(op, contract)
+    check_operating_point(op, contract, pre.functions)
     unbatch = unbatched(contract)
     n = len(next(iter(shaped.values())))
     sets = [_set(work, PIPELINE, contract, shaped)]
@@ -211,9 +212,12 @@ def checked_inputs(opts: PipelineOptions, contract: Contract, user: dict[str, np
     return shaped
 
 
-def check_operating_point(op: decisions.OperatingPoint, contract: Contract) -> None:
+def check_operating_point(op: decisions.OperatingPoint, contract: Contract, functions: Iterable[str] = ()) -> None:
     """A top-k of more classes than the classifier output's last dim (where the contract fixes it) is exit 2, before
-    any target runs (``decisions.check_classes``)."""
+    any target runs (``decisions.check_classes``). Where the file's own postprocess decides (``functions`` names it),
+    its TOP_K may mean anything (the most detections kept): not checked."""
+    if "postprocess" in functions:
+        return
     spec = next((s for s in contract.outputs if s.kind == "classifier"), contract.outputs[0])
     classes = spec.shape[-1] if spec.shape and isinstance(spec.shape[-1], int) else None
     try:
@@ -396,7 +400,7 @@ def bench_timing(opts: PipelineOptions, contract: Contract, reference: Path, wor
                                                      str(opts.file))
     except ValueError as e:
         raise UsageError(str(e)) from None
-    check_operating_point(resolved, contract)
+    check_operating_point(resolved, contract, reply.functions)
     golden = npz.load(reference)
     return {"file": str(opts.file), "raw_data": str(opts.raw), "samples": reply.samples, "pre_ms": reply.pre_ms,
             "post_ms": reply.post_ms.get("reference"), "post_on": "the bundle's golden reference outputs",

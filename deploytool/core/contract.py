@@ -14,9 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from deploytool.core.errors import UsageError
+
 INT_DTYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
 FLOAT_DTYPES = {"float16", "float32", "float64"}
 DTYPES = INT_DTYPES | FLOAT_DTYPES | {"bool"}
+
+
+class RangeError(UsageError, ValueError):
+    """A range an integer input cannot take: a usage error where ``--input-range`` gave it (exit 2), a ValueError
+    (a corrupt contract) where a bundle's manifest holds it."""
 
 
 @dataclass
@@ -57,10 +64,8 @@ class TensorSpec:
             raise ValueError(f"{self.name}: range must be [low, high) with low < high, got {self.range!r}")
         if self.range is not None and self.dtype in INT_DTYPES:  # [0, 20.5) on token ids: no integer range
             if not all(float(v).is_integer() for v in self.range):
-                from deploytool.core.errors import UsageError
-
                 lo, hi = self.range
-                raise UsageError(f"--input-range {self.name}:{lo}:{hi}: {self.name} is an {self.dtype} input, so "
+                raise RangeError(f"--input-range {self.name}:{lo}:{hi}: {self.name} is an {self.dtype} input, so "
                                  "LOW and HIGH must be integers")
             self.range = [int(v) for v in self.range]
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from deploytool import install
-from deploytool.core.contract import Contract
+from deploytool.core.contract import Contract, RangeError
 from deploytool.core.errors import ModelError, UsageError
 
 # What each source framework's worker imports (preloaded while other work runs).
@@ -171,6 +171,8 @@ def graph_contract(what: str, inputs: list[dict], outputs: list[dict], dims: dic
             o["kind"] = "classifier"
     try:
         return Contract.from_dict({"inputs": inputs, "outputs": outputs, "dims": dims})
+    except RangeError:  # the user's --input-range: a usage error (exit 2), not the model's
+        raise
     except ValueError as e:
         raise ModelError(f"{what}: {e}") from None
 

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from deploytool.core.contract import FLOAT_DTYPES, INT_DTYPES, Contract, generate_inputs, observed_range
+from deploytool.core.contract import FLOAT_DTYPES, INT_DTYPES, Contract, RangeError, generate_inputs, observed_range
 from deploytool.core.errors import ModelError, short_error
 from deploytool.measuring.flops import TORCH_METHOD, torch_flops
 from deploytool.sources import LoadedModel, _pycheck
@@ -100,6 +100,8 @@ def load(source: dict) -> LoadedModel:
         else:
             contract = Contract.from_dict({"inputs": mod.INPUTS, "outputs": mod.OUTPUTS,
                                            "dims": getattr(mod, "DIMS", {})})
+    except RangeError:  # the user's --input-range: a usage error (exit 2), not the model's
+        raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ModelError(f"model {name!r}: bad I/O declaration: {e}") from e
     if examples_from_factory is not None:
