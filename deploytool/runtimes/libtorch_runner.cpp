@@ -201,6 +201,7 @@ void time_calls(torch::jit::Module& module, const std::string& plan_path) {
   const double measure_s = seconds(clock::now() - start);
   std::ofstream out(samples_path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(samples.data()), static_cast<std::streamsize>(samples.size() * 8));
+  out.close();  // flushed and closed before the answer: the reader opens the file as soon as it reads "timed"
   if (!out) throw std::runtime_error("cannot write samples");
   std::cout << "timed " << warmup << " " << measure_s << " " << (capped ? 1 : 0) << " " << samples.size() << "\n"
             << std::flush;
